@@ -1,0 +1,178 @@
+"""The `promote` command line: parse → build → run → exit code (DESIGN.md §7).
+
+Exit codes: 0 pass (or warn), 1 gate failed, 2 usage or contract error, 3 could not evaluate.
+Results go to stdout, logs and errors to stderr. Heavy imports (torch, onnxruntime, the stages)
+happen inside the commands that need them, so `promote --help` and `promote validate` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from promote import __version__
+from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
+
+STAGES = ("numerics", "slices", "runtime", "observability")
+FORMATS = ("text", "json", "markdown")
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  pass (warnings too, unless --fail-on warn)
+  1  gate failed: a clause was violated and the policy blocks
+  2  usage or contract error (bad flag, invalid contract, bad data file)
+  3  could not evaluate (a kernel crashed, a stage is unavailable)"""
+
+
+class OutputSpec(click.ParamType):
+    """``FMT=PATH`` for ``--output``; FMT is one of the report formats."""
+
+    name = "FMT=PATH"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        fmt, sep, path = str(value).partition("=")
+        if not sep or not path:
+            self.fail(f"{value!r} is not FMT=PATH (e.g. json=report.json)", param, ctx)
+        if fmt not in FORMATS:
+            self.fail(f"unknown format {fmt!r} in {value!r}; choose from {', '.join(FORMATS)}", param, ctx)
+        return fmt, Path(path)
+
+
+def _use_colour(flag: bool | None) -> bool:
+    """--color/--no-color wins; then NO_COLOR (off) and FORCE_COLOR (on); else only on a terminal."""
+    if flag is not None:
+        return flag
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return sys.stdout.isatty()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, "--version", prog_name="promote")
+def cli() -> None:
+    """Check an inference kernel against its reference kernel under a kernel contract."""
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("contract", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
+              help="Run only these stages (repeatable). Default: every stage the contract has.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Report format printed on stdout.")
+@click.option("--output", "outputs", multiple=True, type=OutputSpec(),
+              help="Also write the report as FMT to PATH (repeatable), e.g. --output json=report.json.")
+@click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
+              help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still exit 3).")
+@click.option("--all-stages", is_flag=True, help="Keep running later stages after a stage the policy blocks.")
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr. Default: only on a terminal.")
+@click.option("--color/--no-color", "colour", default=None,
+              help="Colour the text report. Default: on a terminal, honouring NO_COLOR and FORCE_COLOR.")
+@click.pass_context
+def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
+          outputs: tuple[tuple[str, Path], ...], fail_on: str, all_stages: bool, progress: bool | None,
+          colour: bool | None) -> None:
+    """Run the contract's stages and print a report; the exit code is the gate."""
+    from promote.run import CheckOptions, run_check
+
+    command = ["promote", "check", contract, *[f"--stage={s}" for s in stages]]
+    if fail_on != "fail":
+        command.append(f"--fail-on={fail_on}")
+    options = CheckOptions(stages=stages, fail_on=fail_on, all_stages=all_stages,
+                           progress=sys.stderr.isatty() if progress is None else progress,
+                           command=shlex.join(command))
+    report = run_check(contract, options)
+    from promote.report.render import RENDERERS
+
+    for out_fmt, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(RENDERERS[out_fmt](report), encoding="utf-8")
+        except OSError as exc:
+            raise PromoteError(f"cannot write {out_fmt} report to {path}: {exc.strerror}") from None
+        click.echo(f"promote: wrote {out_fmt} report to {path}", err=True)
+    click.echo(RENDERERS[fmt](report, colour=fmt == "text" and _use_colour(colour)), nl=False)
+    ctx.exit(report.exit_code)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("contracts", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--no-data", is_flag=True, help="Do not read the eval set (check only the contract file).")
+@click.pass_context
+def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> None:
+    """Check contract files (and their eval sets) without running any kernel.
+
+    Every problem is printed as FILE:LINE:COL: message. Exit 0 when all are valid (warnings allowed),
+    2 otherwise.
+    """
+    from promote.contract.load import ContractError
+    from promote.contract.model import load_contract
+    from promote.data import read_jsonl
+
+    failed = False
+    for path in contracts:
+        try:
+            contract, warnings = load_contract(path)
+            if not no_data:
+                read_jsonl(contract.data.path, display_path=contract.data.display_path, limit=contract.data.limit)
+        except ContractError as exc:
+            failed = True
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            continue
+        except PromoteError as exc:
+            failed = True
+            click.echo(f"{path}: error: {exc.format_message()}", err=True)
+            continue
+        for problem in warnings:
+            click.echo(str(problem), err=True)
+        click.echo(f"{path}: ok (contract `{contract.name}`, stages: {', '.join(contract.sections())})")
+    ctx.exit(EXIT_USAGE if failed else 0)
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["contract", "report"]), default="contract")
+def schema(which: str) -> None:
+    """Print the JSON Schema of a contract (default) or of the JSON report."""
+    from promote.resources import schema_text
+
+    click.echo(schema_text(which), nl=False)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("promote.yaml"))
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter contract to PATH (default promote.yaml)."""
+    from promote.resources import data_dir
+
+    if path.exists() and not force:
+        raise PromoteError(f"{path} already exists; pass --force to overwrite it")
+    text = (data_dir("templates") / "starter-contract.yaml").read_text(encoding="utf-8")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PromoteError(f"cannot write {path}: {exc.strerror}") from None
+    click.echo(f"wrote {path}; edit the kernels and data paths, then run: promote validate {path}")
+
+
+def main() -> None:
+    """Console-script entry: click handles PromoteError (with its exit code); anything else is a bug,
+    reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate."""
+    try:
+        cli.main(prog_name="promote")
+    except Exception as exc:  # noqa: BLE001 - the one boundary for unexpected errors
+        click.echo(f"promote: internal error: {type(exc).__name__}: {exc} (please report this bug; "
+                   "set PROMOTE_DEBUG=1 for a traceback)", err=True)
+        if os.environ.get("PROMOTE_DEBUG"):
+            raise
+        sys.exit(EXIT_COULD_NOT_EVALUATE)
+
+
+if __name__ == "__main__":
+    main()

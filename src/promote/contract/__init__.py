@@ -1,0 +1,1 @@
+"""Kernel contracts: loading YAML contract files and reporting problems a person can act on."""

@@ -1,0 +1,117 @@
+"""The Kernel lifecycle: public ``open``/``run``/``close`` check state and outputs, subclasses fill
+the ``_open_impl``/``_run_impl``/``_close_impl`` hooks (Polygraphy's runner pattern).
+
+Checking outputs here, once, means every kernel kind gets the same guarantees: the right shape,
+float logits, one row per sample — or a clear error naming the kernel.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from promote.data import Batch
+from promote.errors import EvaluationError, UsageError
+
+
+@dataclass
+class Outputs:
+    """Logits of one batch: float32 numpy [B, T, V], aligned with ``Batch.input_ids``."""
+
+    logits: np.ndarray
+
+
+class Kernel(ABC):
+    """A program producing outputs for batches. Use as a context manager."""
+
+    kind: str = "abstract"
+
+    def __init__(self, spec: Any, *, role: str) -> None:
+        self.spec = spec
+        self.role = role
+        self._opened = False
+        self.calls = 0
+        self.seconds = 0.0
+
+    @property
+    def label(self) -> str:
+        """How messages name this kernel, e.g. ``candidate (torch, bf16)``."""
+        return f"{self.role} ({self.describe()})"
+
+    def describe(self) -> str:
+        return self.kind
+
+    def open(self) -> None:
+        if not self._opened:
+            self._open_impl()
+            self._opened = True
+
+    def close(self) -> None:
+        if self._opened:
+            self._close_impl()
+            self._opened = False
+
+    def __enter__(self) -> Kernel:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, batch: Batch) -> Outputs:
+        """Run one batch, time it, and check the outputs are logits for every position."""
+        if not self._opened:
+            raise RuntimeError(f"{self.label}: run() before open()")
+        start = time.perf_counter()
+        outputs = self._run_impl(batch)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self._check(outputs, batch)
+        return outputs
+
+    def _check(self, outputs: Outputs, batch: Batch) -> None:
+        logits = outputs.logits
+        b, t = batch.input_ids.shape
+        if logits.ndim != 3 or logits.shape[0] != b or logits.shape[1] != t:
+            raise UsageError(
+                f"{self.label}: the task `causal-lm` expects logits shaped [batch, seq, vocab] = [{b}, {t}, V], "
+                f"got {list(logits.shape)}; make the model's forward return next-token logits"
+            )
+        if not np.issubdtype(logits.dtype, np.floating):
+            raise UsageError(f"{self.label}: logits must be floating point, got {logits.dtype}")
+        vocab = logits.shape[2]
+        top = int(batch.input_ids.max(initial=0))
+        if top >= vocab:
+            raise UsageError(f"{self.label}: eval set has token id {top} but the model's vocabulary has {vocab} entries")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Environment facts that change numerics: library versions, device, flags, threads."""
+        return {
+            "kind": self.kind,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "numpy": np.__version__,
+            **self._fingerprint_impl(),
+        }
+
+    @abstractmethod
+    def _open_impl(self) -> None: ...
+
+    @abstractmethod
+    def _run_impl(self, batch: Batch) -> Outputs: ...
+
+    def _close_impl(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def _fingerprint_impl(self) -> dict[str, Any]:
+        return {}
+
+
+def evaluation_failure(label: str, what: str, exc: BaseException) -> EvaluationError:
+    """Wrap a crash inside user code (factory, forward) as exit-3 with the cause named, no traceback."""
+    return EvaluationError(f"{label}: {what} raised {type(exc).__name__}: {exc}")

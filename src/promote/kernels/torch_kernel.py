@@ -1,0 +1,172 @@
+"""PyTorch kernel: an nn.Module from a factory, weights from safetensors, a declared precision.
+
+Precision flags (TF32, matmul precision) are process-global in torch, so they are set around each
+forward call and restored afterwards: a reference run in the same process as a candidate run must
+not inherit the candidate's flags (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from promote.data import Batch
+from promote.errors import UsageError
+from promote.kernels.base import Kernel, Outputs, evaluation_failure
+
+_WEIGHT_DTYPES = {"bf16-weights": torch.bfloat16, "fp16-weights": torch.float16}
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def precision_flags(precision: str) -> Iterator[dict[str, Any]]:
+    """Set TF32/matmul-precision flags for ``precision``; restore the previous ones on exit."""
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+    allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
+    try:
+        yield {"allow_tf32": allow_tf32, "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[0], saved[1]
+        torch.set_float32_matmul_precision(saved[2])
+
+
+def load_factory(spec: Any) -> Any:
+    """Import ``file.py:factory`` (or ``package.module:factory``) and return the factory callable."""
+    where = spec.model
+    if spec.model_file is not None:
+        digest = hashlib.sha256(str(spec.model_file).encode()).hexdigest()[:12]
+        name = f"promote_user_model_{digest}"
+        module = sys.modules.get(name)
+        if module is None:
+            import_spec = importlib.util.spec_from_file_location(name, spec.model_file)
+            if import_spec is None or import_spec.loader is None:
+                raise UsageError(f"{where}: cannot import {spec.model_file} as Python")
+            module = importlib.util.module_from_spec(import_spec)
+            sys.modules[name] = module
+            try:
+                import_spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[name]
+                raise evaluation_failure(f"model `{where}`", "importing the model file", exc) from None
+    else:
+        try:
+            module = importlib.import_module(spec.module)
+        except ImportError as exc:
+            raise UsageError(f"model `{where}`: cannot import module `{spec.module}` ({exc})") from None
+    factory = getattr(module, spec.factory, None)
+    if not callable(factory):
+        raise UsageError(f"model `{where}`: `{spec.factory}` is not a callable in that module")
+    return factory
+
+
+def _logits_of(output: Any) -> torch.Tensor | None:
+    """Accept a tensor, an HF-style object with ``.logits``, a dict with ``logits``, or a tuple's first item."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        return output.get("logits")
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+class TorchKernel(Kernel):
+    kind = "torch"
+
+    def describe(self) -> str:
+        return f"torch, {self.spec.precision}"
+
+    def _open_impl(self) -> None:
+        from safetensors.torch import load_file
+
+        factory = load_factory(self.spec)
+        try:
+            module = factory()
+        except Exception as exc:
+            raise evaluation_failure(self.label, f"factory `{self.spec.model}`", exc) from None
+        if not isinstance(module, torch.nn.Module) and not callable(module):
+            raise UsageError(f"{self.label}: factory `{self.spec.model}` returned {type(module).__name__}, "
+                             "expected an nn.Module or a callable")
+        if self.spec.weights is not None:
+            if not isinstance(module, torch.nn.Module):
+                raise UsageError(f"{self.label}: `weights` given but the factory did not return an nn.Module")
+            try:
+                state = load_file(str(self.spec.weights))
+            except Exception as exc:
+                raise UsageError(f"{self.spec.weights_display}: not a readable safetensors file ({exc})") from None
+            result = module.load_state_dict(state, strict=False)
+            if result.missing_keys or result.unexpected_keys:
+                raise UsageError(
+                    f"{self.spec.weights_display}: weights do not match the model built by `{self.spec.model}`: "
+                    f"missing {list(result.missing_keys)[:5]}, unexpected {list(result.unexpected_keys)[:5]}"
+                )
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+            if self.spec.precision in _WEIGHT_DTYPES:
+                module = module.to(_WEIGHT_DTYPES[self.spec.precision])
+            module = module.to(self.spec.device)
+        self.module = module
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        if self.spec.threads is None:
+            yield
+            return
+        saved = torch.get_num_threads()
+        torch.set_num_threads(self.spec.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(saved)
+
+    def _run_impl(self, batch: Batch) -> Outputs:
+        ids = torch.from_numpy(batch.input_ids).to(self.spec.device)
+        autocast_dtype = _AUTOCAST_DTYPES.get(self.spec.precision)
+        autocast = (
+            torch.autocast(device_type=self.spec.device, dtype=autocast_dtype)
+            if autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        try:
+            with self._threads(), precision_flags(self.spec.precision), torch.inference_mode(), autocast:
+                raw = self.module(ids)
+        except Exception as exc:
+            raise evaluation_failure(self.label, "forward pass", exc) from None
+        logits = _logits_of(raw)
+        if logits is None:
+            raise UsageError(f"{self.label}: forward returned {type(raw).__name__}; the task `causal-lm` needs a "
+                             "logits tensor (or an object with `.logits`, or a dict with `logits`)")
+        return Outputs(logits=logits.detach().to("cpu", torch.float32).numpy())
+
+    def _fingerprint_impl(self) -> dict[str, Any]:
+        with precision_flags(self.spec.precision) as flags:
+            pass
+        return {
+            "torch": torch.__version__,
+            "device": self.spec.device,
+            "precision": self.spec.precision,
+            "threads": self.spec.threads or torch.get_num_threads(),
+            "cuda": torch.version.cuda,
+            **flags,
+            "mkldnn_bf16": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()),
+        }
+
+
+__all__ = ["TorchKernel", "precision_flags", "load_factory"]

@@ -1,0 +1,1 @@
+"""Metrics: per-position values (distribution.py), streaming summaries (summary.py)."""

@@ -1,0 +1,1 @@
+"""Reports: the Report object (model.py) and its renderings (render.py)."""

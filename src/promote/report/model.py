@@ -1,0 +1,81 @@
+"""The Report: one object from which every rendering (text, markdown, JSON) is made.
+
+Its JSON form is the stable interface (``schemas/report.schema.json``, ``schema_version``): the PR
+comment, a later merge of stage reports and other tools read it, so ``to_dict``/``from_dict``
+round-trip exactly (a test asserts it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from promote.policy import Action, Decision
+from promote.results import StageResult
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Report:
+    tool_version: str
+    contract: dict[str, Any]
+    kernels: dict[str, Any]
+    data: dict[str, Any]
+    stages: list[StageResult]
+    decision: Decision
+    command: str
+    started_at: str
+    finished_at: str
+    duration_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return self.decision.verdict
+
+    @property
+    def exit_code(self) -> int:
+        return self.decision.exit_code
+
+    def counts(self) -> dict[str, int]:
+        """How many clauses ended in each status."""
+        out: dict[str, int] = {}
+        for stage in self.stages:
+            for clause in stage.clauses:
+                out[clause.status] = out.get(clause.status, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "promote", "version": self.tool_version},
+            "contract": self.contract,
+            "kernels": self.kernels,
+            "data": self.data,
+            "stages": [s.to_dict() for s in self.stages],
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "actions": [a.to_dict() for a in self.decision.actions],
+            "counts": self.counts(),
+            "command": self.command,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": round(self.duration_s, 6),
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        decision = Decision(actions=[Action(**a) for a in data["actions"]], verdict=data["verdict"],
+                            exit_code=data["exit_code"])
+        return cls(
+            tool_version=data["tool"]["version"], contract=data["contract"], kernels=data["kernels"],
+            data=data["data"], stages=[StageResult.from_dict(s) for s in data["stages"]], decision=decision,
+            command=data["command"], started_at=data["started_at"], finished_at=data["finished_at"],
+            duration_s=data["duration_s"], warnings=list(data.get("warnings", [])),
+        )

@@ -1,0 +1,130 @@
+"""Result types shared by stages, the policy and reports.
+
+They sit below ``stages/``, ``policy.py`` and ``report/`` so that none of those layers has to import
+a higher one (DESIGN.md §2). Plain dataclasses with a JSON form; no behaviour beyond bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Every status a clause can have. Only `pass` (and `skipped`, for stages not requested) count as
+# green; everything else is surfaced and routed by the policy (DESIGN.md §6).
+STATUSES = ("pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped")
+STAGE_NAMES = ("numerics", "slices", "runtime", "observability")
+# Contract section of each stage (the report uses stage names; the contract, section names).
+STAGE_SECTIONS = {
+    "numerics": "numerical",
+    "slices": "statistical",
+    "runtime": "runtime",
+    "observability": "observability",
+}
+# Worst first: how a set of clause statuses sums up into one stage status.
+_STATUS_SEVERITY = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
+
+
+def worst_status(statuses: list[str]) -> str:
+    """The most severe status of a list (``skipped`` for an empty list)."""
+    return max(statuses, key=_STATUS_SEVERITY.__getitem__, default="skipped")
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN/Inf: such observations are stored as null with the reason in the message."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass
+class Bound:
+    """The limit a clause sets: ``observed <= value`` (op ``max``) or ``observed >= value`` (``min``)."""
+
+    op: str
+    value: float
+
+    def holds(self, observed: float) -> bool:
+        """NaN never satisfies a bound: a non-finite observation fails, it does not slip through."""
+        if math.isnan(observed):
+            return False
+        return observed <= self.value if self.op == "max" else observed >= self.value
+
+
+@dataclass
+class ClauseResult:
+    """One clause, evaluated: what was measured, against what, and the verdict with its evidence."""
+
+    id: str
+    stage: str
+    status: str
+    message: str
+    metric: str | None = None
+    stat: str | None = None
+    observed: float | None = None
+    bounds: list[Bound] = field(default_factory=list)
+    slice: str | None = None
+    line: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["observed"] = finite_or_none(self.observed)
+        out["observed_text"] = format_value(self.observed)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClauseResult:
+        data = {k: v for k, v in data.items() if k != "observed_text"}
+        data["bounds"] = [Bound(**b) for b in data.get("bounds", [])]
+        return cls(**data)
+
+
+@dataclass
+class StageResult:
+    """A stage's clauses plus the stage-level facts (positions scored, timings, notes)."""
+
+    name: str
+    status: str
+    clauses: list[ClauseResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "duration_s": round(self.duration_s, 6),
+            "notes": list(self.notes),
+            "details": self.details,
+            "clauses": [c.to_dict() for c in self.clauses],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageResult:
+        return cls(
+            name=data["name"],
+            status=data["status"],
+            clauses=[ClauseResult.from_dict(c) for c in data["clauses"]],
+            duration_s=data.get("duration_s", 0.0),
+            notes=list(data.get("notes", [])),
+            details=dict(data.get("details", {})),
+        )
+
+
+def format_value(value: float | None) -> str:
+    """Compact, precise rendering of an observed value (``n/a`` for missing, ``nan``/``inf`` kept)."""
+    if value is None:
+        return "n/a"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.3e}"

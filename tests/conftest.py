@@ -1,0 +1,112 @@
+"""Shared fixtures: a miniature project (model file, eval set, contract writer) in a temp dir, so CLI
+tests exercise real torch kernels in milliseconds; the shipped example has its own end-to-end test."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+MINI_MODEL = '''
+import torch
+
+
+class Mini(torch.nn.Module):
+    """Embedding → linear: a causal LM in the loosest sense, enough to produce real logits."""
+
+    def __init__(self, scale: float = 1.0, noise: float = 0.0):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb = torch.nn.Parameter(torch.randn(16, 8, generator=g))
+        self.out = torch.nn.Parameter(torch.randn(8, 16, generator=g))
+        self.scale = scale
+        self.noise = noise
+
+    def forward(self, ids):
+        logits = (self.emb[ids] @ self.out) * self.scale
+        if self.noise:
+            g = torch.Generator().manual_seed(1)
+            logits = logits + self.noise * torch.randn(logits.shape, generator=g)
+        return logits
+
+
+def build():
+    return Mini()
+
+
+def build_hot():
+    return Mini(scale=1.5)
+
+
+def build_constant():
+    class Constant(torch.nn.Module):
+        def forward(self, ids):
+            return torch.zeros(*ids.shape, 16)
+    return Constant()
+
+
+def build_nan():
+    class NaNs(Mini):
+        def forward(self, ids):
+            out = super().forward(ids)
+            out[:, 1, 3] = float("nan")
+            return out
+    return NaNs()
+
+
+def build_broken():
+    raise RuntimeError("factory exploded")
+
+
+def build_wrong_shape():
+    class Flat(torch.nn.Module):
+        def forward(self, ids):
+            return torch.zeros(ids.shape[0], 16)
+    return Flat()
+'''
+
+
+class MiniProject:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "model.py").write_text(MINI_MODEL)
+        lines = []
+        for i in range(24):
+            ids = [(i * 7 + t * 3) % 16 for t in range(5 + i % 6)]
+            lines.append(json.dumps({"id": f"s{i:02d}", "input_ids": ids, "tags": {"group": "ab"[i % 2]}}))
+        (root / "eval.jsonl").write_text("\n".join(lines) + "\n")
+
+    def contract(self, name: str = "contract.yaml", *, candidate: str = "build", precision: str = "fp32",
+                 clauses: list[dict] | None = None, extra: dict | None = None) -> Path:
+        doc = {
+            "version": 1,
+            "name": "mini",
+            "reference": {"kind": "torch", "model": "model.py:build", "precision": "fp32", "batch_size": 5},
+            "candidate": {"kind": "torch", "model": f"model.py:{candidate}", "precision": precision,
+                          "batch_size": 5},
+            "data": {"path": "eval.jsonl"},
+            "numerical": {"clauses": clauses or [
+                {"id": "kl-mean", "metric": "kl", "stat": "mean", "max": 1e-3},
+                {"id": "agree", "metric": "argmax_agree", "stat": "mean", "min": 0.99},
+                {"id": "finite", "metric": "nonfinite", "stat": "max", "max": 0},
+            ]},
+        }
+        doc.update(extra or {})
+        path = self.root / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> MiniProject:
+    return MiniProject(tmp_path)

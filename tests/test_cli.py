@@ -1,0 +1,190 @@
+"""CLI behaviour: one test per exit code, report formats, validate/init/schema, start-up cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+from click.testing import CliRunner
+
+from promote.cli import cli
+from promote.resources import load_schema
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_exit_0_when_every_clause_passes(mini):
+    result = invoke("check", str(mini.contract()), "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, load_schema("report"))
+    assert report["verdict"] == "pass"
+    statuses = {c["id"]: c["status"] for c in report["stages"][0]["clauses"]}
+    assert statuses == {"kl-mean": "pass", "agree": "pass", "finite": "pass"}
+    assert report["data"]["positions"] == sum(5 + i % 6 - 1 for i in range(24))
+    assert report["kernels"]["reference"]["fingerprint"]["float32_matmul_precision"] == "highest"
+
+
+def test_exit_1_when_a_clause_fails_and_the_report_names_it(mini):
+    result = invoke("check", str(mini.contract(candidate="build_hot")), "--format", "json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, load_schema("report"))
+    kl = next(c for c in report["stages"][0]["clauses"] if c["id"] == "kl-mean")
+    assert kl["status"] == "fail" and kl["observed"] > 1e-3
+    assert kl["evidence"]["worst"][0]["sample_id"].startswith("s")
+    assert report["verdict"] == "block"
+    assert any(a["clause"] == "kl-mean" and a["action"] == "block" for a in report["actions"])
+
+
+def test_fail_on_never_and_warn(mini):
+    path = mini.contract(candidate="build_hot")
+    assert invoke("check", str(path), "--fail-on", "never").exit_code == 0
+    warn_only = mini.contract("warn.yaml", candidate="build_hot", clauses=[
+        {"id": "kl-mean", "metric": "kl", "stat": "mean", "max": 1e-3, "severity": "warn"}])
+    assert invoke("check", str(warn_only)).exit_code == 0
+    assert invoke("check", str(warn_only), "--fail-on", "warn").exit_code == 1
+
+
+def test_exit_2_for_an_invalid_contract_with_located_message(mini):
+    path = mini.write("bad.yaml", """\
+        version: 1
+        name: bad
+        numercal: {}
+        """)
+    result = invoke("check", str(path))
+    assert result.exit_code == 2
+    assert f"{path}:3:1" in result.stderr
+    assert "did you mean `numerical`" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_exit_2_for_usage_errors():
+    assert invoke("check").exit_code == 2
+    assert invoke("check", "x.yaml", "--format", "pdf").exit_code == 2
+    assert invoke("check", "x.yaml", "--output", "json").exit_code == 2
+
+
+def test_exit_3_when_the_factory_raises_and_report_still_written(mini, tmp_path):
+    out = tmp_path / "out" / "report.json"
+    result = invoke("check", str(mini.contract(candidate="build_broken")), "--output", f"json={out}")
+    assert result.exit_code == 3
+    assert "factory exploded" in result.stderr
+    report = json.loads(out.read_text())
+    jsonschema.validate(report, load_schema("report"))
+    assert report["verdict"] == "error"
+    assert {c["status"] for c in report["stages"][0]["clauses"]} == {"error"}
+
+
+def test_exit_2_when_model_output_is_not_logits(mini):
+    result = invoke("check", str(mini.contract(candidate="build_wrong_shape")))
+    assert result.exit_code == 2
+    assert "[batch, seq, vocab]" in result.stderr
+
+
+def test_constant_outputs_are_vacuous_not_pass(mini):
+    doc = mini.contract(candidate="build_constant")
+    text = doc.read_text().replace("model.py:build\n", "model.py:build_constant\n", 1)
+    doc.write_text(text)
+    result = invoke("check", str(doc), "--format", "json")
+    report = json.loads(result.stdout)
+    assert {c["status"] for c in report["stages"][0]["clauses"]} == {"vacuous"}
+    assert result.exit_code == 1  # vacuous is routed like a violation (default: block)
+
+
+def test_nan_outputs_fail_every_divergence_clause(mini):
+    path = mini.contract(candidate="build_nan", clauses=[
+        {"id": "kl-max", "metric": "kl", "stat": "max", "max": 10.0},
+        {"id": "finite", "metric": "nonfinite", "stat": "max", "max": 0},
+    ])
+    result = invoke("check", str(path), "--format", "json")
+    report = json.loads(result.stdout)
+    statuses = {c["id"]: c for c in report["stages"][0]["clauses"]}
+    assert statuses["kl-max"]["status"] == "fail" and statuses["kl-max"]["observed_text"] == "nan"
+    assert statuses["finite"]["status"] == "fail" and statuses["finite"]["observed"] == 1
+    assert result.exit_code == 1
+
+
+def test_unimplemented_stage_is_an_error_not_a_pass(mini):
+    path = mini.contract(extra={"runtime": {"clauses": [{"id": "p99", "metric": "latency_ms", "stat": "p99",
+                                                         "max_ratio": 1.1}]}})
+    result = invoke("check", str(path), "--format", "json")
+    assert result.exit_code == 3
+    report = json.loads(result.stdout)
+    runtime = next(s for s in report["stages"] if s["name"] == "runtime")
+    assert runtime["clauses"][0]["status"] == "error"
+    # Selecting only numerics skips runtime explicitly and the gate can pass.
+    only = invoke("check", str(path), "--stage", "numerics", "--format", "json")
+    assert only.exit_code == 0
+    assert json.loads(only.stdout)["stages"][1]["clauses"][0]["status"] == "skipped"
+
+
+def test_nothing_evaluated_is_not_a_pass(mini):
+    result = invoke("check", str(mini.contract()), "--stage", "runtime", "--format", "json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["verdict"] == "error"
+
+
+def test_markdown_and_text_outputs(mini, tmp_path):
+    md = tmp_path / "r.md"
+    result = invoke("check", str(mini.contract(candidate="build_hot")), "--output", f"markdown={md}", "--no-color")
+    assert result.exit_code == 1
+    assert "FAIL" in result.stdout and "kl-mean" in result.stdout
+    assert "\x1b[" not in result.stdout
+    text = md.read_text()
+    assert "Promotion blocked" in text and "| ❌ fail | `kl-mean` |" in text
+
+
+def test_validate_reports_every_problem_and_ok(mini):
+    good = mini.contract()
+    result = invoke("validate", str(good))
+    assert result.exit_code == 0 and "ok" in result.stdout
+    bad = mini.write("bad.yaml", """\
+        version: 1
+        name: bad
+        reference: {kind: torch, model: "missing.py:build"}
+        candidate: {kind: torch, model: "model.py:build", precision: bf17}
+        data: {path: eval.jsonl}
+        numerical:
+          clauses:
+            - {id: a, metric: kl, stat: mean, max: 1}
+            - {id: a, metric: kll, stat: mean, max: 1}
+        """)
+    result = invoke("validate", str(bad))
+    assert result.exit_code == 2
+    err = result.stderr
+    assert "bf17" in err and "did you mean `bf16`" in err
+    assert "kll" in err and "did you mean `kl`" in err
+
+
+def test_validate_reports_malformed_data_line(mini):
+    (mini.root / "eval.jsonl").write_text('{"id": "a", "input_ids": [1, 2]}\n{"id": "b", "input_ids": [1,\n')
+    result = invoke("validate", str(mini.contract()))
+    assert result.exit_code == 2
+    assert "eval.jsonl:2: malformed JSON" in result.stderr
+
+
+def test_schema_and_version_and_init(tmp_path):
+    schema = json.loads(invoke("schema").stdout)
+    assert schema["title"] == "promote kernel contract"
+    assert json.loads(invoke("schema", "report").stdout)["title"] == "promote report"
+    assert "0." in invoke("--version").stdout
+    target = tmp_path / "promote.yaml"
+    assert invoke("init", str(target)).exit_code == 0
+    assert invoke("init", str(target)).exit_code == 2  # refuses to overwrite
+    from promote.contract.load import parse_yaml, validate
+
+    doc = parse_yaml(target)
+    assert validate(doc, load_schema("contract")) == []
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from promote.cli import cli; cli.main(['--help'], standalone_mode=False); " \
+           "assert 'torch' not in sys.modules, 'torch imported'; assert 'numpy' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Exit codes" in proc.stdout

@@ -1,0 +1,138 @@
+"""Per-position metrics against a float64 reference implementation, and summary merging."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from promote.metrics.distribution import token_metrics
+from promote.metrics.summary import MetricSummary
+
+
+def reference_metrics(zr: np.ndarray, zc: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Straightforward float64 definitions (DESIGN.md §5)."""
+    lp = torch.log_softmax(torch.tensor(zr, dtype=torch.float64), -1)
+    lq = torch.log_softmax(torch.tensor(zc, dtype=torch.float64), -1)
+    p, q = lp.exp(), lq.exp()
+    d = torch.tensor(zc, dtype=torch.float64) - torch.tensor(zr, dtype=torch.float64)
+    rows = torch.arange(len(y))
+    lr = lp[rows, torch.tensor(y)] - lq[rows, torch.tensor(y)]
+    return {
+        "kl": (p * (lp - lq)).sum(-1).numpy(),
+        "kl_rev": (q * (lq - lp)).sum(-1).numpy(),
+        "tv": (0.5 * (p - q).abs().sum(-1)).numpy(),
+        "logit_drift": d.abs().amax(-1).numpy(),
+        "logit_osc": (d.amax(-1) - d.amin(-1)).numpy(),
+        "log_ratio": lr.numpy(),
+        "argmax_agree": (lp.argmax(-1) == lq.argmax(-1)).double().numpy(),
+    }
+
+
+@pytest.mark.parametrize("scale,vocab", [(1e-3, 50), (0.1, 300), (2.0, 1000), (0.05, 2)])
+def test_metrics_match_float64_reference(scale, vocab):
+    rng = np.random.default_rng(vocab)
+    zr = (rng.normal(size=(40, vocab)) * 4).astype(np.float32)
+    zc = (zr + rng.normal(size=zr.shape) * scale).astype(np.float32)
+    y = rng.integers(0, vocab, 40)
+    got = token_metrics(zr, zc, y)
+    want = reference_metrics(zr, zc, y)
+    for name, values in want.items():
+        np.testing.assert_allclose(got[name], values, rtol=1e-6, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(got["abs_log_ratio"], np.abs(want["log_ratio"]), rtol=1e-6, atol=1e-12)
+
+
+def test_near_identical_distributions_are_not_rounding_noise():
+    """KL ~1e-12 (fp32 batch noise): a naive float32 formula returns noise, ours stays accurate."""
+    rng = np.random.default_rng(0)
+    zr = (rng.normal(size=(20, 500)) * 3).astype(np.float32)
+    zc = np.nextafter(zr, np.float32(np.inf))  # one ulp apart everywhere: a tiny, real difference
+    got = token_metrics(zr, zc, np.zeros(20, dtype=np.int64))
+    want = reference_metrics(zr, zc, np.zeros(20, dtype=np.int64))
+    assert np.all(got["kl"] > 0)
+    np.testing.assert_allclose(got["kl"], want["kl"], rtol=1e-3, atol=1e-15)
+    assert np.all(got["kl"] < 1e-12)
+
+
+def test_identical_logits_give_exact_zero():
+    z = np.random.default_rng(1).normal(size=(5, 64)).astype(np.float32)
+    got = token_metrics(z, z.copy(), np.arange(5))
+    for name in ("kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio"):
+        assert np.all(got[name] == 0), name
+    assert np.all(got["argmax_agree"] == 1)
+
+
+def test_masked_vocab_entries_on_both_sides_are_ignored():
+    rng = np.random.default_rng(2)
+    zr = rng.normal(size=(6, 32)).astype(np.float32)
+    zc = (zr + 0.01 * rng.normal(size=zr.shape)).astype(np.float32)
+    zr[:, 20:] = -np.inf
+    zc[:, 20:] = -np.inf
+    got = token_metrics(zr, zc, np.zeros(6, dtype=np.int64))
+    want = reference_metrics(zr[:, :20], zc[:, :20], np.zeros(6, dtype=np.int64))
+    np.testing.assert_allclose(got["kl"], want["kl"], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(got["logit_osc"], want["logit_osc"], rtol=1e-6)
+    assert np.all(got["nonfinite"] == 0)
+
+
+def test_nonfinite_logits_are_counted_and_poison_divergences():
+    zr = np.zeros((3, 8), dtype=np.float32)
+    zr[:, 0] = 1
+    zc = zr.copy()
+    zc[1, 4] = np.nan
+    zc[2, 5] = np.inf
+    got = token_metrics(zr, zc, np.zeros(3, dtype=np.int64))
+    assert list(got["nonfinite"]) == [0, 1, 1]
+    assert got["kl"][0] == 0 and np.isnan(got["kl"][1:]).all()
+
+
+def test_huge_logits_stay_finite_and_accurate():
+    rng = np.random.default_rng(3)
+    zr = (rng.normal(size=(10, 100)) * 1e4).astype(np.float32)
+    zc = (zr + rng.normal(size=zr.shape)).astype(np.float32)
+    got = token_metrics(zr, zc, np.zeros(10, dtype=np.int64))
+    want = reference_metrics(zr, zc, np.zeros(10, dtype=np.int64))
+    assert np.isfinite(got["kl"]).all()
+    np.testing.assert_allclose(got["tv"], want["tv"], rtol=1e-6, atol=1e-12)
+
+
+def test_tie_flips_are_reported_apart():
+    zr = np.array([[1.0, 1.0 - 1e-5, 0.0], [2.0, 0.0, 0.0]], dtype=np.float32)
+    zc = np.array([[1.0 - 1e-5, 1.0, 0.0], [0.0, 2.0, 0.0]], dtype=np.float32)
+    got = token_metrics(zr, zc, np.zeros(2, dtype=np.int64), tie_margin=1e-3)
+    assert list(got["argmax_agree"]) == [0, 0]
+    assert list(got["tie_flip"]) == [1, 0]
+
+
+def _summary(values, ids, start=0):
+    s = MetricSummary("kl", worst_k=3)
+    s.update(np.array(values), ids, np.arange(start, start + len(values)), np.zeros(len(values), dtype=int))
+    return s
+
+
+def test_summary_merge_equals_union():
+    rng = np.random.default_rng(4)
+    a, b = rng.exponential(size=300), rng.exponential(size=200)
+    left = _summary(a, [f"a{i}" for i in range(300)])
+    right = _summary(b, [f"b{i}" for i in range(200)])
+    whole = MetricSummary("kl", worst_k=3)
+    whole.update(a, [f"a{i}" for i in range(300)], np.arange(300), np.zeros(300, dtype=int))
+    whole.update(b, [f"b{i}" for i in range(200)], np.arange(200), np.zeros(200, dtype=int))
+    merged = left.merge(right)
+    for stat in ("mean", "p50", "p90", "p99", "p99.9", "max", "min", "sum"):
+        assert merged.stat(stat) == pytest.approx(whole.stat(stat), rel=1e-12), stat
+    assert [p.value for p in merged.worst] == [p.value for p in whole.worst]
+    assert merged.worst[0].value == max(a.max(), b.max())
+
+
+def test_empty_summary_is_nan_not_zero():
+    s = MetricSummary("kl")
+    assert math.isnan(s.stat("mean")) and math.isnan(s.stat("max"))
+
+
+def test_quantiles_are_observed_values():
+    s = _summary([0.0] * 99 + [5.0], [f"x{i}" for i in range(100)])
+    assert s.stat("p99.9") == 5.0
+    assert s.stat("p50") == 0.0

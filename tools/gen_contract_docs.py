@@ -1,0 +1,73 @@
+"""Generate docs/contract.md from schemas/contract.schema.json, so the reference cannot drift from
+the schema (a test checks the committed file is current). Run: python tools/gen_contract_docs.py"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+INTRO = """# Contract reference
+
+A contract is a YAML file checked against `schemas/contract.schema.json` (print it with
+`promote schema`). This page is generated from that schema by `tools/gen_contract_docs.py`.
+
+- Unknown keys are errors at every level (with a "did you mean" suggestion), never ignored.
+- Paths (model files, weights, data) are relative to the contract file, not the working directory.
+- `${VAR}` and `${VAR:-default}` in string values read environment variables after YAML parsing;
+  a value that is exactly one `${...}` (unquoted) takes the YAML type of the substituted text, so
+  `max: ${KL_MAX:-1e-3}` is a number. `$${` writes a literal `${`. An unset variable with no default
+  is an error naming its line. Keys are never interpolated.
+- Clause ids must be unique across the whole contract.
+- A contract must name at least one stage (`numerical`, `statistical`, `runtime`, `observability`).
+  This version evaluates `numerical`; clauses of the other stages are reported as `error` (exit 3)
+  when their stage runs, never as `pass`.
+
+"""
+
+
+def _type(node: dict) -> str:
+    if "const" in node:
+        return f"`{json.dumps(node['const'])}`"
+    if "enum" in node:
+        return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
+    if "oneOf" in node and "type" not in node:
+        return " or ".join(_type(branch) for branch in node["oneOf"])
+    kind = node.get("type", "any")
+    if kind == "array":
+        return f"list of {_type(node.get('items', {}))}"
+    return f"{kind}"
+
+
+def _rows(node: dict, prefix: str, out: list[str]) -> None:
+    required = set(node.get("required", []))
+    for key, prop in node.get("properties", {}).items():
+        if key == "$schema":
+            continue
+        name = f"{prefix}{key}"
+        limits = [f"{k} {prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum",
+                                               "minItems", "pattern") if k in prop]
+        text = prop.get("description", "").replace("|", "\\|").replace("\n", " ")
+        out.append(f"| `{name}` | {'yes' if key in required else ''} | {_type(prop)}"
+                   f"{' (' + '; '.join(limits) + ')' if limits else ''} | {text} |")
+        for branch in prop.get("oneOf", []):
+            if branch.get("type") == "object":
+                _rows(branch, f"{name}.", out)
+        if prop.get("type") == "object":
+            _rows(prop, f"{name}.", out)
+        items = prop.get("items")
+        if isinstance(items, dict) and items.get("type") == "object":
+            _rows(items, f"{name}[].", out)
+
+
+def render(schema: dict) -> str:
+    lines = [INTRO, "| Key | Required | Type | Meaning |", "|---|---|---|---|"]
+    _rows(schema, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    schema = json.loads((REPO / "schemas" / "contract.schema.json").read_text(encoding="utf-8"))
+    (REPO / "docs" / "contract.md").write_text(render(schema), encoding="utf-8")
+    print("wrote docs/contract.md")
