@@ -17,7 +17,8 @@ def write(tmp_path, text):
 
 @pytest.mark.parametrize("text,needle", [
     ('{"id": "a", "input_ids": [1, 2]}\n{"id": "b", "input_ids": [1,\n', "eval.jsonl:2: malformed JSON"),
-    ('{"id": "a", "input_ids": [1, 2]}\n\n{"id": "a", "input_ids": [3]}\n', "eval.jsonl:3: duplicate id `a` (first at line 1)"),
+    ('{"id": "a", "input_ids": [1, 2]}\n\n{"id": "a", "input_ids": [3]}\n',
+     "eval.jsonl:3: duplicate id `a` (first at line 1)"),
     ('[1, 2]\n', "eval.jsonl:1: expected a JSON object"),
     ('{"id": 3, "input_ids": [1]}\n', "eval.jsonl:1: `id` must be a non-empty string"),
     ('{"id": "a", "input_ids": [1, -2]}\n', "eval.jsonl:1: sample `a`: `input_ids` must hold non-negative"),

@@ -103,9 +103,9 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         else:
             results.append(_blanket(contract, stage, "error", f"stage `{stage}` is not implemented in promote "
                                     f"{__version__}; its clauses cannot be evaluated"))
-        if not stopped_by and not options.all_stages and results and results[-1].name == stage:
-            if decide([results[-1]], contract.escalation).verdict == "block":
-                stopped_by = stage
+        blocked = decide([results[-1]], contract.escalation).verdict == "block"
+        if blocked and not stopped_by and not options.all_stages:
+            stopped_by = stage
     decision = decide(results, contract.escalation, fail_on=options.fail_on)
     return Report(
         tool_version=__version__,

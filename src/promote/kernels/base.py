@@ -87,7 +87,9 @@ class Kernel(ABC):
         vocab = logits.shape[2]
         top = int(batch.input_ids.max(initial=0))
         if top >= vocab:
-            raise UsageError(f"{self.label}: eval set has token id {top} but the model's vocabulary has {vocab} entries")
+            raise UsageError(
+                f"{self.label}: eval set has token id {top} but the model's vocabulary has {vocab} entries"
+            )
 
     def fingerprint(self) -> dict[str, Any]:
         """Environment facts that change numerics: library versions, device, flags, threads."""

@@ -56,7 +56,7 @@ def _environment(colour: bool) -> jinja2.Environment:
             return text
         import click
 
-        return click.style(text, fg=_TEXT_COLOURS.get(status, None), bold=status in ("fail", "error"))
+        return click.style(text, fg=_TEXT_COLOURS.get(status), bold=status in ("fail", "error"))
 
     env.filters.update(md_cell=md_cell, value=format_value, bounds=bound_text, paint=paint)
     env.globals.update(marks=STATUS_MARKS, titles=VERDICT_TITLES)
