@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from promote.contract.model import NumericalClause, NumericalSpec
-from promote.data import EvalSet, batches
+from promote.data import Batch, EvalSet, batches
 from promote.errors import UsageError
 from promote.kernels.base import Kernel
 from promote.metrics.distribution import METRIC_NAMES, is_degenerate, token_metrics
@@ -24,6 +25,39 @@ from promote.metrics.summary import MetricSummary
 from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
 
 STAGE = "numerics"
+
+
+@dataclass
+class ScoredBatch:
+    """One batch after both kernels ran: logits and metric values at its scored positions only.
+
+    Consumers (the numerics summaries here, slice statistics in ``stages/slices.py``) read this, so
+    the kernels run once per batch however many stages use the outputs.
+    """
+
+    batch: Batch
+    rows: np.ndarray
+    cols: np.ndarray
+    targets: np.ndarray
+    ref_logits: np.ndarray
+    cand_logits: np.ndarray
+    values: dict[str, np.ndarray]
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [self.batch.samples[r].id for r in self.rows]
+
+
+def score_batch(batch: Batch, ref_logits: np.ndarray, cand_logits: np.ndarray, *, tie_margin: float) -> ScoredBatch:
+    """Pick the scored positions of a batch and compute every per-position metric there."""
+    if ref_logits.shape[-1] != cand_logits.shape[-1]:
+        raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
+                         f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
+    rows, cols = np.nonzero(batch.scored_mask())
+    targets = batch.input_ids[rows, cols + 1]
+    ref, cand = ref_logits[rows, cols], cand_logits[rows, cols]
+    values = token_metrics(ref, cand, targets, tie_margin=tie_margin)
+    return ScoredBatch(batch, rows, cols, targets, ref, cand, values)
 
 
 class NumericsAccumulator:
@@ -36,22 +70,14 @@ class NumericsAccumulator:
         self.degenerate_positions = 0
         self.tie_flips = 0
 
-    def add_batch(self, batch: Any, ref_logits: np.ndarray, cand_logits: np.ndarray, *, tie_margin: float) -> None:
-        mask = batch.scored_mask()
-        rows, cols = np.nonzero(mask)
-        targets = batch.input_ids[rows, cols + 1]
-        ref = ref_logits[rows, cols]
-        cand = cand_logits[rows, cols]
-        if ref.shape[-1] != cand.shape[-1]:
-            raise UsageError(f"vocabulary sizes differ: reference {ref.shape[-1]}, candidate {cand.shape[-1]}")
-        values = token_metrics(ref, cand, targets, tie_margin=tie_margin)
-        ids = [batch.samples[r].id for r in rows]
+    def __call__(self, scored: ScoredBatch) -> None:
+        ids = scored.sample_ids
         for name, summary in self.summaries.items():
-            summary.update(values[name], ids, cols, targets)
-        self.positions += rows.size
-        self.samples += len(batch.samples)
-        self.degenerate_positions += int((is_degenerate(ref) & is_degenerate(cand)).sum())
-        self.tie_flips += int(values["tie_flip"].sum())
+            summary.update(scored.values[name], ids, scored.cols, scored.targets)
+        self.positions += scored.rows.size
+        self.samples += len(scored.batch.samples)
+        self.degenerate_positions += int((is_degenerate(scored.ref_logits) & is_degenerate(scored.cand_logits)).sum())
+        self.tie_flips += int(scored.values["tie_flip"].sum())
 
     @property
     def vacuous_reason(self) -> str | None:
@@ -60,6 +86,27 @@ class NumericsAccumulator:
         if self.degenerate_positions == self.positions:
             return "both kernels output constant logits at every position: nothing was compared"
         return None
+
+
+def compare_kernels(
+    evalset: EvalSet,
+    reference: Kernel,
+    candidate: Kernel,
+    consumers: list[Callable[[ScoredBatch], None]],
+    *,
+    tie_margin: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run both kernels batch by batch and hand each scored batch to every consumer."""
+    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
+    done = 0
+    for batch in batches(evalset.samples, batch_size):
+        scored = score_batch(batch, reference.run(batch).logits, candidate.run(batch).logits, tie_margin=tie_margin)
+        for consume in consumers:
+            consume(scored)
+        done += len(batch.samples)
+        if progress:
+            progress(done, len(evalset.samples))
 
 
 def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
@@ -95,20 +142,22 @@ def run_numerics(
     reference: Kernel,
     candidate: Kernel,
     *,
+    consumers: Sequence[Callable[[ScoredBatch], None]] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StageResult:
-    """Run both kernels over the eval set and judge every numerical clause."""
+    """Run both kernels over the eval set and judge every numerical clause.
+
+    ``consumers`` (e.g. the slice stage's accumulator) receive the same scored batches.
+    """
     start = time.perf_counter()
     acc = NumericsAccumulator()
-    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
-    done = 0
-    for batch in batches(evalset.samples, batch_size):
-        ref_out = reference.run(batch)
-        cand_out = candidate.run(batch)
-        acc.add_batch(batch, ref_out.logits, cand_out.logits, tie_margin=spec.tie_margin)
-        done += len(batch.samples)
-        if progress:
-            progress(done, len(evalset.samples))
+    compare_kernels(evalset, reference, candidate, [acc, *consumers], tie_margin=spec.tie_margin, progress=progress)
+    return stage_result(spec, acc, reference, candidate, time.perf_counter() - start)
+
+
+def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel, candidate: Kernel,
+                 duration_s: float) -> StageResult:
+    """Judge the clauses on accumulated summaries and describe the run."""
     clauses = [judge(c, acc) for c in spec.clauses]
     details = {
         "samples": acc.samples,
@@ -122,4 +171,4 @@ def run_numerics(
         notes.append(f"{acc.tie_flips} argmax flips happened at near ties (reference top-2 margin < "
                      f"{spec.tie_margin:g})")
     return StageResult(name=STAGE, status=worst_status([c.status for c in clauses]), clauses=clauses,
-                       duration_s=time.perf_counter() - start, notes=notes, details=details)
+                       duration_s=duration_s, notes=notes, details=details)
