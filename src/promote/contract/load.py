@@ -529,10 +529,8 @@ def _tidy(problems: list[Problem]) -> list[Problem]:
 
 
 def _extends(longer: Problem, shorter: Problem) -> bool:
-    return (
-        (longer.line, longer.col, longer.path) == (shorter.line, shorter.col, shorter.path)
-        and longer.message.startswith(shorter.message + ";")
-    )
+    same_spot = (longer.line, longer.col, longer.path) == (shorter.line, shorter.col, shorter.path)
+    return same_spot and longer.message.startswith(shorter.message + ";")
 
 
 _TYPE_WORDS = {
@@ -746,6 +744,10 @@ class _Translator:
 
     def _false_schema(self, error: ValidationError) -> list[Problem]:
         path = tuple(error.absolute_path)
+        if not path and error.instance is not self.doc.data:
+            # jsonschema drops the path of errors from a `false` subschema; find the value instead.
+            found = list(_paths_to(self.doc.data, error.instance, ()))
+            path = found[0] if len(found) == 1 else path
         return [self._at(path, f"{_name(path)} is not allowed here; remove it", key=True)]
 
     def _generic(self, error: ValidationError) -> list[Problem]:
@@ -925,6 +927,16 @@ def _types_at(errors: list[ValidationError], path: JsonPath) -> list[str]:
 
 def _depth(errors: list[ValidationError]) -> int:
     return max((len(error.absolute_path) for error in errors), default=0)
+
+
+def _paths_to(data: Any, target: Any, path: JsonPath) -> Iterator[JsonPath]:
+    """Paths at which ``target`` itself (the same object, not an equal one) sits inside ``data``."""
+    if data is target:
+        yield path
+        return
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, child in children:
+        yield from _paths_to(child, target, path + (key,))
 
 
 def _unique_list(items: Any) -> list[Any]:
