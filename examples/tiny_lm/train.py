@@ -41,13 +41,13 @@ LANGS: dict[str, tuple[str, ...]] = {
 
 SEED = 1234
 THREADS = 2
-STEPS = 700
-BATCH = 24
+STEPS = 1500
+BATCH = 16
 """Rows per step; each script gets BATCH / 4 rows, so the small scripts are not drowned out."""
 SEQ = tiny.MAX_CONTEXT
-LR = 2e-3
+LR = 3e-3
 MIN_LR = 1e-4
-WARMUP = 40
+WARMUP = 60
 WEIGHT_DECAY = 0.1
 GRAD_CLIP = 1.0
 

@@ -1,10 +1,13 @@
 """Streaming, mergeable summaries of per-position metric values.
 
-Following torchmetrics' split, state is sufficient statistics (count, sum, min, max, the values for
-exact quantiles, the worst K positions) and every field has a merge rule, so summarising shards and
-merging equals summarising the union. Values are kept for exact quantiles; the number of scored
-positions is small next to the logits, which are never kept. Zero positions give NaN statistics,
-which callers report as ``vacuous`` — never 0.
+Following torchmetrics' split, state is sufficient statistics (count, sum, min, max, the worst K
+positions, and the values or a quantile sketch) and every field has a merge rule, so summarising
+shards and merging equals summarising the union. Quantiles are exact up to ``EXACT_LIMIT`` values;
+beyond it the values go into an Apache DataSketches REQ sketch in high-rank-accuracy mode (near
+exact at p99.9, where KLL is ~10 % off), and a quantile is reported with its rank-error band so a
+clause can come out ``inconclusive`` instead of guessing. Mean, sum, min, max and the worst
+positions stay exact. Sketches do not pickle, so a pickled summary carries ``serialize()`` bytes.
+Zero positions give NaN statistics, which callers report as ``vacuous`` — never 0.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import Any
 import numpy as np
 
 QUANTILE_STATS = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
+EXACT_LIMIT = 1 << 18  # values kept for exact quantiles, per metric
+SKETCH_K = 30  # REQ section size: larger is more accurate (error ~1/k) and bigger
+BAND_STD_DEVS = 2  # width of a sketched quantile's rank-error band (~95 %)
 STAT_NAMES = ("mean", "p50", "p90", "p99", "p99.9", "max", "min", "sum")
 # How "bad" a value is, per metric, for choosing the worst positions to show as evidence.
 _BADNESS = {
@@ -44,29 +50,51 @@ class MetricSummary:
 
     metric: str
     worst_k: int = 5
+    exact_limit: int = EXACT_LIMIT
     count: int = 0
     total: float = 0.0
     nonfinite: int = 0
+    nan: int = 0
     minimum: float = math.inf
     maximum: float = -math.inf
     _chunks: list[np.ndarray] = field(default_factory=list)
+    _sketch: Any = None
     worst: list[Position] = field(default_factory=list)
+
+    @property
+    def sketched(self) -> bool:
+        return self._sketch is not None
 
     def update(self, values: np.ndarray, sample_ids: list[str], positions: np.ndarray, tokens: np.ndarray) -> None:
         """Add values observed at (sample_ids[i], positions[i]) predicting tokens[i]."""
         values = np.asarray(values, dtype=np.float64)
         if values.size == 0:
             return
-        finite = np.isfinite(values)
-        self.nonfinite += int((~finite).sum())
+        is_nan = np.isnan(values)
+        self.nan += int(is_nan.sum())
+        self.nonfinite += int((~np.isfinite(values)).sum())
         self.count += values.size
         self.total += float(values.sum())
-        not_nan = values[~np.isnan(values)]
+        not_nan = values[~is_nan]
         if not_nan.size:
             self.minimum = min(self.minimum, float(not_nan.min()))
             self.maximum = max(self.maximum, float(not_nan.max()))
-        self._chunks.append(values)
+            self._add_values(not_nan)
         self._keep_worst(values, sample_ids, positions, tokens)
+
+    def _add_values(self, values: np.ndarray) -> None:
+        if self._sketch is None and self._kept() + values.size <= self.exact_limit:
+            self._chunks.append(values)
+            return
+        if self._sketch is None:
+            self._sketch = _new_sketch()
+            for chunk in self._chunks:
+                self._sketch.update(chunk.astype(np.float32))
+            self._chunks = []
+        self._sketch.update(values.astype(np.float32))
+
+    def _kept(self) -> int:
+        return sum(c.size for c in self._chunks)
 
     def _keep_worst(self, values: np.ndarray, sample_ids: list[str], positions: np.ndarray, tokens: np.ndarray) -> None:
         badness = _BADNESS.get(self.metric, lambda v: v)(values)
@@ -86,26 +114,40 @@ class MetricSummary:
         return sorted(items, key=lambda p: (-badness(p), p.sample_id, p.position))
 
     def merge(self, other: MetricSummary) -> MetricSummary:
-        """Exact merge: the result equals the summary of both shards' positions together."""
-        merged = MetricSummary(self.metric, worst_k=max(self.worst_k, other.worst_k))
+        """Exact merge of every exact field; quantile state merges values, or sketches past the limit."""
+        merged = MetricSummary(self.metric, worst_k=max(self.worst_k, other.worst_k),
+                               exact_limit=min(self.exact_limit, other.exact_limit))
         merged.count = self.count + other.count
         merged.total = self.total + other.total
         merged.nonfinite = self.nonfinite + other.nonfinite
+        merged.nan = self.nan + other.nan
         merged.minimum = min(self.minimum, other.minimum)
         merged.maximum = max(self.maximum, other.maximum)
-        merged._chunks = [*self._chunks, *other._chunks]
+        if not self.sketched and not other.sketched and self._kept() + other._kept() <= merged.exact_limit:
+            merged._chunks = [*self._chunks, *other._chunks]
+        else:
+            merged._sketch = _new_sketch()
+            for part in (self, other):
+                if part.sketched:
+                    merged._sketch.merge(part._sketch)
+                else:
+                    for chunk in part._chunks:
+                        merged._sketch.update(chunk.astype(np.float32))
         merged.worst = merged._rank(self.worst + other.worst)[: merged.worst_k]
         return merged
 
     def values(self) -> np.ndarray:
+        """The kept values (exact mode only)."""
+        if self.sketched:
+            raise ValueError("values are not kept once the summary is sketched")
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0)
 
     def stat(self, name: str) -> float:
         """One statistic; NaN when there are no positions or a NaN was observed (never a silent 0)."""
-        if self.count == 0:
-            return math.nan
-        values = self.values()
-        if np.isnan(values).any():
+        return self.band(name)[1] if name in QUANTILE_STATS else self._scalar(name)
+
+    def _scalar(self, name: str) -> float:
+        if self.count == 0 or self.nan:
             return math.nan
         if name == "mean":
             return self.total / self.count
@@ -115,16 +157,50 @@ class MetricSummary:
             return self.maximum
         if name == "min":
             return self.minimum
-        if name in QUANTILE_STATS:
-            # "higher" makes a quantile an observed value, never an interpolation below the tail.
-            return float(np.percentile(values, QUANTILE_STATS[name], method="higher"))
         raise ValueError(f"unknown statistic {name!r}")
+
+    def band(self, name: str) -> tuple[float, float, float]:
+        """(lower, estimate, upper) of a statistic: equal for exact ones; for a sketched quantile the
+        values at the rank-error band's edges (``BAND_STD_DEVS`` standard deviations)."""
+        if name not in QUANTILE_STATS:
+            value = self._scalar(name)
+            return value, value, value
+        if self.count == 0 or self.nan:
+            return math.nan, math.nan, math.nan
+        rank = QUANTILE_STATS[name] / 100.0
+        if not self.sketched:
+            # "higher": a quantile is an observed value, never an interpolation below the tail.
+            value = float(np.percentile(self.values(), QUANTILE_STATS[name], method="higher"))
+            return value, value, value
+        low = self._sketch.get_quantile(self._sketch.get_rank_lower_bound(rank, BAND_STD_DEVS))
+        high = self._sketch.get_quantile(self._sketch.get_rank_upper_bound(rank, BAND_STD_DEVS))
+        return float(low), float(self._sketch.get_quantile(rank)), float(high)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._sketch is not None:
+            state["_sketch"] = bytes(self._sketch.serialize())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("_sketch") is not None:
+            from datasketches import req_floats_sketch
+
+            state["_sketch"] = req_floats_sketch.deserialize(state["_sketch"])
+        self.__dict__.update(state)
 
     def to_dict(self) -> dict[str, Any]:
         stats = {name: self.stat(name) for name in STAT_NAMES}
         return {
             "count": self.count,
             "nonfinite": self.nonfinite,
+            "quantiles": "sketch" if self.sketched else "exact",
             "stats": {k: (v if math.isfinite(v) else None) for k, v in stats.items()},
             "worst": [p.to_dict() for p in self.worst],
         }
+
+
+def _new_sketch() -> Any:
+    from datasketches import req_floats_sketch
+
+    return req_floats_sketch(SKETCH_K, True)  # high-rank-accuracy: precise near p99.9

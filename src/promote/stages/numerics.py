@@ -109,6 +109,69 @@ def compare_kernels(
             progress(done, len(evalset.samples))
 
 
+def _needs(bounds: list[Bound]) -> str:
+    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds)
+
+
+def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
+    """One clause against the summaries: pass / fail (or warn) / inconclusive / vacuous, with evidence.
+
+    A sketched quantile is judged by its rank-error band: entirely within the bound → pass, entirely
+    beyond → fail, straddling → inconclusive (never a guess).
+    """
+    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
+    base = dict(id=clause.id, stage=STAGE, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
+    reason = acc.vacuous_reason
+    if reason:
+        return ClauseResult(status="vacuous", message=reason, **base)
+    summary = acc.summaries[clause.metric]
+    low, observed, high = summary.band(clause.stat)
+    evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
+    if clause.metric == "argmax_agree":
+        evidence["tie_flips"] = acc.tie_flips
+    shown = f"{clause.stat}({clause.metric}) = {format_value(observed)}"
+    if low != high:
+        evidence["band"] = [low, high]
+        shown += f" (sketch rank-error band [{format_value(low)}, {format_value(high)}])"
+    if math.isnan(observed):
+        nonfinite = acc.summaries["nonfinite"].total
+        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
+                            message=f"{shown}: non-finite values at {summary.nan} positions "
+                                    f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
+    surely_violated = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
+    maybe_violated = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
+    if surely_violated:
+        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
+                            message=f"{shown}, required {_needs(surely_violated)}")
+    if maybe_violated:
+        return ClauseResult(status="inconclusive", observed=observed, evidence=evidence, **base,
+                            message=f"{shown}: the bound {_needs(maybe_violated)} lies inside the quantile "
+                                    "sketch's error band; lower the sketch size limit or tighten data")
+    return ClauseResult(status="pass", observed=observed, evidence=evidence, **base,
+                        message=f"{shown} {_needs(bounds)}")
+
+
+def compare_kernels(
+    evalset: EvalSet,
+    reference: Kernel,
+    candidate: Kernel,
+    consumers: list[Callable[[ScoredBatch], None]],
+    *,
+    tie_margin: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run both kernels batch by batch and hand each scored batch to every consumer."""
+    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
+    done = 0
+    for batch in batches(evalset.samples, batch_size):
+        scored = score_batch(batch, reference.run(batch).logits, candidate.run(batch).logits, tie_margin=tie_margin)
+        for consume in consumers:
+            consume(scored)
+        done += len(batch.samples)
+        if progress:
+            progress(done, len(evalset.samples))
+
+
 def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
     """One clause against the summaries: pass / fail (or warn) / vacuous, with evidence."""
     bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]

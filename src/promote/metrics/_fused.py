@@ -1,0 +1,204 @@
+"""Fused per-position divergence kernel (numba): one loop nest per row instead of ~30 tensor passes.
+
+Why numba and a hand-written exp: the metrics must be both exact (float64-grade, see
+distribution.py) and fast (≥ 8× the naive float64 torch version, ≤ 5× the cost of a bare
+``torch.exp`` over both inputs; bench/bench_metrics.py). Tensor libraries run each elementwise op
+as its own pass over memory; fusing them needs a compiler. llvmlite's wheels ship without SVML,
+so ``math.exp`` would stay a scalar libm call; the small Cody–Waite + Taylor exp below is plain
+arithmetic and a bit cast, which LLVM vectorises. It is accurate to a few ulp in float64.
+
+All element arithmetic is float64 on float32 (or wider) inputs: z_c − z_r is then exact, and the
+centred KL/TV formulas of distribution.py keep every term non-negative.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_HALF_LN2 = 0.34657359027997264
+_X_MIN = -708.0  # below this e^x is treated as 0 (< 1e-307): keeps 2^k a normal number
+_X_MAX = 709.0
+
+_JIT = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy")
+
+
+@intrinsic
+def _bits_as_double(typingctx, bits):  # noqa: ANN001, ANN202 - numba intrinsic signature
+    """Reinterpret an int64 bit pattern as float64 (2^k from its exponent field)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@numba.njit(inline="always", **_JIT)
+def _g_reduced(r):  # noqa: ANN001, ANN202
+    """e^r − 1 − r by Taylor series for |r| ≤ ln2/2 (truncation < 1e-13 relative): exp's core."""
+    p = 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    return p * r * r
+
+
+@numba.njit(inline="always", **_JIT)
+def _g_series(x):  # noqa: ANN001, ANN202
+    """e^x − 1 − x by Taylor series for |x| ≤ 1 (truncation < 1e-13 relative)."""
+    p = 1.0 / 355687428096000.0
+    p = p * x + 1.0 / 20922789888000.0
+    p = p * x + 1.0 / 1307674368000.0
+    p = p * x + 1.0 / 87178291200.0
+    p = p * x + 1.0 / 6227020800.0
+    p = p * x + 1.0 / 479001600.0
+    p = p * x + 1.0 / 39916800.0
+    p = p * x + 1.0 / 3628800.0
+    p = p * x + 1.0 / 362880.0
+    p = p * x + 1.0 / 40320.0
+    p = p * x + 1.0 / 5040.0
+    p = p * x + 1.0 / 720.0
+    p = p * x + 1.0 / 120.0
+    p = p * x + 1.0 / 24.0
+    p = p * x + 1.0 / 6.0
+    p = p * x + 0.5
+    return p * x * x
+
+
+@numba.njit(inline="always", **_JIT)
+def _exp(x):  # noqa: ANN001, ANN202
+    """e^x, branch-free (vectorisable): range reduction x = k·ln2 + r, series on r, 2^k by bits."""
+    xc = min(max(x, _X_MIN), _X_MAX)
+    k = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - k * _LN2_HI) - k * _LN2_LO
+    scale = _bits_as_double((np.int64(k) + 1023) << 52)
+    out = (1.0 + r + _g_reduced(r)) * scale
+    return out if x >= _X_MIN else 0.0
+
+
+@numba.njit(inline="always", **_JIT)
+def _g(x):  # noqa: ANN001, ANN202
+    """e^x − 1 − x, relatively accurate for every x (series for |x| ≤ 1, exp beyond)."""
+    near = _g_series(min(max(x, -1.0), 1.0))
+    far = _exp(x) - 1.0 - x
+    return near if abs(x) <= 1.0 else far
+
+
+@numba.njit(parallel=True, **_JIT)
+def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN201
+    """Per-row metrics into ``out`` [R, 12] float64, columns as in ``COLUMNS``."""
+    rows, vocab = zr.shape
+    for row in numba.prange(rows):
+        a = zr[row]
+        b = zc[row]
+        # Pass 1: maxima, logit-difference range, non-finite count (masks: −inf on both sides).
+        m_r = -np.inf
+        m_c = -np.inf
+        d_hi = -np.inf
+        d_lo = np.inf
+        bad = 0
+        for i in range(vocab):
+            ar = np.float64(a[i])
+            ac = np.float64(b[i])
+            masked = ar == -np.inf and ac == -np.inf
+            finite = math.isfinite(ar) and math.isfinite(ac)
+            bad += 0 if (masked or finite) else 1
+            m_r = max(m_r, ar)
+            m_c = max(m_c, ac)
+            d = ac - ar
+            d_hi = max(d_hi, d if finite else -np.inf)
+            d_lo = min(d_lo, d if finite else np.inf)
+        am_r = 0
+        while np.float64(a[am_r]) != m_r:
+            am_r += 1
+        am_c = 0
+        while np.float64(b[am_c]) != m_c:
+            am_c += 1
+        agree = am_r == am_c
+        flip_at_tie = 0.0
+        if not agree:
+            second = -np.inf
+            for i in range(vocab):
+                if i != am_r:
+                    second = max(second, np.float64(a[i]))
+            flip_at_tie = 1.0 if m_r - second < tie_margin else 0.0
+        o = out[row]
+        o[7] = 1.0 if agree else 0.0
+        o[8] = bad
+        o[9] = flip_at_tie
+        o[10] = am_r
+        if bad > 0:
+            for c in range(7):
+                o[c] = np.nan
+            o[11] = np.nan
+            continue
+        o[3] = max(abs(d_hi), abs(d_lo))
+        o[4] = d_hi - d_lo
+        # Pass 2: unnormalised reference weights w_i = e^{z_i − max}; centre δ under p, anchored at
+        # the reference argmax so a large common shift cannot cost precision.
+        anchor = np.float64(b[am_r]) - np.float64(a[am_r])
+        weights = np.empty(vocab)
+        s = 0.0
+        sd = 0.0
+        sx = 0.0
+        for i in range(vocab):
+            ar = np.float64(a[i])
+            live = ar != -np.inf
+            x = ar - m_r if live else 0.0
+            w = _exp(x) if live else 0.0
+            weights[i] = w
+            s += w
+            sd += w * ((np.float64(b[i]) - ar) - anchor if live else 0.0)
+            sx += w * x
+        mu = sd / s
+        o[11] = math.log(s) - sx / s  # reference entropy, nats
+        # Pass 3: u = δ − μ; KL(p‖q) = log1p(E_p[g(u)]) with g(u) = e^u − 1 − u ≥ 0; keep
+        # t = e^u − 1 = u + g(u) for pass 4, and E_p[u·t] for the reverse KL.
+        shift = anchor + mu
+        expm1_u = np.empty(vocab)
+        acc = 0.0
+        acc_ut = 0.0
+        series_only = max(abs(d_hi - shift), abs(d_lo - shift)) <= 1.0
+        for i in range(vocab):
+            ar = np.float64(a[i])
+            live = ar != -np.inf
+            u = (np.float64(b[i]) - ar) - shift if live else 0.0
+            g = _g_series(u) if series_only else _g(u)
+            t = u + g
+            expm1_u[i] = t
+            w = weights[i]
+            acc += w * g
+            acc_ut += w * (u * t)
+        kl = math.log1p(acc / s)
+        # Pass 4: e^{u − KL} − 1 = e^{−KL}·t + expm1(−KL), so TV = ½·E_p|e^{−KL}·t + expm1(−KL)|
+        # and KL(q‖p) = E_p[e^{u−KL}·(u − KL)] = e^{−KL}·E_p[u·t] − KL (using E_p[u] = 0).
+        c1 = math.exp(-kl)
+        c0 = math.expm1(-kl)
+        tv = 0.0
+        for i in range(vocab):
+            tv += weights[i] * abs(c1 * expm1_u[i] + c0)
+        y = targets[row]
+        u_y = (np.float64(b[y]) - np.float64(a[y])) - shift
+        o[0] = kl
+        o[1] = c1 * acc_ut / s - kl
+        o[2] = 0.5 * tv / s
+        o[5] = kl - u_y
+        o[6] = abs(kl - u_y)
+
+
+COLUMNS = ("kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio", "abs_log_ratio", "argmax_agree",
+           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy")
