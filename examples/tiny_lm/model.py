@@ -16,9 +16,8 @@ Contract with callers (`promote` builds it through ``model.py:build``):
   logits at position ``t`` depend only on ``input_ids[:, : t + 1]``.
 * Submodules have stable names (``tok_emb``, ``pos_emb``, ``blocks.N.ln_1``, ``blocks.N.attn``,
   ``blocks.N.ln_2``, ``blocks.N.mlp``, ``ln_f``, ``head``) so per-module outputs can be hooked.
-* There is no dropout or other randomness in ``forward``: the same input gives bitwise the same
-  logits (on the same machine and thread count). Training needs none; the corpus is small but the
-  model is still underfitting it after the few minutes ``train.py`` spends.
+* Evaluation mode is deterministic: dropout (the only randomness) is off after ``.eval()``, so the
+  same input gives bitwise the same logits on the same machine and thread count.
 """
 
 from __future__ import annotations
@@ -36,6 +35,8 @@ N_LAYERS = 4
 N_HEADS = 4
 D_MLP = 3 * D_MODEL
 """MLP width: 3× instead of the usual 4× keeps four layers inside the 2 MB weight budget."""
+DROPOUT = 0.1
+"""Residual and embedding dropout, active only in training mode; the corpus is small enough to memorise."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -45,13 +46,14 @@ class CausalSelfAttention(nn.Module):
     harmless: pad bytes sit after all real positions, so no real position can attend to them.
     """
 
-    def __init__(self, d_model: int, n_heads: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
@@ -62,30 +64,31 @@ class CausalSelfAttention(nn.Module):
         v = v.view(b, t, self.n_heads, c // self.n_heads).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(b, t, c)
-        return self.proj(y)
+        return self.drop(self.proj(y))
 
 
 class MLP(nn.Module):
     """Position-wise feed-forward block: Linear → GELU → Linear."""
 
-    def __init__(self, d_model: int, d_hidden: int) -> None:
+    def __init__(self, d_model: int, d_hidden: int, dropout: float) -> None:
         super().__init__()
         self.fc = nn.Linear(d_model, d_hidden)
         self.proj = nn.Linear(d_hidden, d_model)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
 class Block(nn.Module):
     """Pre-LayerNorm GPT block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
 
-    def __init__(self, d_model: int, n_heads: int, d_mlp: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, d_mlp: int, dropout: float) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
         self.ln_2 = nn.LayerNorm(d_model)
-        self.mlp = MLP(d_model, d_mlp)
+        self.mlp = MLP(d_model, d_mlp, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -108,13 +111,15 @@ class TinyLM(nn.Module):
         n_layers: int = N_LAYERS,
         n_heads: int = N_HEADS,
         d_mlp: int = D_MLP,
+        dropout: float = DROPOUT,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.max_context = max_context
         self.tok_emb = nn.Embedding(vocab_size, d_model)
         self.pos_emb = nn.Embedding(max_context, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_mlp) for _ in range(n_layers))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_mlp, dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
         self.apply(self._init_weights)
@@ -135,7 +140,7 @@ class TinyLM(nn.Module):
         if t > self.max_context:
             raise ValueError(f"sequence length {t} exceeds the model's context of {self.max_context} bytes")
         positions = torch.arange(t, device=input_ids.device)
-        x = self.tok_emb(input_ids) + self.pos_emb(positions)[None, :, :]
+        x = self.drop(self.tok_emb(input_ids) + self.pos_emb(positions)[None, :, :])
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))

@@ -37,6 +37,17 @@ def finite_or_none(value: float | None) -> float | None:
     return float(value)
 
 
+def json_safe(value: Any) -> Any:
+    """Replace NaN/Inf (anywhere in nested evidence) by None: reports are strict JSON."""
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 @dataclass
 class Bound:
     """The limit a clause sets: ``observed <= value`` (op ``max``) or ``observed >= value`` (``min``)."""
@@ -69,6 +80,7 @@ class ClauseResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["evidence"] = json_safe(self.evidence)
         out["observed"] = finite_or_none(self.observed)
         out["observed_text"] = format_value(self.observed)
         return out

@@ -130,7 +130,7 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
     if clause.metric == "argmax_agree":
         evidence["tie_flips"] = acc.tie_flips
     shown = f"{clause.stat}({clause.metric}) = {format_value(observed)}"
-    if low != high:
+    if low < high:
         evidence["band"] = [low, high]
         shown += f" (sketch rank-error band [{format_value(low)}, {format_value(high)}])"
     if math.isnan(observed):
@@ -149,54 +149,6 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
                                     "sketch's error band; lower the sketch size limit or tighten data")
     return ClauseResult(status="pass", observed=observed, evidence=evidence, **base,
                         message=f"{shown} {_needs(bounds)}")
-
-
-def compare_kernels(
-    evalset: EvalSet,
-    reference: Kernel,
-    candidate: Kernel,
-    consumers: list[Callable[[ScoredBatch], None]],
-    *,
-    tie_margin: float,
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Run both kernels batch by batch and hand each scored batch to every consumer."""
-    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
-    done = 0
-    for batch in batches(evalset.samples, batch_size):
-        scored = score_batch(batch, reference.run(batch).logits, candidate.run(batch).logits, tie_margin=tie_margin)
-        for consume in consumers:
-            consume(scored)
-        done += len(batch.samples)
-        if progress:
-            progress(done, len(evalset.samples))
-
-
-def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
-    """One clause against the summaries: pass / fail (or warn) / vacuous, with evidence."""
-    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
-    base = dict(id=clause.id, stage=STAGE, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
-    reason = acc.vacuous_reason
-    if reason:
-        return ClauseResult(status="vacuous", message=reason, **base)
-    summary = acc.summaries[clause.metric]
-    observed = summary.stat(clause.stat)
-    evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
-    if clause.metric == "argmax_agree":
-        evidence["tie_flips"] = acc.tie_flips
-    violated = [b for b in bounds if not b.holds(observed)]
-    shown = f"{clause.stat}({clause.metric}) = {format_value(observed)}"
-    if math.isnan(observed):
-        nonfinite = acc.summaries["nonfinite"].total
-        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                            message=f"{shown}: non-finite values at {summary.nonfinite} positions "
-                                    f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
-    if violated:
-        need = ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in violated)
-        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                            message=f"{shown}, required {need}")
-    within = ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds)
-    return ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message=f"{shown} {within}")
 
 
 def run_numerics(
