@@ -59,6 +59,16 @@ def build_nan():
     return NaNs()
 
 
+def build_batchy():
+    """Batch-variant like a split-K GEMM: logits shift by ~1e-4 with the batch size (a legit floor)."""
+    class Batchy(Mini):
+        def forward(self, ids):
+            out = super().forward(ids)
+            wiggle = torch.linspace(-1.0, 1.0, out.shape[-1])
+            return out + 1e-4 * (ids.shape[0] % 4) * wiggle
+    return Batchy()
+
+
 def build_broken():
     raise RuntimeError("factory exploded")
 
@@ -81,16 +91,18 @@ class MiniProject:
             lines.append(json.dumps({"id": f"s{i:02d}", "input_ids": ids, "tags": {"group": "ab"[i % 2]}}))
         (root / "eval.jsonl").write_text("\n".join(lines) + "\n")
 
-    def contract(self, name: str = "contract.yaml", *, candidate: str = "build", precision: str = "fp32",
-                 clauses: list[dict] | None = None, extra: dict | None = None) -> Path:
+    def contract(self, name: str = "contract.yaml", *, candidate: str = "build", reference: str = "build",
+                 precision: str = "fp32",
+                 clauses: list[dict] | None = None, numerical: dict | None = None,
+                 extra: dict | None = None) -> Path:
         doc = {
             "version": 1,
             "name": "mini",
-            "reference": {"kind": "torch", "model": "model.py:build", "precision": "fp32", "batch_size": 5},
+            "reference": {"kind": "torch", "model": f"model.py:{reference}", "precision": "fp32", "batch_size": 5},
             "candidate": {"kind": "torch", "model": f"model.py:{candidate}", "precision": precision,
                           "batch_size": 5},
             "data": {"path": "eval.jsonl"},
-            "numerical": {"clauses": clauses or [
+            "numerical": {**(numerical or {}), "clauses": clauses or [
                 {"id": "kl-mean", "metric": "kl", "stat": "mean", "max": 1e-3},
                 {"id": "agree", "metric": "argmax_agree", "stat": "mean", "min": 0.99},
                 {"id": "finite", "metric": "nonfinite", "stat": "max", "max": 0},

@@ -147,10 +147,27 @@ numerical_clause = obj(
         "metric": described_enum(METRICS, "Per-position metric."),
         "stat": described_enum(STATS, "Statistic over all scored positions."),
         **bound_props,
+        "max_floor_ratio": number("Upper bound on observed / noise floor (the same statistic of the reference "
+                                  "against itself, see `numerical.noise_floor`, which must be set).",
+                                  exclusiveMinimum=0),
         "severity": {"enum": ["fail", "warn"], "description": "Status a violated clause gets. Default `fail`."},
     },
     ["id", "metric", "stat"],
-    anyOf=[{"required": ["max"]}, {"required": ["min"]}],
+    anyOf=[{"required": ["max"]}, {"required": ["min"]}, {"required": ["max_floor_ratio"]}],
+)
+
+noise_floor = obj(
+    "Measure the noise floor: the reference against itself under legitimate perturbations. The floor of a "
+    "metric statistic is its largest value over the perturbations; a floor of exactly 0 means the reference "
+    "is bitwise reproducible under them.",
+    {
+        "perturb": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"enum": ["rerun", "batch_size", "odd_batch"], "description": "A perturbation."},
+                    "description": "Perturbations: `rerun` (same batches again: nondeterminism), `batch_size` "
+                                   "(every sample alone, batch 1 vs N), `odd_batch` (batches of "
+                                   "`odd_batch_size`). Default all three."},
+        "odd_batch_size": integer("Batch size of the `odd_batch` perturbation. Default 3.", minimum=1),
+    },
 )
 
 numerical = obj(
@@ -160,6 +177,7 @@ numerical = obj(
                     "description": "Numerical clauses; each bounds one metric statistic."},
         "tie_margin": number("Reference top-2 logit margin below which an argmax flip counts as a tie flip "
                              "(reported apart). Default 1e-3.", minimum=0),
+        "noise_floor": noise_floor,
     },
     ["clauses"],
 )

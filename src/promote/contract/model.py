@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
+from promote.metrics.names import DIVERGENCE_METRICS
 from promote.resources import load_schema
 
 STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
@@ -53,15 +54,23 @@ class NumericalClause:
     stat: str
     max: float | None
     min: float | None
+    max_floor_ratio: float | None
     severity: str
     description: str | None
     line: int | None
 
 
 @dataclass(frozen=True)
+class NoiseFloorSpec:
+    perturb: tuple[str, ...] = ("rerun", "batch_size", "odd_batch")
+    odd_batch_size: int = 3
+
+
+@dataclass(frozen=True)
 class NumericalSpec:
     clauses: tuple[NumericalClause, ...]
     tie_margin: float = 1e-3
+    noise_floor: NoiseFloorSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -175,12 +184,32 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any]) -> NumericalSpec:
     clauses = tuple(
         NumericalClause(
             id=c["id"], metric=c["metric"], stat=c["stat"], max=c.get("max"), min=c.get("min"),
-            severity=c.get("severity", "fail"), description=c.get("description"),
+            max_floor_ratio=c.get("max_floor_ratio"), severity=c.get("severity", "fail"),
+            description=c.get("description"),
             line=doc.locate(("numerical", "clauses", i))[0],
         )
         for i, c in enumerate(raw["clauses"])
     )
-    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3))
+    floor = raw.get("noise_floor")
+    noise_floor = None
+    if floor is not None:
+        noise_floor = NoiseFloorSpec(perturb=tuple(floor.get("perturb", NoiseFloorSpec.perturb)),
+                                     odd_batch_size=floor.get("odd_batch_size", 3))
+    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor)
+
+
+def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) -> None:
+    numerical = doc.data.get("numerical") or {}
+    for index, clause in enumerate(numerical.get("clauses", [])):
+        if "max_floor_ratio" in clause and clause["metric"] not in DIVERGENCE_METRICS:
+            problems.append(doc.problem(("numerical", "clauses", index, "max_floor_ratio"),
+                                        f"`max_floor_ratio` needs a metric where larger is worse; `{clause['metric']}`"
+                                        f" is not one (use one of {', '.join(DIVERGENCE_METRICS)})", key=True))
+        elif "max_floor_ratio" in clause and "noise_floor" not in numerical:
+            problems.append(doc.problem(("numerical", "clauses", index, "max_floor_ratio"),
+                                        f"clause `{clause['id']}` bounds `max_floor_ratio` but no noise floor is "
+                                        "measured; add `numerical.noise_floor: {perturb: [rerun, batch_size]}`",
+                                        key=True))
 
 
 def _escalation(raw: dict[str, Any] | None) -> Escalation:
@@ -214,6 +243,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         "promote; its clauses will report `error` (exit 3) when the stage runs",
                                         key=True, severity="warning"))
     _clause_ids(doc, problems)
+    _floor_clauses_have_a_floor(doc, problems)
     reference = _kernel(doc, "reference", data["reference"], problems)
     candidate = _kernel(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]

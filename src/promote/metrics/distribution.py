@@ -16,14 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from promote.metrics._fused import COLUMNS, fused_token_metrics
+from promote.metrics.names import DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
-METRIC_NAMES = (
-    "kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio", "abs_log_ratio", "argmax_agree", "nonfinite",
-)
-# Per-position facts besides the metrics: argmax flips at near ties, the reference's top token and
-# its entropy (slices bucket positions by it).
-EXTRA_NAMES = ("tie_flip", "ref_argmax", "ref_entropy")
-
+__all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "is_degenerate", "token_metrics"]
 
 def token_metrics(
     ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = 1e-3

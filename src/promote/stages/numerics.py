@@ -11,113 +11,28 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from promote.contract.model import NumericalClause, NumericalSpec
-from promote.data import Batch, EvalSet, batches
-from promote.errors import UsageError
+from promote.data import EvalSet
 from promote.kernels.base import Kernel
-from promote.metrics.distribution import METRIC_NAMES, is_degenerate, token_metrics
-from promote.metrics.summary import MetricSummary
 from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
+from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
+from promote.stages.noise_floor import NoiseFloor
 
 STAGE = "numerics"
-
-
-@dataclass
-class ScoredBatch:
-    """One batch after both kernels ran: logits and metric values at its scored positions only.
-
-    Consumers (the numerics summaries here, slice statistics in ``stages/slices.py``) read this, so
-    the kernels run once per batch however many stages use the outputs.
-    """
-
-    batch: Batch
-    rows: np.ndarray
-    cols: np.ndarray
-    targets: np.ndarray
-    ref_logits: np.ndarray
-    cand_logits: np.ndarray
-    values: dict[str, np.ndarray]
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return [self.batch.samples[r].id for r in self.rows]
-
-
-def score_batch(batch: Batch, ref_logits: np.ndarray, cand_logits: np.ndarray, *, tie_margin: float) -> ScoredBatch:
-    """Pick the scored positions of a batch and compute every per-position metric there."""
-    if ref_logits.shape[-1] != cand_logits.shape[-1]:
-        raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
-                         f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
-    rows, cols = np.nonzero(batch.scored_mask())
-    targets = batch.input_ids[rows, cols + 1]
-    ref, cand = ref_logits[rows, cols], cand_logits[rows, cols]
-    values = token_metrics(ref, cand, targets, tie_margin=tie_margin)
-    return ScoredBatch(batch, rows, cols, targets, ref, cand, values)
-
-
-class NumericsAccumulator:
-    """Per-metric summaries plus the counters that decide vacuity."""
-
-    def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES) -> None:
-        self.summaries = {m: MetricSummary(m) for m in metrics}
-        self.positions = 0
-        self.samples = 0
-        self.degenerate_positions = 0
-        self.tie_flips = 0
-
-    def __call__(self, scored: ScoredBatch) -> None:
-        ids = scored.sample_ids
-        for name, summary in self.summaries.items():
-            summary.update(scored.values[name], ids, scored.cols, scored.targets)
-        self.positions += scored.rows.size
-        self.samples += len(scored.batch.samples)
-        self.degenerate_positions += int((is_degenerate(scored.ref_logits) & is_degenerate(scored.cand_logits)).sum())
-        self.tie_flips += int(scored.values["tie_flip"].sum())
-
-    @property
-    def vacuous_reason(self) -> str | None:
-        if self.positions == 0:
-            return "no scored positions: every sample is shorter than 2 tokens"
-        if self.degenerate_positions == self.positions:
-            return "both kernels output constant logits at every position: nothing was compared"
-        return None
-
-
-def compare_kernels(
-    evalset: EvalSet,
-    reference: Kernel,
-    candidate: Kernel,
-    consumers: list[Callable[[ScoredBatch], None]],
-    *,
-    tie_margin: float,
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Run both kernels batch by batch and hand each scored batch to every consumer."""
-    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
-    done = 0
-    for batch in batches(evalset.samples, batch_size):
-        scored = score_batch(batch, reference.run(batch).logits, candidate.run(batch).logits, tie_margin=tie_margin)
-        for consume in consumers:
-            consume(scored)
-        done += len(batch.samples)
-        if progress:
-            progress(done, len(evalset.samples))
 
 
 def _needs(bounds: list[Bound]) -> str:
     return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds)
 
 
-def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
+def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor | None = None) -> ClauseResult:
     """One clause against the summaries: pass / fail (or warn) / inconclusive / vacuous, with evidence.
 
     A sketched quantile is judged by its rank-error band: entirely within the bound → pass, entirely
-    beyond → fail, straddling → inconclusive (never a guess).
+    beyond → fail, straddling → inconclusive (never a guess). ``max_floor_ratio`` is judged against
+    the noise floor; a floor of exactly 0 is reported as such, never divided by.
     """
     bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
     base = dict(id=clause.id, stage=STAGE, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
@@ -138,17 +53,44 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator) -> ClauseResult:
         return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
                             message=f"{shown}: non-finite values at {summary.nan} positions "
                                     f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
+    verdicts = [_judge_bounds(clause, bounds, low, high)]
+    if clause.max_floor_ratio is not None and floor is not None:
+        verdicts.append(_judge_floor(clause, floor, observed, evidence))
+    status = worst_status([v[0] for v in verdicts])
+    message = "; ".join(text for _, text in verdicts if text)
+    return ClauseResult(status=status, observed=observed, evidence=evidence, **base,
+                        message=f"{shown}{': ' if message else ''}{message}")
+
+
+def _judge_bounds(clause: NumericalClause, bounds: list[Bound], low: float, high: float) -> tuple[str, str]:
+    if not bounds:
+        return "pass", ""
     surely_violated = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
     maybe_violated = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
     if surely_violated:
-        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                            message=f"{shown}, required {_needs(surely_violated)}")
+        return clause.severity, f"required {_needs(surely_violated)}"
     if maybe_violated:
-        return ClauseResult(status="inconclusive", observed=observed, evidence=evidence, **base,
-                            message=f"{shown}: the bound {_needs(maybe_violated)} lies inside the quantile "
-                                    "sketch's error band; lower the sketch size limit or tighten data")
-    return ClauseResult(status="pass", observed=observed, evidence=evidence, **base,
-                        message=f"{shown} {_needs(bounds)}")
+        return "inconclusive", (f"the bound {_needs(maybe_violated)} lies inside the quantile sketch's error "
+                                "band; raise the exact-quantile limit or use fewer positions")
+    return "pass", f"within {_needs(bounds)}"
+
+
+def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,
+                 evidence: dict[str, Any]) -> tuple[str, str]:
+    value = floor.floor(clause.metric, clause.stat)
+    evidence["noise_floor"] = value
+    if value == 0:
+        if observed == 0:
+            evidence["floor_ratio"] = 0.0
+            return "pass", "noise floor is exactly 0 and so is the candidate's drift"
+        return "inconclusive", (f"noise floor is exactly 0 (the reference is bitwise reproducible), so "
+                                f"`max_floor_ratio` is undefined; bound `{clause.metric}` with `max` instead")
+    ratio = observed / value
+    evidence["floor_ratio"] = ratio
+    text = f"{format_value(ratio)}× the noise floor {format_value(value)}"
+    if ratio <= clause.max_floor_ratio:
+        return "pass", f"{text} (≤ {format_value(clause.max_floor_ratio)}×)"
+    return clause.severity, f"{text}, required ≤ {format_value(clause.max_floor_ratio)}×"
 
 
 def run_numerics(
@@ -166,14 +108,16 @@ def run_numerics(
     """
     start = time.perf_counter()
     acc = NumericsAccumulator()
-    compare_kernels(evalset, reference, candidate, [acc, *consumers], tie_margin=spec.tie_margin, progress=progress)
-    return stage_result(spec, acc, reference, candidate, time.perf_counter() - start)
+    floor = NoiseFloor(reference, spec.noise_floor, tie_margin=spec.tie_margin) if spec.noise_floor else None
+    pass_consumers = [acc, *([floor] if floor else []), *consumers]
+    compare_kernels(evalset, reference, candidate, pass_consumers, tie_margin=spec.tie_margin, progress=progress)
+    return stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
 
 
 def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel, candidate: Kernel,
-                 duration_s: float) -> StageResult:
+                 duration_s: float, *, floor: NoiseFloor | None = None) -> StageResult:
     """Judge the clauses on accumulated summaries and describe the run."""
-    clauses = [judge(c, acc) for c in spec.clauses]
+    clauses = [judge(c, acc, floor) for c in spec.clauses]
     details = {
         "samples": acc.samples,
         "positions": acc.positions,
@@ -181,7 +125,9 @@ def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kerne
         "kernel_seconds": {"reference": round(reference.seconds, 6), "candidate": round(candidate.seconds, 6)},
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
-    notes = []
+    notes = floor.notes() if floor else []
+    if floor:
+        details["noise_floor"] = floor.describe()
     if acc.tie_flips:
         notes.append(f"{acc.tie_flips} argmax flips happened at near ties (reference top-2 margin < "
                      f"{spec.tie_margin:g})")

@@ -1,0 +1,100 @@
+"""The shared kernel pass: run reference and candidate batch by batch over the eval set, score
+each batch's positions once, and hand the result to every consumer (numerics summaries, the noise
+floor, slice statistics). Kernels run once per batch however many stages use their outputs, and
+only summaries outlive a batch: memory is O(batch · seq · vocab) whatever the eval set's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from promote.data import Batch, EvalSet, batches
+from promote.errors import UsageError
+from promote.kernels.base import Kernel
+from promote.metrics.distribution import METRIC_NAMES, is_degenerate, token_metrics
+from promote.metrics.summary import MetricSummary
+
+
+@dataclass
+class ScoredBatch:
+    """One batch after both kernels ran: logits and metric values at its scored positions only.
+
+    Consumers (the numerics summaries here, slice statistics in ``stages/slices.py``) read this, so
+    the kernels run once per batch however many stages use the outputs.
+    """
+
+    batch: Batch
+    rows: np.ndarray
+    cols: np.ndarray
+    targets: np.ndarray
+    ref_logits: np.ndarray
+    cand_logits: np.ndarray
+    values: dict[str, np.ndarray]
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [self.batch.samples[r].id for r in self.rows]
+
+
+def score_batch(batch: Batch, ref_logits: np.ndarray, cand_logits: np.ndarray, *, tie_margin: float) -> ScoredBatch:
+    """Pick the scored positions of a batch and compute every per-position metric there."""
+    if ref_logits.shape[-1] != cand_logits.shape[-1]:
+        raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
+                         f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
+    rows, cols = np.nonzero(batch.scored_mask())
+    targets = batch.input_ids[rows, cols + 1]
+    ref, cand = ref_logits[rows, cols], cand_logits[rows, cols]
+    values = token_metrics(ref, cand, targets, tie_margin=tie_margin)
+    return ScoredBatch(batch, rows, cols, targets, ref, cand, values)
+
+
+class NumericsAccumulator:
+    """Per-metric summaries plus the counters that decide vacuity."""
+
+    def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES) -> None:
+        self.summaries = {m: MetricSummary(m) for m in metrics}
+        self.positions = 0
+        self.samples = 0
+        self.degenerate_positions = 0
+        self.tie_flips = 0
+
+    def __call__(self, scored: ScoredBatch) -> None:
+        ids = scored.sample_ids
+        for name, summary in self.summaries.items():
+            summary.update(scored.values[name], ids, scored.cols, scored.targets)
+        self.positions += scored.rows.size
+        self.samples += len(scored.batch.samples)
+        self.degenerate_positions += int((is_degenerate(scored.ref_logits) & is_degenerate(scored.cand_logits)).sum())
+        self.tie_flips += int(scored.values["tie_flip"].sum())
+
+    @property
+    def vacuous_reason(self) -> str | None:
+        if self.positions == 0:
+            return "no scored positions: every sample is shorter than 2 tokens"
+        if self.degenerate_positions == self.positions:
+            return "both kernels output constant logits at every position: nothing was compared"
+        return None
+
+
+def compare_kernels(
+    evalset: EvalSet,
+    reference: Kernel,
+    candidate: Kernel,
+    consumers: Sequence[Callable[[ScoredBatch], None]],
+    *,
+    tie_margin: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run both kernels batch by batch and hand each scored batch to every consumer."""
+    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
+    done = 0
+    for batch in batches(evalset.samples, batch_size):
+        scored = score_batch(batch, reference.run(batch).logits, candidate.run(batch).logits, tie_margin=tie_margin)
+        for consume in consumers:
+            consume(scored)
+        done += len(batch.samples)
+        if progress:
+            progress(done, len(evalset.samples))

@@ -1,0 +1,57 @@
+"""Noise floor: the reference against itself under rerun / batch-size / odd-batch perturbations."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from promote.cli import cli
+
+FLOOR = {"noise_floor": {"perturb": ["rerun", "batch_size", "odd_batch"], "odd_batch_size": 3}}
+RATIO = [{"id": "kl-floor", "metric": "kl", "stat": "mean", "max_floor_ratio": 10.0},
+         {"id": "drift-floor", "metric": "logit_drift", "stat": "max", "max_floor_ratio": 10.0, "max": 1.0}]
+
+
+def check(path):
+    result = CliRunner().invoke(cli, ["check", str(path), "--format", "json"])
+    return result, json.loads(result.stdout) if result.stdout.startswith("{") else None
+
+
+def test_bitwise_reproducible_reference_reports_zero_floor_and_never_divides(mini):
+    result, report = check(mini.contract(clauses=RATIO, numerical=FLOOR))
+    stage = report["stages"][0]
+    floor = stage["details"]["noise_floor"]["floor"]
+    assert floor["kl"]["mean"] == 0 and floor["logit_drift"]["max"] == 0
+    assert any("bitwise reproducible (floor exactly 0)" in n for n in stage["notes"])
+    clauses = {c["id"]: c for c in stage["clauses"]}
+    assert clauses["kl-floor"]["status"] == "pass"  # candidate identical: 0 drift over a 0 floor
+    assert result.exit_code == 0
+    _, hot = check(mini.contract("hot.yaml", candidate="build_hot", clauses=RATIO, numerical=FLOOR))
+    hot_kl = next(c for c in hot["stages"][0]["clauses"] if c["id"] == "kl-floor")
+    assert hot_kl["status"] == "inconclusive"
+    assert "floor is exactly 0" in hot_kl["message"]
+
+
+def test_batch_variant_reference_has_a_floor_and_ratios_are_judged(mini):
+    result, report = check(mini.contract(reference="build_batchy", candidate="build_batchy", clauses=RATIO,
+                                         numerical=FLOOR))
+    per = report["stages"][0]["details"]["noise_floor"]["per_perturbation"]
+    assert per["rerun"]["logit_drift"]["max"] == 0
+    assert per["batch_size"]["logit_drift"]["max"] > 1e-5
+    assert per["odd_batch"]["logit_drift"]["max"] > 1e-5
+    assert result.exit_code == 0  # same kernel as the reference at batch N: drift 0 ≤ 10× floor
+    result, report = check(mini.contract("hot.yaml", reference="build_batchy", candidate="build_hot",
+                                         clauses=RATIO, numerical=FLOOR))
+    kl = next(c for c in report["stages"][0]["clauses"] if c["id"] == "kl-floor")
+    assert kl["status"] == "fail"
+    assert kl["evidence"]["floor_ratio"] > 10 and kl["evidence"]["noise_floor"] > 0
+    assert result.exit_code == 1
+
+
+def test_floor_ratio_without_a_floor_is_a_contract_error(mini):
+    path = mini.contract(clauses=RATIO)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "bounds `max_floor_ratio` but no noise floor is measured" in result.stderr
+    assert f"{path}:" in result.stderr
