@@ -178,6 +178,19 @@ numerical = obj(
         "tie_margin": number("Reference top-2 logit margin below which an argmax flip counts as a tie flip "
                              "(reported apart). Default 1e-3.", minimum=0),
         "noise_floor": noise_floor,
+        "implications": obj(
+            "Context for the bounds chain: what the measured logit drift implies for your use "
+            "(see `promote bounds`). Reported with every numerics result; `clip` also makes "
+            "`promote validate` warn about logit clauses beyond the PPO clip budget.",
+            {
+                "seq_len": integer("Sequence length T for sequence-level TV and KL bounds.", minimum=1),
+                "reward_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                                 "description": "Bounded reward [a, b]: |E_p r − E_q r| ≤ (b − a)·TV."},
+                "clip": number("PPO clip ε: the budget osc ≤ log(1 + ε).", exclusiveMinimum=0),
+                "advantage_max": number("|A| ≤ A_max, for the policy-gradient bias bound.", minimum=0),
+                "score_norm": number("‖∇ log π‖ ≤ G, for the policy-gradient bias bound.", minimum=0),
+            },
+        ),
     },
     ["clauses"],
 )

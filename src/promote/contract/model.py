@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promote.contract.consistency import chain_warnings
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.metrics.names import DIVERGENCE_METRICS
 from promote.resources import load_schema
@@ -71,6 +72,7 @@ class NumericalSpec:
     clauses: tuple[NumericalClause, ...]
     tie_margin: float = 1e-3
     noise_floor: NoiseFloorSpec | None = None
+    implications: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,8 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any]) -> NumericalSpec:
     if floor is not None:
         noise_floor = NoiseFloorSpec(perturb=tuple(floor.get("perturb", NoiseFloorSpec.perturb)),
                                      odd_batch_size=floor.get("odd_batch_size", 3))
-    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor)
+    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor,
+                         implications=dict(raw.get("implications", {})))
 
 
 def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) -> None:
@@ -244,6 +247,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         key=True, severity="warning"))
     _clause_ids(doc, problems)
     _floor_clauses_have_a_floor(doc, problems)
+    problems.extend(chain_warnings(doc))
     reference = _kernel(doc, "reference", data["reference"], problems)
     candidate = _kernel(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]

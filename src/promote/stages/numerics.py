@@ -16,6 +16,7 @@ from typing import Any
 from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
 from promote.kernels.base import Kernel
+from promote.metrics.bounds import implications
 from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.noise_floor import NoiseFloor
@@ -93,6 +94,20 @@ def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,
     return clause.severity, f"{text}, required ≤ {format_value(clause.max_floor_ratio)}×"
 
 
+def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, Any]:
+    """What the measured oscillation implies (metrics/bounds.py): at the worst position and at p99."""
+    out: dict[str, Any] = {}
+    reward = context.get("reward_range")
+    kwargs = {k: context.get(k) for k in ("seq_len", "clip", "advantage_max", "score_norm")}
+    for stat in ("max", "p99"):
+        osc = acc.summaries["logit_osc"].stat(stat)
+        drift = acc.summaries["logit_drift"].stat(stat)
+        if math.isfinite(osc) and math.isfinite(drift) and acc.positions:
+            chain = implications(osc=osc, drift=drift, reward_range=tuple(reward) if reward else None, **kwargs)
+            out[stat] = [link.to_dict() for link in chain]
+    return out
+
+
 def run_numerics(
     spec: NumericalSpec,
     evalset: EvalSet,
@@ -125,6 +140,7 @@ def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kerne
         "kernel_seconds": {"reference": round(reference.seconds, 6), "candidate": round(candidate.seconds, 6)},
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
+    details["bounds"] = implied_by(acc, spec.implications)
     notes = floor.notes() if floor else []
     if floor:
         details["noise_floor"] = floor.describe()

@@ -1,0 +1,120 @@
+"""What a logit drift implies: the bounds chain of DESIGN.md §5 (research/mismatch-facts.md §5).
+
+With δ = z_c − z_r at one position, d = ‖δ‖∞ and osc = max δ − min δ ≤ 2d:
+
+- TV ≤ tanh(osc/4) ≤ tanh(d/2)                      (tight: two tokens, δ = (d, −d))
+- KL(p‖q) ≤ osc²/8 ≤ d²/2                            (Popoviciu: Var_p(δ) ≤ osc²/4)
+- |log p_i − log q_i| ≤ osc for every token i; importance weights w ∈ [e^−osc, e^osc]
+- reward r ∈ [a, b]: |E_p r − E_q r| ≤ (b − a)·TV
+- T positions: TV_seq ≤ min(1, Σ_t TV_t) ≤ min(1, T·tanh(osc/4)); KL_seq = Σ_t KL_t ≤ T·osc²/8
+- policy gradient with |A| ≤ A_max and ‖∇log π‖ ≤ G: per-token bias ≤ A_max·G·(e^osc − 1)
+  (support overlap assumed; per token, not per trajectory)
+- PPO clip ε spends the budget osc ≤ log(1 + ε), i.e. d ≤ log(1 + ε)/2 (ε = 0.2 → d ≤ 0.091)
+
+Pure functions; each is property-tested on random distributions (tests/test_bounds.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def tv_bound(osc: float) -> float:
+    """Largest total variation a logit oscillation ``osc`` allows."""
+    return math.tanh(osc / 4.0)
+
+
+def kl_bound(osc: float) -> float:
+    """Largest KL(p‖q) (nats) a logit oscillation ``osc`` allows."""
+    return min(osc * osc / 8.0, osc)
+
+
+def log_ratio_bound(osc: float) -> float:
+    """Largest |log p_i − log q_i| over tokens: the log importance weight range is ±osc."""
+    return osc
+
+
+def osc_for_tv(tv: float) -> float:
+    """Smallest oscillation that could reach total variation ``tv`` (inverse of ``tv_bound``)."""
+    return math.inf if tv >= 1 else 4.0 * math.atanh(tv)
+
+
+def osc_for_kl(kl: float) -> float:
+    """Smallest oscillation that could reach KL ``kl`` (inverse of ``kl_bound``)."""
+    return math.sqrt(8.0 * kl) if kl <= 8.0 else kl
+
+
+def clip_budget(clip: float) -> float:
+    """The oscillation a PPO clip ε tolerates before the ratio alone leaves [1/(1+ε), 1+ε]."""
+    return math.log1p(clip)
+
+
+@dataclass(frozen=True)
+class Implication:
+    """One link of the chain: a quantity, its bound, the formula, and what it assumes."""
+
+    name: str
+    bound: float
+    formula: str
+    assumes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["bound"] = self.bound if math.isfinite(self.bound) else None
+        return out
+
+
+def implications(
+    *,
+    osc: float | None = None,
+    drift: float | None = None,
+    seq_len: int | None = None,
+    reward_range: tuple[float, float] | None = None,
+    clip: float | None = None,
+    advantage_max: float | None = None,
+    score_norm: float | None = None,
+) -> list[Implication]:
+    """Everything a per-position logit oscillation (or drift, osc ≤ 2·drift) implies.
+
+    Raises:
+        ValueError: neither ``osc`` nor ``drift`` given, or a negative input.
+    """
+    if osc is None and drift is None:
+        raise ValueError("give the logit oscillation or the logit drift")
+    for name, value in (("osc", osc), ("drift", drift)):
+        if value is not None and (value < 0 or math.isnan(value)):
+            raise ValueError(f"{name} must be a non-negative number, got {value}")
+    source = "osc" if osc is not None else "2·d"
+    o = osc if osc is not None else 2.0 * drift  # type: ignore[operator]
+    if osc is not None and drift is not None:
+        o = min(osc, 2.0 * drift)
+        source = "min(osc, 2·d)"
+    tv = tv_bound(o)
+    out = [
+        Implication("logit_osc", o, source, "per position; softmax ignores a constant shift"),
+        Implication("tv", tv, f"tanh({source}/4)"),
+        Implication("kl", kl_bound(o), f"({source})²/8"),
+        Implication("abs_log_ratio", log_ratio_bound(o), source, "every token, sampled or not"),
+        Implication("importance_weight_max", math.exp(o), f"exp({source})",
+                    "w = π_ref(y)/π_cand(y) ∈ [exp(−osc), exp(osc)]"),
+        Implication("pg_bias_factor", math.expm1(o), f"exp({source}) − 1",
+                    "per-token policy-gradient bias ≤ A_max·G·factor; support overlap; per token"),
+    ]
+    if advantage_max is not None and score_norm is not None:
+        out.append(Implication("pg_bias", advantage_max * score_norm * math.expm1(o), "A_max·G·(e^osc − 1)",
+                               "per token, not per trajectory"))
+    if reward_range is not None:
+        a, b = reward_range
+        out.append(Implication("reward_drift", (b - a) * tv, f"({b:g} − {a:g})·TV", "bounded reward"))
+    if seq_len is not None:
+        out.append(Implication("tv_seq", min(1.0, seq_len * tv), f"min(1, {seq_len}·TV)", "subadditivity"))
+        out.append(Implication("kl_seq", seq_len * kl_bound(o), f"{seq_len}·KL", "chain rule, uniform bound"))
+    if clip is not None:
+        budget = clip_budget(clip)
+        out.append(Implication("ppo_clip_budget_osc", budget, f"log(1 + {clip:g})",
+                               f"osc ≤ budget keeps every ratio inside the clip; measured {o:.4g} "
+                               + ("fits" if o <= budget else "EXCEEDS it")))
+        out.append(Implication("ppo_clip_budget_drift", budget / 2.0, f"log(1 + {clip:g})/2"))
+    return out
