@@ -178,6 +178,20 @@ numerical = obj(
         "tie_margin": number("Reference top-2 logit margin below which an argmax flip counts as a tie flip "
                              "(reported apart). Default 1e-3.", minimum=0),
         "noise_floor": noise_floor,
+        "localize": {
+            "description": "Activation tier (torch kernels only): record every module's output on both kernels "
+                           "and report the first module whose drift exceeds its own noise floor (batch 1 vs N) "
+                           "by `factor`, with a per-layer drift profile. `true` uses the defaults.",
+            "oneOf": [
+                {"type": "boolean", "description": "`true`: localise with default settings."},
+                obj("Localisation settings.", {
+                    "factor": number("A module diverges when its relative L2 drift exceeds factor × its floor. "
+                                     "Default 10.", exclusiveMinimum=0),
+                    "max_samples": integer("Localise on the first N samples (hooks keep every module's "
+                                           "output of a batch in memory). Default 32.", minimum=1),
+                }),
+            ],
+        },
         "implications": obj(
             "Context for the bounds chain: what the measured logit drift implies for your use "
             "(see `promote bounds`). Reported with every numerics result; `clip` also makes "

@@ -35,12 +35,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _progress_printer(enabled: bool):  # noqa: ANN202
+def _progress_printer(enabled: bool, *, after_s: float = 2.0):  # noqa: ANN202
+    """A one-line progress display on stderr that appears only once a run has taken ``after_s``."""
     if not enabled:
         return None
+    start = time.perf_counter()
 
     def show(done: int, total: int) -> None:
-        sys.stderr.write(f"\rpromote: numerics {done}/{total} samples")
+        elapsed = time.perf_counter() - start
+        if elapsed < after_s:
+            return
+        rate = done / elapsed
+        eta = (total - done) / rate if rate else 0.0
+        sys.stderr.write(f"\rpromote: numerics {done}/{total} samples, {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()

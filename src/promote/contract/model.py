@@ -68,11 +68,18 @@ class NoiseFloorSpec:
 
 
 @dataclass(frozen=True)
+class LocalizeSpec:
+    factor: float = 10.0
+    max_samples: int = 32
+
+
+@dataclass(frozen=True)
 class NumericalSpec:
     clauses: tuple[NumericalClause, ...]
     tie_margin: float = 1e-3
     noise_floor: NoiseFloorSpec | None = None
     implications: dict[str, Any] = field(default_factory=dict)
+    localize: LocalizeSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -197,8 +204,12 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any]) -> NumericalSpec:
     if floor is not None:
         noise_floor = NoiseFloorSpec(perturb=tuple(floor.get("perturb", NoiseFloorSpec.perturb)),
                                      odd_batch_size=floor.get("odd_batch_size", 3))
+    localize = raw.get("localize", False)
+    if localize is True:
+        localize = {}
     return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor,
-                         implications=dict(raw.get("implications", {})))
+                         implications=dict(raw.get("implications", {})),
+                         localize=LocalizeSpec(**localize) if localize is not False else None)
 
 
 def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) -> None:

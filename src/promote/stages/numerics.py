@@ -19,6 +19,7 @@ from promote.kernels.base import Kernel
 from promote.metrics.bounds import implications
 from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
+from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
 
 STAGE = "numerics"
@@ -126,7 +127,26 @@ def run_numerics(
     floor = NoiseFloor(reference, spec.noise_floor, tie_margin=spec.tie_margin) if spec.noise_floor else None
     pass_consumers = [acc, *([floor] if floor else []), *consumers]
     compare_kernels(evalset, reference, candidate, pass_consumers, tie_margin=spec.tie_margin, progress=progress)
-    return stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
+    result = stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
+    if spec.localize:
+        found = localize(evalset, reference, candidate, factor=spec.localize.factor,
+                         max_samples=spec.localize.max_samples,
+                         batch_size=min(reference.spec.batch_size, candidate.spec.batch_size))
+        result.details["localize"] = found
+        result.notes.append(_localize_note(found))
+        result.duration_s = time.perf_counter() - start
+    return result
+
+
+def _localize_note(found: dict[str, Any]) -> str:
+    first = found["first_divergent"]
+    if first is None:
+        return (f"localize: no module drifts beyond {found['factor']:g}× its own noise floor "
+                f"({found['samples']} samples)")
+    floor = first["floor"] or 0.0
+    times = f"{first['rel'] / floor:.3g}× its floor {floor:.3g}" if floor > 0 else "its floor is exactly 0"
+    return (f"localize: first divergent module `{first['module']}` (relative drift {first['rel']:.3g}, {times}; "
+            f"{found['samples']} samples)")
 
 
 def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel, candidate: Kernel,
