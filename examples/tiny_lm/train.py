@@ -41,7 +41,7 @@ LANGS: dict[str, tuple[str, ...]] = {
 
 SEED = 1234
 THREADS = 2
-STEPS = 1500
+STEPS = 1600
 BATCH = 16
 """Rows per step; each script gets BATCH / 4 rows, so the small scripts are not drowned out."""
 SEQ = tiny.MAX_CONTEXT
