@@ -176,12 +176,12 @@ def test_lm_task_rejects_a_tensor_model_with_a_clear_message(mini):
 ])
 def test_metrics_must_fit_the_task_with_a_located_message(tmp_path, task, clause, key, needle):
     path = _tensor_project(tmp_path, "fine", clauses=[clause])
-    doc = yaml.safe_load(open(path))
+    doc = yaml.safe_load(Path(path).read_text())
     doc["data"]["task"] = task
     (tmp_path / "contract.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     result = CliRunner().invoke(cli, ["validate", "--no-data", path])
     assert result.exit_code == 2
-    lines = open(path).read().splitlines()
+    lines = Path(path).read_text().splitlines()
     start = lines.index("numerical:")
     line = next(i for i in range(start, len(lines)) if lines[i].lstrip(" -").startswith(f"{key}:")) + 1
     assert f"contract.yaml:{line}:" in result.stderr  # file:line:col of the offending key or value
@@ -210,7 +210,7 @@ def test_vacuous_tensor_outputs_block(tmp_path):
             return Z()
         '''))
     path = _tensor_project(tmp_path, "fine")
-    doc = yaml.safe_load(open(path))
+    doc = yaml.safe_load(Path(path).read_text())
     doc["reference"]["model"] = doc["candidate"]["model"] = "zeros.py:build"
     (tmp_path / "contract.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     result = invoke("check", path)
