@@ -216,3 +216,13 @@ def test_vacuous_tensor_outputs_block(tmp_path):
     result = invoke("check", path)
     assert result.exit_code == 1
     assert "VACUOUS" in result.stdout and "both kernels output all zeros" in result.stdout
+
+
+def test_tie_margin_is_a_warning_for_tensor_tasks(tmp_path):
+    path = _tensor_project(tmp_path, "fine")
+    doc = yaml.safe_load(Path(path).read_text())
+    doc["numerical"]["tie_margin"] = 0.01
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(cli, ["validate", path])
+    assert result.exit_code == 0
+    assert "warning: `tie_margin` is about causal-LM argmax flips" in result.stderr

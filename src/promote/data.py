@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from promote.errors import UsageError
-from promote.tensor_data import index_inputs_file, parse_inline
+from promote.tensor_data import attach_file_inputs, parse_inline
 
 TASK_FIELDS = ("label", "target", "reward", "score")
 _ALLOWED_KEYS = {"id", "input_ids", "tags", "text", *TASK_FIELDS}
@@ -117,26 +117,6 @@ def _tensor_sample(record: dict[str, Any], sample_id: str, display: str, line: i
     return Sample(id=sample_id, input_ids=(), tags=dict(tags), line=line, task=task, inputs=inputs)
 
 
-def _attach_file_inputs(samples: list[Sample], display: str, path: Path, file_display: str,
-                        *, complete: bool) -> list[Sample]:
-    """Join `<id>/<name>` tensors of the inputs file to the samples by id; every mismatch is an error."""
-    index = index_inputs_file(path, file_display)
-    known = {s.id for s in samples}
-    unknown = sorted(set(index) - known)
-    if unknown and complete:
-        raise UsageError(f"{file_display}: tensors for sample id(s) not in {display}: {', '.join(unknown[:10])}"
-                         + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
-    out = []
-    for sample in samples:
-        extra = index.get(sample.id, {})
-        both = sorted(set(extra) & set(sample.inputs))
-        if both:
-            raise _fail(display, sample.line, f"sample `{sample.id}`: input(s) {', '.join(both)} given both inline "
-                        f"and in {file_display}; keep one")
-        out.append(replace(sample, inputs={**sample.inputs, **extra}) if extra else sample)
-    return out
-
-
 def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None = None, task: str = "causal-lm",
                inputs_file: Path | None = None, inputs_file_display: str | None = None) -> EvalSet:
     """Read and check a JSONL eval set; every problem names the file and line.
@@ -174,7 +154,7 @@ def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None
     if not samples:
         raise UsageError(f"{display}: the eval set has no samples")
     if inputs_file is not None:
-        samples = _attach_file_inputs(samples, display, inputs_file, inputs_file_display or str(inputs_file),
+        samples = attach_file_inputs(samples, display, inputs_file, inputs_file_display or str(inputs_file),
                                       complete=limit is None)
     for sample in samples if task == "tensor" else ():
         if not sample.inputs:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,26 @@ def index_inputs_file(path: Path, display: str) -> dict[str, dict[str, FileInput
                              f"as one of {', '.join(sorted(_ST_DTYPES))} (e.g. float32 for bfloat16 data)")
         index.setdefault(sample_id, {})[name] = FileInput(key, np.dtype(_ST_DTYPES[code]), shape)
     return index
+
+
+def attach_file_inputs(samples: list[Sample], display: str, path: Path, file_display: str,
+                       *, complete: bool) -> list[Sample]:
+    """Join `<id>/<name>` tensors of the inputs file to the samples by id; every mismatch is an error."""
+    index = index_inputs_file(path, file_display)
+    known = {s.id for s in samples}
+    unknown = sorted(set(index) - known)
+    if unknown and complete:
+        raise UsageError(f"{file_display}: tensors for sample id(s) not in {display}: {', '.join(unknown[:10])}"
+                         + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    out = []
+    for sample in samples:
+        extra = index.get(sample.id, {})
+        both = sorted(set(extra) & set(sample.inputs))
+        if both:
+            raise UsageError(f"{display}:{sample.line}: sample `{sample.id}`: input(s) {', '.join(both)} given both "
+                             f"inline and in {file_display}; keep one")
+        out.append(replace(sample, inputs={**sample.inputs, **extra}) if extra else sample)
+    return out
 
 
 def signature(sample: Sample) -> tuple[tuple[str, str, tuple[int, ...]], ...]:

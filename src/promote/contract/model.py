@@ -229,6 +229,9 @@ def _task_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
                 problems.append(doc.problem(("numerical", "clauses", index, key),
                                             f"`{key}` applies to `data.task: tensor` only (this contract's task "
                                             f"is `{task}`)", key=True))
+    if task == "tensor" and "tie_margin" in (doc.data.get("numerical") or {}):
+        problems.append(doc.problem(("numerical", "tie_margin"), "`tie_margin` is about causal-LM argmax flips and "
+                                    "is ignored with `data.task: tensor`", key=True, severity="warning"))
     if "inputs_file" in doc.data["data"] and task != "tensor":
         problems.append(doc.problem(("data", "inputs_file"), "`inputs_file` needs `data.task: tensor`", key=True))
 
