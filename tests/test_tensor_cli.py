@@ -226,3 +226,8 @@ def test_tie_margin_is_a_warning_for_tensor_tasks(tmp_path):
     result = CliRunner().invoke(cli, ["validate", path])
     assert result.exit_code == 0
     assert "warning: `tie_margin` is about causal-LM argmax flips" in result.stderr
+
+
+def test_markdown_names_the_output_of_each_result():
+    result = invoke("check", str(EXAMPLE / "contract.yaml"), "--format", "markdown")
+    assert "| `finite` (output=hidden_states[1]) | numerics | sum(nonfinite) | 0 | ≤ 0 |" in result.stdout
