@@ -238,3 +238,15 @@ def test_batch_size_does_not_change_any_statistic(evalset):
         a, b = one.details["outputs"][path]["metrics"], four.details["outputs"][path]["metrics"]
         for metric in ("abs", "rel", "ulp", "cosine", "sqnr"):
             assert a[metric]["stats"] == pytest.approx(b[metric]["stats"], rel=1e-12), (path, metric)
+
+
+def test_cosine_near_one_is_shown_with_enough_digits(evalset):
+    def tilted(x, ids):
+        out = model(x, ids)
+        out["embedding"][:, 0] += np.float32(1e-3)
+        return out
+
+    result = run(evalset, tilted, [clause("cos", "cosine", "min", min=0.99999999, output="embedding")])
+    (only,) = result.clauses
+    assert only.status == "fail" and only.observed < 0.99999999
+    assert "required ≥ 0.99999999" in only.message and f"= {only.observed:.10g} (1 − cosine = " in only.message

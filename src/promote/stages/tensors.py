@@ -205,7 +205,14 @@ class TensorAccumulator:
 
 
 def _needs(bounds: list[Bound]) -> str:
-    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds)
+    """Bounds as written (up to 10 digits): a cosine bound of 0.99999 must not print as 1."""
+    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {b.value:.10g}" for b in bounds)
+
+
+def _shown(metric: str, value: float) -> str:
+    if metric == "cosine" and math.isfinite(value):  # near 1, the 4 digits of format_value say "1"
+        return f"{value:.10g} (1 − cosine = {format_value(1.0 - value)})"
+    return format_value(value)
 
 
 def _keys(keys: dict[str, None]) -> str:
@@ -257,7 +264,7 @@ def judge_output(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str
     low, observed, high = summary.band(clause.stat)
     worst_key = "worst_samples" if clause.metric in TENSOR_LEVEL_METRICS else "worst_elements"
     evidence[worst_key] = acc.worst(summary)
-    shown = f"{name}: {clause.stat}({clause.metric}) = {format_value(observed)}"
+    shown = f"{name}: {clause.stat}({clause.metric}) = {_shown(clause.metric, observed)}"
     if low < high:
         evidence["band"] = [low, high]
         shown += f" (sketch rank-error band [{format_value(low)}, {format_value(high)}])"
