@@ -30,7 +30,7 @@ def test_example_contract_passes_with_real_bf16_drift(tmp_path):
     metrics = stage["details"]["metrics"]
     # bf16 autocast really changes the outputs: a nonzero drift, inside the bf16 band.
     assert 1e-6 < metrics["kl"]["stats"]["mean"] < 1e-3
-    assert 0 < metrics["logit_osc"]["stats"]["max"]
+    assert metrics["logit_osc"]["stats"]["max"] > 0
     assert metrics["argmax_agree"]["stats"]["mean"] < 1.0
     floor = stage["details"]["noise_floor"]["floor"]
     assert floor["kl"]["mean"] < metrics["kl"]["stats"]["mean"] / 1000  # fp32 noise ≪ bf16 drift

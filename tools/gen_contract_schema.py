@@ -19,15 +19,24 @@ METRICS = {
     "argmax_agree": "1 where the candidate's top token equals the reference's, else 0; stat mean = agreement rate.",
     "nonfinite": "Count of non-finite (NaN or ±Inf) candidate or reference logits per position.",
 }
+# Metrics of `data.task: tensor` (metrics/tensor.py); `nonfinite` is shared with the causal-LM set.
+TENSOR_METRICS = {
+    "abs": "tensor: |c − r| per element, computed in float64.",
+    "rel": "tensor: |c − r| / max(|r|, rel_floor) per element (default floor 1e-6·max|r| of the sample).",
+    "ulp": "tensor: |c − r| in units of the reference dtype's ulp at |r|, per element.",
+    "cosine": "tensor: cosine similarity of the candidate and reference tensor, one value per sample (1 = same "
+              "direction).",
+    "sqnr": "tensor: 10·log10(‖r‖² / ‖c − r‖²) in dB, one value per sample; identical tensors give +inf.",
+}
 STATS = {
-    "mean": "Arithmetic mean over scored positions.",
-    "p50": "Median over scored positions.",
-    "p90": "90th percentile over scored positions.",
-    "p99": "99th percentile over scored positions.",
-    "p99.9": "99.9th percentile over scored positions.",
-    "max": "Largest value over scored positions.",
-    "min": "Smallest value over scored positions.",
-    "sum": "Sum over scored positions (e.g. total non-finite logits).",
+    "mean": "Arithmetic mean over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "p50": "Median over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "p90": "90th percentile over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "p99": "99th percentile over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "p99.9": "99.9th percentile over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "max": "Largest value over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "min": "Smallest value over scored positions (tensor: elements, or samples for cosine/sqnr).",
+    "sum": "Sum over scored positions or elements (e.g. total non-finite values).",
 }
 PRECISIONS = {
     "fp32": "float32 with TF32 explicitly off (the reference default).",
@@ -86,7 +95,10 @@ torch_kernel = obj(
         "kind": {"const": "torch", "description": "Kernel kind: `torch` runs an nn.Module in this process."},
         "model": string("Python file and factory, `path/to/model.py:build` (path relative to the contract file), "
                         "or an importable `package.module:build`. The factory takes no arguments and returns an "
-                        "nn.Module whose forward(input_ids[B,T]) returns logits [B,T,V].",
+                        "nn.Module whose forward(input_ids[B,T]) returns logits [B,T,V] (`data.task: causal-lm`), "
+                        "or whose forward(**inputs) returns tensors, possibly nested in dicts, lists, tuples, "
+                        "dataclasses or HF ModelOutputs, each with a leading batch dimension (`data.task: "
+                        "tensor`; a single input named `input` is passed positionally).",
                         pattern="^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"),
         "weights": string("safetensors file with the state dict, loaded strictly (relative to the contract file)."),
         "precision": described_enum(PRECISIONS, "Numeric precision of the forward pass; flags are set and restored "
@@ -110,10 +122,15 @@ kernel = {
 data = obj(
     "The evaluation set both kernels are run on.",
     {
-        "path": string("JSONL eval set, one sample a line: `id` (unique string), `input_ids` (list of int), "
-                       "`tags` (string → string). Relative to the contract file."),
-        "task": {"enum": ["causal-lm"], "description": "What the outputs mean. `causal-lm`: logits [B,T,V]; "
-                 "position t is scored on predicting input_ids[t+1]. Default `causal-lm`."},
+        "path": string("JSONL eval set, one sample a line: `id` (unique string), `input_ids` (list of int; "
+                       "`task: tensor`: `inputs`, an object of named nested lists), `tags` (string → string). "
+                       "Relative to the contract file."),
+        "task": {"enum": ["causal-lm", "tensor"], "description": "What the outputs mean. `causal-lm`: logits "
+                 "[B,T,V]; position t is scored on predicting input_ids[t+1]. `tensor`: any named or nested "
+                 "outputs, compared by key path with the tensor metrics (abs, rel, ulp, cosine, sqnr, "
+                 "nonfinite). Default `causal-lm`."},
+        "inputs_file": string("`task: tensor` only: safetensors file with inputs named `<sample id>/<input name>` "
+                              "(for inputs too large for JSONL; dtypes are kept). Relative to the contract file."),
         "limit": integer("Use only the first N samples (quick local runs). Default: all.", minimum=1),
     },
     ["path"],
@@ -141,15 +158,33 @@ bound_props = {
 }
 
 numerical_clause = obj(
-    "A bound on one statistic of one per-position metric, reference vs candidate.",
+    "A bound on one statistic of one per-position (or, for `task: tensor`, per-element or per-sample) metric, "
+    "reference vs candidate.",
     {
         **clause_common(),
-        "metric": described_enum(METRICS, "Per-position metric."),
-        "stat": described_enum(STATS, "Statistic over all scored positions."),
+        "metric": described_enum({**METRICS, **TENSOR_METRICS}, "Metric; `data.task` decides which are allowed "
+                                 "(`tensor:` ones need `task: tensor`, the others `task: causal-lm`; `nonfinite` "
+                                 "fits both)."),
+        "stat": described_enum(STATS, "Statistic over all scored positions (tensor: over elements, or over "
+                               "samples for cosine/sqnr)."),
         **bound_props,
         "max_floor_ratio": number("Upper bound on observed / noise floor (the same statistic of the reference "
                                   "against itself, see `numerical.noise_floor`, which must be set).",
                                   exclusiveMinimum=0),
+        "output": string("`task: tensor` only: key-path glob selecting the outputs this clause judges (`*` any "
+                         "characters, `?` one; brackets and dots are literal, e.g. `hidden_states[3]`). Each "
+                         "matched output is judged separately (one result per output, slice `output=PATH`). "
+                         "Default: every output."),
+        "rel_floor": number("`task: tensor`, metric `rel` only: denominator floor, rel = |c − r| / max(|r|, "
+                            "rel_floor). Default: 1e-6 · max|r| of each sample's tensor. The report says how "
+                            "many elements used the floor.", minimum=0),
+        "vacuous_below": number("`task: tensor` only: an output whose max |x| is below this on both sides is "
+                                "`vacuous` (nothing was compared). Default 1e-12.", minimum=0),
+        "on_nonfinite": {"enum": ["fail", "skip-matching", "skip"], "description": "`task: tensor` only: what "
+                         "non-finite (NaN/±Inf) elements do to this clause. `fail` (default): any fails it; "
+                         "`skip-matching`: elements holding the same ±Inf on both sides (masks) are left out, "
+                         "others fail; `skip`: all are left out and only finite pairs are judged (bound them "
+                         "with a `nonfinite` clause)."},
         "severity": {"enum": ["fail", "warn"], "description": "Status a violated clause gets. Default `fail`."},
     },
     ["id", "metric", "stat"],

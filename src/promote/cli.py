@@ -112,14 +112,14 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
     """
     from promote.contract.load import ContractError
     from promote.contract.model import load_contract
-    from promote.data import read_jsonl
+    from promote.data import load_evalset
 
     failed = False
     for path in contracts:
         try:
             contract, warnings = load_contract(path)
             if not no_data:
-                read_jsonl(contract.data.path, display_path=contract.data.display_path, limit=contract.data.limit)
+                load_evalset(contract.data)
         except ContractError as exc:
             failed = True
             for problem in exc.problems:

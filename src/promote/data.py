@@ -3,6 +3,8 @@
 The JSONL file is read once and checked line by line, so a bad line is reported with its number.
 Token lists are small; model outputs (the large part) are never held whole — see ``stages/``.
 This module stays free of torch so ``promote validate`` can use it cheaply.
+Samples of ``task: tensor`` carry named ``inputs`` instead of ``input_ids``; their parsing and
+batching live in ``tensor_data.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Any
 import numpy as np
 
 from promote.errors import UsageError
+from promote.tensor_data import attach_file_inputs, parse_inline
 
 TASK_FIELDS = ("label", "target", "reward", "score")
 _ALLOWED_KEYS = {"id", "input_ids", "tags", "text", *TASK_FIELDS}
+# `task: tensor` samples carry named `inputs` (tensor_data.py) instead of token ids.
+_TENSOR_KEYS = (_ALLOWED_KEYS - {"input_ids"}) | {"inputs"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Sample:
     tags: dict[str, str]
     line: int
     task: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)  # task tensor: name → ndarray or tensor_data.FileInput
 
     @property
     def scored_positions(self) -> int:
@@ -42,9 +48,14 @@ class EvalSet:
     path: Path
     display_path: str
     samples: tuple[Sample, ...]
+    task: str = "causal-lm"
+    inputs_file: Path | None = None
 
     @property
     def positions(self) -> int:
+        """Scored positions; for `task: tensor` each sample is one scored unit."""
+        if self.task == "tensor":
+            return len(self.samples)
         return sum(s.scored_positions for s in self.samples)
 
 
@@ -70,15 +81,21 @@ def _fail(display: str, line: int, message: str) -> UsageError:
     return UsageError(f"{display}:{line}: {message}")
 
 
-def _parse_sample(record: Any, display: str, line: int) -> Sample:
+def _parse_sample(record: Any, display: str, line: int, task: str = "causal-lm") -> Sample:
     if not isinstance(record, dict):
         raise _fail(display, line, f"expected a JSON object per line, got {type(record).__name__}")
-    unknown = sorted(set(record) - _ALLOWED_KEYS)
+    allowed = _TENSOR_KEYS if task == "tensor" else _ALLOWED_KEYS
+    unknown = sorted(set(record) - allowed)
     if unknown:
-        raise _fail(display, line, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_ALLOWED_KEYS))}")
+        hint = {"inputs": " (`inputs` needs `data.task: tensor`)",
+                "input_ids": " (`data.task: tensor` reads named `inputs`, e.g. {\"inputs\": {\"input_ids\": [...]}})"}
+        raise _fail(display, line, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+                    + "".join(hint.get(k, "") for k in unknown))
     sample_id = record.get("id")
     if not isinstance(sample_id, str) or not sample_id:
         raise _fail(display, line, "`id` must be a non-empty string (each sample needs a unique id)")
+    if task == "tensor":
+        return _tensor_sample(record, sample_id, display, line)
     ids = record.get("input_ids")
     if not isinstance(ids, list) or not ids:
         raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must be a non-empty list of integers")
@@ -91,8 +108,20 @@ def _parse_sample(record: Any, display: str, line: int) -> Sample:
     return Sample(id=sample_id, input_ids=tuple(ids), tags=dict(tags), line=line, task=task)
 
 
-def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None = None) -> EvalSet:
+def _tensor_sample(record: dict[str, Any], sample_id: str, display: str, line: int) -> Sample:
+    tags = record.get("tags", {})
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise _fail(display, line, f"sample `{sample_id}`: `tags` must map strings to strings")
+    inputs = parse_inline(record.get("inputs", {}), where=f"{display}:{line}: sample `{sample_id}`")
+    task = {k: record[k] for k in TASK_FIELDS if k in record}
+    return Sample(id=sample_id, input_ids=(), tags=dict(tags), line=line, task=task, inputs=inputs)
+
+
+def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None = None, task: str = "causal-lm",
+               inputs_file: Path | None = None, inputs_file_display: str | None = None) -> EvalSet:
     """Read and check a JSONL eval set; every problem names the file and line.
+
+    ``task: tensor`` samples carry ``inputs``; ``inputs_file`` adds tensors named ``<id>/<name>``.
 
     Raises:
         UsageError: unreadable file, malformed JSON, bad fields, duplicate ids, no samples.
@@ -115,7 +144,7 @@ def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise _fail(display, number, f"malformed JSON at column {exc.colno}: {exc.msg}") from None
-        sample = _parse_sample(record, display, number)
+        sample = _parse_sample(record, display, number, task)
         if sample.id in first_line:
             raise _fail(display, number, f"duplicate id `{sample.id}` (first at line {first_line[sample.id]})")
         first_line[sample.id] = number
@@ -124,7 +153,21 @@ def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None
             break
     if not samples:
         raise UsageError(f"{display}: the eval set has no samples")
-    return EvalSet(path=path, display_path=display, samples=tuple(samples))
+    if inputs_file is not None:
+        samples = attach_file_inputs(samples, display, inputs_file, inputs_file_display or str(inputs_file),
+                                      complete=limit is None)
+    for sample in samples if task == "tensor" else ():
+        if not sample.inputs:
+            raise _fail(display, sample.line, f"sample `{sample.id}` has no inputs: give `inputs` inline"
+                        + (f" or tensors `{sample.id}/<name>` in {inputs_file_display}" if inputs_file else
+                           " or set `data.inputs_file`"))
+    return EvalSet(path=path, display_path=display, samples=tuple(samples), task=task, inputs_file=inputs_file)
+
+
+def load_evalset(spec: Any) -> EvalSet:
+    """The eval set a contract's `data` section (contract.model.DataSpec) describes."""
+    return read_jsonl(spec.path, display_path=spec.display_path, limit=spec.limit, task=spec.task,
+                      inputs_file=spec.inputs_file, inputs_file_display=spec.inputs_file_display)
 
 
 def batches(samples: tuple[Sample, ...] | list[Sample], batch_size: int, *, pad_id: int = 0) -> Iterator[Batch]:

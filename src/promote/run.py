@@ -15,7 +15,7 @@ from typing import Any
 
 from promote import __version__
 from promote.contract.model import Contract, load_contract
-from promote.data import EvalSet, read_jsonl
+from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
 from promote.policy import decide
 from promote.report.model import Report
@@ -72,7 +72,11 @@ def _blanket(contract: Contract, stage: str, status: str, message: str) -> Stage
 
 def _run_numerics(contract: Contract, evalset: EvalSet, options: CheckOptions, fingerprints: dict) -> StageResult:
     from promote.kernels import build_kernel
-    from promote.stages.numerics import run_numerics
+
+    if contract.data.task == "tensor":  # non-LM outputs compared by key path (stages/tensors.py)
+        from promote.stages.tensors import run_tensors as run_stage
+    else:
+        from promote.stages.numerics import run_numerics as run_stage
 
     reference = build_kernel(contract.reference, role="reference")
     candidate = build_kernel(contract.candidate, role="candidate")
@@ -80,8 +84,8 @@ def _run_numerics(contract: Contract, evalset: EvalSet, options: CheckOptions, f
         with reference, candidate:
             fingerprints["reference"] = reference.fingerprint()
             fingerprints["candidate"] = candidate.fingerprint()
-            return run_numerics(contract.numerical, evalset, reference, candidate,
-                                progress=_progress_printer(options.progress))
+            return run_stage(contract.numerical, evalset, reference, candidate,
+                             progress=_progress_printer(options.progress))
     except EvaluationError as exc:
         print(f"promote: error: {exc.format_message()}", file=sys.stderr)
         return _blanket(contract, "numerics", "error", exc.format_message())
@@ -91,7 +95,7 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
     """Evaluate a contract; raises UsageError/ContractError (exit 2) for bad input."""
     started, t0 = _now(), time.perf_counter()
     contract, problems = load_contract(contract_path)
-    evalset = read_jsonl(contract.data.path, display_path=contract.data.display_path, limit=contract.data.limit)
+    evalset = load_evalset(contract.data)
     present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
     wanted = set(options.stages) or present
     fingerprints: dict[str, Any] = {"reference": None, "candidate": None}

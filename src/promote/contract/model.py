@@ -13,6 +13,7 @@ from typing import Any
 from promote.contract.consistency import chain_warnings
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.metrics.names import DIVERGENCE_METRICS
+from promote.metrics.tensor import DEFAULT_VACUOUS_BELOW, SHARED_METRICS, TENSOR_METRICS
 from promote.resources import load_schema
 
 STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
@@ -46,6 +47,18 @@ class DataSpec:
     display_path: str
     task: str = "causal-lm"
     limit: int | None = None
+    inputs_file: Path | None = None  # task tensor: safetensors with `<sample id>/<input name>` tensors
+    inputs_file_display: str | None = None
+
+
+@dataclass(frozen=True)
+class TensorOptions:
+    """Clause keys of `data.task: tensor` (see stages/tensors.py for how each is used)."""
+
+    output: str | None = None  # key-path glob; None: every output
+    rel_floor: float | None = None  # None: 1e-6 · max|r| per sample
+    vacuous_below: float = DEFAULT_VACUOUS_BELOW
+    on_nonfinite: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -55,10 +68,11 @@ class NumericalClause:
     stat: str
     max: float | None
     min: float | None
-    max_floor_ratio: float | None
     severity: str
     description: str | None
     line: int | None
+    max_floor_ratio: float | None = None
+    tensor: TensorOptions | None = None  # set for `data.task: tensor`
 
 
 @dataclass(frozen=True)
@@ -189,13 +203,14 @@ def _clause_ids(doc: LoadedDocument, problems: list[Problem]) -> None:
                 seen[clause_id] = line
 
 
-def _numerical(doc: LoadedDocument, raw: dict[str, Any]) -> NumericalSpec:
+def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm") -> NumericalSpec:
     clauses = tuple(
         NumericalClause(
             id=c["id"], metric=c["metric"], stat=c["stat"], max=c.get("max"), min=c.get("min"),
             max_floor_ratio=c.get("max_floor_ratio"), severity=c.get("severity", "fail"),
             description=c.get("description"),
             line=doc.locate(("numerical", "clauses", i))[0],
+            tensor=_tensor_options(c) if task == "tensor" else None,
         )
         for i, c in enumerate(raw["clauses"])
     )
@@ -224,6 +239,44 @@ def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) ->
                                         f"clause `{clause['id']}` bounds `max_floor_ratio` but no noise floor is "
                                         "measured; add `numerical.noise_floor: {perturb: [rerun, batch_size]}`",
                                         key=True))
+
+
+def _tensor_options(raw: dict[str, Any]) -> TensorOptions:
+    return TensorOptions(output=raw.get("output"), rel_floor=raw.get("rel_floor"),
+                         vacuous_below=raw.get("vacuous_below", DEFAULT_VACUOUS_BELOW),
+                         on_nonfinite=raw.get("on_nonfinite", "fail"))
+
+
+_TENSOR_KEYS = ("output", "rel_floor", "vacuous_below", "on_nonfinite")
+
+
+def _task_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
+    """Metrics and clause keys must fit `data.task`: an LM metric means nothing on a tensor output."""
+    task = doc.data["data"].get("task", "causal-lm")
+    for index, clause in enumerate((doc.data.get("numerical") or {}).get("clauses", [])):
+        metric = clause["metric"]
+        if task == "tensor" and metric not in TENSOR_METRICS:
+            problems.append(doc.problem(("numerical", "clauses", index, "metric"),
+                                        f"metric `{metric}` is a causal-LM metric but `data.task` is `tensor`; "
+                                        f"tensor metrics: {', '.join(TENSOR_METRICS)}"))
+        elif task != "tensor" and metric in TENSOR_METRICS and metric not in SHARED_METRICS:
+            problems.append(doc.problem(("numerical", "clauses", index, "metric"),
+                                        f"metric `{metric}` compares generic tensors and needs `data.task: tensor` "
+                                        f"(this contract's task is `{task}`)"))
+        if "rel_floor" in clause and metric != "rel":
+            problems.append(doc.problem(("numerical", "clauses", index, "rel_floor"),
+                                        f"`rel_floor` applies to metric `rel` only (this clause's metric is "
+                                        f"`{metric}`)", key=True))
+        for key in _TENSOR_KEYS if task != "tensor" else ():
+            if key in clause:
+                problems.append(doc.problem(("numerical", "clauses", index, key),
+                                            f"`{key}` applies to `data.task: tensor` only (this contract's task "
+                                            f"is `{task}`)", key=True))
+    if task == "tensor" and "tie_margin" in (doc.data.get("numerical") or {}):
+        problems.append(doc.problem(("numerical", "tie_margin"), "`tie_margin` is about causal-LM argmax flips and "
+                                    "is ignored with `data.task: tensor`", key=True, severity="warning"))
+    if "inputs_file" in doc.data["data"] and task != "tensor":
+        problems.append(doc.problem(("data", "inputs_file"), "`inputs_file` needs `data.task: tensor`", key=True))
 
 
 def _escalation(raw: dict[str, Any] | None) -> Escalation:
@@ -259,6 +312,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     _clause_ids(doc, problems)
     _floor_clauses_have_a_floor(doc, problems)
     problems.extend(chain_warnings(doc))
+    _task_checks(doc, problems)
     reference = _kernel(doc, "reference", data["reference"], problems)
     candidate = _kernel(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]
@@ -266,6 +320,13 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     if not data_path.is_file():
         problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
                                     f"{data_path}); paths are relative to the contract file"))
+    inputs_file = inputs_display = None
+    if "inputs_file" in raw_data:
+        inputs_file = _resolve(doc, raw_data["inputs_file"]).resolve()
+        inputs_display = _display(doc, raw_data["inputs_file"])
+        if not inputs_file.is_file():
+            problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
+                                        f"(looked for {inputs_file}); paths are relative to the contract file"))
     if any(p.severity == "error" for p in problems):
         return None, problems
     other = {
@@ -277,9 +338,11 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         version=data["version"], name=data["name"], description=data.get("description"), source=doc,
         reference=reference, candidate=candidate,
         data=DataSpec(path=data_path, display_path=_display(doc, raw_data["path"]),
-                      task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit")),
+                      task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit"),
+                      inputs_file=inputs_file, inputs_file_display=inputs_display),
         slices=tuple(data.get("slices", [])),
-        numerical=_numerical(doc, data["numerical"]) if "numerical" in data else None,
+        numerical=_numerical(doc, data["numerical"], raw_data.get("task", "causal-lm")) if "numerical" in data
+        else None,
         other_stages=other, escalation=_escalation(data.get("escalation")),
     )
     return contract, problems

@@ -2,7 +2,9 @@
 the ``_open_impl``/``_run_impl``/``_close_impl`` hooks (Polygraphy's runner pattern).
 
 Checking outputs here, once, means every kernel kind gets the same guarantees: the right shape,
-float logits, one row per sample — or a clear error naming the kernel.
+float logits, one row per sample — or a clear error naming the kernel. The check follows the task,
+which the batch type carries: a ``Batch`` (causal LM) needs logits, a ``TensorBatch`` (`task:
+tensor`) needs named outputs with a leading batch dimension.
 """
 
 from __future__ import annotations
@@ -10,20 +12,34 @@ from __future__ import annotations
 import platform
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from promote.data import Batch
 from promote.errors import EvaluationError, UsageError
+from promote.tensor_data import TensorBatch
 
 
 @dataclass
 class Outputs:
-    """Logits of one batch: float32 numpy [B, T, V], aligned with ``Batch.input_ids``."""
+    """Outputs of one batch.
 
-    logits: np.ndarray
+    ``logits``: causal LM, float32 numpy [B, T, V] aligned with ``Batch.input_ids``.
+    ``named``: `task: tensor`, key path → array [B, ...] (a torch model's nested outputs flattened by
+    ``metrics.tensor.flatten_outputs``; an ONNX model's output names). ``dtypes`` holds the source
+    dtype of an array numpy had to widen (``bfloat16`` arrives as float32), so ulps and dtype checks
+    use the dtype the model actually produced.
+    """
+
+    logits: np.ndarray | None = None
+    named: dict[str, np.ndarray] | None = None
+    dtypes: dict[str, str] = field(default_factory=dict)
+
+    def dtype_of(self, key: str) -> str:
+        """The model's own dtype name of named output ``key``."""
+        return self.dtypes.get(key) or (self.named or {})[key].dtype.name
 
 
 class Kernel(ABC):
@@ -63,8 +79,8 @@ class Kernel(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, batch: Batch) -> Outputs:
-        """Run one batch, time it, and check the outputs are logits for every position."""
+    def run(self, batch: Batch | TensorBatch) -> Outputs:
+        """Run one batch, time it, and check the outputs are what the task needs."""
         if not self._opened:
             raise RuntimeError(f"{self.label}: run() before open()")
         start = time.perf_counter()
@@ -74,8 +90,14 @@ class Kernel(ABC):
         self._check(outputs, batch)
         return outputs
 
-    def _check(self, outputs: Outputs, batch: Batch) -> None:
+    def _check(self, outputs: Outputs, batch: Batch | TensorBatch) -> None:
+        if isinstance(batch, TensorBatch):
+            self._check_named(outputs, batch)
+            return
         logits = outputs.logits
+        if logits is None:
+            raise UsageError(f"{self.label}: the task `causal-lm` needs logits, but this kernel returned named "
+                             f"outputs {sorted(outputs.named or {})}; use `data.task: tensor` to compare them")
         b, t = batch.input_ids.shape
         if logits.ndim != 3 or logits.shape[0] != b or logits.shape[1] != t:
             raise UsageError(
@@ -91,6 +113,20 @@ class Kernel(ABC):
                 f"{self.label}: eval set has token id {top} but the model's vocabulary has {vocab} entries"
             )
 
+    def _check_named(self, outputs: Outputs, batch: TensorBatch) -> None:
+        """`task: tensor`: at least one output, each an array whose first axis is the batch."""
+        if not outputs.named:
+            raise UsageError(f"{self.label}: the task `tensor` needs named outputs (tensors, possibly nested in "
+                             "dicts, lists, tuples, dataclasses or HF ModelOutputs); the model returned none")
+        for key, array in outputs.named.items():
+            if not isinstance(array, np.ndarray):
+                raise UsageError(f"{self.label}: output `{key}` is {type(array).__name__}, not an array")
+            if array.ndim == 0 or array.shape[0] != batch.size:
+                raise UsageError(
+                    f"{self.label}: the task `tensor` expects every output to have a leading batch dimension "
+                    f"of {batch.size} (samples in this batch), but output `{key}` has shape {list(array.shape)}; "
+                    "return one row per sample (e.g. keep the batch axis instead of reducing over it)")
+
     def fingerprint(self) -> dict[str, Any]:
         """Environment facts that change numerics: library versions, device, flags, threads."""
         return {
@@ -105,7 +141,7 @@ class Kernel(ABC):
     def _open_impl(self) -> None: ...
 
     @abstractmethod
-    def _run_impl(self, batch: Batch) -> Outputs: ...
+    def _run_impl(self, batch: Batch | TensorBatch) -> Outputs: ...
 
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -20,6 +20,7 @@ import torch
 from promote.data import Batch
 from promote.errors import UsageError
 from promote.kernels.base import Kernel, Outputs, evaluation_failure
+from promote.tensor_data import TensorBatch
 
 _WEIGHT_DTYPES = {"bf16-weights": torch.bfloat16, "fp16-weights": torch.float16}
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -136,7 +137,22 @@ class TorchKernel(Kernel):
         finally:
             torch.set_num_threads(saved)
 
-    def _run_impl(self, batch: Batch) -> Outputs:
+    def forward_context(self) -> contextlib.ExitStack:
+        """Threads, precision flags, inference mode and autocast for one forward call (task tensor)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._threads())
+        stack.enter_context(precision_flags(self.spec.precision))
+        stack.enter_context(torch.inference_mode())
+        autocast_dtype = _AUTOCAST_DTYPES.get(self.spec.precision)
+        if autocast_dtype is not None:
+            stack.enter_context(torch.autocast(device_type=self.spec.device, dtype=autocast_dtype))
+        return stack
+
+    def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
+        if isinstance(batch, TensorBatch):
+            from promote.kernels.torch_tensors import run_tensor_batch
+
+            return run_tensor_batch(self, batch, weight_dtype=_WEIGHT_DTYPES.get(self.spec.precision))
         ids = torch.from_numpy(batch.input_ids).to(self.spec.device)
         autocast_dtype = _AUTOCAST_DTYPES.get(self.spec.precision)
         autocast = (

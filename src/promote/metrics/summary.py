@@ -27,6 +27,8 @@ STAT_NAMES = ("mean", "p50", "p90", "p99", "p99.9", "max", "min", "sum")
 _BADNESS = {
     "argmax_agree": lambda v: -v,
     "log_ratio": np.abs,
+    "cosine": lambda v: -v,  # tensor metrics (metrics/tensor.py) where a small value is bad
+    "sqnr": lambda v: -v,
 }
 
 
