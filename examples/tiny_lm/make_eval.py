@@ -29,6 +29,8 @@ OUT = HERE / "eval.jsonl"
 SEED = 20240611
 MAX_BYTES = 256
 """The model's context; no sample may be longer."""
+MIN_BYTES = 16
+"""Shortest sample kept (a cut that strips a trailing space can fall below the target)."""
 PER_SCRIPT = 80
 SCRIPTS: dict[str, tuple[str, ...]] = {
     "latin": ("en", "fr", "de", "es"),
@@ -80,7 +82,7 @@ def samples_for(script: str, rng: random.Random) -> list[dict[str, object]]:
         roomy = [s for s in starts[lang] if len(text[s:].encode("utf-8")) >= want]
         start = rng.choice(roomy or starts[lang])
         piece = cut(text[start:], want)
-        if len(piece.encode("utf-8")) < 2 or piece in seen:
+        if len(piece.encode("utf-8")) < MIN_BYTES or piece in seen:
             continue
         seen.add(piece)
         out.append({
@@ -92,11 +94,20 @@ def samples_for(script: str, rng: random.Random) -> list[dict[str, object]]:
     return out
 
 
-def main() -> int:
+def build_records() -> list[dict[str, object]]:
+    """All samples, script by script, in file order (one seeded RNG, so the order matters)."""
     rng = random.Random(SEED)
-    records = [record for script in SCRIPTS for record in samples_for(script, rng)]
-    lines = [json.dumps(r, ensure_ascii=False, separators=(", ", ": ")) for r in records]
-    OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [record for script in SCRIPTS for record in samples_for(script, rng)]
+
+
+def render(records: list[dict[str, object]]) -> str:
+    """The JSONL text: one object per line, UTF-8 kept readable (``ensure_ascii=False``)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def main() -> int:
+    records = build_records()
+    OUT.write_text(render(records), encoding="utf-8")
     lengths = sorted(len(r["input_ids"]) for r in records)  # type: ignore[arg-type]
     print(f"wrote {OUT} ({len(records)} samples; bytes min {lengths[0]}, "
           f"median {lengths[len(lengths) // 2]}, max {lengths[-1]}; ≥200: {sum(n >= 200 for n in lengths)})")

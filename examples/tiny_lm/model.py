@@ -13,7 +13,8 @@ Contract with callers (`promote` builds it through ``model.py:build``):
 * ``forward(input_ids)`` takes int64 ``[B, T]`` byte ids (``T ≤ MAX_CONTEXT``) and returns float
   logits ``[B, T, VOCAB_SIZE]``; nothing else (no loss, no cache, no tuple).
 * Right padding is harmless: attention is causal and every other op works per position, so the
-  logits at position ``t`` depend only on ``input_ids[:, : t + 1]``.
+  logits at position ``t`` depend only on ``input_ids[:, : t + 1]`` (pad values never matter;
+  a different ``[B, T]`` shape can still move fp32 logits by ~1e-5 through kernel blocking).
 * Submodules have stable names (``tok_emb``, ``pos_emb``, ``blocks.N.ln_1``, ``blocks.N.attn``,
   ``blocks.N.ln_2``, ``blocks.N.mlp``, ``ln_f``, ``head``) so per-module outputs can be hooked.
 * Evaluation mode is deterministic: dropout (the only randomness) is off after ``.eval()``, so the

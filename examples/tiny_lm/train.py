@@ -104,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=0, help="print held-out loss every N steps (0: only at end)")
     args = parser.parse_args(argv)
 
-    from safetensors.torch import save_file
-
     torch.manual_seed(SEED)
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
@@ -162,10 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained {STEPS} steps in {elapsed:.1f} s; final losses (nats/byte):")
     report(net, train, held)
 
-    state = {k: v.detach().to(torch.float32).contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(args.out), metadata={"model": "tiny_lm", "steps": str(STEPS), "seed": str(SEED)})
+    save(net.state_dict(), args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
     return 0
+
+
+def save(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write fp32, contiguous tensors with one metadata entry.
+
+    One entry only: safetensors keeps metadata in a hash map, so several keys could be written in a
+    different order on each run, and the file would not be byte-for-byte reproducible.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
+    save_file(tensors, str(path), metadata={"about": f"tiny_lm, train.py seed {SEED}, {STEPS} steps"})
 
 
 if __name__ == "__main__":
