@@ -188,3 +188,38 @@ def test_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Exit codes" in proc.stdout
+
+
+def test_validate_names_duplicate_ids_missing_files_and_a_contract_without_stages(mini):
+    bad = mini.write("dup.yaml", """\
+        version: 1
+        name: dup
+        reference: {kind: torch, model: "missing.py:build", weights: nowhere.safetensors}
+        candidate: {kind: torch, model: "model.py:build"}
+        data: {path: eval.jsonl}
+        numerical:
+          clauses:
+            - {id: a, metric: kl, stat: mean, max: 1}
+            - {id: a, metric: tv, stat: mean, max: 1}
+        """)
+    err = invoke("validate", str(bad)).stderr
+    assert f"{bad}:9:" in err and "duplicate clause id `a` (first used at line 8)" in err
+    assert f"{bad}:3:" in err and "model file `missing.py` not found" in err
+    assert "weights file `nowhere.safetensors` not found" in err
+    no_stage = mini.write("nostage.yaml", """\
+        version: 1
+        name: idle
+        reference: {kind: torch, model: "model.py:build"}
+        candidate: {kind: torch, model: "model.py:build"}
+        data: {path: eval.jsonl}
+        """)
+    result = invoke("validate", str(no_stage))
+    assert result.exit_code == 2
+    assert "the contract names no stage" in result.stderr
+
+
+def test_paths_resolve_relative_to_the_contract_not_the_working_directory(mini, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert invoke("check", str(mini.contract())).exit_code == 0
