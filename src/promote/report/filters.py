@@ -84,15 +84,16 @@ def mermaid_number(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def marker(contract_name: str) -> str:
-    """The hidden comment that identifies this contract's sticky PR comment.
+def marker_key(contract_name: str) -> str:
+    """A file- and HTML-comment-safe key for a contract: readable slug plus a hash of the exact name,
+    so two names that slug alike do not collide and no name (``-->``, newlines) can escape."""
+    slug = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.-]+", "-", contract_name)).strip("-.")[:60] or "contract"
+    return f"{slug}-{hashlib.sha256(contract_name.encode('utf-8')).hexdigest()[:8]}"
 
-    Readable slug plus a hash of the exact name, so two names that slug alike do not share a comment
-    and no name (``-->``, newlines) can end the HTML comment early.
-    """
-    slug = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.-]+", "-", contract_name)).strip("-")[:60] or "contract"
-    digest = hashlib.sha256(contract_name.encode("utf-8")).hexdigest()[:8]
-    return f"<!-- promote:report key={slug}-{digest} -->"
+
+def marker(contract_name: str) -> str:
+    """The hidden comment that identifies this contract's sticky PR comment."""
+    return f"<!-- promote:report key={marker_key(contract_name)} -->"
 
 
 MARKER_PATTERN = re.compile(r"<!-- promote:report key=[A-Za-z0-9_.-]+ -->")
