@@ -24,16 +24,16 @@ def one_line(value: object) -> str:
     return _CONTROL.sub(" ", str(value)).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
-def md_cell(value: object) -> str:
-    """Escape text for one markdown table cell: pipes, HTML, backticks and newlines."""
-    text = html.escape(one_line(value), quote=False)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-
-
 def md_text(value: object) -> str:
-    """Escape text for inline markdown (headings, list items): no HTML, no emphasis, links or code."""
+    """Escape text for inline markdown (headings, list items, table cells): one line, no HTML, no
+    emphasis, links, code spans or table pipes."""
     text = html.escape(one_line(value), quote=False)
     return _MD_INLINE_SPECIALS.sub(r"\\\1", text)
+
+
+def md_cell(value: object) -> str:
+    """Escape text for one markdown table cell (the same rules: ``|`` is among the escaped)."""
+    return md_text(value)
 
 
 def truncate(value: object, limit: int) -> str:

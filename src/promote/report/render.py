@@ -31,13 +31,14 @@ VERDICT_TITLES = {
 _TEXT_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "magenta", "vacuous": "magenta",
                  "error": "red", "skipped": "bright_black"}
 # Leave-out order when a rendering is over budget: least useful to a reviewer first.
-DROP_ORDER = ("chart", "implied", "environment", "passing", "actions", "attention")
+DROP_ORDER = ("chart", "implied", "environment", "passing", "actions", "attention", "routes")
 COMMENT_BUDGET = 60_000  # UTF-8 bytes; GitHub rejects bodies over 65 536 characters
 SUMMARY_BUDGET = 1024 * 1024  # bytes per step ($GITHUB_STEP_SUMMARY)
 LIMITS = {  # rows and cell lengths per mode
     "full": {"row_cap": 10**9, "pass_cap": 10**9, "cell_limit": 2000, "route_cap": 10**9},
     "summary": {"row_cap": 500, "pass_cap": 500, "cell_limit": 1000, "route_cap": 200},
     "comment": {"row_cap": 25, "pass_cap": 50, "cell_limit": 300, "route_cap": 30},
+    "minimal": {"row_cap": 0, "pass_cap": 0, "cell_limit": 120, "route_cap": 5},
 }
 
 # Kept for callers of the old names.
@@ -75,8 +76,11 @@ def _environment(colour: bool) -> jinja2.Environment:
 
 
 def _provenance_json(provenance: dict) -> str:
-    """Provenance for machines, safe inside an HTML comment (no ``--`` can appear)."""
-    return json.dumps(provenance, ensure_ascii=True, sort_keys=True).replace("-", "\\u002d")
+    """Provenance for machines, inert inside an HTML comment: no ``--``, ``<``, ``>`` or ``&`` appear."""
+    text = json.dumps(provenance, ensure_ascii=True, sort_keys=True)
+    for char in "-<>&":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
 
 
 def _render(template: str, report: Report, *, colour: bool = False, mode: str = "full",
@@ -135,7 +139,7 @@ def render_comment(report: Report, *, budget: int = COMMENT_BUDGET) -> str:
 
 def render_minimal_comment(report: Report) -> str:
     """The fallback body when GitHub refuses the comment as too long: marker, verdict, footer."""
-    return _render("comment.md.j2", report, mode="comment", drop=DROP_ORDER)
+    return _render("comment.md.j2", report, mode="minimal", drop=DROP_ORDER)
 
 
 def render_json(report: Report, *, colour: bool = False) -> str:
