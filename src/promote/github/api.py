@@ -74,7 +74,10 @@ def _message(response: requests.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text[:200].strip() or response.reason or ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
+    if not isinstance(body, dict):
+        return ""
+    details = [e.get("message") or e.get("code") if isinstance(e, dict) else e for e in body.get("errors") or []]
+    return "; ".join(str(part) for part in [body.get("message"), *details] if part)
 
 
 def _rate_limit_wait(response: requests.Response, now: float) -> float | None:
