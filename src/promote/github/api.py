@@ -145,10 +145,12 @@ class GitHubAPI:
             try:
                 response = self._session.request(method, url, json=json, params=params, timeout=self.timeout_s)
             except requests.RequestException as exc:
-                if last or method not in RETRY_5XX_METHODS:
+                # One retry for idempotent calls: a blip is worth a second try, a dead host is not worth
+                # minutes of the job.
+                if attempt >= 2 or last or method not in RETRY_5XX_METHODS:
                     raise Unreachable(f"{method} {url}: {type(exc).__name__}: GitHub API unreachable",
                                       method=method, url=url) from None
-                self._wait(2.0 ** attempt, method, url, 0)
+                self._wait(1.0, method, url, 0)
                 continue
             status = response.status_code
             if status < 400:
