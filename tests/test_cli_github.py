@@ -218,3 +218,22 @@ def test_comment_command_bad_inputs(gh, tmp_path, httpserver):
     result = run(gh, "comment", "--body", str(marked))
     assert result.exit_code == 3 and "pull-requests: write" in result.stderr
     assert httpserver.log and all(TOKEN not in r.get_data(as_text=True) for r, _ in httpserver.log)
+
+
+def test_workflow_run_for_a_fork_finds_the_pr_by_head(gh, httpserver, tmp_path):
+    """Stage 2 of the fork recipe: empty workflow_run.pull_requests, commit lookup misses, head lookup hits."""
+    event = tmp_path / "workflow_run.json"
+    event.write_text(json.dumps({"workflow_run": {
+        "event": "pull_request", "head_sha": "forksha", "head_branch": "feature", "pull_requests": [],
+        "head_repository": {"full_name": "someone/model", "owner": {"login": "someone"}}}}))
+    marked = tmp_path / "m.md"
+    marked.write_text("<!-- promote:report key=x-1 -->\nhi\n")
+    httpserver.expect_request("/repos/octo/model/commits/forksha/pulls").respond_with_json([])
+    httpserver.expect_request("/repos/octo/model/pulls", query_string={"head": "someone:feature", "state": "open"}
+                              ).respond_with_json([{"number": 7}])
+    httpserver.expect_request("/user").respond_with_json({}, status=403)
+    httpserver.expect_request(COMMENTS, method="GET").respond_with_json([])
+    httpserver.expect_request(COMMENTS, method="POST").respond_with_json(bot_comment(1, "x"), status=201)
+    env = {**gh, "GITHUB_EVENT_PATH": str(event), "GITHUB_EVENT_NAME": "workflow_run", "GITHUB_REF": "refs/heads/main"}
+    result = run(env, "comment", "--body", str(marked))
+    assert result.exit_code == 0 and "PR comment created" in result.stderr

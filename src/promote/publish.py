@@ -20,9 +20,11 @@ from promote.github.api import Forbidden, GitHubAPI, GitHubError, Unauthorized, 
 from promote.github.comment import (
     Context,
     comment_author,
+    head_label,
     planned_requests,
     pr_from_commit,
     pr_from_context,
+    pr_from_head,
     upsert_comment,
 )
 from promote.report.filters import MARKER_PATTERN, marker, marker_key
@@ -112,6 +114,8 @@ def publish_comment(req: CommentRequest, ctx: Context, log: Log, *, out: TextIO 
     try:
         if pr is None and ctx.head_sha:
             pr = pr_from_commit(api, repo, ctx.head_sha)
+        if pr is None and head_label(ctx):
+            pr = pr_from_head(api, repo, head_label(ctx))
         if pr is None:
             return _skip(log, "no pull request for this run (not a pull_request event, no --pr, no open PR for "
                               "the commit); PR comment skipped")

@@ -88,6 +88,20 @@ def pr_from_commit(api: GitHubAPI, repo: str, sha: str) -> int | None:
     return open_first[0]["number"] if open_first else None
 
 
+def head_label(ctx: Context) -> str | None:
+    """``owner:branch`` of a ``workflow_run``'s head, for the pulls-by-head lookup on fork PRs."""
+    run = ctx.event.get("workflow_run") or {}
+    owner = ((run.get("head_repository") or {}).get("owner") or {}).get("login")
+    branch = run.get("head_branch")
+    return f"{owner}:{branch}" if owner and branch else None
+
+
+def pr_from_head(api: GitHubAPI, repo: str, label: str) -> int | None:
+    """The open PR whose head is ``owner:branch`` (the commit lookup can miss a fork's commit)."""
+    pulls = api.get_json(f"repos/{repo}/pulls", params={"head": label, "state": "open"})
+    return pulls[0]["number"] if isinstance(pulls, list) and pulls and isinstance(pulls[0], dict) else None
+
+
 def comment_author(api: GitHubAPI) -> str:
     """Login of the token's user; GITHUB_TOKEN cannot read /user (403), so it is the Actions bot."""
     try:
