@@ -105,3 +105,23 @@ def test_unknown_fail_on_is_rejected():
 
     with pytest.raises(ValueError):
         decide([stage("pass")], Escalation(), fail_on="sometimes")
+
+
+def test_contract_rules_reach_the_report_end_to_end(mini):
+    import json
+
+    from click.testing import CliRunner
+
+    from promote.cli import cli
+
+    path = mini.contract(candidate="build_hot", extra={"escalation": {"default": "block", "rules": [
+        {"when": {"clause": "kl-*", "status": ["fail", "vacuous"]}, "action": "warn"}]}})
+    result = CliRunner().invoke(cli, ["check", str(path), "--format", "json"])
+    report = json.loads(result.stdout)
+    kl = next(a for a in report["actions"] if a["clause"] == "kl-mean")
+    assert (kl["action"], kl["rule"]) == ("warn", 0)
+    assert kl["reason"] == "escalation.rules[0] (clause=kl-*, status=fail|vacuous) matched status fail"
+    assert (report["verdict"], result.exit_code) == ("warn", 0)
+    assert CliRunner().invoke(cli, ["check", str(path), "--fail-on", "warn"]).exit_code == 1
+    text = CliRunner().invoke(cli, ["check", str(path), "--no-color"]).stdout
+    assert "warn kl-mean: escalation.rules[0]" in text
