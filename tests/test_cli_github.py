@@ -237,3 +237,11 @@ def test_workflow_run_for_a_fork_finds_the_pr_by_head(gh, httpserver, tmp_path):
     env = {**gh, "GITHUB_EVENT_PATH": str(event), "GITHUB_EVENT_NAME": "workflow_run", "GITHUB_REF": "refs/heads/main"}
     result = run(env, "comment", "--body", str(marked))
     assert result.exit_code == 0 and "PR comment created" in result.stderr
+
+
+def test_colour_honours_force_color_no_color_and_the_flag(mini):
+    path = str(mini.contract(candidate="build_hot"))
+    assert "\x1b[" in run({"FORCE_COLOR": "1"}, "check", path).stdout
+    assert "\x1b[" not in run({"NO_COLOR": "1", "FORCE_COLOR": "1"}, "check", path).stdout
+    assert "\x1b[" not in run({"FORCE_COLOR": "1"}, "check", path, "--no-color").stdout
+    assert "\x1b[" in run({"NO_COLOR": "1"}, "check", path, "--color").stdout

@@ -108,13 +108,14 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
         json_written = path if out_fmt == "json" else json_written
         click.echo(f"promote: wrote {out_fmt} report to {path}", err=True)
     github = _github_mode(github)
-    rendered = RENDERERS[fmt](report, colour=fmt == "text" and _use_colour(colour))
+    colour_on = fmt == "text" and _use_colour(colour)
+    rendered = RENDERERS[fmt](report, colour=colour_on)
     if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
         from promote.github.workflow import stop_commands
 
         start, end = stop_commands()
         rendered = start + rendered + end
-    click.echo(rendered, nl=False)
+    click.echo(rendered, nl=False, color=colour_on)  # click would strip ANSI on a non-terminal otherwise
     if github:
         from promote.publish import Log, publish_github
 
