@@ -230,4 +230,4 @@ def test_tie_margin_is_a_warning_for_tensor_tasks(tmp_path):
 
 def test_markdown_names_the_output_of_each_result():
     result = invoke("check", str(EXAMPLE / "contract.yaml"), "--format", "markdown")
-    assert "| `finite` (output=hidden_states[1]) | numerics | sum(nonfinite) | 0 | ≤ 0 |" in result.stdout
+    assert "| `finite` | output=hidden\\_states\\[1\\] | sum(nonfinite) | 0 | ≤ 0 | 0 |" in result.stdout

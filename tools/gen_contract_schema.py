@@ -332,24 +332,34 @@ observability = stage(
 )
 
 rule = obj(
-    "One escalation rule: the first rule whose `when` matches a clause result decides its action.",
+    "One escalation rule: the first rule whose `when` matches a clause result decides its action. The report "
+    "quotes the rule (`escalation.rules[i]` and its conditions) next to every action it takes.",
     {
-        "when": obj("Conditions, all of which must match; omitted conditions match anything.", {
+        "when": obj("Conditions, all of which must match; omitted conditions match anything, except that a rule "
+                    "without `status` matches only clauses that did not pass (not `pass`/`skipped`).", {
             "stage": {"enum": STAGES, "description": "Stage the clause belongs to."},
             "clause": string("Clause id or shell-style glob (e.g. `kl-*`)."),
-            "status": {"description": "Clause status (or list of statuses) to match.",
+            "status": {"description": "Clause status (or list of statuses) to match. Omitted: any status except "
+                       "`pass` and `skipped`, so a rule never acts on passing clauses unless it says `status: pass`.",
                        "oneOf": [{"enum": STATUSES, "description": "One status."},
                                  {"type": "array", "items": {"enum": STATUSES}, "minItems": 1,
                                   "description": "Any of these statuses."}]},
-            "slice": string("Slice glob (e.g. `script=*`)."),
+            "slice": string("Shell-style glob on the slice a clause was evaluated on, written `name=value` "
+                            "(e.g. `script=*`, `length=256-*`). A rule with `slice` never matches a clause "
+                            "evaluated on all data."),
         }),
-        "action": {"enum": ACTIONS, "description": "Action taken: " + ", ".join(ACTIONS) + "."},
+        "action": {"enum": ACTIONS, "description": "Action taken: `pass` (accept), `warn` (accept, flagged), "
+                   "`shadow-only` (serve the candidate in shadow only), `route-to-reference` (promote, but the "
+                   "matched slices must fall back to the reference kernel; the report lists them), `rollback` "
+                   "(revert a deployed candidate), `block` (refuse promotion). Severity increases in that order; "
+                   "the verdict is the most severe action, and shadow-only or worse fails the gate (exit 1)."},
     },
     ["when", "action"],
 )
 
 escalation = obj(
-    "Escalation policy Π: maps clause results to actions; the verdict is the most severe action.",
+    "Escalation policy Π: maps clause results to actions; the verdict is the most severe action. A clause that "
+    "could not be evaluated (`error`) makes the verdict `error` (exit 3) whatever the rules say.",
     {
         "default": {"enum": ACTIONS, "description": "Action for a violated clause (fail, vacuous, inconclusive) "
                     "that no rule matches. Default `block`."},

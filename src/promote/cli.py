@@ -18,7 +18,7 @@ from promote import __version__
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
 
 STAGES = ("numerics", "slices", "runtime", "observability")
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "junit")
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -73,11 +73,20 @@ def cli() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr. Default: only on a terminal.")
 @click.option("--color/--no-color", "colour", default=None,
               help="Colour the text report. Default: on a terminal, honouring NO_COLOR and FORCE_COLOR.")
+@click.option("--github/--no-github", "github", default=None,
+              help="GitHub mode: job summary, annotations and step outputs. Default: on when GITHUB_ACTIONS=true.")
+@click.option("--comment", "comment_mode", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="auto: in GitHub mode on a pull request, post or update the sticky PR comment (needs "
+                   "GITHUB_TOKEN or GH_TOKEN). off: never.")
 @click.pass_context
 def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
           outputs: tuple[tuple[str, Path], ...], fail_on: str, all_stages: bool, progress: bool | None,
-          colour: bool | None) -> None:
-    """Run the contract's stages and print a report; the exit code is the gate."""
+          colour: bool | None, github: bool | None, comment_mode: str) -> None:
+    """Run the contract's stages and print a report; the exit code is the gate.
+
+    Publishing (summary, annotations, comment) never changes the exit code: a comment that cannot be
+    posted is reported as a notice or warning.
+    """
     from promote.run import CheckOptions, run_check
 
     command = ["promote", "check", contract, *[f"--stage={s}" for s in stages]]
@@ -89,15 +98,58 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     report = run_check(contract, options)
     from promote.report.render import RENDERERS
 
+    json_written: Path | None = None
     for out_fmt, path in outputs:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(RENDERERS[out_fmt](report), encoding="utf-8")
         except OSError as exc:
             raise PromoteError(f"cannot write {out_fmt} report to {path}: {exc.strerror}") from None
+        json_written = path if out_fmt == "json" else json_written
         click.echo(f"promote: wrote {out_fmt} report to {path}", err=True)
-    click.echo(RENDERERS[fmt](report, colour=fmt == "text" and _use_colour(colour)), nl=False)
+    github = _github_mode(github)
+    colour_on = fmt == "text" and _use_colour(colour)
+    rendered = RENDERERS[fmt](report, colour=colour_on)
+    if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
+        from promote.github.workflow import stop_commands
+
+        start, end = stop_commands()
+        rendered = start + rendered + end
+    click.echo(rendered, nl=False, color=colour_on)  # click would strip ANSI on a non-terminal otherwise
+    if github:
+        from promote.publish import Log, publish_github
+
+        publish_github(report, json_written=json_written, log=Log(github=True))
+        if comment_mode == "auto":
+            _comment_from_check(report)
     ctx.exit(report.exit_code)
+
+
+def _github_mode(flag: bool | None) -> bool:
+    """--github/--no-github wins; else on inside GitHub Actions."""
+    if flag is not None:
+        return flag
+    from promote.github.workflow import in_actions
+
+    return in_actions()
+
+
+def _token() -> str | None:
+    """GITHUB_TOKEN, else GH_TOKEN. Read here and passed on; never printed."""
+    return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
+
+
+def _comment_from_check(report) -> None:  # noqa: ANN001 - a Report; kept untyped to avoid importing at start-up
+    from promote.github.comment import Context
+    from promote.publish import Log, comment_request_for, publish_comment
+
+    log = Log(github=True)
+    try:
+        request = comment_request_for(report, token=_token())
+    except Exception as exc:  # noqa: BLE001 - a rendering bug must not change the gate
+        log.warning(f"PR comment not rendered: {exc}")
+        return
+    publish_comment(request, Context.from_env(), log)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -133,6 +185,74 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
             click.echo(str(problem), err=True)
         click.echo(f"{path}: ok (contract `{contract.name}`, stages: {', '.join(contract.sections())})")
     ctx.exit(EXIT_USAGE if failed else 0)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A JSON report (`check --output json=...`) to render as the comment.")
+@click.option("--body", "body_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A pre-rendered comment body (must carry promote's marker); prefer --report for untrusted input.")
+@click.option("--pr", type=click.IntRange(min=1), help="Pull request number. Default: from the event payload, "
+              "GITHUB_REF, or the PR whose head is the commit.")
+@click.option("--repo", help="owner/name. Default: $GITHUB_REPOSITORY.")
+@click.option("--api-url", help="REST API base. Default: $GITHUB_API_URL, else https://api.github.com.")
+@click.option("--dry-run", is_flag=True, help="Print the body, its byte size and the planned requests; send nothing.")
+@click.pass_context
+def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None, pr: int | None, repo: str | None,
+            api_url: str | None, dry_run: bool) -> None:
+    """Post or update the sticky PR comment for a report (token from GITHUB_TOKEN or GH_TOKEN).
+
+    Exit 0 when the comment was posted, was unchanged, or there is nothing to comment on (no PR, a
+    fork PR); 2 for bad input or a missing token; 3 when GitHub refused or could not be reached.
+    """
+    from promote.github.comment import Context
+    from promote.github.workflow import in_actions
+    from promote.publish import CommentRequest, Log, comment_request_for, marker_in, publish_comment
+
+    if (report_path is None) == (body_path is None):
+        raise click.UsageError("give exactly one of --report REPORT.json or --body COMMENT.md")
+    token = _token()
+    extra = {"api_url": api_url, "repo": repo, "pr": pr, "dry_run": dry_run}
+    if report_path is not None:
+        request = comment_request_for(_load_report(report_path), token=token, **extra)
+    else:
+        body = _read(body_path)
+        found = marker_in(body)
+        if found is None:
+            raise PromoteError(f"{body_path} has no promote marker (<!-- promote:report key=... -->); render it "
+                               "with `promote check --output markdown=...` or use --report")
+        request = CommentRequest(body=body, minimal_body=None, marker=found, token=token, **extra)
+    result = publish_comment(request, Context.from_env(), Log(github=in_actions()))
+    if result.status == "no-token":
+        raise PromoteError("no GitHub token: set GITHUB_TOKEN or GH_TOKEN (or use --dry-run)")
+    ctx.exit(EXIT_COULD_NOT_EVALUATE if result.status == "failed" else 0)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromoteError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _load_report(path: Path):  # noqa: ANN202 - a Report
+    """A JSON report, validated against the report schema first (it may be an untrusted artifact)."""
+    import json
+
+    import jsonschema
+
+    from promote.report.model import Report
+    from promote.resources import load_schema
+
+    try:
+        data = json.loads(_read(path))
+    except ValueError as exc:
+        raise PromoteError(f"{path} is not JSON: {exc}") from None
+    errors = sorted(jsonschema.Draft202012Validator(load_schema("report")).iter_errors(data), key=lambda e: e.path)
+    if errors:
+        where = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in errors[0].absolute_path)
+        raise PromoteError(f"{path} is not a promote report: {where}: {errors[0].message}")
+    return Report.from_dict(data)
 
 
 @cli.command()

@@ -4,29 +4,45 @@ A pure function, no I/O. The first matching rule decides a clause's action; clau
 get ``pass`` when they passed (or were skipped) and the contract's default action otherwise — so
 ``vacuous`` and ``inconclusive`` are routed like violations, never waved through. A clause that
 could not be evaluated (``error``) makes the run exit 3 whatever the rules say.
+
+Matching (all given conditions must hold; omitted ones match anything):
+- ``stage``: equal to the clause's stage;
+- ``clause``: shell glob on the clause id (``kl-*``);
+- ``slice``: shell glob on the clause's slice (``script=*``); a rule that names a slice never matches
+  a clause evaluated on all data (it has no slice);
+- ``status``: one status or a list. A rule **without** ``status`` matches only clauses that did not
+  pass (anything but ``pass``/``skipped``): ``{when: {slice: "script=*"}, action: route-to-reference}``
+  routes the failing scripts, not every script. To act on passing clauses, say ``status: pass``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_GATE_FAILED, EXIT_PASS
 from promote.results import ClauseResult, StageResult
 
 ACTION_SEVERITY = {"pass": 0, "warn": 1, "shadow-only": 2, "route-to-reference": 3, "rollback": 4, "block": 5}
+# Verdicts in order of severity: the actions, then `error` (nothing trustworthy was judged).
+VERDICT_SEVERITY = {**ACTION_SEVERITY, "error": 6}
 FAIL_ON = ("fail", "warn", "never")
+GREEN = ("pass", "skipped")
+ALL_TRAFFIC = "*"
 
 
 @dataclass
 class Action:
+    """What the policy did with one clause result, and why (quoted in every report)."""
+
     clause: str
     stage: str
     status: str
     action: str
     reason: str
     slice: str | None = None
+    rule: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,12 +50,29 @@ class Action:
 
 @dataclass
 class Decision:
+    """Every action, the verdict, the exit code and the traffic that must fall back to K_ref."""
+
     actions: list[Action]
     verdict: str
     exit_code: int
+    routes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "exit_code": self.exit_code, "actions": [a.to_dict() for a in self.actions]}
+        return {"verdict": self.verdict, "exit_code": self.exit_code, "routes": list(self.routes),
+                "actions": [a.to_dict() for a in self.actions]}
+
+
+def describe_rule(rule: Any) -> str:
+    """``escalation.rules[1] (stage=numerics, clause=kl-*, status=fail)``: a rule as a reader finds it."""
+    conditions = []
+    if rule.stage is not None:
+        conditions.append(f"stage={rule.stage}")
+    if rule.clause is not None:
+        conditions.append(f"clause={rule.clause}")
+    if rule.slice is not None:
+        conditions.append(f"slice={rule.slice}")
+    conditions.append("status=" + ("|".join(rule.statuses) if rule.statuses is not None else "not pass"))
+    return f"escalation.rules[{rule.index}] ({', '.join(conditions)})"
 
 
 def _matches(rule: Any, clause: ClauseResult) -> bool:
@@ -47,37 +80,55 @@ def _matches(rule: Any, clause: ClauseResult) -> bool:
         return False
     if rule.clause is not None and not fnmatch.fnmatchcase(clause.id, rule.clause):
         return False
-    if rule.statuses is not None and clause.status not in rule.statuses:
+    if rule.slice is not None and (clause.slice is None or not fnmatch.fnmatchcase(clause.slice, rule.slice)):
         return False
-    return not (rule.slice is not None and not fnmatch.fnmatchcase(clause.slice or "", rule.slice))
+    if rule.statuses is None:
+        return clause.status not in GREEN
+    return clause.status in rule.statuses
 
 
 def _action_for(clause: ClauseResult, escalation: Any) -> Action:
+    def act(action: str, reason: str, rule: int | None = None) -> Action:
+        return Action(clause.id, clause.stage, clause.status, action, reason, clause.slice, rule)
+
     for rule in escalation.rules:
         if _matches(rule, clause):
-            return Action(clause.id, clause.stage, clause.status, rule.action,
-                          f"escalation.rules[{rule.index}] matched", clause.slice)
-    if clause.status in ("pass", "skipped"):
-        return Action(clause.id, clause.stage, clause.status, "pass", f"status {clause.status}", clause.slice)
+            return act(rule.action, f"{describe_rule(rule)} matched status {clause.status}", rule.index)
+    if clause.status in GREEN:
+        return act("pass", f"status {clause.status}; no rule matched")
     if clause.status == "warn":
-        return Action(clause.id, clause.stage, clause.status, "warn", "clause severity is warn", clause.slice)
-    return Action(clause.id, clause.stage, clause.status, escalation.default,
-                  f"status {clause.status}; no rule matched, escalation.default", clause.slice)
+        return act("warn", "status warn (clause severity is warn); no rule matched")
+    return act(escalation.default, f"status {clause.status}; no rule matched, so escalation.default "
+                                   f"({escalation.default}) applies")
+
+
+def routes(actions: list[Action]) -> list[str]:
+    """Slices that must fall back to the reference kernel, in first-seen order (``*``: all traffic)."""
+    out: list[str] = []
+    for a in actions:
+        if a.action == "route-to-reference":
+            target = a.slice or ALL_TRAFFIC
+            if target not in out:
+                out.append(target)
+    return out
 
 
 def decide(stages: list[StageResult], escalation: Any, *, fail_on: str = "fail") -> Decision:
     """Actions for every clause, the verdict (most severe action) and the exit code.
 
     Verdict: ``error`` if any clause could not be evaluated, else ``pass``/``warn`` or the most
-    severe action. ``fail_on``: ``fail`` exits 1 on blocking actions, ``warn`` also on warnings,
-    ``never`` reports but exits 0 (errors still exit 3: nothing was judged).
+    severe action. ``fail_on``: ``fail`` exits 1 on blocking actions (shadow-only and worse), ``warn``
+    also on warnings, ``never`` reports but exits 0 (errors still exit 3: nothing was judged).
     """
+    if fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
     actions = [_action_for(c, escalation) for s in stages for c in s.clauses]
+    routed = routes(actions)
     if any(a.status == "error" for a in actions):
-        return Decision(actions, "error", EXIT_COULD_NOT_EVALUATE)
+        return Decision(actions, "error", EXIT_COULD_NOT_EVALUATE, routed)
     if all(a.status == "skipped" for a in actions):  # nothing was judged: never a pass
-        return Decision(actions, "error", EXIT_COULD_NOT_EVALUATE)
+        return Decision(actions, "error", EXIT_COULD_NOT_EVALUATE, routed)
     worst = max((a.action for a in actions), key=ACTION_SEVERITY.__getitem__)
     gate_failed = ACTION_SEVERITY[worst] >= ACTION_SEVERITY["shadow-only"] or (fail_on == "warn" and worst == "warn")
     exit_code = EXIT_GATE_FAILED if gate_failed and fail_on != "never" else EXIT_PASS
-    return Decision(actions, worst, exit_code)
+    return Decision(actions, worst, exit_code, routed)

@@ -7,6 +7,8 @@ and the run exits 3 — a crash is never a pass and never a silent gap.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
 from promote.policy import decide
+from promote.report.implied import implied_bounds
 from promote.report.model import Report
 from promote.results import STAGE_NAMES, STAGE_SECTIONS, ClauseResult, StageResult
 
@@ -29,6 +32,18 @@ class CheckOptions:
     all_stages: bool = False
     progress: bool = False
     command: str = ""
+
+
+def _commit(contract_dir: str) -> str | None:
+    """The commit checked, for the report's provenance: GITHUB_SHA, else `git rev-parse HEAD` (or None)."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=contract_dir or ".", capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def _now() -> str:
@@ -132,4 +147,6 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         finished_at=_now(),
         duration_s=time.perf_counter() - t0,
         warnings=[p.message for p in problems],
+        commit=_commit(str(contract.path.parent)),
+        implied=implied_bounds(results),
     )

@@ -1,4 +1,4 @@
-"""The Report: one object from which every rendering (text, markdown, JSON) is made.
+"""The Report: one object from which every rendering (text, markdown, JSON, JUnit) is made.
 
 Its JSON form is the stable interface (``schemas/report.schema.json``, ``schema_version``): the PR
 comment, a later merge of stage reports and other tools read it, so ``to_dict``/``from_dict``
@@ -7,12 +7,13 @@ round-trip exactly (a test asserts it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from promote.policy import Action, Decision
-from promote.results import StageResult
+from promote.results import ClauseResult, StageResult
 
 SCHEMA_VERSION = 1
 
@@ -30,6 +31,8 @@ class Report:
     finished_at: str
     duration_s: float
     warnings: list[str] = field(default_factory=list)
+    commit: str | None = None
+    implied: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -58,24 +61,36 @@ class Report:
             "verdict": self.verdict,
             "exit_code": self.exit_code,
             "actions": [a.to_dict() for a in self.decision.actions],
+            "routes": list(self.decision.routes),
+            "implied": [dict(i) for i in self.implied],
             "counts": self.counts(),
             "command": self.command,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration_s": round(self.duration_s, 6),
             "warnings": list(self.warnings),
+            "commit": self.commit,
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
+    def sha256(self) -> str:
+        """sha256 of the JSON rendering: the footer quotes it so an artifact can be matched to a comment."""
+        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+
+    def clauses(self) -> list[ClauseResult]:
+        """Every clause of every stage, in run order."""
+        return [c for s in self.stages for c in s.clauses]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         decision = Decision(actions=[Action(**a) for a in data["actions"]], verdict=data["verdict"],
-                            exit_code=data["exit_code"])
+                            exit_code=data["exit_code"], routes=list(data.get("routes", [])))
         return cls(
             tool_version=data["tool"]["version"], contract=data["contract"], kernels=data["kernels"],
             data=data["data"], stages=[StageResult.from_dict(s) for s in data["stages"]], decision=decision,
             command=data["command"], started_at=data["started_at"], finished_at=data["finished_at"],
-            duration_s=data["duration_s"], warnings=list(data.get("warnings", [])),
+            duration_s=data["duration_s"], warnings=list(data.get("warnings", [])), commit=data.get("commit"),
+            implied=[dict(i) for i in data.get("implied", [])],
         )

@@ -1,44 +1,53 @@
-"""Renderings of a Report: json, text (terminal) and markdown, through one jinja2 environment.
+"""Renderings of a Report through one jinja2 environment: text, markdown, PR comment, job summary,
+JSON and JUnit (the last in junit.py).
 
 StrictUndefined turns a template typo into an error instead of an empty cell; filters are plain
-functions (tested on their own). Markdown cells are escaped so a clause message or contract name
-cannot break a table or inject HTML.
+functions (filters.py). Size budgets are met by leaving out whole sections, lowest value first, and
+re-rendering — never by cutting the rendered text, which could split a table or a code fence.
 """
 
 from __future__ import annotations
 
-import html
+import json
 from collections.abc import Callable
 
 import jinja2
 
+from promote.report import filters
 from promote.report.model import Report
+from promote.report.view import build_view
 from promote.resources import data_dir
 from promote.results import format_value
 
 STATUS_MARKS = {"pass": "✅", "warn": "⚠️", "fail": "❌", "inconclusive": "❔", "vacuous": "⭕", "error": "💥",
                 "skipped": "⏭️"}
+VERDICT_MARKS = {"pass": "✅", "warn": "⚠️", "error": "💥"}
 VERDICT_TITLES = {
     "pass": "Promotion allowed", "warn": "Promotion allowed with warnings", "block": "Promotion blocked",
-    "route-to-reference": "Promotion blocked: route to reference", "shadow-only": "Shadow only",
-    "rollback": "Rollback", "error": "Could not evaluate",
+    "route-to-reference": "Route to reference: listed slices must stay on the reference kernel",
+    "shadow-only": "Shadow only: the candidate may not serve traffic", "rollback": "Rollback",
+    "error": "Could not evaluate",
 }
 _TEXT_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "magenta", "vacuous": "magenta",
                  "error": "red", "skipped": "bright_black"}
+# Leave-out order when a rendering is over budget: least useful to a reviewer first.
+DROP_ORDER = ("chart", "implied", "environment", "passing", "actions", "attention", "routes")
+COMMENT_BUDGET = 60_000  # UTF-8 bytes; GitHub rejects bodies over 65 536 characters
+SUMMARY_BUDGET = 1024 * 1024  # bytes per step ($GITHUB_STEP_SUMMARY)
+LIMITS = {  # rows and cell lengths per mode
+    "full": {"row_cap": 10**9, "pass_cap": 10**9, "cell_limit": 2000, "route_cap": 10**9},
+    "summary": {"row_cap": 500, "pass_cap": 500, "cell_limit": 1000, "route_cap": 200},
+    "comment": {"row_cap": 25, "pass_cap": 50, "cell_limit": 300, "route_cap": 30},
+    "minimal": {"row_cap": 0, "pass_cap": 0, "cell_limit": 120, "route_cap": 5},
+}
+
+# Kept for callers of the old names.
+md_cell = filters.md_cell
+bound_text = filters.bound_text
 
 
 class RenderError(Exception):
-    """A template failed to render (a bug in promote or a custom template), not a user error."""
-
-
-def md_cell(value: object) -> str:
-    """Escape text for one markdown table cell: pipes, HTML, backticks and newlines."""
-    text = html.escape(str(value), quote=False)
-    return text.replace("|", "\\|").replace("`", "\\`").replace("\r", " ").replace("\n", " ")
-
-
-def bound_text(bounds: list) -> str:
-    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds) or "—"
+    """A template failed to render or broke an invariant (a bug in promote or a custom template)."""
 
 
 def _environment(colour: bool) -> jinja2.Environment:
@@ -58,28 +67,90 @@ def _environment(colour: bool) -> jinja2.Environment:
 
         return click.style(text, fg=_TEXT_COLOURS.get(status), bold=status in ("fail", "error"))
 
-    env.filters.update(md_cell=md_cell, value=format_value, bounds=bound_text, paint=paint)
-    env.globals.update(marks=STATUS_MARKS, titles=VERDICT_TITLES)
+    env.filters.update(md_cell=filters.md_cell, md_text=filters.md_text, value=format_value,
+                       bounds=filters.bound_text, paint=paint, truncate=filters.truncate, one_line=filters.one_line,
+                       mermaid_label=filters.mermaid_label, mermaid_number=filters.mermaid_number)
+    env.globals.update(marks=STATUS_MARKS, titles=VERDICT_TITLES, fence=filters.fence,
+                       margin_text=filters.margin_text)
     return env
 
 
-def _render(template: str, report: Report, *, colour: bool = False) -> str:
+def _provenance_json(provenance: dict) -> str:
+    """Provenance for machines, inert inside an HTML comment: no ``--``, ``<``, ``>`` or ``&`` appear."""
+    text = json.dumps(provenance, ensure_ascii=True, sort_keys=True)
+    for char in "-<>&":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def _render(template: str, report: Report, *, colour: bool = False, mode: str = "full",
+            drop: tuple[str, ...] = (), commit: str | None = None) -> str:
+    view = build_view(report, commit=commit)
+    context = {
+        "report": report, "view": view, "counts": view.counts, "mode": mode, "drop": drop,
+        "verdict_mark": VERDICT_MARKS.get(report.verdict, "❌"), "marker": filters.marker(report.contract["name"]),
+        "provenance_json": _provenance_json(view.provenance), **LIMITS[mode],
+    }
     try:
-        return _environment(colour).get_template(template).render(report=report, counts=report.counts())
+        return _environment(colour).get_template(template).render(**context)
     except jinja2.TemplateError as exc:
         raise RenderError(f"{template}: {exc}") from exc
 
 
+def fit(render: Callable[[tuple[str, ...]], str], budget: int) -> tuple[str, tuple[str, ...]]:
+    """Render, leaving out whole sections in DROP_ORDER until the UTF-8 size fits ``budget``.
+
+    Returns the text and the sections left out. Raises RenderError if even the skeleton is too big.
+    """
+    dropped: tuple[str, ...] = ()
+    text = render(dropped)
+    for section in DROP_ORDER:
+        if len(text.encode("utf-8")) <= budget:
+            break
+        dropped += (section,)
+        text = render(dropped)
+    if len(text.encode("utf-8")) > budget:
+        raise RenderError(f"report does not fit {budget} bytes even without its optional sections")
+    return text, dropped
+
+
 def render_text(report: Report, *, colour: bool = False) -> str:
+    """The terminal report; colour only when asked (the CLI resolves NO_COLOR/FORCE_COLOR/--color)."""
     return _render("report.txt.j2", report, colour=colour)
 
 
 def render_markdown(report: Report, *, colour: bool = False) -> str:
+    """The full markdown report (``--format markdown``): every clause, no size budget."""
     return _render("report.md.j2", report)
+
+
+def render_summary(report: Report, *, budget: int = SUMMARY_BUDGET) -> str:
+    """The job summary: the full report capped to ``budget`` bytes ($GITHUB_STEP_SUMMARY holds 1 MiB)."""
+    return fit(lambda drop: _render("report.md.j2", report, mode="summary", drop=drop), budget)[0]
+
+
+def render_comment(report: Report, *, budget: int = COMMENT_BUDGET) -> str:
+    """The compact PR comment, ≤ ``budget`` UTF-8 bytes, always carrying the contract's marker."""
+    text, _ = fit(lambda drop: _render("comment.md.j2", report, mode="comment", drop=drop), budget)
+    if filters.marker(report.contract["name"]) not in text:
+        raise RenderError("comment.md.j2 lost the promote marker; the comment could not be updated in place")
+    return text
+
+
+def render_minimal_comment(report: Report) -> str:
+    """The fallback body when GitHub refuses the comment as too long: marker, verdict, footer."""
+    return _render("comment.md.j2", report, mode="minimal", drop=DROP_ORDER)
 
 
 def render_json(report: Report, *, colour: bool = False) -> str:
     return report.to_json()
 
 
-RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown}
+def render_junit(report: Report, *, colour: bool = False) -> str:
+    from promote.report.junit import to_junit
+
+    return to_junit(report)
+
+
+RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,
+                                            "junit": render_junit}

@@ -1,0 +1,1 @@
+"""GitHub integration: REST transport, sticky PR comment, Actions runner interface (receives rendered strings)."""

@@ -1,0 +1,185 @@
+"""GitHub REST transport: auth, GHES base URL, retries, pagination, typed status errors.
+
+Transport only — no knowledge of comments or reports. Why not urllib3's ``Retry``: it skips POST and
+PATCH and cannot tell a rate-limit 403 (retry after a wait) from a permission 403 (never retry).
+The token lives in the session's Authorization header and is never part of a message, a URL or a
+repr; error texts quote GitHub's ``message`` field, which does not echo it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+
+from promote import __version__
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+TIMEOUT_S = 30.0
+MAX_ATTEMPTS = 5
+MAX_TOTAL_WAIT_S = 180.0  # cap on all retry waits of one client, then fail soft
+RETRY_5XX_METHODS = ("GET", "PATCH", "DELETE", "PUT")  # POST is not idempotent: never blindly re-sent
+
+
+class GitHubError(Exception):
+    """An API call failed. ``status`` is the HTTP status (0: no response)."""
+
+    def __init__(self, message: str, *, status: int = 0, method: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.status, self.method, self.url = status, method, url
+
+
+class Unreachable(GitHubError):
+    """No HTTP response: DNS, connection refused, TLS, timeout."""
+
+
+class Forbidden(GitHubError):
+    """403 that is not a rate limit: the token lacks a permission (e.g. a fork PR's read-only token)."""
+
+
+class NotFound(GitHubError):
+    """404 (GitHub also answers 404 for private resources the token cannot see)."""
+
+
+class Unprocessable(GitHubError):
+    """422: GitHub refused the payload (e.g. a comment body over 65 536 characters)."""
+
+    @property
+    def too_long(self) -> bool:
+        return "too long" in str(self).lower()
+
+
+class RateLimited(GitHubError):
+    """Still rate limited after the retries or beyond the wait budget."""
+
+
+class Unauthorized(GitHubError):
+    """401: the token is missing, expired or wrong."""
+
+
+_BY_STATUS: dict[int, type[GitHubError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 422: Unprocessable}
+
+
+def api_url_from_env(explicit: str | None = None) -> str:
+    """``--api-url``, else ``$GITHUB_API_URL`` (GHES: ``https://host/api/v3``), else api.github.com."""
+    return (explicit or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason or ""
+    if not isinstance(body, dict):
+        return ""
+    details = [e.get("message") or e.get("code") if isinstance(e, dict) else e for e in body.get("errors") or []]
+    return "; ".join(str(part) for part in [body.get("message"), *details] if part)
+
+
+def _rate_limit_wait(response: requests.Response, now: float) -> float | None:
+    """Seconds to wait before retrying a rate-limited response, or None if it is not a rate limit."""
+    headers = response.headers
+    if response.status_code not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            return 60.0
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+        try:
+            return max(0.0, float(headers["x-ratelimit-reset"]) - now)
+        except ValueError:
+            return 60.0
+    if response.status_code == 429 or "rate limit" in _message(response).lower():
+        return 60.0  # secondary limit without headers: GitHub asks for at least a minute
+    return None  # a permission 403: never retried
+
+
+class GitHubAPI:
+    """A small REST client. ``sleep`` and ``clock`` are injectable so tests can observe the waits."""
+
+    def __init__(self, token: str, *, api_url: str | None = None, timeout_s: float = TIMEOUT_S,
+                 max_attempts: int = MAX_ATTEMPTS, max_total_wait_s: float = MAX_TOTAL_WAIT_S,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
+        self.api_url = api_url_from_env(api_url)
+        self.timeout_s, self.max_attempts, self.max_total_wait_s = timeout_s, max_attempts, max_total_wait_s
+        self.waited_s = 0.0
+        self._sleep, self._clock = sleep, clock
+        self._session = requests.Session()
+        self._session.headers.update({
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": f"promote/{__version__}",
+        })
+
+    def __repr__(self) -> str:  # never show the session headers (the token)
+        return f"GitHubAPI({self.api_url!r})"
+
+    def url(self, path_or_url: str) -> str:
+        """Absolute URL: pagination links are used as given, paths are joined to the API base."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return f"{self.api_url}/{path_or_url.lstrip('/')}"
+
+    def _wait(self, seconds: float, method: str, url: str, status: int) -> None:
+        if self.waited_s + seconds > self.max_total_wait_s:
+            raise RateLimited(f"{method} {url}: rate limited (HTTP {status}); waiting {seconds:.0f} s more would "
+                              f"exceed the {self.max_total_wait_s:.0f} s retry budget", status=status,
+                              method=method, url=url)
+        self.waited_s += seconds
+        self._sleep(seconds)
+
+    def request(self, method: str, path_or_url: str, *, json: Any = None,
+                params: dict[str, Any] | None = None) -> requests.Response:
+        """One API call with retries; returns a 2xx/3xx response or raises a typed GitHubError."""
+        url = self.url(path_or_url)
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            try:
+                response = self._session.request(method, url, json=json, params=params, timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                # One retry for idempotent calls: a blip is worth a second try, a dead host is not worth
+                # minutes of the job.
+                if attempt >= 2 or last or method not in RETRY_5XX_METHODS:
+                    raise Unreachable(f"{method} {url}: {type(exc).__name__}: GitHub API unreachable",
+                                      method=method, url=url) from None
+                self._wait(1.0, method, url, 0)
+                continue
+            status = response.status_code
+            if status < 400:
+                return response
+            wait = _rate_limit_wait(response, self._clock())
+            if wait is not None and not last:
+                self._wait(wait, method, url, status)
+                continue
+            if status >= 500 and not last and method in RETRY_5XX_METHODS:
+                self._wait(2.0 ** attempt, method, url, status)
+                continue
+            kind = RateLimited if wait is not None else _BY_STATUS.get(status, GitHubError)
+            raise kind(f"{method} {url}: HTTP {status}: {_message(response) or response.reason}", status=status,
+                       method=method, url=url)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def get_json(self, path_or_url: str, *, params: dict[str, Any] | None = None) -> Any:
+        return self.request("GET", path_or_url, params=params).json()
+
+    def paginate(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Every item of a list endpoint, following the Link header's ``rel="next"`` (never built by hand)."""
+        url: str | None = self.url(path)
+        query: dict[str, Any] | None = {"per_page": 100, **(params or {})}
+        while url:
+            response = self.request("GET", url, params=query)
+            items = response.json()
+            if not isinstance(items, list):
+                raise GitHubError(f"GET {url}: expected a JSON list, got {type(items).__name__}",
+                                  status=response.status_code, method="GET", url=url)
+            yield from items
+            url = response.links.get("next", {}).get("url")
+            query = None  # the next link already carries the query

@@ -1,0 +1,99 @@
+"""Escaping and formatting filters for the report templates: plain functions, tested on their own.
+
+Everything a template prints from the report (contract names, clause messages, slice values from
+eval-set tags, commands) is untrusted text: it must not break a markdown table, open HTML, end a
+code fence or a Mermaid string, or start a GitHub workflow command. Each filter handles one context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+import re
+
+from promote.results import Bound, format_value
+
+_MD_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def one_line(value: object) -> str:
+    """Newlines and control characters become spaces, so data can never start a line of its own
+    (a line starting with ``::`` is a workflow command in a GitHub Actions log)."""
+    return _CONTROL.sub(" ", str(value)).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
+def md_text(value: object) -> str:
+    """Escape text for inline markdown (headings, list items, table cells): one line, no HTML, no
+    emphasis, links, code spans or table pipes."""
+    text = html.escape(one_line(value), quote=False)
+    return _MD_INLINE_SPECIALS.sub(r"\\\1", text)
+
+
+def md_cell(value: object) -> str:
+    """Escape text for one markdown table cell (the same rules: ``|`` is among the escaped)."""
+    return md_text(value)
+
+
+def truncate(value: object, limit: int) -> str:
+    """At most ``limit`` characters, marking the cut with an ellipsis (used on cell text only)."""
+    text = str(value)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def fence(text: object, minimum: int = 3) -> str:
+    """A backtick fence longer than any backtick run inside ``text``, so the content cannot close it."""
+    runs = [len(m) for m in re.findall(r"`+", str(text))]
+    return "`" * max(minimum, max(runs, default=0) + 1)
+
+
+def bound_text(bounds: list[Bound]) -> str:
+    """``≤ 0.001`` / ``≥ 0.98`` (comma-separated when a clause sets both)."""
+    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds) or "—"
+
+
+def margin(observed: float | None, bounds: list[Bound]) -> float | None:
+    """Signed headroom to the tightest bound: positive inside the bound, negative beyond it."""
+    if observed is None or not bounds or math.isnan(observed):
+        return None
+    return min((b.value - observed) if b.op == "max" else (observed - b.value) for b in bounds)
+
+
+def margin_text(observed: float | None, bounds: list[Bound]) -> str:
+    """Margin with its sign and, when the bound is non-zero, relative to it (``-0.002 (-200%)``)."""
+    value = margin(observed, bounds)
+    if value is None:
+        return "—"
+    text = ("+" if value > 0 else "") + format_value(value)
+    tight = bounds[0].value if len(bounds) == 1 else None
+    if tight and math.isfinite(value):
+        text += f" ({value / abs(tight):+.0%})"
+    return text
+
+
+def mermaid_label(value: object, limit: int = 24) -> str:
+    """A Mermaid string literal's content: no quotes, backslashes, backticks, brackets or HTML."""
+    text = re.sub(r'["\\`<>\[\]{};]', "'", one_line(value)).strip()
+    return truncate(text, limit) or "?"
+
+
+def mermaid_number(value: float) -> str:
+    """A plain decimal (no exponent, which xychart-beta does not parse)."""
+    text = f"{value:.12f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def marker_key(contract_name: str) -> str:
+    """A file- and HTML-comment-safe key for a contract: readable slug plus a hash of the exact name,
+    so two names that slug alike do not collide and no name (``-->``, newlines) can escape."""
+    slug = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.-]+", "-", contract_name)).strip("-.")[:60] or "contract"
+    return f"{slug}-{hashlib.sha256(contract_name.encode('utf-8')).hexdigest()[:8]}"
+
+
+def marker(contract_name: str) -> str:
+    """The hidden comment that identifies this contract's sticky PR comment."""
+    return f"<!-- promote:report key={marker_key(contract_name)} -->"
+
+
+MARKER_PATTERN = re.compile(r"<!-- promote:report key=[A-Za-z0-9_.-]+ -->")

@@ -1,0 +1,138 @@
+"""The view of a Report that the templates render: rows worst first, charts, provenance, annotations.
+
+Sorting, grouping and counting live here (plain Python, unit-testable), so templates only lay out
+and escape. Nothing here knows about GitHub: annotation items are plain dicts that the CLI hands to
+``github/workflow.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from promote.policy import ACTION_SEVERITY, Action
+from promote.report.filters import margin
+from promote.report.model import Report
+from promote.results import ClauseResult
+
+_STATUS_RANK = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
+GREEN = ("pass", "skipped")
+MAX_CHARTS = 6
+MAX_CHART_SLICES = 30
+
+
+@dataclass
+class Row:
+    """One clause with the action the policy took on it."""
+
+    clause: ClauseResult
+    action: Action | None
+    margin: float | None
+
+    @property
+    def attention(self) -> bool:
+        """Shown in the failing/warning table: not green, or the policy did something with it."""
+        return self.clause.status not in GREEN or (self.action is not None and self.action.action != "pass")
+
+    def sort_key(self) -> tuple:
+        act = ACTION_SEVERITY.get(self.action.action, 0) if self.action else 0
+        m = self.margin if self.margin is not None and math.isfinite(self.margin) else -math.inf
+        return (-act, -_STATUS_RANK.get(self.clause.status, 0), m, self.clause.id, self.clause.slice or "")
+
+
+@dataclass
+class Chart:
+    """A per-slice bar chart of one clause's observed values, with its bound as a line."""
+
+    clause: str
+    title: str
+    y_label: str
+    labels: list[str]
+    values: list[float]
+    bound: float | None
+    omitted: int = 0
+
+
+@dataclass
+class View:
+    report: Report
+    attention: list[Row]
+    passing: list[Row]
+    charts: list[Chart]
+    counts: dict[str, int]
+    provenance: dict[str, Any]
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _rows(report: Report) -> list[Row]:
+    actions = list(report.decision.actions)
+    rows = []
+    for i, clause in enumerate(report.clauses()):
+        # Actions are made clause by clause in the same order; fall back to matching by id and slice
+        # for reports merged or edited by hand.
+        action = actions[i] if i < len(actions) and actions[i].clause == clause.id \
+            and actions[i].slice == clause.slice else next(
+                (a for a in actions if a.clause == clause.id and a.slice == clause.slice), None)
+        rows.append(Row(clause, action, margin(clause.observed, clause.bounds)))
+    return rows
+
+
+def _charts(report: Report) -> list[Chart]:
+    groups: dict[str, list[ClauseResult]] = {}
+    for clause in report.clauses():
+        if clause.slice is not None:
+            groups.setdefault(clause.id, []).append(clause)
+    charts = []
+    for clause_id, clauses in list(groups.items())[:MAX_CHARTS]:
+        finite = [c for c in clauses if c.observed is not None and math.isfinite(c.observed)]
+        # Worst first when there are more slices than a chart can show.
+        finite.sort(key=lambda c: margin(c.observed, c.bounds) if c.bounds else -abs(c.observed or 0))
+        shown = sorted(finite[:MAX_CHART_SLICES], key=lambda c: c.slice or "")
+        first = clauses[0]
+        bound = first.bounds[0].value if len(first.bounds) == 1 and math.isfinite(first.bounds[0].value) else None
+        what = f"{first.stat}({first.metric})" if first.metric else "observed"
+        charts.append(Chart(clause=clause_id, title=f"{clause_id}: {what} per slice", y_label=what,
+                            labels=[c.slice or "" for c in shown], values=[float(c.observed) for c in shown],
+                            bound=bound, omitted=len(clauses) - len(shown)))
+    return [c for c in charts if c.values]
+
+
+def build_view(report: Report, *, commit: str | None = None) -> View:
+    """Everything a template needs, computed once."""
+    rows = _rows(report)
+    attention = sorted((r for r in rows if r.attention), key=Row.sort_key)
+    passing = [r for r in rows if not r.attention]
+    provenance = {
+        "version": report.tool_version,
+        "contract": report.contract["name"],
+        "contract_sha256": report.contract["sha256"],
+        "report_sha256": report.sha256(),
+        "commit": commit or report.commit,
+        "time": report.finished_at,
+    }
+    return View(report=report, attention=attention, passing=passing, charts=_charts(report),
+                counts=report.counts(), provenance=provenance,
+                stats={"clauses": len(rows), "attention": len(attention), "passing": len(passing)})
+
+
+def annotation_items(report: Report) -> list[dict[str, Any]]:
+    """Annotations worst first: ``error`` for blocking actions or clauses that could not be evaluated,
+    ``warning`` for warn actions, ``notice`` for non-green clauses the policy let pass."""
+    items = []
+    for row in sorted(_rows(report), key=Row.sort_key):
+        c, a = row.clause, row.action
+        action = a.action if a else "pass"
+        if c.status == "error" or ACTION_SEVERITY.get(action, 0) >= ACTION_SEVERITY["shadow-only"]:
+            level = "error"
+        elif action == "warn":
+            level = "warning"
+        elif c.status not in GREEN:
+            level = "notice"
+        else:
+            continue
+        where = f" [{c.slice}]" if c.slice else ""
+        why = f" → {action}: {a.reason}" if a else ""
+        items.append({"level": level, "title": f"promote {c.status}: {c.id}{where}", "line": c.line,
+                      "message": f"{c.message}{why}"})
+    return items

@@ -1,0 +1,156 @@
+"""The composite action and the workflows: metadata schema, actionlint, zizmor, and the action's own
+shell steps run locally in a temp dir with the environment a runner would set."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from promote.github.workflow import read_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+ACTION = REPO / "action.yml"
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A dev tool installed beside this interpreter (pyproject [dev]); missing is a failure, not a skip."""
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    assert found, f"{name} is not installed: pip install -e '.[dev]'"
+    return found
+
+
+def test_action_metadata_validates_against_the_github_actions_schema():
+    proc = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_action_declares_the_documented_interface():
+    action = yaml.safe_load(ACTION.read_text())
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) == {"contract", "stages", "fail-on", "comment", "github-token", "python-version",
+                                     "extra-args"}
+    assert set(action["outputs"]) == {"verdict", "exit-code", "report-json"}
+    steps = action["runs"]["steps"]
+    setup = steps[0]
+    assert re.fullmatch(r"actions/setup-python@[0-9a-f]{40}", setup["uses"])  # pinned by SHA
+    assert setup["with"]["update-environment"] is False
+    for step in steps[1:]:
+        assert step["shell"] == "bash"
+        assert "${{" not in step["run"], "inputs must reach scripts through env:, never the script text"
+
+
+def _doc_workflows(tmp_path: Path) -> list[Path]:
+    """The recipe workflows in docs/github-action.md, written out so they are linted too."""
+    text = (REPO / "docs" / "github-action.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if re.search(r"^on:", b, re.M)]
+    assert len(blocks) == 2, "the workflow_run recipe has two workflows"
+    out = tmp_path / ".github" / "workflows"
+    out.mkdir(parents=True)
+    paths = []
+    for i, block in enumerate(blocks):
+        paths.append(out / f"recipe-{i}.yml")
+        paths[-1].write_text(block)
+    return paths
+
+
+def test_workflows_pass_actionlint(tmp_path):
+    assert WORKFLOWS, "the self-test workflow is missing"
+    assert any("uses: ./" in w.read_text() for w in WORKFLOWS)
+    proc = subprocess.run([tool("actionlint"), "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recipes = _doc_workflows(tmp_path)
+    proc = subprocess.run([tool("actionlint"), "-no-color", *map(str, recipes)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor_finds_nothing_high(tmp_path):
+    targets = [str(ACTION), *map(str, WORKFLOWS), *map(str, _doc_workflows(tmp_path))]
+    proc = subprocess.run([tool("zizmor"), "--offline", "--min-severity", "high", *targets], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "completed" in proc.stderr  # it audited the files (an unparsable file is an error, not a pass)
+
+
+def _expand(value: str, context: dict[str, str]) -> str:
+    """The few `${{ }}` expressions the action uses, resolved the way the runner would."""
+    def one(match: re.Match[str]) -> str:
+        expr = match.group(1).strip()
+        assert expr in context, f"unexpected expression {expr}"
+        return context[expr]
+
+    return re.sub(r"\$\{\{(.*?)\}\}", one, str(value))
+
+
+def run_action(work: Path, inputs: dict[str, str],
+               tmp: Path) -> tuple[dict[str, str], list[subprocess.CompletedProcess]]:
+    """Run the action's bash steps in order, as a runner does (bash -eo pipefail, env files per step)."""
+    action = yaml.safe_load(ACTION.read_text())
+    defaults = {k: str(v.get("default", "")) for k, v in action["inputs"].items()}
+    context = {f"inputs.{k}": v for k, v in {**defaults, **inputs}.items()}
+    context["steps.py.outputs.python-path"] = sys.executable  # what setup-python would provide
+    temp = tmp / "runner-temp"
+    temp.mkdir(parents=True)
+    # A clean environment: no PYTHONPATH (it would make the venv import this checkout's src/).
+    base_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("GITHUB_", "PROMOTE_", "PIP_")) and k != "PYTHONPATH"}
+    base_env.update({
+        "RUNNER_TEMP": str(temp), "GITHUB_ACTION_PATH": str(REPO), "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(work), "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"), "NO_COLOR": "1",
+        # Offline: no index; the build backend and dependencies come from this interpreter's site-packages
+        # (the venv is created with --system-site-packages).
+        "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_DEPS": "1",
+    })
+    procs = []
+    for step in action["runs"]["steps"][1:]:
+        out_file = tmp / f"output-{step['id']}"
+        env = {**base_env, "GITHUB_OUTPUT": str(out_file)}
+        env.update({k: _expand(v, context) for k, v in step.get("env", {}).items()})
+        script = tmp / f"{step['id']}.sh"
+        script.write_text(step["run"])
+        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=300)
+        procs.append(proc)
+        outputs = read_outputs(out_file) if out_file.exists() else {}
+        context.update({f"steps.{step['id']}.outputs.{k}": v for k, v in outputs.items()})
+        if proc.returncode != 0:
+            break
+    return {k.rsplit(".", 1)[1]: v for k, v in context.items() if k.startswith("steps.check.outputs.")}, procs
+
+
+def test_action_steps_run_locally(mini, tmp_path):
+    mini.contract("a-pass.yaml")
+    mini.contract("b-fail.yaml", candidate="build_hot")
+    outputs, procs = run_action(mini.root, {"contract": "*.yaml", "comment": "off", "extra-args": "--no-progress"},
+                                tmp_path / "run")
+    install, check = procs
+    assert install.returncode == 0, install.stderr
+    venv_python = tmp_path / "run" / "runner-temp" / "promote-venv" / "bin" / "python"
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run([str(venv_python), "-c", "import promote; print(promote.__file__)"], capture_output=True,
+                           text=True, env=clean)
+    assert "promote-venv" in where.stdout, "promote was not installed into the action's private venv"
+    assert check.returncode == 1, check.stdout + check.stderr  # worst of pass (0) and fail (1)
+    assert outputs["verdict"] == "block" and outputs["exit-code"] == "1"
+    reports = outputs["report-json"].splitlines()
+    assert len(reports) == 2 and all(Path(p).is_file() for p in reports)
+    assert "::error file=b-fail.yaml,line=" in check.stderr
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert summary.count("### ") == 2 and "Promotion allowed" in summary and "Promotion blocked" in summary
+
+
+def test_action_with_no_matching_contract_exits_2(mini, tmp_path):
+    outputs, procs = run_action(mini.root, {"contract": "nothing-*.yaml", "comment": "off"}, tmp_path / "run")
+    assert procs[-1].returncode == 2, procs[-1].stderr
+    assert outputs["exit-code"] == "2" and outputs["verdict"] == "error"
+    assert "nothing-*.yaml" in procs[-1].stderr
