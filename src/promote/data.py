@@ -42,6 +42,7 @@ class EvalSet:
     path: Path
     display_path: str
     samples: tuple[Sample, ...]
+    limit: int | None = None  # `data.limit`: the set may be a prefix of the file (records may hold more ids)
 
     @property
     def positions(self) -> int:
@@ -124,7 +125,7 @@ def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None
             break
     if not samples:
         raise UsageError(f"{display}: the eval set has no samples")
-    return EvalSet(path=path, display_path=display, samples=tuple(samples))
+    return EvalSet(path=path, display_path=display, samples=tuple(samples), limit=limit)
 
 
 def batches(samples: tuple[Sample, ...] | list[Sample], batch_size: int, *, pad_id: int = 0) -> Iterator[Batch]:

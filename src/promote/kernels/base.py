@@ -15,15 +15,33 @@ from typing import Any
 
 import numpy as np
 
-from promote.data import Batch
+from promote.data import Batch, EvalSet
 from promote.errors import EvaluationError, UsageError
 
 
 @dataclass
 class Outputs:
-    """Logits of one batch: float32 numpy [B, T, V], aligned with ``Batch.input_ids``."""
+    """One batch's outputs, aligned with ``Batch.input_ids`` [B, T].
 
-    logits: np.ndarray
+    Live kernels give full ``logits`` float [B, T, V]. Recorded engines may give only the top-k:
+    ``topk_ids`` int [B, T, K], ``topk_logprobs`` float [B, T, K] and ``target_logprobs`` float [B, T]
+    (log-prob of ``input_ids[:, t + 1]``); those are scored with certified bounds (metrics/topk.py).
+    ``mask`` bool [B, T], when given, marks the positions this kernel has values for; positions it
+    leaves out are not scored. ``source`` names the file the outputs came from, for messages;
+    ``mass_tol`` how far 1 − Σ exp(topk_logprobs) may be off through the records' rounding.
+    """
+
+    logits: np.ndarray | None = None
+    topk_ids: np.ndarray | None = None
+    topk_logprobs: np.ndarray | None = None
+    target_logprobs: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    source: str | None = None
+    mass_tol: float | None = None  # rounding of Σ exp(topk_logprobs) in the records' dtype
+
+    @property
+    def is_topk(self) -> bool:
+        return self.logits is None
 
 
 class Kernel(ABC):
@@ -37,6 +55,7 @@ class Kernel(ABC):
         self._opened = False
         self.calls = 0
         self.seconds = 0.0
+        self.notes: list[str] = []
 
     @property
     def label(self) -> str:
@@ -74,7 +93,16 @@ class Kernel(ABC):
         self._check(outputs, batch)
         return outputs
 
+    def bind(self, evalset: EvalSet) -> None:  # noqa: B027 - optional hook
+        """Hook: see the whole eval set before the first batch (records join their ids to it here)."""
+
     def _check(self, outputs: Outputs, batch: Batch) -> None:
+        if outputs.mask is not None and outputs.mask.shape != batch.input_ids.shape:
+            raise UsageError(f"{self.label}: mask must be [batch, seq] = {list(batch.input_ids.shape)}, "
+                             f"got {list(outputs.mask.shape)}")
+        if outputs.logits is None:
+            self._check_topk(outputs, batch)
+            return
         logits = outputs.logits
         b, t = batch.input_ids.shape
         if logits.ndim != 3 or logits.shape[0] != b or logits.shape[1] != t:
@@ -90,6 +118,20 @@ class Kernel(ABC):
             raise UsageError(
                 f"{self.label}: eval set has token id {top} but the model's vocabulary has {vocab} entries"
             )
+
+    def _check_topk(self, outputs: Outputs, batch: Batch) -> None:
+        b, t = batch.input_ids.shape
+        parts = {"topk_ids": outputs.topk_ids, "topk_logprobs": outputs.topk_logprobs,
+                 "target_logprobs": outputs.target_logprobs}
+        missing = [name for name, value in parts.items() if value is None]
+        if missing:
+            raise UsageError(f"{self.label}: outputs have neither `logits` nor the top-k set; missing "
+                             f"{', '.join(missing)}")
+        ids, lps, target = outputs.topk_ids, outputs.topk_logprobs, outputs.target_logprobs
+        if ids.ndim != 3 or ids.shape[:2] != (b, t) or lps.shape != ids.shape or target.shape != (b, t):
+            raise UsageError(f"{self.label}: top-k outputs must be topk_ids/topk_logprobs [{b}, {t}, K] and "
+                             f"target_logprobs [{b}, {t}], got {list(ids.shape)}, {list(lps.shape)}, "
+                             f"{list(target.shape)}")
 
     def fingerprint(self) -> dict[str, Any]:
         """Environment facts that change numerics: library versions, device, flags, threads."""
