@@ -40,20 +40,22 @@ def _type(node: dict) -> str:
     return f"{kind}"
 
 
-def _rows(node: dict, prefix: str, out: list[str]) -> None:
+def _rows(node: dict, prefix: str, out: list[str], when: str = "") -> None:
     required = set(node.get("required", []))
     for key, prop in node.get("properties", {}).items():
         if key == "$schema":
             continue
         name = f"{prefix}{key}"
+        label = f"`{name}`{when}"
         limits = [f"{k} {prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum",
                                                "minItems", "pattern") if k in prop]
         text = prop.get("description", "").replace("|", "\\|").replace("\n", " ")
-        out.append(f"| `{name}` | {'yes' if key in required else ''} | {_type(prop)}"
+        out.append(f"| {label} | {'yes' if key in required else ''} | {_type(prop)}"
                    f"{' (' + '; '.join(limits) + ')' if limits else ''} | {text} |")
         for branch in prop.get("oneOf", []):
             if branch.get("type") == "object":
-                _rows(branch, f"{name}.", out)
+                kind = branch.get("properties", {}).get("kind", {}).get("const")
+                _rows(branch, f"{name}.", out, f" (kind `{kind}`)" if kind else "")
         if prop.get("type") == "object":
             _rows(prop, f"{name}.", out)
         items = prop.get("items")

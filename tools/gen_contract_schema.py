@@ -45,7 +45,16 @@ PRECISIONS = {
     "fp16": "float16 autocast around the forward pass; weights stay float32.",
     "bf16-weights": "weights and activations cast to bfloat16 (no autocast).",
     "fp16-weights": "weights and activations cast to float16 (no autocast).",
+    "int8-dynamic": "nn.Linear layers dynamically quantised to int8 (int8 weights, activations quantised per "
+                    "batch at run time; CPU only); other layers stay float32.",
 }
+GRAPH_OPTIMIZATIONS = {
+    "disable": "no graph optimisation (ORT_DISABLE_ALL): closest to the exported graph.",
+    "basic": "constant folding and redundant-node elimination (ORT_ENABLE_BASIC).",
+    "extended": "plus operator fusions, e.g. GELU, LayerNorm, attention (ORT_ENABLE_EXTENDED).",
+    "all": "plus layout optimisations (ORT_ENABLE_ALL, onnxruntime's default).",
+}
+COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 ACTIONS = ["pass", "warn", "block", "route-to-reference", "shadow-only", "rollback"]
 STAGES = ["numerics", "slices", "runtime", "observability"]
 STATUSES = ["pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped"]
@@ -107,16 +116,58 @@ torch_kernel = obj(
         "batch_size": integer("Sequences per forward pass. Default 16.", minimum=1),
         "threads": integer("torch intra-op threads during this kernel's calls (default: torch's own choice).",
                            minimum=1),
+        "compile": {"enum": ["off", "inductor", False],
+                    "description": "`inductor`: run the module through torch.compile with the inductor backend "
+                                   "(needs a C++ compiler on CPU; the first batches pay the compile time). "
+                                   "`off` (or `false`): eager. Default `off`."},
+        "compile_mode": {"enum": COMPILE_MODES, "description": "torch.compile `mode` (with `compile: inductor`). "
+                         "Default: torch's `default`."},
     },
     ["kind", "model"],
 )
 
+onnx_kernel = obj(
+    "An ONNX graph run by onnxruntime in this process.",
+    {
+        "kind": {"const": "onnx", "description": "Kernel kind: `onnx` runs an .onnx file through onnxruntime."},
+        "path": string("The .onnx file (relative to the contract file). Its graph takes int64 input_ids [B,T] "
+                       "and returns logits [B,T,V]; fixed batch or sequence dimensions are padded to."),
+        "providers": {"type": "array", "items": {"type": "string", "description": "An onnxruntime execution "
+                      "provider, e.g. `CPUExecutionProvider`, `CUDAExecutionProvider`."}, "minItems": 1,
+                      "description": "Execution providers in priority order; each must be available in the "
+                                     "installed onnxruntime. Default [CPUExecutionProvider]."},
+        "graph_optimization": described_enum(GRAPH_OPTIMIZATIONS, "onnxruntime graph optimisation level; "
+                                             "fusions change numerics. Default `all`."),
+        "threads": integer("onnxruntime intra-op threads (default: onnxruntime's own choice).", minimum=1),
+        "batch_size": integer("Sequences per run. Default 16.", minimum=1),
+        "input_name": string("Graph input that receives input_ids, when the graph has several inputs."),
+        "output_name": string("Graph output holding the logits, when the graph has several outputs "
+                              "(default: the only output, or the one named `logits`)."),
+    },
+    ["kind", "path"],
+)
+
+records_kernel = obj(
+    "Outputs recorded by another engine (vLLM, SGLang, TensorRT-LLM, a trainer), joined to the eval set by id.",
+    {
+        "kind": {"const": "records", "description": "Kernel kind: `records` reads recorded outputs (docs/records.md)."},
+        "path": string("A safetensors file, or a directory of *.safetensors shards read in sorted order "
+                       "(relative to the contract file): input_ids [N,T], mask [N,T], and logits [N,T,V] or "
+                       "topk_ids + topk_logprobs [N,T,K] + target_logprobs [N,T]; metadata `ids` lists the "
+                       "sample ids."),
+        "batch_size": integer("Samples read per step (memory is batch·T·V floats). Default 16.", minimum=1),
+    },
+    ["kind", "path"],
+)
+
+KINDS = {"torch": "an nn.Module run in-process", "onnx": "an ONNX graph through onnxruntime",
+         "records": "outputs recorded by another engine"}
 kernel = {
     "description": "How to obtain one kernel's outputs. Chosen by `kind`.",
     "type": "object",
     "required": ["kind"],
-    "properties": {"kind": {"enum": ["torch"], "description": "Kernel kind. Allowed: `torch`."}},
-    "oneOf": [torch_kernel],
+    "properties": {"kind": described_enum(KINDS, "Kernel kind.")},
+    "oneOf": [torch_kernel, onnx_kernel, records_kernel],
 }
 
 data = obj(

@@ -50,6 +50,7 @@ class EvalSet:
     samples: tuple[Sample, ...]
     task: str = "causal-lm"
     inputs_file: Path | None = None
+    limit: int | None = None  # `data.limit`: the set may be a prefix of the file (records may hold more ids)
 
     @property
     def positions(self) -> int:
@@ -161,7 +162,8 @@ def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None
             raise _fail(display, sample.line, f"sample `{sample.id}` has no inputs: give `inputs` inline"
                         + (f" or tensors `{sample.id}/<name>` in {inputs_file_display}" if inputs_file else
                            " or set `data.inputs_file`"))
-    return EvalSet(path=path, display_path=display, samples=tuple(samples), task=task, inputs_file=inputs_file)
+    return EvalSet(path=path, display_path=display, samples=tuple(samples), task=task, inputs_file=inputs_file,
+                   limit=limit)
 
 
 def load_evalset(spec: Any) -> EvalSet:

@@ -35,10 +35,49 @@ class TorchKernelSpec:
     device: str = "cpu"
     batch_size: int = 16
     threads: int | None = None
+    compile: str = "off"
+    compile_mode: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model, "weights": self.weights_display,
-                "precision": self.precision, "device": self.device, "batch_size": self.batch_size}
+                "precision": self.precision, "device": self.device, "batch_size": self.batch_size,
+                "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})"}
+
+
+@dataclass(frozen=True)
+class OnnxKernelSpec:
+    """`kind: onnx` — an ONNX graph run by onnxruntime."""
+
+    kind: str
+    path: Path
+    path_display: str
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    graph_optimization: str = "all"
+    threads: int | None = None
+    batch_size: int = 16
+    input_name: str | None = None
+    output_name: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path_display, "providers": list(self.providers),
+                "graph_optimization": self.graph_optimization, "threads": self.threads,
+                "batch_size": self.batch_size}
+
+
+@dataclass(frozen=True)
+class RecordsKernelSpec:
+    """`kind: records` — outputs recorded by another engine (a safetensors file or a directory of shards)."""
+
+    kind: str
+    path: Path
+    path_display: str
+    batch_size: int = 16
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path_display, "batch_size": self.batch_size}
+
+
+KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec
 
 
 @dataclass(frozen=True)
@@ -127,8 +166,8 @@ class Contract:
     name: str
     description: str | None
     source: LoadedDocument
-    reference: TorchKernelSpec
-    candidate: TorchKernelSpec
+    reference: KernelSpec
+    candidate: KernelSpec
     data: DataSpec
     slices: tuple[dict[str, Any], ...]
     numerical: NumericalSpec | None
@@ -164,7 +203,37 @@ def _display(doc: LoadedDocument, value: str) -> str:
         return str(resolved)
 
 
-def _kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> TorchKernelSpec:
+def _kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
+    """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
+    if raw["kind"] in ("onnx", "records"):
+        return _file_kernel(doc, role, raw, problems)
+    return _torch_kernel(doc, role, raw, problems)
+
+
+def _file_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any],
+                 problems: list[Problem]) -> OnnxKernelSpec | RecordsKernelSpec:
+    path = _resolve(doc, raw["path"]).resolve()
+    display = _display(doc, raw["path"])
+    if raw["kind"] == "onnx":
+        if not path.is_file():
+            problems.append(doc.problem((role, "path"), f"ONNX file `{raw['path']}` not found (looked for {path}); "
+                                        "paths are relative to the contract file"))
+        return OnnxKernelSpec(
+            kind="onnx", path=path, path_display=display,
+            providers=tuple(raw.get("providers", OnnxKernelSpec.providers)),
+            graph_optimization=raw.get("graph_optimization", "all"), threads=raw.get("threads"),
+            batch_size=raw.get("batch_size", 16), input_name=raw.get("input_name"),
+            output_name=raw.get("output_name"),
+        )
+    if not path.exists():
+        problems.append(doc.problem((role, "path"), f"records `{raw['path']}` not found (looked for {path}); "
+                                    "give a .safetensors file or a directory of shards, relative to the contract file"))
+    elif path.is_dir() and not any(path.glob("*.safetensors")):
+        problems.append(doc.problem((role, "path"), f"records directory `{raw['path']}` has no *.safetensors shards"))
+    return RecordsKernelSpec(kind="records", path=path, path_display=display, batch_size=raw.get("batch_size", 16))
+
+
+def _torch_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> TorchKernelSpec:
     target, _, factory = raw["model"].rpartition(":")
     model_file = module = None
     if target.endswith(".py") or "/" in target or os.sep in target:
@@ -181,10 +250,15 @@ def _kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[
         if not weights.is_file():
             problems.append(doc.problem((role, "weights"), f"weights file `{raw['weights']}` not found (looked for "
                                         f"{weights}); paths are relative to the contract file"))
+    compile_ = raw.get("compile", "off")
+    compile_ = "off" if compile_ is False else compile_  # YAML reads a bare `off` as false
+    if "compile_mode" in raw and compile_ == "off":
+        problems.append(doc.problem((role, "compile_mode"), "`compile_mode` needs `compile: inductor`", key=True))
     return TorchKernelSpec(
         kind="torch", model=raw["model"], model_file=model_file, module=module, factory=factory,
         weights=weights, weights_display=weights_display, precision=raw.get("precision", "fp32"),
         device=raw.get("device", "cpu"), batch_size=raw.get("batch_size", 16), threads=raw.get("threads"),
+        compile=compile_, compile_mode=raw.get("compile_mode"),
     )
 
 
@@ -292,6 +366,21 @@ def _escalation(raw: dict[str, Any] | None) -> Escalation:
     return Escalation(default=raw.get("default", "block"), rules=tuple(rules))
 
 
+def _live_kernel_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
+    """Features that re-run kernels need kernels that can run: records cannot be re-run, and module
+    hooks exist only on torch modules."""
+    numerical = doc.data.get("numerical") or {}
+    kinds = {role: doc.data[role]["kind"] for role in ("reference", "candidate")}
+    if "noise_floor" in numerical and kinds["reference"] == "records":
+        problems.append(doc.problem(("numerical", "noise_floor"), "a noise floor re-runs the reference, but a "
+                                    "`records` reference cannot be re-run; use a live reference (torch or onnx) "
+                                    "or drop `noise_floor`", key=True))
+    if numerical.get("localize") and set(kinds.values()) != {"torch"}:
+        problems.append(doc.problem(("numerical", "localize"), "`localize` hooks module outputs and needs two "
+                                    f"`torch` kernels (here: reference {kinds['reference']}, candidate "
+                                    f"{kinds['candidate']})", key=True))
+
+
 def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]:
     """Typed contract from a schema-valid document, with every semantic problem found.
 
@@ -313,6 +402,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     _floor_clauses_have_a_floor(doc, problems)
     problems.extend(chain_warnings(doc))
     _task_checks(doc, problems)
+    _live_kernel_checks(doc, problems)
     reference = _kernel(doc, "reference", data["reference"], problems)
     candidate = _kernel(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]

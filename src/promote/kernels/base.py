@@ -17,25 +17,42 @@ from typing import Any
 
 import numpy as np
 
-from promote.data import Batch
+from promote.data import Batch, EvalSet
 from promote.errors import EvaluationError, UsageError
 from promote.tensor_data import TensorBatch
 
 
 @dataclass
 class Outputs:
-    """Outputs of one batch.
+    """One batch's outputs, aligned with the batch.
 
-    ``logits``: causal LM, float32 numpy [B, T, V] aligned with ``Batch.input_ids``.
-    ``named``: `task: tensor`, key path → array [B, ...] (a torch model's nested outputs flattened by
-    ``metrics.tensor.flatten_outputs``; an ONNX model's output names). ``dtypes`` holds the source
-    dtype of an array numpy had to widen (``bfloat16`` arrives as float32), so ulps and dtype checks
-    use the dtype the model actually produced.
+    Causal LM: live kernels give full ``logits`` float [B, T, V] aligned with ``Batch.input_ids``.
+    Recorded engines may give only the top-k: ``topk_ids`` int [B, T, K], ``topk_logprobs`` float
+    [B, T, K] and ``target_logprobs`` float [B, T] (log-prob of ``input_ids[:, t + 1]``); those are
+    scored with certified bounds (metrics/topk.py). ``mask`` bool [B, T], when given, marks the
+    positions this kernel has values for; positions it leaves out are not scored. ``source`` names
+    the file the outputs came from, for messages; ``mass_tol`` how far 1 − Σ exp(topk_logprobs) may
+    be off through the records' rounding.
+
+    `task: tensor`: ``named`` maps key path → array [B, ...] (a torch model's nested outputs
+    flattened by ``metrics.tensor.flatten_outputs``; an ONNX model's output names). ``dtypes`` holds
+    the source dtype of an array numpy had to widen (``bfloat16`` arrives as float32), so ulps and
+    dtype checks use the dtype the model actually produced.
     """
 
     logits: np.ndarray | None = None
+    topk_ids: np.ndarray | None = None
+    topk_logprobs: np.ndarray | None = None
+    target_logprobs: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    source: str | None = None
+    mass_tol: float | None = None  # rounding of Σ exp(topk_logprobs) in the records' dtype
     named: dict[str, np.ndarray] | None = None
     dtypes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_topk(self) -> bool:
+        return self.logits is None and self.named is None
 
     def dtype_of(self, key: str) -> str:
         """The model's own dtype name of named output ``key``."""
@@ -53,6 +70,7 @@ class Kernel(ABC):
         self._opened = False
         self.calls = 0
         self.seconds = 0.0
+        self.notes: list[str] = []
 
     @property
     def label(self) -> str:
@@ -90,9 +108,18 @@ class Kernel(ABC):
         self._check(outputs, batch)
         return outputs
 
+    def bind(self, evalset: EvalSet) -> None:  # noqa: B027 - optional hook
+        """Hook: see the whole eval set before the first batch (records join their ids to it here)."""
+
     def _check(self, outputs: Outputs, batch: Batch | TensorBatch) -> None:
         if isinstance(batch, TensorBatch):
             self._check_named(outputs, batch)
+            return
+        if outputs.mask is not None and outputs.mask.shape != batch.input_ids.shape:
+            raise UsageError(f"{self.label}: mask must be [batch, seq] = {list(batch.input_ids.shape)}, "
+                             f"got {list(outputs.mask.shape)}")
+        if outputs.logits is None and outputs.named is None:
+            self._check_topk(outputs, batch)
             return
         logits = outputs.logits
         if logits is None:
@@ -126,6 +153,20 @@ class Kernel(ABC):
                     f"{self.label}: the task `tensor` expects every output to have a leading batch dimension "
                     f"of {batch.size} (samples in this batch), but output `{key}` has shape {list(array.shape)}; "
                     "return one row per sample (e.g. keep the batch axis instead of reducing over it)")
+
+    def _check_topk(self, outputs: Outputs, batch: Batch) -> None:
+        b, t = batch.input_ids.shape
+        parts = {"topk_ids": outputs.topk_ids, "topk_logprobs": outputs.topk_logprobs,
+                 "target_logprobs": outputs.target_logprobs}
+        missing = [name for name, value in parts.items() if value is None]
+        if missing:
+            raise UsageError(f"{self.label}: outputs have neither `logits` nor the top-k set; missing "
+                             f"{', '.join(missing)}")
+        ids, lps, target = outputs.topk_ids, outputs.topk_logprobs, outputs.target_logprobs
+        if ids.ndim != 3 or ids.shape[:2] != (b, t) or lps.shape != ids.shape or target.shape != (b, t):
+            raise UsageError(f"{self.label}: top-k outputs must be topk_ids/topk_logprobs [{b}, {t}, K] and "
+                             f"target_logprobs [{b}, {t}], got {list(ids.shape)}, {list(lps.shape)}, "
+                             f"{list(target.shape)}")
 
     def fingerprint(self) -> dict[str, Any]:
         """Environment facts that change numerics: library versions, device, flags, threads."""

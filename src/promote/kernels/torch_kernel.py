@@ -1,8 +1,13 @@
-"""PyTorch kernel: an nn.Module from a factory, weights from safetensors, a declared precision.
+"""PyTorch kernel: an nn.Module from a factory, weights from safetensors, a declared precision,
+optionally compiled with inductor.
 
 Precision flags (TF32, matmul precision) are process-global in torch, so they are set around each
 forward call and restored afterwards: a reference run in the same process as a candidate run must
 not inherit the candidate's flags (DESIGN.md §4).
+
+``int8-dynamic`` uses ``torch.ao.quantization.quantize_dynamic`` (real int8 fbgemm/x86 kernels). It is
+deprecated in favour of torchao but still ships and works in torch 2.13, and needs no extra
+dependency; where it is gone, torchao's ``quantize_`` is used when installed, else a clear error.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +80,23 @@ def load_factory(spec: Any) -> Any:
     return factory
 
 
+def quantize_int8_dynamic(module: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """Dynamic int8 quantisation of every nn.Linear; returns the module and which API did it."""
+    quantize_dynamic = getattr(getattr(torch, "ao", None) and torch.ao.quantization, "quantize_dynamic", None)
+    if quantize_dynamic is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao deprecation notices: the API still works here
+            quantized = quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantized, f"torch.ao.quantization.quantize_dynamic ({torch.backends.quantized.engine})"
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        raise UsageError("precision `int8-dynamic`: this torch has no torch.ao.quantization.quantize_dynamic; "
+                         "install torchao (pip install torchao) for dynamic int8 quantisation") from None
+    quantize_(module, Int8DynamicActivationInt8WeightConfig())
+    return module, "torchao.quantization.quantize_ (Int8DynamicActivationInt8WeightConfig)"
+
+
 def _logits_of(output: Any) -> torch.Tensor | None:
     """Accept a tensor, an HF-style object with ``.logits``, a dict with ``logits``, or a tuple's first item."""
     if isinstance(output, torch.Tensor):
@@ -92,7 +115,8 @@ class TorchKernel(Kernel):
     kind = "torch"
 
     def describe(self) -> str:
-        return f"torch, {self.spec.precision}"
+        compiled = "" if self.spec.compile == "off" else f", {self.spec.compile}"
+        return f"torch, {self.spec.precision}{compiled}"
 
     def _open_impl(self) -> None:
         from safetensors.torch import load_file
@@ -123,6 +147,14 @@ class TorchKernel(Kernel):
             if self.spec.precision in _WEIGHT_DTYPES:
                 module = module.to(_WEIGHT_DTYPES[self.spec.precision])
             module = module.to(self.spec.device)
+        self.quantization = None
+        if self.spec.precision == "int8-dynamic":
+            if self.spec.device != "cpu" or not isinstance(module, torch.nn.Module):
+                raise UsageError(f"{self.label}: precision `int8-dynamic` needs an nn.Module on device `cpu`")
+            module, self.quantization = quantize_int8_dynamic(module)
+        if self.spec.compile == "inductor":
+            # Compilation is lazy: the first forward of each new shape compiles (seconds to a minute).
+            module = torch.compile(module, backend="inductor", mode=self.spec.compile_mode)
         self.module = module
 
     @contextlib.contextmanager
@@ -182,6 +214,9 @@ class TorchKernel(Kernel):
             "cuda": torch.version.cuda,
             **flags,
             "mkldnn_bf16": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()),
+            "compile": self.spec.compile,
+            "compile_mode": self.spec.compile_mode,
+            "quantization": self.quantization,
         }
 
 

@@ -17,10 +17,12 @@ from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
 from promote.kernels.base import Kernel
 from promote.metrics.bounds import implications
+from promote.metrics.summary import MetricSummary
 from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
+from promote.stages.topk_scoring import bounded_note, judge_bounded
 
 STAGE = "numerics"
 
@@ -41,6 +43,8 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
     reason = acc.vacuous_reason
     if reason:
         return ClauseResult(status="vacuous", message=reason, **base)
+    if clause.metric in acc.bounded:
+        return judge_bounded(clause, acc, STAGE)
     summary = acc.summaries[clause.metric]
     low, observed, high = summary.band(clause.stat)
     evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
@@ -100,9 +104,12 @@ def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, A
     out: dict[str, Any] = {}
     reward = context.get("reward_range")
     kwargs = {k: context.get(k) for k in ("seq_len", "clip", "advantage_max", "score_norm")}
+    def upper(metric: str) -> MetricSummary:  # top-k records: the certified upper bound of the metric
+        return acc.summaries.get(metric) or acc.summaries[f"{metric}_upper"]
+
     for stat in ("max", "p99"):
-        osc = acc.summaries["logit_osc"].stat(stat)
-        drift = acc.summaries["logit_drift"].stat(stat)
+        osc = upper("logit_osc").stat(stat)
+        drift = upper("logit_drift").stat(stat)
         if math.isfinite(osc) and math.isfinite(drift) and acc.positions:
             chain = implications(osc=osc, drift=drift, reward_range=tuple(reward) if reward else None, **kwargs)
             out[stat] = [link.to_dict() for link in chain]
@@ -161,7 +168,9 @@ def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kerne
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
     details["bounds"] = implied_by(acc, spec.implications)
-    notes = floor.notes() if floor else []
+    notes = [*reference.notes, *candidate.notes, *(floor.notes() if floor else [])]
+    if acc.bounded:
+        notes.append(bounded_note())
     if floor:
         details["noise_floor"] = floor.describe()
     if acc.tie_flips:

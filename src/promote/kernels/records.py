@@ -1,0 +1,291 @@
+"""`kind: records`: outputs recorded by another engine (vLLM, SGLang, TensorRT-LLM, a trainer), in
+the safetensors format of DESIGN.md §4 — the way to bring kernels that cannot run on a CI runner.
+
+Format of one file (a directory of ``*.safetensors`` shards, read in sorted order, is one set):
+
+* ``input_ids`` int [N, T], ``mask`` bool [N, T] (positions the engine scored), and either
+  ``logits`` float [N, T, V] or ``topk_ids`` int [N, T, K] + ``topk_logprobs`` float [N, T, K] +
+  ``target_logprobs`` float [N, T] (log-prob of ``input_ids[:, t + 1]``);
+* metadata key ``ids``: JSON list of the N sample ids; other metadata keys are kept as provenance.
+
+Files are opened with ``safe_open`` (memory-mapped) and read a batch's rows at a time, so a record set
+larger than memory is fine. Every mismatch with the eval set is an error naming the file and the ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promote.data import Batch, EvalSet
+from promote.errors import UsageError
+from promote.kernels.base import Kernel, Outputs
+
+TOPK_KEYS = ("topk_ids", "topk_logprobs", "target_logprobs")
+FORMAT = "promote-records/1"
+_EPS = {"F64": 2.2e-16, "F32": 1.2e-7, "F16": 9.8e-4, "BF16": 7.9e-3}
+_SHOW = 5
+
+
+def _some(ids: Sequence[str]) -> str:
+    """First few ids and the count: messages stay short on a 100 000-sample mismatch."""
+    shown = ", ".join(f"`{i}`" for i in list(ids)[:_SHOW])
+    return f"{shown}{', …' if len(ids) > _SHOW else ''} ({len(ids)} in all)"
+
+
+def write_records(
+    path: str | os.PathLike[str],
+    ids: Sequence[str],
+    input_ids: Any,
+    mask: Any,
+    *,
+    logits: Any = None,
+    topk_ids: Any = None,
+    topk_logprobs: Any = None,
+    target_logprobs: Any = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Save one engine's outputs as a records file that ``kind: records`` reads.
+
+    Pass ``logits`` [N, T, V], or the top-k set. Arrays may be numpy or torch (bf16 is kept as is).
+    ``metadata`` (string → string, e.g. ``{"engine": "vllm 0.6.3"}``) is stored as provenance.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    def tensor(value: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        out = value.detach().cpu() if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+        return out.to(dtype) if dtype is not None else out
+
+    ids = [str(i) for i in ids]
+    if len(set(ids)) != len(ids):
+        raise ValueError("write_records: sample ids must be unique")
+    tensors = {"input_ids": tensor(input_ids, torch.int64), "mask": tensor(mask, torch.bool)}
+    n, t = tensors["input_ids"].shape
+    if len(ids) != n or tuple(tensors["mask"].shape) != (n, t):
+        raise ValueError(f"write_records: {len(ids)} ids, input_ids {list(tensors['input_ids'].shape)}, "
+                         f"mask {list(tensors['mask'].shape)} do not agree")
+    if logits is not None:
+        tensors["logits"] = tensor(logits)
+    elif topk_ids is not None and topk_logprobs is not None and target_logprobs is not None:
+        tensors.update(topk_ids=tensor(topk_ids, torch.int64), topk_logprobs=tensor(topk_logprobs),
+                       target_logprobs=tensor(target_logprobs))
+    else:
+        raise ValueError("write_records: give `logits`, or all of topk_ids, topk_logprobs, target_logprobs")
+    meta = {**(metadata or {}), "ids": json.dumps(ids), "format": FORMAT}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out), metadata=meta)
+    return out
+
+
+@dataclass
+class _Shard:
+    path: Path
+    display: str
+    handle: Any
+    ids: list[str]
+    input_ids: np.ndarray
+    mask: np.ndarray
+    dtype: str
+
+
+class RecordSet:
+    """All shards of one record set, checked for one format and one K/V, with an id → row index."""
+
+    def __init__(self, path: Path, display: str) -> None:
+        self.path, self.display = path, display
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+        if not files:
+            raise UsageError(f"{display}: directory has no *.safetensors record shards")
+        self.shards: list[_Shard] = []
+        self.where: dict[str, tuple[int, int]] = {}
+        self.format: str | None = None
+        self.width: int | None = None  # V for logits, K for top-k
+        self.metadata: dict[str, str] = {}
+        for file in files:
+            self._add(file, display if file == path else os.path.join(display, file.name))
+
+    def _add(self, file: Path, display: str) -> None:
+        from safetensors import safe_open
+
+        try:
+            handle = safe_open(str(file), framework="pt")
+        except Exception as exc:
+            raise UsageError(f"{display}: not a readable safetensors file ({exc})") from None
+        keys = set(handle.keys())
+        meta = handle.metadata() or {}
+        for key in ("input_ids", "mask"):
+            if key not in keys:
+                raise UsageError(f"{display}: records have no `{key}` tensor; a records file needs input_ids "
+                                 "[N,T], mask [N,T] (the scored positions) and logits or the top-k set")
+        if "logits" in keys:
+            fmt, width_key = "logits", "logits"
+        elif all(k in keys for k in TOPK_KEYS):
+            fmt, width_key = "topk", "topk_ids"
+        else:
+            have = sorted(keys & {"logits", *TOPK_KEYS})
+            raise UsageError(f"{display}: records need `logits` or all of {', '.join(TOPK_KEYS)}; found "
+                             f"{', '.join(have) or 'none of them'}")
+        ids = self._ids(meta, display)
+        input_ids = handle.get_tensor("input_ids").numpy()
+        mask = handle.get_tensor("mask").numpy()
+        n, t = input_ids.shape if input_ids.ndim == 2 else (-1, -1)
+        shape = handle.get_slice(width_key).get_shape()
+        if input_ids.ndim != 2 or mask.shape != input_ids.shape or len(shape) != 3 or shape[:2] != [n, t]:
+            last = "V" if fmt == "logits" else "K"
+            raise UsageError(f"{display}: shapes disagree: input_ids {list(input_ids.shape)}, mask "
+                             f"{list(mask.shape)}, {width_key} {shape}; expected [N,T], [N,T], [N,T,{last}]")
+        if len(ids) != n:
+            raise UsageError(f"{display}: metadata `ids` lists {len(ids)} ids but the file holds {n} rows")
+        if mask.dtype != np.bool_:
+            raise UsageError(f"{display}: `mask` must be bool, got {mask.dtype}")
+        first = self.shards[0].display if self.shards else None
+        if self.format is not None and fmt != self.format:
+            raise UsageError(f"{display}: holds {fmt} records but {first} holds {self.format}; one set, one format")
+        if self.width is not None and shape[2] != self.width:
+            what = "vocabulary size V" if fmt == "logits" else "K (top-k width)"
+            raise UsageError(f"{display}: {what} is {shape[2]} but {first} has {self.width}")
+        index = len(self.shards)
+        dupes = [i for i in ids if i in self.where]
+        if dupes:
+            raise UsageError(f"{display}: ids already recorded in an earlier shard: {_some(dupes)}")
+        self.where.update({sample_id: (index, row) for row, sample_id in enumerate(ids)})
+        self.format, self.width = fmt, shape[2]
+        dtype = handle.get_slice("logits" if fmt == "logits" else "topk_logprobs").get_dtype()
+        self.metadata.update({k: v for k, v in meta.items() if k not in ("ids",)})
+        self.shards.append(_Shard(file, display, handle, ids, input_ids.astype(np.int64), mask, dtype))
+
+    @staticmethod
+    def _ids(meta: dict[str, str], display: str) -> list[str]:
+        if "ids" not in meta:
+            raise UsageError(f"{display}: safetensors metadata has no `ids` (a JSON list of the sample ids, one "
+                             "per row); write records with promote.kernels.records.write_records")
+        try:
+            ids = json.loads(meta["ids"])
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{display}: metadata `ids` is not JSON ({exc.msg})") from None
+        if not isinstance(ids, list) or not all(isinstance(i, (str, int)) for i in ids):
+            raise UsageError(f"{display}: metadata `ids` must be a JSON list of sample ids")
+        ids = [str(i) for i in ids]
+        if len(set(ids)) != len(ids):
+            raise UsageError(f"{display}: metadata `ids` repeats ids")
+        return ids
+
+    def rows(self, key: str, shard: int, rows: list[int]) -> np.ndarray:
+        """The given rows of one tensor, read from the memory map (not the whole tensor)."""
+        import torch
+
+        sl = self.shards[shard].handle.get_slice(key)
+        parts = [sl[r : r + 1] for r in rows]
+        out = torch.cat(parts) if parts else torch.zeros(0)
+        return (out.float() if out.is_floating_point() and out.dtype != torch.float64 else out).numpy()
+
+    def close(self) -> None:
+        self.shards.clear()
+
+
+class RecordsKernel(Kernel):
+    kind = "records"
+
+    def describe(self) -> str:
+        return f"records, {self.spec.path_display}"
+
+    def _open_impl(self) -> None:
+        self.records = RecordSet(self.spec.path, self.spec.path_display)
+        self._bound: int | None = None
+
+    def _close_impl(self) -> None:
+        self.records.close()
+
+    def bind(self, evalset: EvalSet) -> None:
+        """Join the records to the eval set by id; every mismatch is an error naming file and ids."""
+        if self._bound == id(evalset):
+            return
+        where = self.records.where
+        missing = [s.id for s in evalset.samples if s.id not in where]
+        if missing:
+            raise UsageError(f"{self.spec.path_display}: no records for eval-set ids {_some(missing)} of "
+                             f"{evalset.display_path}; record every sample of the eval set")
+        extra = sorted(set(where) - {s.id for s in evalset.samples})
+        if extra and evalset.limit is None:
+            raise UsageError(f"{self.spec.path_display}: records for ids that {evalset.display_path} does not "
+                             f"have: {_some(extra)}; were they recorded from another eval set?")
+        differ, short, unscored = [], [], 0
+        for sample in evalset.samples:
+            shard_index, row = where[sample.id]
+            shard = self.records.shards[shard_index]
+            n = len(sample.input_ids)
+            if shard.input_ids.shape[1] < n:
+                short.append(sample.id)
+            elif not np.array_equal(shard.input_ids[row, :n], sample.input_ids):
+                differ.append(sample.id)
+            else:
+                unscored += int((~shard.mask[row, : n - 1]).sum())
+        if short:
+            raise UsageError(f"{self.spec.path_display}: records are shorter than the eval-set samples "
+                             f"{_some(short)} (T = {self.records.shards[0].input_ids.shape[1]})")
+        if differ:
+            raise UsageError(f"{self.spec.path_display}: input_ids differ from {evalset.display_path} for ids "
+                             f"{_some(differ)}; the records were made from other inputs")
+        if unscored:
+            self.notes.append(f"{self.label}: `mask` leaves out {unscored} positions the eval set scores; "
+                              "they are not compared")
+        self._bound = id(evalset)
+
+    def _run_impl(self, batch: Batch) -> Outputs:
+        recs = self.records
+        b, t = batch.input_ids.shape
+        missing = [s.id for s in batch.samples if s.id not in recs.where]
+        if missing:
+            raise UsageError(f"{self.spec.path_display}: no records for eval-set ids {_some(missing)}")
+        by_shard: dict[int, list[tuple[int, int]]] = {}
+        for slot, sample in enumerate(batch.samples):
+            shard, row = recs.where[sample.id]
+            by_shard.setdefault(shard, []).append((slot, row))
+        keys = ("logits",) if recs.format == "logits" else TOPK_KEYS
+        out: dict[str, np.ndarray] = {}
+        mask = np.zeros((b, t), dtype=bool)
+        for shard, pairs in by_shard.items():
+            slots = [s for s, _ in pairs]
+            rows = [r for _, r in pairs]
+            width = min(t, recs.shards[shard].mask.shape[1])
+            mask[slots, :width] = recs.shards[shard].mask[rows, :width]
+            for key in keys:
+                values = recs.rows(key, shard, rows)[:, :width]
+                if key not in out:
+                    fill = 0 if key == "topk_ids" else 0.0
+                    out[key] = np.full((b, t, *values.shape[2:]), fill, dtype=values.dtype)
+                out[key][slots, :width] = values
+        if recs.format == "logits":
+            return Outputs(logits=out["logits"], mask=mask, source=self.spec.path_display)
+        return Outputs(topk_ids=out["topk_ids"], topk_logprobs=out["topk_logprobs"],
+                       target_logprobs=out["target_logprobs"], mask=mask, source=self.spec.path_display,
+                       mass_tol=self._mass_tol())
+
+    def _mass_tol(self) -> float:
+        """How far 1 − Σ exp(top-k logprobs) may be off through the records' dtype (docs/records.md)."""
+        eps = max(_EPS.get(s.dtype, 1.2e-7) for s in self.records.shards)
+        return 8 * eps * ((self.records.width or 1) + 16)
+
+    def _fingerprint_impl(self) -> dict[str, Any]:
+        recs = self.records
+        return {
+            "records": self.spec.path_display,
+            "format": recs.format,
+            ("vocab" if recs.format == "logits" else "k"): recs.width,
+            "shards": len(recs.shards),
+            "samples": len(recs.where),
+            "dtype": sorted({s.dtype for s in recs.shards}),
+            "bytes": sum(s.path.stat().st_size for s in recs.shards),
+            "provenance": {k: v for k, v in recs.metadata.items() if k != "format"},
+        }
+
+
+__all__ = ["RecordsKernel", "RecordSet", "write_records", "FORMAT"]

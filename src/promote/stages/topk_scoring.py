@@ -1,0 +1,121 @@
+"""Numerics for outputs that are not full logits on both sides (top-k records): scoring a batch with
+``metrics/topk.py`` and judging clauses on metrics that are only bounded.
+
+Kept apart from ``stages/numerics.py`` so that the full-logits path there stays exactly as it was;
+numerics calls in here only when a kernel delivered top-k outputs. A bounded metric is judged on its
+conservative side — the upper bound for a ``max`` clause, the lower bound for a ``min`` clause — and
+the message says so: a bound is never presented as a measured value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from promote.data import Batch
+from promote.errors import UsageError
+from promote.kernels.base import Outputs
+from promote.metrics.topk import BOUNDED_METRICS, Side, side_from_logits, topk_metrics
+from promote.results import Bound, ClauseResult, finite_or_none, format_value
+
+if TYPE_CHECKING:
+    from promote.stages.comparison import NumericsAccumulator
+
+BOUNDED_NOTE = ("metrics {names} come from top-k records and are certified bounds, summarised as `NAME_lower` / "
+                "`NAME_upper`: `max` clauses are judged on the upper bound, `min` clauses on the lower bound")
+
+
+def check_vocab(labels: tuple[str, str], ref_vocab: int, cand_vocab: int) -> None:
+    """Both kernels must score one vocabulary; the message names both (records: their file)."""
+    if ref_vocab != cand_vocab:
+        raise UsageError(f"vocabulary sizes differ: {labels[0]} has {ref_vocab}, {labels[1]} has {cand_vocab}; "
+                         "both kernels must score the same vocabulary")
+
+
+def _side(out: Outputs, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> Side:
+    if out.logits is not None:
+        return side_from_logits(out.logits[rows, cols], targets)
+    return Side(ids=out.topk_ids[rows, cols].astype(np.int64),
+                logprobs=out.topk_logprobs[rows, cols].astype(np.float64),
+                target=out.target_logprobs[rows, cols].astype(np.float64),
+                mass_tol=out.mass_tol if out.mass_tol is not None else 1e-6)
+
+
+def _check_ids(side: Side, label: str, batch: Batch, rows: np.ndarray, cols: np.ndarray, vocab: int | None) -> None:
+    """Top-k ids must be distinct per position and inside the other side's vocabulary."""
+    if side.ids.size == 0:
+        return
+    ordered = np.sort(side.ids, axis=-1)
+    dup = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any(-1)
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise UsageError(f"{label}: `topk_ids` repeats a token id at sample `{batch.samples[rows[i]].id}` "
+                         f"position {int(cols[i])}; top-k ids must be distinct")
+    if vocab is not None and int(side.ids.max()) >= vocab:
+        raise UsageError(f"vocabulary sizes differ: {label} records token id {int(side.ids.max())} but the other "
+                         f"kernel's vocabulary has {vocab} entries")
+
+
+def score_topk(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray, *, labels: tuple[str, str],
+               tie_margin: float) -> tuple[np.ndarray, ...]:
+    """Scored positions and metric values of a batch where at least one side has only top-k.
+
+    Returns ``(rows, cols, targets, ref_view, cand_view, values)``; the views (logits or top-k
+    log-probs at the scored positions) feed the vacuity check.
+    """
+    if ref.is_topk and cand.is_topk and ref.topk_ids.shape[-1] != cand.topk_ids.shape[-1]:
+        raise UsageError(f"top-k widths differ: {labels[0]} records K = {ref.topk_ids.shape[-1]}, {labels[1]} "
+                         f"records K = {cand.topk_ids.shape[-1]}; record both engines with the same K")
+    rows, cols = np.nonzero(mask)
+    targets = batch.input_ids[rows, cols + 1]
+    sides = (_side(ref, rows, cols, targets), _side(cand, rows, cols, targets))
+    vocabs = [None if o.logits is None else o.logits.shape[-1] for o in (ref, cand)]
+    for index, (out, side) in enumerate(zip((ref, cand), sides, strict=True)):
+        if out.is_topk:
+            _check_ids(side, labels[index], batch, rows, cols, vocabs[1 - index])
+    values = topk_metrics(sides[0], sides[1], tie_margin=tie_margin)
+    views = [o.logits[rows, cols] if o.logits is not None else o.topk_logprobs[rows, cols] for o in (ref, cand)]
+    return rows, cols, targets, views[0], views[1], values
+
+
+def judge_bounded(clause: Any, acc: NumericsAccumulator, stage: str) -> ClauseResult:
+    """Judge a clause whose metric is only bounded, on the conservative side of each bound."""
+    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
+    base = dict(id=clause.id, stage=stage, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
+    reason = acc.vacuous_reason
+    if reason:
+        return ClauseResult(status="vacuous", message=reason, **base)
+    lower, upper = acc.summaries[f"{clause.metric}_lower"], acc.summaries[f"{clause.metric}_upper"]
+    low, high = lower.stat(clause.stat), upper.stat(clause.stat)
+    side = "upper" if bounds and bounds[0].op == "max" else "lower"
+    observed = high if side == "upper" else low
+    judged = upper if side == "upper" else lower
+    evidence: dict[str, Any] = {
+        "bounded": True, "judged_on": f"{side} bound", "lower": finite_or_none(low), "upper": finite_or_none(high),
+        "lower_text": format_value(low), "upper_text": format_value(high),
+        "positions": judged.count, "worst": [p.to_dict() for p in judged.worst],
+    }
+    shown = (f"{clause.stat}({clause.metric}) ∈ [{format_value(low)}, {format_value(high)}] "
+             f"(certified bounds from top-k records; judged on the {side} bound)")
+    if math.isnan(observed):
+        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
+                            message=f"{shown}: non-finite records at {judged.nonfinite} positions; see `nonfinite`")
+    conservative = {"max": high, "min": low}
+    violated = [b for b in bounds if not b.holds(conservative[b.op])]
+    need = ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in (violated or bounds))
+    if not violated:
+        return ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message=f"{shown} {need}")
+    certain = any(not b.holds(low if b.op == "max" else high) for b in violated)
+    why = ("violated whatever the unrecorded tail holds" if certain else
+           "not certified: the unrecorded tail could put it beyond the bound (record more top-k, or full logits)")
+    return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
+                        message=f"{shown}, required {need}: {why}")
+
+
+def bounded_note() -> str:
+    return BOUNDED_NOTE.format(names=", ".join(f"`{m}`" for m in BOUNDED_METRICS))
+
+
+__all__ = ["check_vocab", "score_topk", "judge_bounded", "bounded_note"]
