@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
+from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
 from promote.resources import load_schema
 
 STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
-IMPLEMENTED_SECTIONS = ("numerical",)
+IMPLEMENTED_SECTIONS = ("numerical", "statistical")
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ class Contract:
     reference: TorchKernelSpec
     candidate: TorchKernelSpec
     data: DataSpec
-    slices: tuple[dict[str, Any], ...]
+    slices: tuple[SliceDef, ...]
     numerical: NumericalSpec | None
+    statistical: StatisticalSpec | None = None
     other_stages: dict[str, StageSpec] = field(default_factory=dict)
     escalation: Escalation = field(default_factory=Escalation)
 
@@ -114,6 +116,7 @@ class Contract:
     def sections(self) -> tuple[str, ...]:
         """Stage sections present in the contract, in stage order."""
         present = {"numerical"} if self.numerical else set()
+        present |= {"statistical"} if self.statistical else set()
         present |= set(self.other_stages)
         return tuple(s for s in STAGE_SECTIONS if s in present)
 
@@ -221,20 +224,23 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     if not data_path.is_file():
         problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
                                     f"{data_path}); paths are relative to the contract file"))
+    slices = parse_slices(doc, data.get("slices", []), problems)
+    statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
     if any(p.severity == "error" for p in problems):
         return None, problems
     other = {
         s: StageSpec(section=s, raw=data[s], clause_lines={
             c["id"]: doc.locate((s, "clauses", i))[0] for i, c in enumerate(data[s]["clauses"])})
-        for s in present if s != "numerical"
+        for s in present if s not in IMPLEMENTED_SECTIONS
     }
     contract = Contract(
         version=data["version"], name=data["name"], description=data.get("description"), source=doc,
         reference=reference, candidate=candidate,
         data=DataSpec(path=data_path, display_path=_display(doc, raw_data["path"]),
                       task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit")),
-        slices=tuple(data.get("slices", [])),
+        slices=slices,
         numerical=_numerical(doc, data["numerical"]) if "numerical" in data else None,
+        statistical=statistical,
         other_stages=other, escalation=_escalation(data.get("escalation")),
     )
     return contract, problems
