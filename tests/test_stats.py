@@ -88,18 +88,20 @@ def test_bootstrap_p_value_counts_replicates_with_plus_one():
     assert stats.bootstrap_p_value(r, 1.0, null_side="above") == pytest.approx(1 / 5)
 
 
-def test_flip_change_interval_is_built_from_clopper_pearson():
-    b, c, n = 3, 1, 200
+def test_flip_change_interval_is_the_bonett_price_adjusted_wald():
+    b, c, n = 6, 0, 24  # worked by hand: p̃_b = 7/26, p̃_c = 1/26
+    pb, pc = 7 / 26, 1 / 26
+    se = math.sqrt((pb + pc - (pc - pb) ** 2) / 26)
     iv = stats.flip_change_interval(b, c, n, confidence=0.9)
-    cb = sps.binomtest(b, n).proportion_ci(confidence_level=0.95, method="exact")
-    cc = sps.binomtest(c, n).proportion_ci(confidence_level=0.95, method="exact")
-    assert iv.estimate == pytest.approx((c - b) / n)
-    assert iv.lo == pytest.approx(cc.low - cb.high) and iv.hi == pytest.approx(cc.high - cb.low)
+    z = sps.norm.ppf(0.95)
+    assert iv.estimate == pytest.approx(-0.25)
+    assert iv.lo == pytest.approx(pc - pb - z * se) and iv.hi == pytest.approx(pc - pb + z * se)
+    assert iv.hi < -0.05  # 6 flips to wrong, none back, in 24 items: clearly worse than a 5% drop
 
 
 def test_zero_flips_do_not_give_a_zero_width_interval():
     iv = stats.flip_change_interval(0, 0, 200, confidence=0.9)
-    # Zero flips in 200 items cannot exclude a 1% drop: the exact bound is ~1.8%.
+    # Zero flips in 200 items cannot exclude a 1% drop (a bootstrap would say [0, 0]).
     assert iv.lo < -0.01 < 0 < iv.hi
 
 
@@ -107,8 +109,8 @@ def test_flip_change_p_value_inverts_the_interval():
     b, c, n = 14, 2, 300
     p = stats.flip_change_p_value(b, c, n, -0.01, null_side="above")  # H0: Δ ≥ −0.01
     at_p = stats.flip_change_interval(b, c, n, confidence=1 - 2 * p)
-    assert at_p.hi == pytest.approx(-0.01, abs=1e-7)
-    assert stats.flip_change_p_value(0, 0, n, -0.01, null_side="above") == 1.0
+    assert at_p.hi == pytest.approx(-0.01, abs=1e-9)
+    assert stats.flip_change_p_value(0, 0, n, -0.01, null_side="above") > 0.5
 
 
 def test_minimum_detectable_effect_is_z_sum_times_se():

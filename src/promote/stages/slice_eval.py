@@ -21,7 +21,7 @@ from promote.metrics.summary import QUANTILE_STATS
 from promote.stages.slice_data import PositionTable, TaskItems
 
 # Below this many discordant items a bootstrap of a flip difference is lumpy (and collapses to a
-# point at zero flips), so the exact Clopper–Pearson construction is used instead.
+# point at zero flips), so the Bonett–Price interval is used instead (docs/statistics.md).
 EXACT_FLIPS_BELOW = 25
 
 
