@@ -328,3 +328,34 @@ def test_contract_problems_are_exit_2_with_the_line(mini, slices, clause, messag
     result = invoke("validate", "--no-data", str(path))
     assert result.exit_code == 2
     assert message in result.stderr and f"{path}:" in result.stderr
+
+
+def test_max_statistic_is_judged_on_the_observed_value_without_a_test(faulty):
+    clause = {"id": "kl-max", "metric": "kl", "stat": "max", "max": 0.05, "per_slice": True}
+    _, report = check(contract(faulty, clauses=[clause], candidate="faults.py:build_group_b"))
+    by_slice = {c["slice"]: c for c in slice_results(report)[1]}
+    assert by_slice["g=a"]["status"] == "pass" and by_slice["g=b"]["status"] == "fail"
+    assert by_slice["g=b"]["evidence"]["ci_method"] == "observed" and "p_fail" not in by_slice["g=b"]["evidence"]
+    assert slice_results(report)[0]["details"]["tests_corrected"] == 0
+
+
+def test_two_sided_margin_fails_a_candidate_that_is_much_better_too(mini):
+    _reward_data(mini, [0.2 + 0.01 * (i % 3) for i in range(40)])
+    clause = {"id": "score-eq", "metric": "reward", "margin": 0.05, "test": "paired-bootstrap"}
+    (result,) = slice_results(check(contract(mini, clauses=[clause]))[1])[1]
+    assert result["status"] == "fail" and result["evidence"]["ci"][0] > 0.05
+    assert result["evidence"]["p_difference"] == pytest.approx(1 / 2001 * 2)  # every replicate is above 0
+
+
+def test_too_few_resamples_for_the_number_of_tests_is_noted(faulty):
+    path = contract(faulty, clauses=[KL_SLICE], candidate="faults.py:build_group_b",
+                    slices=[{"name": "g", "by": "tags.group"}, {"name": "len", "by": "length", "quantiles": 6}],
+                    stat_extra={"resamples": 99, "min_samples": 2})
+    stage, _ = slice_results(check(path)[1])
+    assert any("raise `statistical.resamples`" in n for n in stage["notes"])
+
+
+def test_validate_accepts_a_statistical_section_without_warnings(mini):
+    result = invoke("validate", str(contract(mini, clauses=[KL_SLICE])))
+    assert result.exit_code == 0 and "stages: numerical, statistical" in result.stdout
+    assert "not evaluated" not in result.stderr

@@ -144,16 +144,19 @@ def _finalise(spec: StatisticalSpec, item: Item, family_size: int) -> tuple[str,
                      f"{flips['reference_wrong_candidate_right']} wrong→right")
         if item.p_difference is not None:
             head += f"; {clause.test} p = {format_value(item.p_difference)}"
-    mde = stats.minimum_detectable_effect(iv.se, alpha=spec.alpha, power=spec.power)
+    observed = iv.method == "observed"  # max/min/sum: a fact about the data, no interval, no test
+    mde = None if observed else stats.minimum_detectable_effect(iv.se, alpha=spec.alpha, power=spec.power)
     item.extra["mde"] = mde
     if item.outcome == "fail" and item.reason.startswith("non-finite"):
         return clause.severity, f"{where}{item.reason}; see clause `nonfinite` in numerics"
     if item.reason:  # too small
-        return "inconclusive", (f"{head}: {item.reason}, never a pass; it can only detect effects above "
-                                f"{format_value(mde)} ({counts})")
+        sees = f"; it can only detect effects above {format_value(mde)}" if mde is not None else ""
+        return "inconclusive", f"{head}: {item.reason}, never a pass{sees} ({counts})"
     limit = _limit_text(clause)
     if item.outcome == "pass":
         return "pass", f"{head} {limit} ({counts})"
+    if item.outcome == "fail" and observed:
+        return clause.severity, f"{head}, beyond {limit} ({counts})"
     if item.outcome == "fail":
         p, adj = item.p_fail, item.p_fail_adjusted
         if adj is None or adj <= spec.alpha:
