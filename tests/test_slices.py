@@ -309,6 +309,11 @@ def test_position_and_crossed_slices_with_quantile_clause(mini):
     assert {c["status"] for c in clauses} == {"pass"}
     pos = stage["details"]["families"][0]["slices"]
     assert sum(s["positions"] for s in pos) == sum(5 + i % 6 - 1 for i in range(24))
+    # Every numerical metric is summarised in every slice, bounded by a clause or not.
+    summary = pos[0]["metrics"]
+    assert {"kl", "tv", "logit_osc", "argmax_agree", "nonfinite"} <= set(summary)
+    lo, hi = summary["kl"]["ci"]
+    assert lo <= summary["kl"]["mean"] <= hi and summary["kl"]["max"] >= summary["kl"]["p99"]
 
 
 @pytest.mark.parametrize(("slices", "clause", "message"), [

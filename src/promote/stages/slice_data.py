@@ -18,6 +18,7 @@ import numpy as np
 from promote.contract.statistical import BINARY_TASK_METRICS, CONTINUOUS_TASK_METRICS, SliceDef, StatisticalSpec
 from promote.data import EvalSet, Sample
 from promote.errors import UsageError
+from promote.metrics.distribution import METRIC_NAMES
 from promote.stages.numerics import ScoredBatch
 from promote.stages.slice_keys import KeyInputs, is_position_key, reference_entropy, token_counts, top2_margin
 
@@ -167,7 +168,7 @@ def task_items(metric: str, evalset: EvalSet, table: PositionTable) -> TaskItems
 
 def clause_needs(spec: StatisticalSpec, defs: tuple[SliceDef, ...]) -> tuple[set[str], set[str], bool]:
     """Metrics, position-level keys, and whether argmax correctness must be collected."""
-    metrics = {c.metric for c in spec.clauses if not c.is_task}
+    metrics = set(METRIC_NAMES)  # every metric is summarised per slice, bounded by a clause or not
     keys = {k for d in defs for k in d.keys if is_position_key(k)}
     correct = any(c.metric in BINARY_TASK_METRICS for c in spec.clauses)
     return metrics, keys, correct

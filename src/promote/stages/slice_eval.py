@@ -18,6 +18,7 @@ import numpy as np
 from promote.contract.statistical import BINARY_TASK_METRICS, StatisticalClause, StatisticalSpec
 from promote.metrics import stats
 from promote.metrics.summary import QUANTILE_STATS
+from promote.results import finite_or_none
 from promote.stages.slice_data import PositionTable, TaskItems
 
 # Below this many discordant items a bootstrap of a flip difference is lumpy (and collapses to a
@@ -187,3 +188,32 @@ def task_item(spec: StatisticalSpec, clause: StatisticalClause, item: Item, tabl
         r = item.interval.replicates
         item.p_difference = min(1.0, 2 * min(stats.bootstrap_p_value(r, 0.0, null_side="above"),
                                              stats.bootstrap_p_value(r, 0.0, null_side="below")))
+
+
+def slice_summary(spec: StatisticalSpec, table: PositionTable, mask: np.ndarray, n_samples: int,
+                  label: str) -> dict[str, Any]:
+    """Every numerical metric on one slice: mean with its sequence-bootstrap CI, p99 and max.
+
+    Descriptive (not judged, not in the multiplicity family): it shows where each metric stands in
+    every slice, including metrics no clause bounds. ``nonfinite`` is reported as a total count.
+    """
+    out: dict[str, Any] = {}
+    seq = table.seq[mask]
+    for metric, all_values in sorted(table.values.items()):
+        values = all_values[mask]
+        if values.size == 0:
+            continue
+        if metric == "nonfinite":
+            out[metric] = {"sum": float(values.sum())}
+            continue
+        if np.isnan(values).any():
+            out[metric] = {"mean": None, "ci": None, "p99": None, "max": None, "nonfinite_positions":
+                           int(np.isnan(values).sum())}
+            continue
+        used, sums, counts = _per_sequence(seq, values, n_samples)
+        iv = stats.sequence_bootstrap(used.size, _ratio_statistic(sums, counts), confidence=1 - 2 * spec.alpha,
+                                      n_resamples=spec.resamples, seed=zlib.crc32(f"{metric}|{label}".encode())
+                                      + spec.seed)
+        out[metric] = {"mean": iv.estimate, "ci": [finite_or_none(iv.lo), finite_or_none(iv.hi)],
+                       "p99": float(np.percentile(values, 99, method="higher")), "max": float(values.max())}
+    return out

@@ -26,7 +26,7 @@ from promote.errors import UsageError
 from promote.metrics import stats
 from promote.results import Bound, ClauseResult, StageResult, finite_or_none, format_value, worst_status
 from promote.stages.slice_data import SliceCollector, check_task_fields, clause_needs, task_items
-from promote.stages.slice_eval import Item, bounds_of, divergence_item, task_item
+from promote.stages.slice_eval import Item, bounds_of, divergence_item, slice_summary, task_item
 from promote.stages.slice_keys import Family, derive, is_position_key
 
 STAGE = "slices"
@@ -258,7 +258,8 @@ def run_slices(contract: Contract, collector: SliceCollector, *, duration_s: flo
         "seed": spec.seed, "power": spec.power,
         "families": [{"name": f.name, "by": list(f.keys), "position_level": f.position_level, "notes": f.notes,
                       "slices": [{"label": s.label, "samples": s.samples, "positions": s.positions,
-                                  "scored_samples": int(np.unique(table.seq[s.position_mask]).size)}
+                                  "scored_samples": int(np.unique(table.seq[s.position_mask]).size),
+                                  "metrics": slice_summary(spec, table, s.position_mask, ctx["n"], s.label)}
                                  for s in f.slices]} for f in families],
     }
     return StageResult(name=STAGE, status=worst_status([r.status for r in results]), clauses=results,
