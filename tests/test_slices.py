@@ -364,3 +364,11 @@ def test_validate_accepts_a_statistical_section_without_warnings(mini):
     result = invoke("validate", str(contract(mini, clauses=[KL_SLICE])))
     assert result.exit_code == 0 and "stages: numerical, statistical" in result.stdout
     assert "not evaluated" not in result.stderr
+
+
+def test_a_crashing_kernel_makes_slice_clauses_errors_and_exit_3(mini):
+    path = contract(mini, clauses=[KL_SLICE], candidate="model.py:build_broken")
+    result = invoke("check", str(path), "--format", "json")
+    assert result.exit_code == 3 and "factory exploded" in result.stderr
+    stage, clauses = slice_results(json.loads(result.stdout))
+    assert stage["status"] == "error" and {c["status"] for c in clauses} == {"error"}
