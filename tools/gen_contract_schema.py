@@ -180,11 +180,11 @@ numerical = obj(
 NOT_YET = " Not evaluated by this version of promote: when the stage runs its clauses report `error` (never `pass`)."
 
 TASK_METRICS = {
-    "accuracy": "next-token accuracy (causal LM): argmax equals the next input token; items are positions.",
+    "accuracy": "next-token accuracy (causal LM): argmax equals the next input token; items are positions",
     "exact_match": "per sample: the argmax equals every token of the sample's `target` (list of ids at the end "
-                   "of input_ids) or `label` (one id, the last input token); needs one of them on every sample.",
-    "reward": "per sample paired value from the data file, `reward: {reference: x, candidate: y}`.",
-    "score": "per sample paired value from the data file, `score: {reference: x, candidate: y}`.",
+                   "of input_ids) or `label` (one id, the last input token); needs one of them on every sample",
+    "reward": "per sample paired value from the data file, `reward: {reference: x, candidate: y}`",
+    "score": "per sample paired value from the data file, `score: {reference: x, candidate: y}`",
 }
 
 statistical_clause = obj(
@@ -195,9 +195,9 @@ statistical_clause = obj(
         **clause_common(),
         "metric": {"enum": [*METRICS, *TASK_METRICS], "description": "A numerical metric (judged per slice with a "
                    "sequence-bootstrap CI) or a task metric. Task metrics: " +
-                   "; ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items())},
+                   "; ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items()) + "."},
         "stat": {"enum": [*STATS, "max_over_slices"], "description": "Statistic per slice (numerical metrics; "
-                 "`max`/`min` are judged on the observed value, without a CI), or `max_over_slices`: judge every "
+                 "`max`/`min`/`sum` are judged on the observed value, without a CI), or `max_over_slices`: judge every "
                  "slice's mean and report the worst slice by name. Default `mean`."},
         **bound_props,
         "max_drop": number("Task metrics: largest allowed drop (reference − candidate, in the metric's units). "
