@@ -143,3 +143,18 @@ def test_underpowered_no_significant_difference_is_inconclusive_not_pass():
     assert stats.mcnemar_exact(b, c) > 0.05  # "no significant difference" → a naive gate passes
     iv = stats.flip_change_interval(b, c, n, confidence=0.9)
     assert stats.judge_interval(iv, lower=-0.01).outcome == "inconclusive"
+
+
+def test_cluster_quantile_statistic_equals_percentile_of_the_materialised_resample():
+    from promote.stages.slice_eval import _quantile_statistic
+
+    values = RNG.gamma(2.0, size=200)
+    owner = np.sort(RNG.integers(0, 30, size=200))
+    _, owner = np.unique(owner, return_inverse=True)
+    n = owner.max() + 1
+    statistic = _quantile_statistic(values, owner, n, 99.0)
+    assert statistic(np.arange(n)) == np.percentile(values, 99, method="higher")
+    draws = RNG.integers(0, n, size=(5, n))
+    for row, got in zip(draws, statistic(draws), strict=True):
+        resample = np.concatenate([values[owner == i] for i in row])
+        assert got == np.percentile(resample, 99, method="higher")
