@@ -21,8 +21,9 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   is an error naming its line. Keys are never interpolated.
 - Clause ids must be unique across the whole contract.
 - A contract must name at least one stage (`numerical`, `statistical`, `runtime`, `observability`).
-  This version evaluates `numerical`; clauses of the other stages are reported as `error` (exit 3)
-  when their stage runs, never as `pass`.
+  This version evaluates `numerical` and `statistical`; clauses of the other stages are reported as
+  `error` (exit 3) when their stage runs, never as `pass`. The statistics behind `statistical` are
+  described in `docs/statistics.md`.
 
 """
 

@@ -187,18 +187,31 @@ data = obj(
     ["path"],
 )
 
+SLICE_KEY_PATTERN = "^(tags\\.[^\\s]+|length|position|token_frequency|entropy|margin)$"
+SLICE_KEYS_TEXT = ("`tags.NAME` (a sample tag; samples without it form a `(missing)` slice), `length` (sequence "
+                   "length in tokens), `position` (token position t), `token_frequency` (how often the predicted "
+                   "token occurs in the eval set), `entropy` (entropy of the reference distribution, nats), "
+                   "`margin` (reference top-1 minus top-2 logit)")
+
 slice_def = obj(
-    "A way to split the eval set into slices (used by the statistical stage).",
+    "A family of slices of the eval set, judged by the statistical stage (`per_slice` clauses).",
     {
-        "name": string("Slice family name, shown in reports (e.g. `script`).", pattern=ID_PATTERN),
-        "by": {"description": "What to slice by: `tags.NAME`, `length`, `position`, `token_frequency`, "
-               "`entropy`, `margin`, or a list of these for crossed slices.",
-               "oneOf": [{"type": "string", "description": "One slice key."},
-                         {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                          "description": "Crossed slice keys."}]},
+        "name": string("Slice family name; slices are labelled `NAME=VALUE` (e.g. `script=cyrillic`) in reports "
+                       "and escalation rules.", pattern=ID_PATTERN),
+        "by": {"description": "Key to slice by, or a list of keys for crossed slices (every combination that "
+               "occurs). Keys: " + SLICE_KEYS_TEXT + ".",
+               "oneOf": [string("One slice key.", pattern=SLICE_KEY_PATTERN),
+                         {"type": "array", "items": string("A slice key.", pattern=SLICE_KEY_PATTERN),
+                          "minItems": 1, "description": "Crossed slice keys."}]},
         "buckets": {"type": "array", "items": {"type": "number"}, "minItems": 1,
-                    "description": "Explicit bucket edges for numeric keys."},
-        "quantiles": integer("Number of quantile buckets for numeric keys.", minimum=2),
+                    "description": "Explicit, strictly increasing bucket edges for numeric keys: "
+                    "[e0, e1, …] gives [e0, e1), [e1, e2), …; values below e0 or from the last edge on get "
+                    "their own bucket when present. Declared buckets with no samples are reported "
+                    "(inconclusive), not dropped."},
+        "quantiles": integer("Number of equal-count buckets for numeric keys, from the observed values. "
+                             "Default 4 when neither `buckets` nor `quantiles` is given.", minimum=2),
+        "max_values": integer("Most distinct tag values kept as separate slices; the rarest beyond this are merged "
+                              "into `(other)` and a note says so. Default 50.", minimum=2),
     },
     ["name", "by"],
 )
@@ -297,18 +310,40 @@ numerical = obj(
 
 NOT_YET = " Not evaluated by this version of promote: when the stage runs its clauses report `error` (never `pass`)."
 
+TASK_METRICS = {
+    "accuracy": "next-token accuracy (causal LM): argmax equals the next input token; items are positions",
+    "exact_match": "per sample: the argmax equals every token of the sample's `target` (list of ids at the end "
+                   "of input_ids) or `label` (one id, the last input token); needs one of them on every sample",
+    "reward": "per sample paired value from the data file, `reward: {reference: x, candidate: y}`",
+    "score": "per sample paired value from the data file, `score: {reference: x, candidate: y}`",
+}
+
 statistical_clause = obj(
-    "A per-slice or task-metric clause.",
+    "A per-slice bound on a divergence metric (`max`/`min`), or a paired comparison of a task metric between "
+    "reference and candidate (`max_drop`/`margin`). Verdicts come from confidence intervals: inside the bound → "
+    "pass, beyond → fail, straddling → inconclusive.",
     {
         **clause_common(),
-        "metric": {"enum": [*METRICS, "accuracy"], "description": "Metric: any numerical metric, or `accuracy` "
-                   "(next-token accuracy for causal LMs)."},
-        "stat": described_enum(STATS, "Statistic per slice."),
+        "metric": {"enum": [*METRICS, *TASK_METRICS], "description": "A numerical metric (judged per slice with a "
+                   "sequence-bootstrap CI) or a task metric. Task metrics: " +
+                   "; ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items()) + "."},
+        "stat": {"enum": [*STATS, "max_over_slices"], "description": "Statistic per slice (numerical metrics; "
+                 "`max`/`min`/`sum` are judged on the observed value, without a CI), or `max_over_slices`: judge every "
+                 "slice's mean and report the worst slice by name. Default `mean`."},
         **bound_props,
-        "per_slice": {"type": "boolean", "description": "Evaluate the clause in every slice. Default false."},
-        "test": {"enum": ["mcnemar", "wilcoxon", "paired-bootstrap"], "description": "Paired test for task metrics."},
-        "max_drop": number("Equivalence margin: largest allowed drop of the task metric.", minimum=0),
-        "margin": number("Equivalence margin for a metric's paired difference.", minimum=0),
+        "max_drop": number("Task metrics: largest allowed drop (reference − candidate, in the metric's units). "
+                           "Pass when the whole CI of the candidate − reference difference is ≥ −max_drop.",
+                           minimum=0),
+        "margin": number("Task metrics: two-sided equivalence margin: pass when the CI of the difference lies in "
+                         "[−margin, margin].", minimum=0),
+        "per_slice": {"type": "boolean", "description": "Judge the clause in every slice (one result per slice); "
+                      "false judges the whole eval set. Default false."},
+        "slices": {"type": "array", "items": string("A slice family name."), "minItems": 1,
+                   "description": "Slice families this clause uses. Default: all of them."},
+        "test": {"enum": ["mcnemar", "wilcoxon", "paired-bootstrap"], "description": "Difference test reported "
+                 "(and corrected for multiplicity) for task metrics: `mcnemar` (exact, binary metrics; default "
+                 "for them), `wilcoxon` (signed-rank, continuous; default for them), `paired-bootstrap`."},
+        "severity": {"enum": ["fail", "warn"], "description": "Status a violated clause gets. Default `fail`."},
     },
     ["id", "metric"],
 )
@@ -350,15 +385,26 @@ def stage(description: str, extra: dict, clause: dict) -> dict:
     }, ["clauses"])
 
 
-statistical = stage(
-    "Stage 2, statistical slice tests (S).",
+statistical = obj(
+    "Stage 2, statistical slice tests (S): per-slice divergences with sequence-bootstrap confidence intervals, "
+    "paired task-metric tests, multiplicity control, three-way verdicts. See docs/statistics.md.",
     {
-        "alpha": number("Significance level of tests and confidence intervals. Default 0.05.",
+        "alpha": number("Level of each one-sided test; intervals are two-sided 1 − 2·alpha (TOST). Default 0.05.",
+                        exclusiveMinimum=0, exclusiveMaximum=0.5),
+        "correction": {"enum": ["holm", "bh", "none"], "description": "Multiple-comparison correction of the "
+                       "`fail` claims across all slices and clauses of the stage: `holm` (family-wise error; the "
+                       "default, for blocking gates), `bh` (false discovery rate; exploratory), `none`."},
+        "min_samples": integer("Slices with fewer scored sequences are `inconclusive`, never pass. Default 30.",
+                               minimum=2),
+        "resamples": integer("Bootstrap resamples per interval. The smallest bootstrap p-value is "
+                             "1/(resamples + 1). Default 2000.", minimum=99),
+        "seed": integer("Seed of the bootstrap (results are reproducible). Default 0.", minimum=0),
+        "power": number("Power used for the minimum detectable effect reported per slice. Default 0.8.",
                         exclusiveMinimum=0, exclusiveMaximum=1),
-        "correction": {"enum": ["holm", "bh", "none"], "description": "Multiple-comparison correction."},
-        "min_samples": integer("Slices with fewer samples are `inconclusive`.", minimum=1),
+        "clauses": {"type": "array", "items": statistical_clause, "minItems": 1,
+                    "description": "Clauses of this stage."},
     },
-    statistical_clause,
+    ["clauses"],
 )
 runtime = stage(
     "Stage 3, canary runtime checks (R).",
@@ -429,7 +475,7 @@ schema = obj(
         "reference": {**kernel, "description": "The reference kernel K_ref (e.g. the fp32 training kernel)."},
         "candidate": {**kernel, "description": "The candidate kernel K_cand being promoted."},
         "data": data,
-        "slices": {"type": "array", "items": slice_def, "description": "Slice definitions (statistical stage)."},
+        "slices": {"type": "array", "items": slice_def, "description": "Slice families (statistical stage)."},
         "numerical": numerical,
         "statistical": statistical,
         "runtime": runtime,

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -74,6 +75,8 @@ def _clause_ids(contract: Contract, stage: str) -> list[tuple[str, int | None]]:
     section = STAGE_SECTIONS[stage]
     if section == "numerical":
         return [(c.id, c.line) for c in contract.numerical.clauses] if contract.numerical else []
+    if section == "statistical":
+        return [(c.id, c.line) for c in contract.statistical.clauses] if contract.statistical else []
     spec = contract.other_stages.get(section)
     return list(spec.clause_lines.items()) if spec else []
 
@@ -85,25 +88,63 @@ def _blanket(contract: Contract, stage: str, status: str, message: str) -> Stage
     return StageResult(name=stage, status=status if clauses else "skipped", clauses=clauses, notes=[message])
 
 
-def _run_numerics(contract: Contract, evalset: EvalSet, options: CheckOptions, fingerprints: dict) -> StageResult:
+def _kernel_stages(contract: Contract, evalset: EvalSet, options: CheckOptions, fingerprints: dict,
+                   wanted: set[str]) -> dict[str, Callable[[], StageResult]]:
+    """Run both kernels once and feed numerics and slices from the same pass (DESIGN.md §6).
+
+    Returns a callable per wanted stage that yields its result; slices are judged lazily, so a
+    numerics stage that blocks still stops them (they are then reported as skipped). Bad slice/task
+    input is a usage error raised before any kernel runs; a kernel that crashes makes every wanted
+    stage an ``error`` (exit 3), never a silent gap.
+    """
     from promote.kernels import build_kernel
 
-    if contract.data.task == "tensor":  # non-LM outputs compared by key path (stages/tensors.py)
-        from promote.stages.tensors import run_tensors as run_stage
-    else:
-        from promote.stages.numerics import run_numerics as run_stage
+    tensor_task = contract.data.task == "tensor"
+    collector = None
+    if "slices" in wanted and not tensor_task:
+        from promote.stages.slices import prepare
 
+        collector = prepare(contract, evalset)
     reference = build_kernel(contract.reference, role="reference")
     candidate = build_kernel(contract.candidate, role="candidate")
+    progress = _progress_printer(options.progress)
+    out: dict[str, Callable[[], StageResult]] = {}
+    start = time.perf_counter()
     try:
         with reference, candidate:
             fingerprints["reference"] = reference.fingerprint()
             fingerprints["candidate"] = candidate.fingerprint()
-            return run_stage(contract.numerical, evalset, reference, candidate,
-                             progress=_progress_printer(options.progress))
+            if tensor_task:  # non-LM outputs compared by key path (stages/tensors.py)
+                from promote.stages.tensors import run_tensors
+
+                if "numerics" in wanted:
+                    numerics = run_tensors(contract.numerical, evalset, reference, candidate, progress=progress)
+                    out["numerics"] = lambda: numerics
+            elif "numerics" in wanted:
+                from promote.stages.numerics import run_numerics
+
+                result = run_numerics(contract.numerical, evalset, reference, candidate,
+                                      consumers=[collector] if collector is not None else [], progress=progress)
+                out["numerics"] = lambda: result
+            elif collector is not None:
+                from promote.stages.comparison import compare_kernels
+
+                tie_margin = contract.numerical.tie_margin if contract.numerical else 1e-3
+                compare_kernels(evalset, reference, candidate, [collector], tie_margin=tie_margin, progress=progress)
     except EvaluationError as exc:
-        print(f"promote: error: {exc.format_message()}", file=sys.stderr)
-        return _blanket(contract, "numerics", "error", exc.format_message())
+        message = exc.format_message()
+        print(f"promote: error: {message}", file=sys.stderr)
+        return {stage: (lambda stage=stage: _blanket(contract, stage, "error", message)) for stage in wanted}
+    seconds = time.perf_counter() - start
+    if collector is not None:
+        from promote.stages.slices import run_slices
+
+        kernel_s = 0.0 if "numerics" in wanted else seconds
+        out["slices"] = lambda: run_slices(contract, collector, duration_s=kernel_s)
+    elif "slices" in wanted:
+        out["slices"] = lambda: _blanket(contract, "slices", "error", "the statistical slice stage supports "
+                                         "`data.task: causal-lm` only in this version")
+    return out
 
 
 def run_check(contract_path: str, options: CheckOptions) -> Report:
@@ -116,6 +157,7 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
     fingerprints: dict[str, Any] = {"reference": None, "candidate": None}
     results: list[StageResult] = []
     stopped_by: str | None = None
+    kernel_stages: dict[str, Any] | None = None
     for stage in STAGE_NAMES:
         if stage not in present:
             continue
@@ -124,8 +166,11 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         elif stopped_by:
             results.append(_blanket(contract, stage, "skipped", f"not run: stage `{stopped_by}` blocked promotion "
                                     "(use --all-stages to run it anyway)"))
-        elif stage == "numerics":
-            results.append(_run_numerics(contract, evalset, options, fingerprints))
+        elif stage in ("numerics", "slices"):
+            if kernel_stages is None:
+                kernel_stages = _kernel_stages(contract, evalset, options, fingerprints,
+                                               {s for s in ("numerics", "slices") if s in wanted and s in present})
+            results.append(kernel_stages[stage]())
         else:
             results.append(_blanket(contract, stage, "error", f"stage `{stage}` is not implemented in promote "
                                     f"{__version__}; its clauses cannot be evaluated"))

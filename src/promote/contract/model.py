@@ -12,12 +12,13 @@ from typing import Any
 
 from promote.contract.consistency import chain_warnings
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
+from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
 from promote.metrics.names import DIVERGENCE_METRICS
 from promote.metrics.tensor import DEFAULT_VACUOUS_BELOW, SHARED_METRICS, TENSOR_METRICS
 from promote.resources import load_schema
 
 STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
-IMPLEMENTED_SECTIONS = ("numerical",)
+IMPLEMENTED_SECTIONS = ("numerical", "statistical")
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,9 @@ class Contract:
     reference: KernelSpec
     candidate: KernelSpec
     data: DataSpec
-    slices: tuple[dict[str, Any], ...]
+    slices: tuple[SliceDef, ...]
     numerical: NumericalSpec | None
+    statistical: StatisticalSpec | None = None
     other_stages: dict[str, StageSpec] = field(default_factory=dict)
     escalation: Escalation = field(default_factory=Escalation)
 
@@ -185,6 +187,7 @@ class Contract:
     def sections(self) -> tuple[str, ...]:
         """Stage sections present in the contract, in stage order."""
         present = {"numerical"} if self.numerical else set()
+        present |= {"statistical"} if self.statistical else set()
         present |= set(self.other_stages)
         return tuple(s for s in STAGE_SECTIONS if s in present)
 
@@ -417,12 +420,14 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         if not inputs_file.is_file():
             problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
                                         f"(looked for {inputs_file}); paths are relative to the contract file"))
+    slices = parse_slices(doc, data.get("slices", []), problems)
+    statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
     if any(p.severity == "error" for p in problems):
         return None, problems
     other = {
         s: StageSpec(section=s, raw=data[s], clause_lines={
             c["id"]: doc.locate((s, "clauses", i))[0] for i, c in enumerate(data[s]["clauses"])})
-        for s in present if s != "numerical"
+        for s in present if s not in IMPLEMENTED_SECTIONS
     }
     contract = Contract(
         version=data["version"], name=data["name"], description=data.get("description"), source=doc,
@@ -430,9 +435,10 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         data=DataSpec(path=data_path, display_path=_display(doc, raw_data["path"]),
                       task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit"),
                       inputs_file=inputs_file, inputs_file_display=inputs_display),
-        slices=tuple(data.get("slices", [])),
+        slices=slices,
         numerical=_numerical(doc, data["numerical"], raw_data.get("task", "causal-lm")) if "numerical" in data
         else None,
+        statistical=statistical,
         other_stages=other, escalation=_escalation(data.get("escalation")),
     )
     return contract, problems
