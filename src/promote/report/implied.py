@@ -6,8 +6,8 @@ TV ≤ tanh(osc/4), KL ≤ osc²/8, |log p_y − log q_y| ≤ osc and osc ≤ 2�
 largest (or a percentile of) per-position logit oscillation ``osc`` or drift ``d``. From ``max`` a
 bound holds at every scored position; from ``p99`` at 99% of them — the scope says which.
 
-Pure arithmetic on the stage results; when the metrics layer ships ``metrics/bounds.py`` this module
-should call it instead of restating the formulas.
+The formulas live in ``metrics/bounds.py`` (one chain, property-tested); this module only picks the
+statistic and lays the links out for the report.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from promote.metrics.bounds import clip_budget, kl_bound, log_ratio_bound, tv_bound
 from promote.results import StageResult
 
 _SCOPES = {"max": "every scored position", "p99.9": "99.9% of scored positions", "p99": "99% of scored positions"}
@@ -49,14 +50,14 @@ def implied_bounds(stages: list[StageResult]) -> list[dict[str, Any]]:
             continue
         value = osc if via == "osc" else osc / 2.0
         out += [
-            _entry("tv", math.tanh(osc / 4.0), source, value, f"TV ≤ tanh({via}/4)", scope),
-            _entry("kl", osc * osc / 8.0, source, value, f"KL ≤ ({via})²/8", scope),
-            _entry("abs_log_ratio", osc, source, value, f"|log p_y − log q_y| ≤ {via}", scope),
+            _entry("tv", tv_bound(osc), source, value, f"TV ≤ tanh({via}/4)", scope),
+            _entry("kl", kl_bound(osc), source, value, f"KL ≤ ({via})²/8", scope),
+            _entry("abs_log_ratio", log_ratio_bound(osc), source, value, f"|log p_y − log q_y| ≤ {via}", scope),
             _entry("importance_weight_bias", math.expm1(osc) if osc < 700 else None, source, value,
                    f"policy-gradient bias ≤ A_max·G·(e^({via}) − 1), factor shown", scope),
         ]
         if stat == "max":
-            budget = math.log1p(PPO_CLIP)
+            budget = clip_budget(PPO_CLIP)
             out.append(_entry("ppo_clip_budget_used", osc / budget, source, value,
                               f"({via}) / log(1 + ε_clip), ε_clip = {PPO_CLIP}; above 1 the drift alone can "
                               "reach the clip", scope))
