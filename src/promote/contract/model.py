@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from promote.contract.consistency import chain_warnings
+from promote.contract.kernel_specs import (
+    KernelSpec,
+    display_path,
+    kernel_spec,
+    resolve_path,
+)
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
 from promote.metrics.names import DIVERGENCE_METRICS
@@ -19,66 +25,6 @@ from promote.resources import load_schema
 
 STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
 IMPLEMENTED_SECTIONS = ("numerical", "statistical")
-
-
-@dataclass(frozen=True)
-class TorchKernelSpec:
-    """`kind: torch` — see schemas/contract.schema.json for each field's meaning."""
-
-    kind: str
-    model: str
-    model_file: Path | None
-    module: str | None
-    factory: str
-    weights: Path | None
-    weights_display: str | None
-    precision: str = "fp32"
-    device: str = "cpu"
-    batch_size: int = 16
-    threads: int | None = None
-    compile: str = "off"
-    compile_mode: str | None = None
-
-    def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "weights": self.weights_display,
-                "precision": self.precision, "device": self.device, "batch_size": self.batch_size,
-                "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})"}
-
-
-@dataclass(frozen=True)
-class OnnxKernelSpec:
-    """`kind: onnx` — an ONNX graph run by onnxruntime."""
-
-    kind: str
-    path: Path
-    path_display: str
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    graph_optimization: str = "all"
-    threads: int | None = None
-    batch_size: int = 16
-    input_name: str | None = None
-    output_name: str | None = None
-
-    def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path_display, "providers": list(self.providers),
-                "graph_optimization": self.graph_optimization, "threads": self.threads,
-                "batch_size": self.batch_size}
-
-
-@dataclass(frozen=True)
-class RecordsKernelSpec:
-    """`kind: records` — outputs recorded by another engine (a safetensors file or a directory of shards)."""
-
-    kind: str
-    path: Path
-    path_display: str
-    batch_size: int = 16
-
-    def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path_display, "batch_size": self.batch_size}
-
-
-KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec
 
 
 @dataclass(frozen=True)
@@ -190,79 +136,6 @@ class Contract:
         present |= {"statistical"} if self.statistical else set()
         present |= set(self.other_stages)
         return tuple(s for s in STAGE_SECTIONS if s in present)
-
-
-def _resolve(doc: LoadedDocument, value: str) -> Path:
-    path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else (doc.path.parent / path)
-
-
-def _display(doc: LoadedDocument, value: str) -> str:
-    """A referenced path as a user can open it: relative to the working directory when possible."""
-    resolved = _resolve(doc, value).resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd()))
-    except ValueError:
-        return str(resolved)
-
-
-def _kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
-    """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
-    if raw["kind"] in ("onnx", "records"):
-        return _file_kernel(doc, role, raw, problems)
-    return _torch_kernel(doc, role, raw, problems)
-
-
-def _file_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any],
-                 problems: list[Problem]) -> OnnxKernelSpec | RecordsKernelSpec:
-    path = _resolve(doc, raw["path"]).resolve()
-    display = _display(doc, raw["path"])
-    if raw["kind"] == "onnx":
-        if not path.is_file():
-            problems.append(doc.problem((role, "path"), f"ONNX file `{raw['path']}` not found (looked for {path}); "
-                                        "paths are relative to the contract file"))
-        return OnnxKernelSpec(
-            kind="onnx", path=path, path_display=display,
-            providers=tuple(raw.get("providers", OnnxKernelSpec.providers)),
-            graph_optimization=raw.get("graph_optimization", "all"), threads=raw.get("threads"),
-            batch_size=raw.get("batch_size", 16), input_name=raw.get("input_name"),
-            output_name=raw.get("output_name"),
-        )
-    if not path.exists():
-        problems.append(doc.problem((role, "path"), f"records `{raw['path']}` not found (looked for {path}); "
-                                    "give a .safetensors file or a directory of shards, relative to the contract file"))
-    elif path.is_dir() and not any(path.glob("*.safetensors")):
-        problems.append(doc.problem((role, "path"), f"records directory `{raw['path']}` has no *.safetensors shards"))
-    return RecordsKernelSpec(kind="records", path=path, path_display=display, batch_size=raw.get("batch_size", 16))
-
-
-def _torch_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> TorchKernelSpec:
-    target, _, factory = raw["model"].rpartition(":")
-    model_file = module = None
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        model_file = _resolve(doc, target).resolve()
-        if not model_file.is_file():
-            problems.append(doc.problem((role, "model"), f"model file `{target}` not found (looked for "
-                                        f"{model_file}); paths are relative to the contract file"))
-    else:
-        module = target
-    weights = weights_display = None
-    if "weights" in raw:
-        weights = _resolve(doc, raw["weights"]).resolve()
-        weights_display = _display(doc, raw["weights"])
-        if not weights.is_file():
-            problems.append(doc.problem((role, "weights"), f"weights file `{raw['weights']}` not found (looked for "
-                                        f"{weights}); paths are relative to the contract file"))
-    compile_ = raw.get("compile", "off")
-    compile_ = "off" if compile_ is False else compile_  # YAML reads a bare `off` as false
-    if "compile_mode" in raw and compile_ == "off":
-        problems.append(doc.problem((role, "compile_mode"), "`compile_mode` needs `compile: inductor`", key=True))
-    return TorchKernelSpec(
-        kind="torch", model=raw["model"], model_file=model_file, module=module, factory=factory,
-        weights=weights, weights_display=weights_display, precision=raw.get("precision", "fp32"),
-        device=raw.get("device", "cpu"), batch_size=raw.get("batch_size", 16), threads=raw.get("threads"),
-        compile=compile_, compile_mode=raw.get("compile_mode"),
-    )
 
 
 def _clause_ids(doc: LoadedDocument, problems: list[Problem]) -> None:
@@ -406,17 +279,17 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     problems.extend(chain_warnings(doc))
     _task_checks(doc, problems)
     _live_kernel_checks(doc, problems)
-    reference = _kernel(doc, "reference", data["reference"], problems)
-    candidate = _kernel(doc, "candidate", data["candidate"], problems)
+    reference = kernel_spec(doc, "reference", data["reference"], problems)
+    candidate = kernel_spec(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]
-    data_path = _resolve(doc, raw_data["path"]).resolve()
+    data_path = resolve_path(doc, raw_data["path"]).resolve()
     if not data_path.is_file():
         problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
                                     f"{data_path}); paths are relative to the contract file"))
     inputs_file = inputs_display = None
     if "inputs_file" in raw_data:
-        inputs_file = _resolve(doc, raw_data["inputs_file"]).resolve()
-        inputs_display = _display(doc, raw_data["inputs_file"])
+        inputs_file = resolve_path(doc, raw_data["inputs_file"]).resolve()
+        inputs_display = display_path(doc, raw_data["inputs_file"])
         if not inputs_file.is_file():
             problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
                                         f"(looked for {inputs_file}); paths are relative to the contract file"))
@@ -432,7 +305,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     contract = Contract(
         version=data["version"], name=data["name"], description=data.get("description"), source=doc,
         reference=reference, candidate=candidate,
-        data=DataSpec(path=data_path, display_path=_display(doc, raw_data["path"]),
+        data=DataSpec(path=data_path, display_path=display_path(doc, raw_data["path"]),
                       task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit"),
                       inputs_file=inputs_file, inputs_file_display=inputs_display),
         slices=slices,

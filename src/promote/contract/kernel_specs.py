@@ -1,0 +1,148 @@
+"""Kernel specs of a contract (`reference` / `candidate`): typed dataclasses per `kind`, built from
+the schema-valid document with referenced files resolved relative to the contract file and checked
+to exist, so a typo in a path is a located `validate` error, not a crash at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promote.contract.load import LoadedDocument, Problem
+
+
+@dataclass(frozen=True)
+class TorchKernelSpec:
+    """`kind: torch` — see schemas/contract.schema.json for each field's meaning."""
+
+    kind: str
+    model: str
+    model_file: Path | None
+    module: str | None
+    factory: str
+    weights: Path | None
+    weights_display: str | None
+    precision: str = "fp32"
+    device: str = "cpu"
+    batch_size: int = 16
+    threads: int | None = None
+    compile: str = "off"
+    compile_mode: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model, "weights": self.weights_display,
+                "precision": self.precision, "device": self.device, "batch_size": self.batch_size,
+                "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})"}
+
+
+@dataclass(frozen=True)
+class OnnxKernelSpec:
+    """`kind: onnx` — an ONNX graph run by onnxruntime."""
+
+    kind: str
+    path: Path
+    path_display: str
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    graph_optimization: str = "all"
+    threads: int | None = None
+    batch_size: int = 16
+    input_name: str | None = None
+    output_name: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path_display, "providers": list(self.providers),
+                "graph_optimization": self.graph_optimization, "threads": self.threads,
+                "batch_size": self.batch_size}
+
+
+@dataclass(frozen=True)
+class RecordsKernelSpec:
+    """`kind: records` — outputs recorded by another engine (a safetensors file or a directory of shards)."""
+
+    kind: str
+    path: Path
+    path_display: str
+    batch_size: int = 16
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path_display, "batch_size": self.batch_size}
+
+
+KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec
+
+KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec
+
+
+def resolve_path(doc: LoadedDocument, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (doc.path.parent / path)
+
+
+def display_path(doc: LoadedDocument, value: str) -> str:
+    """A referenced path as a user can open it: relative to the working directory when possible."""
+    resolved = resolve_path(doc, value).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(resolved)
+
+
+def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
+    """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
+    if raw["kind"] in ("onnx", "records"):
+        return _file_kernel(doc, role, raw, problems)
+    return _torch_kernel(doc, role, raw, problems)
+
+
+def _file_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any],
+                 problems: list[Problem]) -> OnnxKernelSpec | RecordsKernelSpec:
+    path = resolve_path(doc, raw["path"]).resolve()
+    display = display_path(doc, raw["path"])
+    if raw["kind"] == "onnx":
+        if not path.is_file():
+            problems.append(doc.problem((role, "path"), f"ONNX file `{raw['path']}` not found (looked for {path}); "
+                                        "paths are relative to the contract file"))
+        return OnnxKernelSpec(
+            kind="onnx", path=path, path_display=display,
+            providers=tuple(raw.get("providers", OnnxKernelSpec.providers)),
+            graph_optimization=raw.get("graph_optimization", "all"), threads=raw.get("threads"),
+            batch_size=raw.get("batch_size", 16), input_name=raw.get("input_name"),
+            output_name=raw.get("output_name"),
+        )
+    if not path.exists():
+        problems.append(doc.problem((role, "path"), f"records `{raw['path']}` not found (looked for {path}); "
+                                    "give a .safetensors file or a directory of shards, relative to the contract file"))
+    elif path.is_dir() and not any(path.glob("*.safetensors")):
+        problems.append(doc.problem((role, "path"), f"records directory `{raw['path']}` has no *.safetensors shards"))
+    return RecordsKernelSpec(kind="records", path=path, path_display=display, batch_size=raw.get("batch_size", 16))
+
+
+def _torch_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> TorchKernelSpec:
+    target, _, factory = raw["model"].rpartition(":")
+    model_file = module = None
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        model_file = resolve_path(doc, target).resolve()
+        if not model_file.is_file():
+            problems.append(doc.problem((role, "model"), f"model file `{target}` not found (looked for "
+                                        f"{model_file}); paths are relative to the contract file"))
+    else:
+        module = target
+    weights = weights_display = None
+    if "weights" in raw:
+        weights = resolve_path(doc, raw["weights"]).resolve()
+        weights_display = display_path(doc, raw["weights"])
+        if not weights.is_file():
+            problems.append(doc.problem((role, "weights"), f"weights file `{raw['weights']}` not found (looked for "
+                                        f"{weights}); paths are relative to the contract file"))
+    compile_ = raw.get("compile", "off")
+    compile_ = "off" if compile_ is False else compile_  # YAML reads a bare `off` as false
+    if "compile_mode" in raw and compile_ == "off":
+        problems.append(doc.problem((role, "compile_mode"), "`compile_mode` needs `compile: inductor`", key=True))
+    return TorchKernelSpec(
+        kind="torch", model=raw["model"], model_file=model_file, module=module, factory=factory,
+        weights=weights, weights_display=weights_display, precision=raw.get("precision", "fp32"),
+        device=raw.get("device", "cpu"), batch_size=raw.get("batch_size", 16), threads=raw.get("threads"),
+        compile=compile_, compile_mode=raw.get("compile_mode"),
+    )
