@@ -223,3 +223,19 @@ def test_paths_resolve_relative_to_the_contract_not_the_working_directory(mini, 
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert invoke("check", str(mini.contract())).exit_code == 0
+
+
+def test_parameterized_metrics_are_judged_and_their_keys_checked(mini):
+    path = mini.contract(candidate="build_hot", clauses=[
+        {"id": "outside", "metric": "ratio_outside", "stat": "mean", "cap": 1.05, "max": 0.0},
+        {"id": "top3", "metric": "topk_overlap", "stat": "mean", "k": 3, "min": 0.5},
+        {"id": "sharp", "metric": "entropy_ratio", "stat": "mean", "min": 0.99},
+    ])
+    report = json.loads(invoke("check", str(path), "--format", "json").stdout)
+    clauses = {c["id"]: c for c in report["stages"][0]["clauses"]}
+    assert clauses["outside"]["status"] == "fail" and clauses["outside"]["observed"] > 0
+    assert clauses["top3"]["status"] == "pass"
+    assert clauses["sharp"]["status"] == "fail" and clauses["sharp"]["observed"] < 0.99  # hotter logits
+    wrong = mini.contract("wrong.yaml", clauses=[{"id": "x", "metric": "kl", "stat": "mean", "k": 3, "max": 1}])
+    result = invoke("validate", str(wrong))
+    assert result.exit_code == 2 and "`k` applies to metric `topk_overlap` only" in result.stderr

@@ -214,3 +214,37 @@ def test_quantile_clause_inside_the_sketch_band_is_inconclusive():
     assert judge(clause((low + high) / 2), acc).status == "inconclusive"
     assert judge(clause(high * 1.01), acc).status == "pass"
     assert judge(clause(low * 0.99), acc).status == "fail"
+
+
+def test_entropy_ratio_matches_float64_and_sees_a_temperature_bug():
+    rng = np.random.default_rng(8)
+    zr = (rng.normal(size=(30, 400)) * 3).astype(np.float32)
+    zc = (zr / 0.7).astype(np.float32)  # temperature applied twice: argmax-blind, entropy-visible
+    got = token_metrics(zr, zc, np.zeros(30, dtype=np.int64))
+    lp = torch.log_softmax(torch.tensor(zr, dtype=torch.float64), -1)
+    lq = torch.log_softmax(torch.tensor(zc, dtype=torch.float64), -1)
+    h_p = -(lp.exp() * lp).sum(-1).numpy()
+    h_q = -(lq.exp() * lq).sum(-1).numpy()
+    np.testing.assert_allclose(got["ref_entropy"], h_p, rtol=1e-9)
+    np.testing.assert_allclose(got["cand_entropy"], h_q, rtol=1e-9)
+    np.testing.assert_allclose(got["entropy_ratio"], h_q / h_p, rtol=1e-9)
+    assert np.all(got["argmax_agree"] == 1) and np.all(got["entropy_ratio"] < 1) and np.all(got["kl"] > 1e-3)
+
+
+def test_ratio_outside_and_topk_overlap_against_direct_definitions():
+    from promote.metrics.distribution import ratio_outside, topk_overlap
+
+    rng = np.random.default_rng(9)
+    zr = rng.normal(size=(50, 64)).astype(np.float32)
+    zc = (zr + rng.normal(size=zr.shape)).astype(np.float32)
+    y = rng.integers(0, 64, 50)
+    got = token_metrics(zr, zc, y)
+    want = reference_metrics(zr, zc, y)
+    w = np.exp(want["log_ratio"])
+    np.testing.assert_array_equal(ratio_outside(got["abs_log_ratio"], 2.0), ((w > 2) | (w < 0.5)).astype(float))
+    overlap = topk_overlap(zr, zc, 5)
+    for row in range(50):
+        top_r = set(np.argsort(-zr[row])[:5])
+        top_c = set(np.argsort(-zc[row])[:5])
+        assert overlap[row] == len(top_r & top_c) / 5
+    assert topk_overlap(zr, zr, 5).min() == 1.0

@@ -18,6 +18,14 @@ METRICS = {
     "abs_log_ratio": "|log p_y − log q_y| on the next input token y.",
     "argmax_agree": "1 where the candidate's top token equals the reference's, else 0; stat mean = agreement rate.",
     "nonfinite": "Count of non-finite (NaN or ±Inf) candidate or reference logits per position.",
+    "entropy_ratio": "H(q)/H(p): candidate entropy over reference entropy per position (1 = same sharpness; "
+                     "a temperature bug moves it while argmax agreement stays 100 %).",
+}
+# Numerical-stage metrics with a parameter from the clause (`cap`, `k`).
+PARAM_METRICS = {
+    "ratio_outside": "1 where the importance weight w = p_y/q_y on the next token lies outside [1/cap, cap]; "
+                     "stat mean = the fraction outside (cap from the clause, default 2).",
+    "topk_overlap": "|top-k(p) ∩ top-k(q)| / k per position (k from the clause, default 5); needs full logits.",
 }
 # Metrics of `data.task: tensor` (metrics/tensor.py); `nonfinite` is shared with the causal-LM set.
 TENSOR_METRICS = {
@@ -226,12 +234,16 @@ numerical_clause = obj(
     "reference vs candidate.",
     {
         **clause_common(),
-        "metric": described_enum({**METRICS, **TENSOR_METRICS}, "Metric; `data.task` decides which are allowed "
+        "metric": described_enum({**METRICS, **PARAM_METRICS, **TENSOR_METRICS}, "Metric; `data.task` decides "
+                                 "which are allowed "
                                  "(`tensor:` ones need `task: tensor`, the others `task: causal-lm`; `nonfinite` "
                                  "fits both)."),
         "stat": described_enum(STATS, "Statistic over all scored positions (tensor: over elements, or over "
                                "samples for cosine/sqnr)."),
         **bound_props,
+        "cap": number("`ratio_outside` only: the importance-weight cap C (weights outside [1/C, C] count). "
+                      "Default 2 (verl's and SkyRL's truncated-IS default).", exclusiveMinimum=1),
+        "k": integer("`topk_overlap` only: how many top tokens are compared. Default 5.", minimum=1),
         "max_floor_ratio": number("Upper bound on observed / noise floor (the same statistic of the reference "
                                   "against itself, see `numerical.noise_floor`, which must be set).",
                                   exclusiveMinimum=0),

@@ -19,7 +19,7 @@ from promote.contract.kernel_specs import (
 )
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
-from promote.metrics.names import DIVERGENCE_METRICS
+from promote.metrics.names import DIVERGENCE_METRICS, PARAMETERIZED_METRICS
 from promote.metrics.tensor import DEFAULT_VACUOUS_BELOW, SHARED_METRICS, TENSOR_METRICS
 from promote.resources import load_schema
 
@@ -58,6 +58,7 @@ class NumericalClause:
     description: str | None
     line: int | None
     max_floor_ratio: float | None = None
+    param: float | None = None  # `cap` of ratio_outside, `k` of topk_overlap
     tensor: TensorOptions | None = None  # set for `data.task: tensor`
 
 
@@ -157,8 +158,8 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     clauses = tuple(
         NumericalClause(
             id=c["id"], metric=c["metric"], stat=c["stat"], max=c.get("max"), min=c.get("min"),
-            max_floor_ratio=c.get("max_floor_ratio"), severity=c.get("severity", "fail"),
-            description=c.get("description"),
+            max_floor_ratio=c.get("max_floor_ratio"), param=c.get("cap", c.get("k")),
+            severity=c.get("severity", "fail"), description=c.get("description"),
             line=doc.locate(("numerical", "clauses", i))[0],
             tensor=_tensor_options(c) if task == "tensor" else None,
         )
@@ -175,6 +176,15 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor,
                          implications=dict(raw.get("implications", {})),
                          localize=LocalizeSpec(**localize) if localize is not False else None)
+
+
+def _parameter_keys_fit(doc: LoadedDocument, problems: list[Problem]) -> None:
+    for index, clause in enumerate((doc.data.get("numerical") or {}).get("clauses", [])):
+        for metric, (key, _default) in PARAMETERIZED_METRICS.items():
+            if key in clause and clause["metric"] != metric:
+                problems.append(doc.problem(("numerical", "clauses", index, key), f"`{key}` applies to metric "
+                                            f"`{metric}` only (this clause's metric is `{clause['metric']}`)",
+                                            key=True))
 
 
 def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) -> None:
@@ -276,6 +286,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         key=True, severity="warning"))
     _clause_ids(doc, problems)
     _floor_clauses_have_a_floor(doc, problems)
+    _parameter_keys_fit(doc, problems)
     problems.extend(chain_warnings(doc))
     _task_checks(doc, problems)
     _live_kernel_checks(doc, problems)

@@ -100,7 +100,7 @@ def _g(x):  # noqa: ANN001, ANN202
 
 @numba.njit(parallel=True, **_JIT)
 def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN201
-    """Per-row metrics into ``out`` [R, 12] float64, columns as in ``COLUMNS``."""
+    """Per-row metrics into ``out`` [R, 13] float64, columns as in ``COLUMNS``."""
     rows, vocab = zr.shape
     for row in numba.prange(rows):
         a = zr[row]
@@ -145,6 +145,7 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
             for c in range(7):
                 o[c] = np.nan
             o[11] = np.nan
+            o[12] = np.nan
             continue
         o[3] = max(abs(d_hi), abs(d_lo))
         o[4] = d_hi - d_lo
@@ -189,16 +190,23 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         c1 = math.exp(-kl)
         c0 = math.expm1(-kl)
         tv = 0.0
+        sqx = 0.0
         for i in range(vocab):
-            tv += weights[i] * abs(c1 * expm1_u[i] + c0)
+            w = weights[i]
+            tv += w * abs(c1 * expm1_u[i] + c0)
+            ar = np.float64(a[i])
+            sqx += w * (1.0 + expm1_u[i]) * (ar - m_r if ar != -np.inf else 0.0)
         y = targets[row]
         u_y = (np.float64(b[y]) - np.float64(a[y])) - shift
+        kl_rev = c1 * acc_ut / s - kl
         o[0] = kl
-        o[1] = c1 * acc_ut / s - kl
+        o[1] = kl_rev
+        # Candidate entropy from the same terms: log q_i = log p_i + (u_i − KL), q_i = p_i·e^{−KL}(1 + t_i).
+        o[12] = math.log(s) - c1 * sqx / s - kl_rev
         o[2] = 0.5 * tv / s
         o[5] = kl - u_y
         o[6] = abs(kl - u_y)
 
 
 COLUMNS = ("kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio", "abs_log_ratio", "argmax_agree",
-           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy")
+           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy", "cand_entropy")

@@ -18,7 +18,8 @@ import numpy as np
 from promote.metrics._fused import COLUMNS, fused_token_metrics
 from promote.metrics.names import DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
-__all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "is_degenerate", "token_metrics"]
+__all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "entropy_ratio", "is_degenerate", "ratio_outside",
+           "token_metrics", "topk_overlap"]
 
 def token_metrics(
     ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = 1e-3
@@ -51,7 +52,34 @@ def token_metrics(
             float(tie_margin),
             out,
         )
-    return {name: out[:, j].copy() for j, name in enumerate(COLUMNS)}
+    values = {name: out[:, j].copy() for j, name in enumerate(COLUMNS)}
+    values["entropy_ratio"] = entropy_ratio(values["ref_entropy"], values["cand_entropy"])
+    return values
+
+
+def entropy_ratio(ref_entropy: np.ndarray, cand_entropy: np.ndarray) -> np.ndarray:
+    """H(q)/H(p) per position; two one-hot distributions (0/0) count as 1, 0 → positive as +inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = cand_entropy / ref_entropy
+    both_zero = (ref_entropy == 0) & (cand_entropy == 0)
+    return np.where(both_zero, 1.0, ratio)
+
+
+def topk_overlap(ref_logits: np.ndarray, cand_logits: np.ndarray, k: int) -> np.ndarray:
+    """|top-k(z_r) ∩ top-k(z_c)| / k per position (k capped at V; ties broken by index)."""
+    k = min(k, ref_logits.shape[-1])
+    if ref_logits.shape[0] == 0:
+        return np.zeros(0)
+    top_r = np.argpartition(-ref_logits, k - 1, axis=-1)[:, :k]
+    top_c = np.argpartition(-cand_logits, k - 1, axis=-1)[:, :k]
+    shared = (top_r[:, :, None] == top_c[:, None, :]).any(-1).sum(-1)
+    return shared / k
+
+
+def ratio_outside(abs_log_ratio: np.ndarray, cap: float) -> np.ndarray:
+    """1 where the importance weight w = p_y/q_y lies outside [1/C, C] (|log w| > log C), else 0; NaN kept."""
+    out = (abs_log_ratio > np.log(cap)).astype(np.float64)
+    return np.where(np.isnan(abs_log_ratio), np.nan, out)
 
 
 def is_degenerate(logits: np.ndarray) -> np.ndarray:

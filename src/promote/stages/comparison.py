@@ -14,7 +14,7 @@ import numpy as np
 from promote.data import Batch, EvalSet, batches
 from promote.errors import UsageError
 from promote.kernels.base import Kernel, Outputs
-from promote.metrics.distribution import METRIC_NAMES, is_degenerate, token_metrics
+from promote.metrics.distribution import METRIC_NAMES, is_degenerate, ratio_outside, token_metrics, topk_overlap
 from promote.metrics.summary import MetricSummary
 from promote.metrics.topk import BOUNDED_METRICS
 from promote.stages.topk_scoring import check_vocab, score_topk
@@ -75,8 +75,10 @@ def score_outputs(batch: Batch, ref: Outputs, cand: Outputs, *, tie_margin: floa
 class NumericsAccumulator:
     """Per-metric summaries plus the counters that decide vacuity."""
 
-    def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES) -> None:
-        self.summaries = {m: MetricSummary(m) for m in metrics}
+    def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES, *, parameterized: tuple[str, ...] = ()) -> None:
+        """``parameterized``: summary keys like ``ratio_outside@2`` or ``topk_overlap@5`` that clauses use."""
+        self.summaries = {m: MetricSummary(m) for m in (*metrics, *parameterized)}
+        self.unavailable: set[str] = set()
         self.positions = 0
         self.samples = 0
         self.degenerate_positions = 0
@@ -91,11 +93,27 @@ class NumericsAccumulator:
             self.bounded.add(name)
         ids = scored.sample_ids
         for name, summary in self.summaries.items():
-            summary.update(scored.values[name], ids, scored.cols, scored.targets)
+            values = self._values(name, scored)
+            if values is None:
+                self.unavailable.add(name)
+            else:
+                summary.update(values, ids, scored.cols, scored.targets)
         self.positions += scored.rows.size
         self.samples += len(scored.batch.samples)
         self.degenerate_positions += int((is_degenerate(scored.ref_logits) & is_degenerate(scored.cand_logits)).sum())
         self.tie_flips += int(scored.values["tie_flip"].sum())
+
+    @staticmethod
+    def _values(name: str, scored: ScoredBatch) -> np.ndarray | None:
+        """Per-position values of a summary key; None when these outputs cannot give them (top-k records)."""
+        if name in scored.values:
+            return scored.values[name]
+        metric, _, param = name.partition("@")
+        if metric == "ratio_outside" and "abs_log_ratio" in scored.values:
+            return ratio_outside(scored.values["abs_log_ratio"], float(param))
+        if metric == "topk_overlap" and not scored.bounded:
+            return topk_overlap(scored.ref_logits, scored.cand_logits, int(float(param)))
+        return None
 
     @property
     def vacuous_reason(self) -> str | None:

@@ -17,6 +17,7 @@ from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
 from promote.kernels.base import Kernel
 from promote.metrics.bounds import implications
+from promote.metrics.names import PARAMETERIZED_METRICS, parameterized_key
 from promote.metrics.summary import MetricSummary
 from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
@@ -45,7 +46,11 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
         return ClauseResult(status="vacuous", message=reason, **base)
     if clause.metric in acc.bounded:
         return judge_bounded(clause, acc, STAGE)
-    summary = acc.summaries[clause.metric]
+    key = parameterized_key(clause.metric, clause.param)
+    if key in acc.unavailable:
+        return ClauseResult(status="error", **base, message=f"`{clause.metric}` cannot be computed from these "
+                            "outputs (it needs full logits on both sides; top-k records only bound it)")
+    summary = acc.summaries[key]
     low, observed, high = summary.band(clause.stat)
     evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
     if clause.metric == "argmax_agree":
@@ -130,7 +135,8 @@ def run_numerics(
     ``consumers`` (e.g. the slice stage's accumulator) receive the same scored batches.
     """
     start = time.perf_counter()
-    acc = NumericsAccumulator()
+    acc = NumericsAccumulator(parameterized=tuple(sorted({
+        parameterized_key(c.metric, c.param) for c in spec.clauses if c.metric in PARAMETERIZED_METRICS})))
     floor = NoiseFloor(reference, spec.noise_floor, tie_margin=spec.tie_margin) if spec.noise_floor else None
     pass_consumers = [acc, *([floor] if floor else []), *consumers]
     compare_kernels(evalset, reference, candidate, pass_consumers, tie_margin=spec.tie_margin, progress=progress)
