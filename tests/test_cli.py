@@ -239,3 +239,16 @@ def test_parameterized_metrics_are_judged_and_their_keys_checked(mini):
     wrong = mini.contract("wrong.yaml", clauses=[{"id": "x", "metric": "kl", "stat": "mean", "k": 3, "max": 1}])
     result = invoke("validate", str(wrong))
     assert result.exit_code == 2 and "`k` applies to metric `topk_overlap` only" in result.stderr
+
+
+def test_cuda_requested_without_a_cuda_device_is_a_clear_exit_3(mini, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = mini.contract()
+    path.write_text(path.read_text().replace("precision: fp32\n  batch_size: 5\ncandidate:",
+                                             "precision: fp32\n  batch_size: 5\n  device: cuda\ncandidate:", 1))
+    result = invoke("check", str(path))
+    assert result.exit_code == 3
+    assert "`device: cuda` but torch sees no CUDA device" in result.stderr
+    assert "internal error" not in result.stderr

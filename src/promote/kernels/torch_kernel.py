@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from promote.data import Batch
-from promote.errors import UsageError
+from promote.errors import EvaluationError, UsageError
 from promote.kernels.base import Kernel, Outputs, evaluation_failure
 from promote.tensor_data import TensorBatch
 
@@ -121,6 +121,10 @@ class TorchKernel(Kernel):
     def _open_impl(self) -> None:
         from safetensors.torch import load_file
 
+        if self.spec.device == "cuda" and not torch.cuda.is_available():
+            raise EvaluationError(f"{self.label}: `device: cuda` but torch sees no CUDA device "
+                                  f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); run on a "
+                                  "GPU machine or set `device: cpu`")
         factory = load_factory(self.spec)
         try:
             module = factory()
