@@ -252,3 +252,23 @@ def test_cuda_requested_without_a_cuda_device_is_a_clear_exit_3(mini, monkeypatc
     assert result.exit_code == 3
     assert "`device: cuda` but torch sees no CUDA device" in result.stderr
     assert "internal error" not in result.stderr
+
+
+def test_merge_takes_unselected_stages_from_an_earlier_report_of_the_same_contract(mini, tmp_path):
+    hot = mini.contract(candidate="build_hot", extra={"runtime": {"clauses": [
+        {"id": "p99", "metric": "latency_ms", "stat": "p99", "max_ratio": 1.1}]}})
+    earlier = tmp_path / "numerics.json"
+    assert invoke("check", str(hot), "--stage", "numerics", "--output", f"json={earlier}").exit_code == 1
+    # Deploy time: only the runtime stage runs; the numerics failure from the PR run still counts.
+    result = invoke("check", str(hot), "--stage", "runtime", "--merge", str(earlier), "--format", "json")
+    report = json.loads(result.stdout)
+    numerics = next(s for s in report["stages"] if s["name"] == "numerics")
+    assert numerics["notes"][0].startswith(f"merged from {earlier}")
+    assert next(c for c in numerics["clauses"] if c["id"] == "kl-mean")["status"] == "fail"
+    assert result.exit_code == 3  # runtime is not implemented: error wins, but the fail is visible
+    other = mini.contract("other.yaml")
+    mismatch = invoke("check", str(other), "--merge", str(earlier))
+    assert mismatch.exit_code == 2 and "merge only reports of the same contract version" in mismatch.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert "not a promote report" in invoke("check", str(other), "--merge", str(bad)).stderr

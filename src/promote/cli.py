@@ -70,6 +70,9 @@ def cli() -> None:
 @click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
               help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still exit 3).")
 @click.option("--all-stages", is_flag=True, help="Keep running later stages after a stage the policy blocks.")
+@click.option("--merge", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An earlier JSON report of the same contract: stages not selected with --stage are taken from "
+                   "it, so one report (and PR comment) covers every stage.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr. Default: only on a terminal.")
 @click.option("--color/--no-color", "colour", default=None,
               help="Colour the text report. Default: on a terminal, honouring NO_COLOR and FORCE_COLOR.")
@@ -81,7 +84,7 @@ def cli() -> None:
 @click.pass_context
 def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
           outputs: tuple[tuple[str, Path], ...], fail_on: str, all_stages: bool, progress: bool | None,
-          colour: bool | None, github: bool | None, comment_mode: str) -> None:
+          colour: bool | None, github: bool | None, comment_mode: str, merge: Path | None) -> None:
     """Run the contract's stages and print a report; the exit code is the gate.
 
     Publishing (summary, annotations, comment) never changes the exit code: a comment that cannot be
@@ -92,9 +95,11 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     command = ["promote", "check", contract, *[f"--stage={s}" for s in stages]]
     if fail_on != "fail":
         command.append(f"--fail-on={fail_on}")
+    if merge is not None:
+        command.append(f"--merge={merge}")
     options = CheckOptions(stages=stages, fail_on=fail_on, all_stages=all_stages,
                            progress=sys.stderr.isatty() if progress is None else progress,
-                           command=shlex.join(command))
+                           command=shlex.join(command), merge=merge)
     report = run_check(contract, options)
     from promote.report.render import RENDERERS
 

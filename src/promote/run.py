@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from promote import __version__
@@ -22,6 +23,7 @@ from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
 from promote.policy import decide
 from promote.report.implied import implied_bounds
+from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
 from promote.results import STAGE_NAMES, STAGE_SECTIONS, ClauseResult, StageResult
 
@@ -33,6 +35,7 @@ class CheckOptions:
     all_stages: bool = False
     progress: bool = False
     command: str = ""
+    merge: Path | None = None  # an earlier JSON report whose stages fill the ones not selected here
 
 
 def _commit(contract_dir: str) -> str | None:
@@ -177,6 +180,9 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         blocked = decide([results[-1]], contract.escalation).verdict == "block"
         if blocked and not stopped_by and not options.all_stages:
             stopped_by = stage
+    if options.merge is not None:
+        earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256)
+        results = merge_into(results, earlier, str(options.merge), finished_at)
     decision = decide(results, contract.escalation, fail_on=options.fail_on)
     return Report(
         tool_version=__version__,

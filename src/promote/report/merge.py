@@ -1,0 +1,57 @@
+"""Merge stage results from an earlier JSON report into this run (DESIGN.md §6).
+
+Stages run at different times — numerics and slices on the pull request, runtime and observability
+at deploy time — but a release manager wants one report. ``promote check --stage runtime --merge
+offline.json`` takes the stages this run did not select from the earlier report, so the verdict and
+the PR comment cover all of them. The earlier report must come from the same contract (same
+sha256): results of another contract version would be judged against the wrong clauses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+from promote.errors import UsageError
+from promote.resources import load_schema
+from promote.results import StageResult
+
+
+def read_stages(path: Path, *, contract_sha256: str) -> tuple[dict[str, StageResult], str]:
+    """The stage results of an earlier report, by stage name, and when that report finished.
+
+    Raises:
+        UsageError: unreadable or invalid report, or one made from a different contract.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: report to merge not found; pass a JSON report written by "
+                         "`promote check --output json=PATH`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable JSON report ({exc})") from None
+    errors = sorted(jsonschema.Draft202012Validator(load_schema("report")).iter_errors(data), key=str)
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
+        raise UsageError(f"{path}: not a promote report (schema_version 1): at {where}: {errors[0].message}")
+    if data["contract"]["sha256"] != contract_sha256:
+        raise UsageError(f"{path}: made from contract `{data['contract']['name']}` with sha256 "
+                         f"{data['contract']['sha256'][:12]}…, but this contract's sha256 is {contract_sha256[:12]}…; "
+                         "merge only reports of the same contract version")
+    return {s["name"]: StageResult.from_dict(s) for s in data["stages"]}, data["finished_at"]
+
+
+def merge_into(results: list[StageResult], earlier: dict[str, StageResult], source: str,
+               finished_at: str) -> list[StageResult]:
+    """Replace every stage this run skipped as not selected with the earlier run's result of it."""
+    merged = []
+    for stage in results:
+        previous = earlier.get(stage.name)
+        if previous is not None and stage.notes and "not selected (--stage)" in stage.notes[0]:
+            previous.notes = [f"merged from {source} (run finished {finished_at})", *previous.notes]
+            merged.append(previous)
+        else:
+            merged.append(stage)
+    return merged
