@@ -42,24 +42,6 @@ def _bits_as_double(typingctx, bits):  # noqa: ANN001, ANN202 - numba intrinsic 
 
 
 @numba.njit(inline="always", **_JIT)
-def _g_reduced(r):  # noqa: ANN001, ANN202
-    """e^r − 1 − r by Taylor series for |r| ≤ ln2/2 (truncation < 3e-12 relative): exp's core.
-
-    Weights need far less than float64 precision (a relative error ε in every p_i moves KL by ~ε),
-    so the series stops where its error is ~1e-11, well inside the 1e-6 accuracy rule."""
-    p = 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    return p * r * r
-
-
-@numba.njit(inline="always", **_JIT)
 def _g_series(x):  # noqa: ANN001, ANN202
     """e^x − 1 − x by Taylor series for |x| ≤ 1 (truncation < 1e-13 relative)."""
     p = 1.0 / 355687428096000.0
@@ -83,7 +65,11 @@ def _g_series(x):  # noqa: ANN001, ANN202
 
 @numba.njit(inline="always", **_JIT)
 def _g_short(x):  # noqa: ANN001, ANN202
-    """e^x − 1 − x by Taylor series for |x| ≤ 1/4 (truncation < 1e-11 relative): near-identical rows."""
+    """e^x − 1 − x by Taylor series for |x| ≤ ln2/2 (truncation < 3e-12 relative; < 1e-11 at 1/4).
+
+    Serves exp's reduced argument and the near-identical rows of pass 3: weights and g(u) need far
+    less than float64 precision (a relative error ε moves KL by ~ε), so the series stops at ~1e-11,
+    well inside the 1e-6 accuracy rule."""
     p = 1.0 / 3628800.0
     p = p * x + 1.0 / 362880.0
     p = p * x + 1.0 / 40320.0
@@ -103,7 +89,7 @@ def _exp(x):  # noqa: ANN001, ANN202
     k = math.floor(xc * _LOG2E + 0.5)
     r = (xc - k * _LN2_HI) - k * _LN2_LO
     scale = _bits_as_double((np.int64(k) + 1023) << 52)
-    out = (1.0 + r + _g_reduced(r)) * scale
+    out = (1.0 + r + _g_short(r)) * scale
     return out if x >= _X_MIN else 0.0
 
 
@@ -222,7 +208,10 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         acc = 0.0
         acc_ut = 0.0
         reach = max(abs(d_hi - shift), abs(d_lo - shift))  # largest |u| in the row
-        if reach <= 0.25:  # the common case (fp32 noise, bf16): shortest series, one loop version each
+        # Two copies of one loop on purpose: a per-element choice of series costs ~10 % of the whole
+        # kernel (bench/bench_metrics.py), and LLVM does not unswitch it; the common case (fp32 noise,
+        # bf16: |u| ≤ 1/4) gets a loop with the shortest series only.
+        if reach <= 0.25:
             for i in range(vocab):
                 ar = np.float64(a[i])
                 u = (np.float64(b[i]) - ar) - shift if ar != -np.inf else 0.0
