@@ -7,6 +7,7 @@ a higher one (DESIGN.md §2). Plain dataclasses with a JSON form; no behaviour b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -123,6 +124,13 @@ class StageResult:
             notes=list(data.get("notes", [])),
             details=dict(data.get("details", {})),
         )
+
+
+def bounds_text(bounds: list[Bound], *, fmt: Callable[[float], str] | None = None) -> str:
+    """``≤ 0.001`` / ``≥ 0.98`` (comma-separated when a clause sets both); ``fmt`` defaults to
+    ``format_value``."""
+    show = fmt or format_value
+    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {show(b.value)}" for b in bounds)
 
 
 def format_value(value: float | None) -> str:

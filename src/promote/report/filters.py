@@ -12,7 +12,7 @@ import html
 import math
 import re
 
-from promote.results import Bound, format_value
+from promote.results import Bound, bounds_text, format_value
 
 _MD_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -50,7 +50,7 @@ def fence(text: object, minimum: int = 3) -> str:
 
 def bound_text(bounds: list[Bound]) -> str:
     """``≤ 0.001`` / ``≥ 0.98`` (comma-separated when a clause sets both)."""
-    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds) or "—"
+    return bounds_text(bounds) or "—"
 
 
 def margin(observed: float | None, bounds: list[Bound]) -> float | None:

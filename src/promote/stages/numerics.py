@@ -19,17 +19,13 @@ from promote.kernels.base import Kernel
 from promote.metrics.bounds import implications
 from promote.metrics.names import PARAMETERIZED_METRICS, parameterized_key
 from promote.metrics.summary import MetricSummary
-from promote.results import Bound, ClauseResult, StageResult, format_value, worst_status
+from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
 from promote.stages.topk_scoring import bounded_note, judge_bounded
 
 STAGE = "numerics"
-
-
-def _needs(bounds: list[Bound]) -> str:
-    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in bounds)
 
 
 def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor | None = None) -> ClauseResult:
@@ -79,11 +75,11 @@ def _judge_bounds(clause: NumericalClause, bounds: list[Bound], low: float, high
     surely_violated = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
     maybe_violated = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
     if surely_violated:
-        return clause.severity, f"required {_needs(surely_violated)}"
+        return clause.severity, f"required {bounds_text(surely_violated)}"
     if maybe_violated:
-        return "inconclusive", (f"the bound {_needs(maybe_violated)} lies inside the quantile sketch's error "
+        return "inconclusive", (f"the bound {bounds_text(maybe_violated)} lies inside the quantile sketch's error "
                                 "band; raise the exact-quantile limit or use fewer positions")
-    return "pass", f"within {_needs(bounds)}"
+    return "pass", f"within {bounds_text(bounds)}"
 
 
 def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,

@@ -41,7 +41,7 @@ from promote.metrics.tensor import (
     tensor_metrics,
     vacuous_reason,
 )
-from promote.results import Bound, ClauseResult, StageResult, format_value, json_safe, worst_status
+from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, json_safe, worst_status
 from promote.tensor_data import tensor_batches
 
 STAGE = "numerics"
@@ -206,7 +206,7 @@ class TensorAccumulator:
 
 def _needs(bounds: list[Bound]) -> str:
     """Bounds as written (up to 10 digits): a cosine bound of 0.99999 must not print as 1."""
-    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {b.value:.10g}" for b in bounds)
+    return bounds_text(bounds, fmt=lambda value: f"{value:.10g}")
 
 
 def _shown(metric: str, value: float) -> str:

@@ -18,7 +18,7 @@ from promote.data import Batch
 from promote.errors import UsageError
 from promote.kernels.base import Outputs
 from promote.metrics.topk import BOUNDED_METRICS, Side, side_from_logits, topk_metrics
-from promote.results import Bound, ClauseResult, finite_or_none, format_value
+from promote.results import Bound, ClauseResult, bounds_text, finite_or_none, format_value
 
 if TYPE_CHECKING:
     from promote.stages.comparison import NumericsAccumulator
@@ -104,7 +104,7 @@ def judge_bounded(clause: Any, acc: NumericsAccumulator, stage: str) -> ClauseRe
                             message=f"{shown}: non-finite records at {judged.nonfinite} positions; see `nonfinite`")
     conservative = {"max": high, "min": low}
     violated = [b for b in bounds if not b.holds(conservative[b.op])]
-    need = ", ".join(f"{'≤' if b.op == 'max' else '≥'} {format_value(b.value)}" for b in (violated or bounds))
+    need = bounds_text(violated or bounds)
     if not violated:
         return ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message=f"{shown} {need}")
     certain = any(not b.holds(low if b.op == "max" else high) for b in violated)
