@@ -274,7 +274,7 @@ def bounds(drift: float | None, osc: float | None, seq_len: int | None, reward_r
     """Print what a logit drift implies: TV, KL, log-ratio, importance weights, reward, sequence, PPO clip."""
     import json
 
-    from promote.metrics.bounds import implications
+    from promote.bounds import implications
 
     if drift is None and osc is None:
         raise click.UsageError("give --drift or --osc")

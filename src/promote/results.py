@@ -11,9 +11,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Every status a clause can have. Only `pass` (and `skipped`, for stages not requested) count as
-# green; everything else is surfaced and routed by the policy (DESIGN.md §6).
-STATUSES = ("pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped")
 STAGE_NAMES = ("numerics", "slices", "runtime", "observability")
 # Contract section of each stage (the report uses stage names; the contract, section names).
 STAGE_SECTIONS = {

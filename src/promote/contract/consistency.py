@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
+from promote.bounds import clip_budget, osc_for_kl, osc_for_tv
 from promote.contract.load import LoadedDocument, Problem
-from promote.metrics.bounds import clip_budget, osc_for_kl, osc_for_tv
 
 _PER_POSITION_STATS = ("p50", "p90", "p99", "p99.9", "max")
 # metric → (stats for which a logit bound implies it, inverse: the osc that metric's bound needs)

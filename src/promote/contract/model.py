@@ -19,9 +19,14 @@ from promote.contract.kernel_specs import (
 )
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
-from promote.metrics.names import DIVERGENCE_METRICS, PARAMETERIZED_METRICS
-from promote.metrics.tensor import DEFAULT_VACUOUS_BELOW, SHARED_METRICS, TENSOR_METRICS
 from promote.resources import load_schema
+from promote.vocabulary import (
+    DEFAULT_VACUOUS_BELOW,
+    DIVERGENCE_METRICS,
+    PARAMETERIZED_METRICS,
+    SHARED_METRICS,
+    TENSOR_METRICS,
+)
 
 STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
 IMPLEMENTED_SECTIONS = ("numerical", "statistical")

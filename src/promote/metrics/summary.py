@@ -18,18 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from promote.vocabulary import worse_direction
+
 QUANTILE_STATS = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
 EXACT_LIMIT = 1 << 18  # values kept for exact quantiles, per metric
 SKETCH_K = 30  # REQ section size: larger is more accurate (error ~1/k) and bigger
 BAND_STD_DEVS = 2  # width of a sketched quantile's rank-error band (~95 %)
 STAT_NAMES = ("mean", "p50", "p90", "p99", "p99.9", "max", "min", "sum")
-# How "bad" a value is, per metric, for choosing the worst positions to show as evidence.
-_BADNESS = {
-    "argmax_agree": lambda v: -v,
-    "log_ratio": np.abs,
-    "cosine": lambda v: -v,  # tensor metrics (metrics/tensor.py) where a small value is bad
-    "sqnr": lambda v: -v,
-}
+# How "bad" a value is, by the metric's declared worse direction (vocabulary.py), for choosing the
+# worst positions to show as evidence.
+_BADNESS = {"higher": lambda v: v, "lower": lambda v: -v, "abs": np.abs}
 
 
 @dataclass
@@ -99,7 +97,7 @@ class MetricSummary:
         return sum(c.size for c in self._chunks)
 
     def _keep_worst(self, values: np.ndarray, sample_ids: list[str], positions: np.ndarray, tokens: np.ndarray) -> None:
-        badness = _BADNESS.get(self.metric, lambda v: v)(values)
+        badness = _BADNESS[worse_direction(self.metric)](values)
         badness = np.where(np.isnan(badness), np.inf, badness)  # NaN positions are the worst of all
         k = min(self.worst_k, values.size)
         idx = np.argpartition(-badness, k - 1)[:k]
@@ -107,7 +105,7 @@ class MetricSummary:
         self.worst = self._rank(self.worst + fresh)[: self.worst_k]
 
     def _rank(self, items: list[Position]) -> list[Position]:
-        key = _BADNESS.get(self.metric, lambda v: v)
+        key = _BADNESS[worse_direction(self.metric)]
 
         def badness(p: Position) -> float:
             b = float(key(np.float64(p.value)))

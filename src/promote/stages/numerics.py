@@ -13,17 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from promote.bounds import implications
 from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
 from promote.kernels.base import Kernel
-from promote.metrics.bounds import implications
-from promote.metrics.names import PARAMETERIZED_METRICS, parameterized_key
 from promote.metrics.summary import MetricSummary
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
 from promote.stages.topk_scoring import bounded_note, judge_bounded
+from promote.vocabulary import PARAMETERIZED_METRICS, parameterized_key
 
 STAGE = "numerics"
 
@@ -170,6 +170,8 @@ def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kerne
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
     details["bounds"] = implied_by(acc, spec.implications)
+    if spec.implications:
+        details["implications"] = dict(spec.implications)
     notes = [*reference.notes, *candidate.notes, *(floor.notes() if floor else [])]
     if acc.bounded:
         notes.append(bounded_note())

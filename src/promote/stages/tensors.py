@@ -28,12 +28,10 @@ from typing import Any
 import numpy as np
 
 from promote.contract.model import NumericalClause, NumericalSpec, TensorOptions
-from promote.data import EvalSet
+from promote.data import EvalSet, tensor_batches
 from promote.kernels.base import Kernel
 from promote.metrics.summary import MetricSummary
 from promote.metrics.tensor import (
-    ELEMENT_METRICS,
-    TENSOR_LEVEL_METRICS,
     Range,
     compile_glob,
     dtype_kind,
@@ -42,7 +40,7 @@ from promote.metrics.tensor import (
     vacuous_reason,
 )
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, json_safe, worst_status
-from promote.tensor_data import tensor_batches
+from promote.vocabulary import ELEMENT_METRICS, TENSOR_LEVEL_METRICS
 
 STAGE = "numerics"
 SIDES = ("reference", "candidate")
