@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from promote import judgement
 from promote.bounds import implications
 from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
 from promote.kernels.base import Kernel
 from promote.metrics.summary import MetricSummary
-from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, worst_status
+from promote.results import Bound, ClauseResult, StageResult, bounds_text, finite_or_none, format_value, worst_status
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
-from promote.stages.topk_scoring import bounded_note, judge_bounded
+from promote.stages.topk_scoring import bounded_note
 from promote.vocabulary import PARAMETERIZED_METRICS, parameterized_key
 
 STAGE = "numerics"
@@ -41,7 +42,7 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
     if reason:
         return ClauseResult(status="vacuous", message=reason, **base)
     if clause.metric in acc.bounded:
-        return judge_bounded(clause, acc, STAGE)
+        return judge_bounded(clause, acc)
     key = parameterized_key(clause.metric, clause.param)
     if key in acc.unavailable:
         return ClauseResult(status="error", **base, message=f"`{clause.metric}` cannot be computed from these "
@@ -60,25 +61,25 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
         return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
                             message=f"{shown}: non-finite values at {summary.nan} positions "
                                     f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
-    verdicts = [_judge_bounds(clause, bounds, low, high)]
+    verdict = judgement.judge(bounds, observed, low, high) if bounds else None
+    verdicts = [_bounds_text(clause, bounds, verdict)]
     if clause.max_floor_ratio is not None and floor is not None:
         verdicts.append(_judge_floor(clause, floor, observed, evidence))
     status = worst_status([v[0] for v in verdicts])
     message = "; ".join(text for _, text in verdicts if text)
     return ClauseResult(status=status, observed=observed, evidence=evidence, **base,
-                        message=f"{shown}{': ' if message else ''}{message}")
+                        message=f"{shown}{': ' if message else ''}{message}").judged(
+        verdict, low=low, high=high, samples=summary.count)
 
 
-def _judge_bounds(clause: NumericalClause, bounds: list[Bound], low: float, high: float) -> tuple[str, str]:
-    if not bounds:
+def _bounds_text(clause: NumericalClause, bounds: list[Bound], verdict: judgement.Verdict | None) -> tuple[str, str]:
+    if verdict is None:
         return "pass", ""
-    surely_violated = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
-    maybe_violated = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
-    if surely_violated:
-        return clause.severity, f"required {bounds_text(surely_violated)}"
-    if maybe_violated:
-        return "inconclusive", (f"the bound {bounds_text(maybe_violated)} lies inside the quantile sketch's error "
-                                "band; raise the exact-quantile limit or use fewer positions")
+    if verdict.status == "fail":
+        return clause.severity, f"required {bounds_text(list(verdict.violated))}"
+    if verdict.status == "inconclusive":
+        return "inconclusive", (f"the bound {bounds_text(list(verdict.straddled))} lies inside the quantile sketch's "
+                                "error band; raise the exact-quantile limit or use fewer positions")
     return "pass", f"within {bounds_text(bounds)}"
 
 
@@ -98,6 +99,44 @@ def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,
     if ratio <= clause.max_floor_ratio:
         return "pass", f"{text} (≤ {format_value(clause.max_floor_ratio)}×)"
     return clause.severity, f"{text}, required ≤ {format_value(clause.max_floor_ratio)}×"
+
+
+def judge_bounded(clause: NumericalClause, acc: NumericsAccumulator, stage: str = STAGE) -> ClauseResult:
+    """Judge a clause whose metric is only bounded (top-k records), on the conservative side of each
+    bound: the upper bound for a ``max`` clause, the lower for a ``min`` clause; a bound is never
+    presented as a measured value."""
+    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
+    base = dict(id=clause.id, stage=stage, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
+    reason = acc.vacuous_reason
+    if reason:
+        return ClauseResult(status="vacuous", message=reason, **base)
+    lower, upper = acc.summaries[f"{clause.metric}_lower"], acc.summaries[f"{clause.metric}_upper"]
+    low, high = lower.stat(clause.stat), upper.stat(clause.stat)
+    side = "upper" if bounds and bounds[0].op == "max" else "lower"
+    observed = high if side == "upper" else low
+    judged = upper if side == "upper" else lower
+    evidence: dict[str, Any] = {
+        "bounded": True, "judged_on": f"{side} bound", "lower": finite_or_none(low), "upper": finite_or_none(high),
+        "lower_text": format_value(low), "upper_text": format_value(high),
+        "positions": judged.count, "worst": [p.to_dict() for p in judged.worst],
+    }
+    shown = (f"{clause.stat}({clause.metric}) ∈ [{format_value(low)}, {format_value(high)}] "
+             f"(certified bounds from top-k records; judged on the {side} bound)")
+    if math.isnan(observed):
+        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
+                            message=f"{shown}: non-finite records at {judged.nonfinite} positions; see `nonfinite`")
+    verdict = judgement.judge(bounds, observed, low, high)
+    result = ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message="").judged(
+        verdict, low=low, high=high, samples=judged.count)
+    if verdict.status == "pass":
+        result.message = f"{shown} {bounds_text(bounds)}"
+        return result
+    why = ("violated whatever the unrecorded tail holds" if verdict.violated else
+           "not certified: the unrecorded tail could put it beyond the bound (record more top-k, or full logits)")
+    result.status = clause.severity
+    beyond = [b for b in bounds if not b.holds(high if b.op == "max" else low)]  # on the conservative side
+    result.message = f"{shown}, required {bounds_text(beyond)}: {why}"
+    return result
 
 
 def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, Any]:

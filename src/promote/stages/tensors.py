@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from promote import judgement
 from promote.contract.model import NumericalClause, NumericalSpec, TensorOptions
 from promote.data import EvalSet, tensor_batches
 from promote.kernels.base import Kernel
@@ -273,19 +274,21 @@ def judge_output(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str
             floor = f"{opts.rel_floor:g}" if opts.rel_floor is not None else "1e-6·max|r| per sample"
             shown += f" [warning: {hits} of {acc.elements} elements had |r| below the floor ({floor}), which " \
                      "replaced |r| as the denominator]"
-    surely = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
-    maybe = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
-    if surely:
+    verdict = judgement.judge(bounds, observed, low, high)
+    result = ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message="").judged(
+        verdict, low=low, high=high, samples=summary.count)
+    if verdict.status == "fail":
         worst = evidence[worst_key][0] if evidence[worst_key] else None
         at = f"; worst at sample {worst['sample_id']}" + (f" {worst['index']}" if "index" in worst else "") \
             if worst else ""
-        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                            message=f"{shown}, required {_needs(surely)}{at}")
-    if maybe:
-        return ClauseResult(status="inconclusive", observed=observed, evidence=evidence, **base,
-                            message=f"{shown}: the bound {_needs(maybe)} lies inside the quantile sketch's error band")
-    return ClauseResult(status="pass", observed=observed, evidence=evidence, **base,
-                        message=f"{shown} {_needs(bounds)}")
+        result.status, result.message = clause.severity, f"{shown}, required {_needs(list(verdict.violated))}{at}"
+    elif verdict.status == "inconclusive":
+        result.status = "inconclusive"
+        result.message = f"{shown}: the bound {_needs(list(verdict.straddled))} lies inside the quantile sketch's " \
+                         "error band"
+    else:
+        result.message = f"{shown} {_needs(bounds)}"
+    return result
 
 
 def judge(clause: NumericalClause, acc: TensorAccumulator) -> list[ClauseResult]:

@@ -1,16 +1,12 @@
 """Numerics for outputs that are not full logits on both sides (top-k records): scoring a batch with
 ``metrics/topk.py`` and judging clauses on metrics that are only bounded.
 
-Kept apart from ``stages/numerics.py`` so that the full-logits path there stays exactly as it was;
-numerics calls in here only when a kernel delivered top-k outputs. A bounded metric is judged on its
-conservative side — the upper bound for a ``max`` clause, the lower bound for a ``min`` clause — and
-the message says so: a bound is never presented as a measured value.
+Kept apart from ``stages/comparison.py`` so the full-logits path there stays exactly as it was;
+scoring calls in here only when a kernel delivered top-k outputs. Judging the bounded metrics is
+``stages/numerics.judge_bounded`` (on the conservative side of each bound).
 """
 
 from __future__ import annotations
-
-import math
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,10 +14,6 @@ from promote.data import Batch
 from promote.errors import UsageError
 from promote.kernels.base import Outputs
 from promote.metrics.topk import BOUNDED_METRICS, Side, side_from_logits, topk_metrics
-from promote.results import Bound, ClauseResult, bounds_text, finite_or_none, format_value
-
-if TYPE_CHECKING:
-    from promote.stages.comparison import NumericsAccumulator
 
 BOUNDED_NOTE = ("metrics {names} come from top-k records and are certified bounds, summarised as `NAME_lower` / "
                 "`NAME_upper`: `max` clauses are judged on the upper bound, `min` clauses on the lower bound")
@@ -80,42 +72,8 @@ def score_topk(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray, *, l
     return rows, cols, targets, views[0], views[1], values
 
 
-def judge_bounded(clause: Any, acc: NumericsAccumulator, stage: str) -> ClauseResult:
-    """Judge a clause whose metric is only bounded, on the conservative side of each bound."""
-    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
-    base = dict(id=clause.id, stage=stage, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
-    reason = acc.vacuous_reason
-    if reason:
-        return ClauseResult(status="vacuous", message=reason, **base)
-    lower, upper = acc.summaries[f"{clause.metric}_lower"], acc.summaries[f"{clause.metric}_upper"]
-    low, high = lower.stat(clause.stat), upper.stat(clause.stat)
-    side = "upper" if bounds and bounds[0].op == "max" else "lower"
-    observed = high if side == "upper" else low
-    judged = upper if side == "upper" else lower
-    evidence: dict[str, Any] = {
-        "bounded": True, "judged_on": f"{side} bound", "lower": finite_or_none(low), "upper": finite_or_none(high),
-        "lower_text": format_value(low), "upper_text": format_value(high),
-        "positions": judged.count, "worst": [p.to_dict() for p in judged.worst],
-    }
-    shown = (f"{clause.stat}({clause.metric}) ∈ [{format_value(low)}, {format_value(high)}] "
-             f"(certified bounds from top-k records; judged on the {side} bound)")
-    if math.isnan(observed):
-        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                            message=f"{shown}: non-finite records at {judged.nonfinite} positions; see `nonfinite`")
-    conservative = {"max": high, "min": low}
-    violated = [b for b in bounds if not b.holds(conservative[b.op])]
-    need = bounds_text(violated or bounds)
-    if not violated:
-        return ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message=f"{shown} {need}")
-    certain = any(not b.holds(low if b.op == "max" else high) for b in violated)
-    why = ("violated whatever the unrecorded tail holds" if certain else
-           "not certified: the unrecorded tail could put it beyond the bound (record more top-k, or full logits)")
-    return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                        message=f"{shown}, required {need}: {why}")
-
-
 def bounded_note() -> str:
     return BOUNDED_NOTE.format(names=", ".join(f"`{m}`" for m in BOUNDED_METRICS))
 
 
-__all__ = ["check_vocab", "score_topk", "judge_bounded", "bounded_note"]
+__all__ = ["check_vocab", "score_topk", "bounded_note"]
