@@ -130,10 +130,10 @@ def _kernel_stages(contract: Contract, evalset: EvalSet, options: CheckOptions, 
                                       consumers=[collector] if collector is not None else [], progress=progress)
                 out["numerics"] = lambda: result
             elif collector is not None:
-                from promote.stages.comparison import compare_kernels
+                from promote.engine.passes import kernel_pass
 
                 tie_margin = contract.numerical.tie_margin if contract.numerical else 1e-3
-                compare_kernels(evalset, reference, candidate, [collector], tie_margin=tie_margin, progress=progress)
+                kernel_pass(evalset, reference, candidate, [collector], tie_margin=tie_margin, progress=progress)
     except EvaluationError as exc:
         message = exc.format_message()
         print(f"promote: error: {message}", file=sys.stderr)

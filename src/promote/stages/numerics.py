@@ -17,16 +17,23 @@ from promote import judgement
 from promote.bounds import implications
 from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
+from promote.engine.accumulate import NumericsAccumulator
+from promote.engine.passes import Consumer, kernel_pass
 from promote.kernels.base import Kernel
 from promote.metrics.summary import MetricSummary
+from promote.metrics.topk import BOUNDED_METRICS
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, finite_or_none, format_value, worst_status
-from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
-from promote.stages.topk_scoring import bounded_note
 from promote.vocabulary import PARAMETERIZED_METRICS, parameterized_key
 
 STAGE = "numerics"
+BOUNDED_NOTE = ("metrics {names} come from top-k records and are certified bounds, summarised as `NAME_lower` / "
+                "`NAME_upper`: `max` clauses are judged on the upper bound, `min` clauses on the lower bound")
+
+
+def bounded_note() -> str:
+    return BOUNDED_NOTE.format(names=", ".join(f"`{m}`" for m in BOUNDED_METRICS))
 
 
 def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor | None = None) -> ClauseResult:
@@ -156,25 +163,30 @@ def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, A
     return out
 
 
+def prepare(spec: NumericalSpec) -> tuple[NumericsAccumulator, NoiseFloor | None]:
+    """The numerics consumers of a pass: the summaries and (if declared) the noise floor's."""
+    acc = NumericsAccumulator(parameterized=tuple(sorted({
+        parameterized_key(c.metric, c.param) for c in spec.clauses if c.metric in PARAMETERIZED_METRICS})))
+    return acc, (NoiseFloor(spec.noise_floor) if spec.noise_floor else None)
+
+
 def run_numerics(
     spec: NumericalSpec,
     evalset: EvalSet,
     reference: Kernel,
     candidate: Kernel,
     *,
-    consumers: Sequence[Callable[[ScoredBatch], None]] = (),
+    consumers: Sequence[Consumer] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StageResult:
-    """Run both kernels over the eval set and judge every numerical clause.
+    """Run both kernels over the eval set (one engine pass) and judge every numerical clause.
 
-    ``consumers`` (e.g. the slice stage's accumulator) receive the same scored batches.
+    ``consumers`` (e.g. the slice stage's collector) receive the same scored batches.
     """
     start = time.perf_counter()
-    acc = NumericsAccumulator(parameterized=tuple(sorted({
-        parameterized_key(c.metric, c.param) for c in spec.clauses if c.metric in PARAMETERIZED_METRICS})))
-    floor = NoiseFloor(reference, spec.noise_floor, tie_margin=spec.tie_margin) if spec.noise_floor else None
-    pass_consumers = [acc, *([floor] if floor else []), *consumers]
-    compare_kernels(evalset, reference, candidate, pass_consumers, tie_margin=spec.tie_margin, progress=progress)
+    acc, floor = prepare(spec)
+    kernel_pass(evalset, reference, candidate, [acc, *consumers], tie_margin=spec.tie_margin,
+                floors=floor.floors() if floor else (), progress=progress)
     result = stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
     if spec.localize:
         found = localize(evalset, reference, candidate, factor=spec.localize.factor,
@@ -197,21 +209,26 @@ def _localize_note(found: dict[str, Any]) -> str:
             f"{found['samples']} samples)")
 
 
-def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel, candidate: Kernel,
+def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel | None, candidate: Kernel | None,
                  duration_s: float, *, floor: NoiseFloor | None = None) -> StageResult:
-    """Judge the clauses on accumulated summaries and describe the run."""
+    """Judge the clauses on accumulated summaries (one pass, or merged shards) and describe the run.
+
+    ``reference``/``candidate`` give kernel timings and notes; None when the state came from shards.
+    """
     clauses = [judge(c, acc, floor) for c in spec.clauses]
     details = {
         "samples": acc.samples,
         "positions": acc.positions,
         "tie_margin": spec.tie_margin,
-        "kernel_seconds": {"reference": round(reference.seconds, 6), "candidate": round(candidate.seconds, 6)},
+        "kernel_seconds": {role: round(k.seconds, 6) for role, k in (("reference", reference),
+                                                                        ("candidate", candidate)) if k is not None},
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
     details["bounds"] = implied_by(acc, spec.implications)
     if spec.implications:
         details["implications"] = dict(spec.implications)
-    notes = [*reference.notes, *candidate.notes, *(floor.notes() if floor else [])]
+    notes = [*(reference.notes if reference else []), *(candidate.notes if candidate else []),
+             *(floor.notes() if floor else [])]
     if acc.bounded:
         notes.append(bounded_note())
     if floor:

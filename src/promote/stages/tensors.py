@@ -29,7 +29,8 @@ import numpy as np
 
 from promote import judgement
 from promote.contract.model import NumericalClause, NumericalSpec, TensorOptions
-from promote.data import EvalSet, tensor_batches
+from promote.data import EvalSet
+from promote.engine.passes import tensor_pass
 from promote.kernels.base import Kernel
 from promote.metrics.summary import MetricSummary
 from promote.metrics.tensor import (
@@ -320,11 +321,8 @@ def run_tensors(
     floors = [c.tensor.rel_floor for c in spec.clauses if c.metric == "rel" and c.tensor and c.tensor.rel_floor
               is not None]
     acc = TensorAccumulator(floors)
-    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
-    for batch in tensor_batches(evalset, batch_size):
-        acc.update(batch.ids, reference.run(batch), candidate.run(batch))
-        if progress:
-            progress(acc.samples, len(evalset.samples))
+    tensor_pass(evalset, reference, candidate, lambda batch, ref, cand: acc.update(batch.ids, ref, cand),
+                progress=progress)
     clauses = [result for clause in spec.clauses for result in judge(clause, acc)]
     notes = []
     only = {side: [k for k in acc.keys[side] if k not in acc.keys[other]]

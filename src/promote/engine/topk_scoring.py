@@ -1,8 +1,8 @@
-"""Numerics for outputs that are not full logits on both sides (top-k records): scoring a batch with
-``metrics/topk.py`` and judging clauses on metrics that are only bounded.
+"""Scoring a batch whose outputs are not full logits on both sides (top-k records), with
+``metrics/topk.py``'s certified bounds.
 
-Kept apart from ``stages/comparison.py`` so the full-logits path there stays exactly as it was;
-scoring calls in here only when a kernel delivered top-k outputs. Judging the bounded metrics is
+Kept apart from ``engine/scoring.py`` so the full-logits path there stays exactly as it was; scoring
+calls in here only when a kernel delivered top-k outputs. Judging the bounded metrics is
 ``stages/numerics.judge_bounded`` (on the conservative side of each bound).
 """
 
@@ -13,10 +13,7 @@ import numpy as np
 from promote.data import Batch
 from promote.errors import UsageError
 from promote.kernels.base import Outputs
-from promote.metrics.topk import BOUNDED_METRICS, Side, side_from_logits, topk_metrics
-
-BOUNDED_NOTE = ("metrics {names} come from top-k records and are certified bounds, summarised as `NAME_lower` / "
-                "`NAME_upper`: `max` clauses are judged on the upper bound, `min` clauses on the lower bound")
+from promote.metrics.topk import Side, side_from_logits, topk_metrics
 
 
 def check_vocab(labels: tuple[str, str], ref_vocab: int, cand_vocab: int) -> None:
@@ -72,8 +69,4 @@ def score_topk(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray, *, l
     return rows, cols, targets, views[0], views[1], values
 
 
-def bounded_note() -> str:
-    return BOUNDED_NOTE.format(names=", ".join(f"`{m}`" for m in BOUNDED_METRICS))
-
-
-__all__ = ["check_vocab", "score_topk", "bounded_note"]
+__all__ = ["check_vocab", "score_topk"]
