@@ -22,6 +22,7 @@ from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
 from promote.policy import decide
+from promote.progress import progress_printer
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
@@ -33,7 +34,7 @@ class CheckOptions:
     stages: tuple[str, ...] = ()
     fail_on: str = "fail"
     all_stages: bool = False
-    progress: bool = False
+    progress: str | bool | None = None  # progress.py mode: "tty", "lines" or None (True: tty)
     command: str = ""
     merge: Path | None = None  # an earlier JSON report whose stages fill the ones not selected here
 
@@ -52,26 +53,6 @@ def _commit(contract_dir: str) -> str | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _progress_printer(enabled: bool, *, after_s: float = 2.0):  # noqa: ANN202
-    """A one-line progress display on stderr that appears only once a run has taken ``after_s``."""
-    if not enabled:
-        return None
-    start = time.perf_counter()
-
-    def show(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - start
-        if elapsed < after_s:
-            return
-        rate = done / elapsed
-        eta = (total - done) / rate if rate else 0.0
-        sys.stderr.write(f"\rpromote: numerics {done}/{total} samples, {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
 
 
 def _clause_ids(contract: Contract, stage: str) -> list[tuple[str, int | None]]:
@@ -110,7 +91,7 @@ def _kernel_stages(contract: Contract, evalset: EvalSet, options: CheckOptions, 
         collector = prepare(contract, evalset)
     reference = build_kernel(contract.reference, role="reference")
     candidate = build_kernel(contract.candidate, role="candidate")
-    progress = _progress_printer(options.progress)
+    progress = progress_printer(options.progress)
     out: dict[str, Callable[[], StageResult]] = {}
     start = time.perf_counter()
     try:
