@@ -15,6 +15,8 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
 
 - Unknown keys are errors at every level (with a "did you mean" suggestion), never ignored.
 - Paths (model files, weights, data) are relative to the contract file, not the working directory.
+- A model file (`model: path/to/model.py:build`) is imported with its own folder first on `sys.path`
+  (removed again afterwards), so it can `import` a sibling module as `python model.py` could.
 - `${VAR}` and `${VAR:-default}` in string values read environment variables after YAML parsing;
   a value that is exactly one `${...}` (unquoted) takes the YAML type of the substituted text, so
   `max: ${KL_MAX:-1e-3}` is a number. `$${` writes a literal `${`. An unset variable with no default
