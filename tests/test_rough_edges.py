@@ -40,3 +40,33 @@ def test_a_model_file_can_import_a_sibling_module(mini, monkeypatch):
     assert sys.path == path_before  # the folder was on sys.path only while importing
     sys.modules.pop("sibling_helpers_r8", None)
     sys.modules.pop("model", None)
+
+
+def test_merge_refuses_a_report_made_with_another_value_of_a_variable(mini, tmp_path):
+    contract = mini.contract(candidate="${CAND}", extra={"runtime": {"clauses": [
+        {"id": "p99", "metric": "latency_ms", "stat": "p99", "max_ratio": 1.1}]}})
+    earlier = tmp_path / "numerics.json"
+    first = invoke("check", str(contract), "--stage", "numerics", "--output", f"json={earlier}",
+                   env={"CAND": "build"})
+    assert first.exit_code == 0, first.output
+    report = json.loads(earlier.read_text())
+    raw = __import__("hashlib").sha256(contract.read_bytes()).hexdigest()
+    assert report["contract"]["raw_sha256"] == raw != report["contract"]["sha256"]
+    # Same file, same variable values: merged.
+    same = invoke("check", str(contract), "--stage", "runtime", "--merge", str(earlier), "--format", "json",
+                  env={"CAND": "build"})
+    assert same.exit_code == 3 and "merged from" in same.stdout  # runtime is not implemented: exit 3
+    # Same file, another candidate: refused, and the message says why.
+    other = invoke("check", str(contract), "--stage", "runtime", "--merge", str(earlier), env={"CAND": "build_hot"})
+    assert other.exit_code == 2, other.output
+    assert "other values for its ${VAR} references" in other.stderr
+
+
+def test_reproduce_line_names_the_variables_the_contract_used(mini):
+    contract = mini.contract(candidate="${CAND}", extra={"description": "${NOTE} by ${API_TOKEN}"})
+    result = invoke("check", str(contract), env={"CAND": "build", "NOTE": "it's a test", "API_TOKEN": "s3cr3t",
+                                                 "UNUSED": "x"})
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("reproduce: "))
+    assert line == f"reproduce: CAND=build NOTE='it'\"'\"'s a test' API_TOKEN=*** promote check {contract}"
+    assert "s3cr3t" not in result.stdout and "UNUSED" not in result.stdout

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from promote import __version__
+from promote.contract.interpolate import assignments
 from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
@@ -53,6 +54,13 @@ def _commit(contract_dir: str) -> str | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _with_environment(contract: Contract, command: str) -> str:
+    """The reproduce command with the variables the contract's ``${...}`` used in front of it
+    (``CAND=faults.py:build promote check ...``), secret-like values masked."""
+    prefix = assignments(contract.variables)
+    return f"{prefix} {command}" if prefix else command
 
 
 def _clause_ids(contract: Contract, stage: str) -> list[tuple[str, int | None]]:
@@ -162,19 +170,20 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         if blocked and not stopped_by and not options.all_stages:
             stopped_by = stage
     if options.merge is not None:
-        earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256)
+        earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256,
+                                           raw_sha256=contract.raw_sha256)
         results = merge_into(results, earlier, str(options.merge), finished_at)
     decision = decide(results, contract.escalation, fail_on=options.fail_on)
     return Report(
         tool_version=__version__,
         contract={"name": contract.name, "path": contract.source.display_path, "sha256": contract.sha256,
-                  "description": contract.description},
+                  "raw_sha256": contract.raw_sha256, "description": contract.description},
         kernels={"reference": {"spec": contract.reference.summary(), "fingerprint": fingerprints["reference"]},
                  "candidate": {"spec": contract.candidate.summary(), "fingerprint": fingerprints["candidate"]}},
         data={"path": contract.data.display_path, "samples": len(evalset.samples), "positions": evalset.positions},
         stages=results,
         decision=decision,
-        command=options.command or f"promote check {contract.source.display_path}",
+        command=_with_environment(contract, options.command or f"promote check {contract.source.display_path}"),
         started_at=started,
         finished_at=_now(),
         duration_s=time.perf_counter() - t0,

@@ -5,6 +5,8 @@ the contract file, never the working directory.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +131,21 @@ class Contract:
 
     @property
     def sha256(self) -> str:
+        """sha256 of the contract as evaluated: its data after ``${VAR}`` interpolation, as canonical
+        JSON (sorted keys, no spaces). Two runs with different values for a variable (another
+        candidate, another bound) get different hashes, so ``--merge`` cannot mix them up."""
+        text = json.dumps(self.source.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @property
+    def raw_sha256(self) -> str:
+        """sha256 of the contract file's bytes, before interpolation."""
         return self.source.sha256
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """Environment variables the contract's ``${...}`` references took values from."""
+        return dict(self.source.variables)
 
     def sections(self) -> tuple[str, ...]:
         """Stage sections present in the contract, in stage order."""
