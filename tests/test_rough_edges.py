@@ -70,3 +70,35 @@ def test_reproduce_line_names_the_variables_the_contract_used(mini):
     line = next(x for x in result.stdout.splitlines() if x.startswith("reproduce: "))
     assert line == f"reproduce: CAND=build NOTE='it'\"'\"'s a test' API_TOKEN=*** promote check {contract}"
     assert "s3cr3t" not in result.stdout and "UNUSED" not in result.stdout
+
+
+def test_observed_values_get_the_digits_that_show_why_they_failed(mini):
+    from promote.results import Bound, compared
+
+    assert compared(1.001409, [Bound("max", 1.000478)]) == ("1.0014", "≤ 1.0005")
+    assert compared(0.9847, [Bound("min", 0.97)]) == ("0.9847", "≥ 0.97")  # 4 digits when they suffice
+    assert compared(0.97, [Bound("min", 0.97)]) == ("0.97", "≥ 0.97")
+    first = json.loads(invoke("check", str(mini.contract(candidate="build_hot")), "--format", "json").stdout)
+    kl = next(c for c in first["stages"][0]["clauses"] if c["id"] == "kl-mean")["observed"]
+    bound = kl * (1 - 2e-4)  # fails by 0.02 %: 4 significant digits print the same number twice
+    close = mini.contract("close.yaml", candidate="build_hot", clauses=[
+        {"id": "kl-mean", "metric": "kl", "stat": "mean", "max": bound}])
+    result = invoke("check", str(close))
+    assert result.exit_code == 1
+    line = next(x for x in result.stdout.splitlines() if "kl-mean:" in x)
+    shown, required = line.split(" = ")[1].split(": required ≤ ")
+    assert float(shown) > float(required)  # the printed numbers order as the real ones do
+    assert abs(float(shown) - kl) < (kl - bound) / 10 and abs(float(required) - bound) < (kl - bound) / 10
+    markdown = invoke("check", str(close), "--format", "markdown").stdout
+    assert f"| {shown} | ≤ {required} |" in markdown
+
+
+def test_relative_margin_is_left_out_for_a_bound_near_zero():
+    from promote.report.filters import margin_text
+    from promote.results import Bound
+
+    assert margin_text(0.09033, [Bound("max", 1e-5)]) == "-0.09032"
+    assert margin_text(0.0012, [Bound("max", 0.001)]) == "-2.000e-04 (-20%)"
+    assert margin_text(0.5, [Bound("min", 0.98)]) == "-0.48 (-49%)"
+    assert margin_text(0.0, [Bound("max", 0.001)]) == "+0.001 (+100%)"
+    assert margin_text(0.3, [Bound("max", 0.0)]) == "-0.3"
