@@ -102,3 +102,19 @@ def test_relative_margin_is_left_out_for_a_bound_near_zero():
     assert margin_text(0.5, [Bound("min", 0.98)]) == "-0.48 (-49%)"
     assert margin_text(0.0, [Bound("max", 0.001)]) == "+0.001 (+100%)"
     assert margin_text(0.3, [Bound("max", 0.0)]) == "-0.3"
+
+
+def test_report_header_names_the_model_file_onnx_path_and_records():
+    from reports import normal_report
+
+    from promote.report.render import RENDERERS
+
+    report = normal_report()
+    report.kernels["reference"]["spec"] = {"kind": "onnx", "path": "exports/model.onnx", "providers": ["CPU"]}
+    report.kernels["candidate"]["spec"] = {"kind": "records", "path": "runs/vllm_records", "batch_size": 16}
+    text = RENDERERS["text"](report)
+    assert "  reference: onnx (exports/model.onnx)\n  candidate: records (runs/vllm_records)\n" in text
+    markdown = RENDERERS["markdown"](report)
+    assert "Reference onnx (exports/model.onnx) vs candidate records (runs/vllm\\_records) on" in markdown
+    torch_report = normal_report()
+    assert "  reference: torch fp32 (model.py:build)\n" in RENDERERS["text"](torch_report)

@@ -60,6 +60,16 @@ def margin(observed: float | None, bounds: list[Bound]) -> float | None:
     return min((b.value - observed) if b.op == "max" else (observed - b.value) for b in bounds)
 
 
+def kernel_label(spec: dict) -> str:
+    """A kernel as the report header names it: kind, precision, and what runs, so a reader sees which
+    model file and factory, .onnx file or records were compared (``torch bf16 (model.py:build)``)."""
+    words = [str(spec.get("kind", "?"))]
+    if spec.get("precision"):
+        words.append(str(spec["precision"]))
+    what = spec.get("model") or spec.get("path")
+    return " ".join(words) + (f" ({what})" if what else "")
+
+
 def compared_cells(observed: float | None, bounds: list[Bound]) -> tuple[str, str]:
     """Observed and bound cells, with digits enough to show why the clause passed or failed
     (results.compared); ``—`` for a clause without bounds."""
