@@ -118,3 +118,34 @@ def test_report_header_names_the_model_file_onnx_path_and_records():
     assert "Reference onnx (exports/model.onnx) vs candidate records (runs/vllm\\_records) on" in markdown
     torch_report = normal_report()
     assert "  reference: torch fp32 (model.py:build)\n" in RENDERERS["text"](torch_report)
+
+
+CHAIN = [{"id": "osc", "metric": "logit_osc", "stat": "max", "max": 5},
+         {"id": "tv", "metric": "tv", "stat": "max", "max": 0.01}]
+
+
+def test_consistency_warnings_print_once_on_stderr_with_an_id(mini):
+    result = invoke("check", str(mini.contract(clauses=CHAIN)))
+    assert result.exit_code == 0, result.output
+    assert "does not imply" not in result.stdout
+    assert result.stderr.count("does not imply clause `tv`") == 1
+    line = next(x for x in result.stderr.splitlines() if "does not imply" in x)
+    assert ": warning: clause `osc` allows max(logit_osc) up to 5" in line and line.split(":")[1].isdigit()
+    assert "[warning id `chain/osc/tv`; to acknowledge it, add it to `consistency: {ignore: [chain/osc/tv]}`]" in line
+
+
+def test_a_contract_acknowledges_a_consistency_warning(mini):
+    from promote.contract.model import load_contract
+
+    for extra in ({"consistency": {"ignore": ["chain/osc/tv"]}}, {}):
+        numerical = {} if extra else {"consistency": {"ignore": ["chain/osc/tv"]}}
+        path = mini.contract(clauses=CHAIN, extra=extra, numerical=numerical)
+        assert invoke("validate", str(path)).stderr == ""
+        result = invoke("check", str(path), "--format", "json")
+        assert result.exit_code == 0 and "does not imply" not in result.stderr + result.stdout
+        assert json.loads(result.stdout)["warnings"] == []
+        assert load_contract(path)[0].consistency_ignore == ("chain/osc/tv",)
+    stale = mini.contract(clauses=CHAIN[1:], extra={"consistency": {"ignore": ["chain/osc/tv"]}})
+    assert "`chain/osc/tv` acknowledges no current consistency warning" in invoke("validate", str(stale)).stderr
+    typo = mini.contract(clauses=CHAIN, extra={"consistency": {"ignore": ["osc/tv"]}})
+    assert invoke("validate", str(typo)).exit_code == 2

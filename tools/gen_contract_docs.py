@@ -22,6 +22,12 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   `max: ${KL_MAX:-1e-3}` is a number. `$${` writes a literal `${`. An unset variable with no default
   is an error naming its line. Keys are never interpolated.
 - Clause ids must be unique across the whole contract.
+- Bound-chain consistency: `validate` and `check` warn (on stderr, once per run) about a
+  `logit_osc`/`logit_drift` clause too loose to imply a sibling `tv`/`kl`/`abs_log_ratio` clause of
+  the same statistic, or beyond the PPO clip budget of `numerical.implications.clip`. Each warning
+  shows its id, `chain/<logit clause>/<clause>` or `clip/<logit clause>`; list it under
+  `consistency: {ignore: [...]}` (top level, or under `numerical`) to acknowledge it. An id that
+  matches no current warning is itself a warning.
 - A contract must name at least one stage (`numerical`, `statistical`, `runtime`, `observability`).
   This version evaluates `numerical` and `statistical`; clauses of the other stages are reported as
   `error` (exit 3) when their stage runs, never as `pass`. The statistics behind `statistical` are

@@ -143,6 +143,8 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
     """Evaluate a contract; raises UsageError/ContractError (exit 2) for bad input."""
     started, t0 = _now(), time.perf_counter()
     contract, problems = load_contract(contract_path)
+    for problem in problems:  # once, on stderr, as `file:line:col: warning: ...` (the report keeps them too)
+        print(problem, file=sys.stderr)
     evalset = load_evalset(contract.data)
     present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
     wanted = set(options.stages) or present

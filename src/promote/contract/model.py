@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote.contract.consistency import chain_warnings
+from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -124,6 +124,8 @@ class Contract:
     statistical: StatisticalSpec | None = None
     other_stages: dict[str, StageSpec] = field(default_factory=dict)
     escalation: Escalation = field(default_factory=Escalation)
+    #: Consistency warning ids the contract acknowledges (`consistency.ignore`, top level and numerical).
+    consistency_ignore: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -340,6 +342,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         else None,
         statistical=statistical,
         other_stages=other, escalation=_escalation(data.get("escalation")),
+        consistency_ignore=acknowledged(data),
     )
     return contract, problems
 
