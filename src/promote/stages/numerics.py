@@ -19,7 +19,15 @@ from promote.kernels.base import Kernel
 from promote.metrics.bounds import implications
 from promote.metrics.names import PARAMETERIZED_METRICS, parameterized_key
 from promote.metrics.summary import MetricSummary
-from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, worst_status
+from promote.results import (
+    Bound,
+    ClauseResult,
+    StageResult,
+    bounds_text,
+    comparison_digits,
+    format_value,
+    worst_status,
+)
 from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
@@ -51,16 +59,21 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
     evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
     if clause.metric == "argmax_agree":
         evidence["tie_flips"] = acc.tie_flips
-    shown = f"{clause.stat}({clause.metric}) = {format_value(observed)}"
+    digits = comparison_digits(observed, bounds)  # enough to see why it passed or failed its bound
+
+    def fmt(value: float) -> str:
+        return format_value(value, digits)
+
+    shown = f"{clause.stat}({clause.metric}) = {fmt(observed)}"
     if low < high:
         evidence["band"] = [low, high]
-        shown += f" (sketch rank-error band [{format_value(low)}, {format_value(high)}])"
+        shown += f" (sketch rank-error band [{fmt(low)}, {fmt(high)}])"
     if math.isnan(observed):
         nonfinite = acc.summaries["nonfinite"].total
         return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
                             message=f"{shown}: non-finite values at {summary.nan} positions "
                                     f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
-    verdicts = [_judge_bounds(clause, bounds, low, high)]
+    verdicts = [_judge_bounds(clause, bounds, low, high, fmt)]
     if clause.max_floor_ratio is not None and floor is not None:
         verdicts.append(_judge_floor(clause, floor, observed, evidence))
     status = worst_status([v[0] for v in verdicts])
@@ -69,17 +82,18 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
                         message=f"{shown}{': ' if message else ''}{message}")
 
 
-def _judge_bounds(clause: NumericalClause, bounds: list[Bound], low: float, high: float) -> tuple[str, str]:
+def _judge_bounds(clause: NumericalClause, bounds: list[Bound], low: float, high: float,
+                  fmt: Callable[[float], str] = format_value) -> tuple[str, str]:
     if not bounds:
         return "pass", ""
     surely_violated = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
     maybe_violated = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
     if surely_violated:
-        return clause.severity, f"required {bounds_text(surely_violated)}"
+        return clause.severity, f"required {bounds_text(surely_violated, fmt=fmt)}"
     if maybe_violated:
-        return "inconclusive", (f"the bound {bounds_text(maybe_violated)} lies inside the quantile sketch's error "
-                                "band; raise the exact-quantile limit or use fewer positions")
-    return "pass", f"within {bounds_text(bounds)}"
+        return "inconclusive", (f"the bound {bounds_text(maybe_violated, fmt=fmt)} lies inside the quantile "
+                                "sketch's error band; raise the exact-quantile limit or use fewer positions")
+    return "pass", f"within {bounds_text(bounds, fmt=fmt)}"
 
 
 def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,
