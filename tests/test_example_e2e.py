@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -11,7 +10,6 @@ from click.testing import CliRunner
 
 from promote.cli import cli
 from promote.resources import load_schema
-from promote.run import _progress_printer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_lm"
 
@@ -36,13 +34,3 @@ def test_example_contract_passes_with_real_bf16_drift(tmp_path):
     assert floor["kl"]["mean"] < metrics["kl"]["stats"]["mean"] / 1000  # fp32 noise ≪ bf16 drift
     assert report["kernels"]["candidate"]["fingerprint"]["precision"] == "bf16"
     assert "| Clause |" in (tmp_path / "report.md").read_text()
-
-
-def test_progress_line_appears_only_after_the_delay(monkeypatch):
-    err = io.StringIO()
-    monkeypatch.setattr("sys.stderr", err)
-    _progress_printer(True, after_s=3600)(1, 2)
-    assert err.getvalue() == ""
-    _progress_printer(True, after_s=0)(2, 2)
-    assert "numerics 2/2 samples" in err.getvalue() and err.getvalue().endswith("\n")
-    assert _progress_printer(False) is None

@@ -15,11 +15,19 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
 
 - Unknown keys are errors at every level (with a "did you mean" suggestion), never ignored.
 - Paths (model files, weights, data) are relative to the contract file, not the working directory.
+- A model file (`model: path/to/model.py:build`) is imported with its own folder first on `sys.path`
+  (removed again afterwards), so it can `import` a sibling module as `python model.py` could.
 - `${VAR}` and `${VAR:-default}` in string values read environment variables after YAML parsing;
   a value that is exactly one `${...}` (unquoted) takes the YAML type of the substituted text, so
   `max: ${KL_MAX:-1e-3}` is a number. `$${` writes a literal `${`. An unset variable with no default
   is an error naming its line. Keys are never interpolated.
 - Clause ids must be unique across the whole contract.
+- Bound-chain consistency: `validate` and `check` warn (on stderr, once per run) about a
+  `logit_osc`/`logit_drift` clause too loose to imply a sibling `tv`/`kl`/`abs_log_ratio` clause of
+  the same statistic, or beyond the PPO clip budget of `numerical.implications.clip`. Each warning
+  shows its id, `chain/<logit clause>/<clause>` or `clip/<logit clause>`; list it under
+  `consistency: {ignore: [...]}` (top level, or under `numerical`) to acknowledge it. An id that
+  matches no current warning is itself a warning.
 - A contract must name at least one stage (`numerical`, `statistical`, `runtime`, `observability`).
   This version evaluates `numerical` and `statistical`; clauses of the other stages are reported as
   `error` (exit 3) when their stage runs, never as `pass`. The statistics behind `statistical` are

@@ -98,6 +98,23 @@ def integer(description: str, **extra) -> dict:
     return {"type": "integer", "description": description, **extra}
 
 
+_WARNING_ID_PATTERN = (f"^(chain/{ID_PATTERN[1:-1]}/{ID_PATTERN[1:-1]}|clip/{ID_PATTERN[1:-1]})$")
+
+
+def consistency(where: str) -> dict:
+    """`consistency: {ignore: [...]}`: bound-chain warnings a contract acknowledges (top level or numerical)."""
+    return obj(
+        "Bound-chain consistency warnings (a logit clause that cannot imply a sibling distribution clause, or "
+        f"that exceeds the PPO clip budget) this contract acknowledges. {where}",
+        {"ignore": {"type": "array", "uniqueItems": True,
+                    "items": {"type": "string", "pattern": _WARNING_ID_PATTERN},
+                    "description": "Warning ids not to print, as each warning shows them: `chain/<logit clause "
+                                   "id>/<clause id>` (the logit clause does not imply that clause) or `clip/<logit "
+                                   "clause id>` (beyond the PPO clip budget). An id that matches no current warning "
+                                   "is itself a warning, so a stale entry does not hide a new problem."}},
+    )
+
+
 def clause_common() -> dict:
     return {
         "id": string("Unique clause id (across the whole contract); used in reports, policy rules and annotations.",
@@ -316,6 +333,7 @@ numerical = obj(
                 "score_norm": number("‖∇ log π‖ ≤ G, for the policy-gradient bias bound.", minimum=0),
             },
         ),
+        "consistency": consistency("Under `numerical`: the same as the top-level `consistency`; both lists count."),
     },
     ["clauses"],
 )
@@ -492,6 +510,8 @@ schema = obj(
         "statistical": statistical,
         "runtime": runtime,
         "observability": observability,
+        "consistency": consistency("Top level: applies to the whole contract (the same as "
+                                   "`numerical.consistency`)."),
         "escalation": escalation,
     },
     ["version", "name", "reference", "candidate", "data"],

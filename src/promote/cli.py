@@ -73,7 +73,9 @@ def cli() -> None:
 @click.option("--merge", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="An earlier JSON report of the same contract: stages not selected with --stage are taken from "
                    "it, so one report (and PR comment) covers every stage.")
-@click.option("--progress/--no-progress", default=None, help="Progress on stderr. Default: only on a terminal.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr: a line updated in place on a terminal, else a plain line every ~10 s. "
+                   "Default: on a terminal, and under CI=true (plain lines); off otherwise.")
 @click.option("--color/--no-color", "colour", default=None,
               help="Colour the text report. Default: on a terminal, honouring NO_COLOR and FORCE_COLOR.")
 @click.option("--github/--no-github", "github", default=None,
@@ -90,6 +92,7 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     Publishing (summary, annotations, comment) never changes the exit code: a comment that cannot be
     posted is reported as a notice or warning.
     """
+    from promote.progress import default_mode
     from promote.run import CheckOptions, run_check
 
     command = ["promote", "check", contract, *[f"--stage={s}" for s in stages]]
@@ -98,7 +101,7 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     if merge is not None:
         command.append(f"--merge={merge}")
     options = CheckOptions(stages=stages, fail_on=fail_on, all_stages=all_stages,
-                           progress=sys.stderr.isatty() if progress is None else progress,
+                           progress=default_mode(progress, stderr_is_tty=sys.stderr.isatty()),
                            command=shlex.join(command), merge=merge)
     report = run_check(contract, options)
     from promote.report.render import RENDERERS

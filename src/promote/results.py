@@ -152,8 +152,9 @@ def bounds_text(bounds: list[Bound], *, fmt: Callable[[float], str] | None = Non
     return sep.join(f"{'≤' if b.op == 'max' else '≥'} {show(b.value)}" for b in bounds)
 
 
-def format_value(value: float | None) -> str:
-    """Compact, precise rendering of an observed value (``n/a`` for missing, ``nan``/``inf`` kept)."""
+def format_value(value: float | None, digits: int = 4) -> str:
+    """Compact, precise rendering of an observed value (``n/a`` for missing, ``nan``/``inf`` kept),
+    with ``digits`` significant digits (``comparison_digits`` picks more where a bound needs them)."""
     if value is None:
         return "n/a"
     if math.isnan(value):
@@ -165,5 +166,34 @@ def format_value(value: float | None) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     if 1e-3 <= abs(value) < 1e5:
-        return f"{value:.4g}"
-    return f"{value:.3e}"
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits - 1}e}"
+
+
+#: Never more digits than this: beyond it the difference is float noise, not a finding.
+MAX_DIGITS = 12
+
+
+def comparison_digits(observed: float | None, bounds: list[Bound], *, start: int = 4) -> int:
+    """Significant digits that show why ``observed`` passes or fails each of ``bounds``.
+
+    With 4 digits, 1.001409 against a bound of 1.000478 reads ``1.001: required ≤ 1``. Digits are
+    added (up to ``MAX_DIGITS``) until each rendered value is within a tenth of the gap between
+    observed and bound of its true value, so the printed numbers order as the real ones do and the
+    gap between them is visible: ``1.0014: required ≤ 1.0005``.
+    """
+    if observed is None or not math.isfinite(observed):
+        return start
+    gaps = [(b.value, abs(observed - b.value)) for b in bounds if math.isfinite(b.value) and b.value != observed]
+    digits = start
+    while digits < MAX_DIGITS and any(
+            abs(float(format_value(x, digits)) - x) > gap / 10 for value, gap in gaps for x in (observed, value)):
+        digits += 1
+    return digits
+
+
+def compared(observed: float | None, bounds: list[Bound]) -> tuple[str, str]:
+    """``observed`` and ``bounds`` rendered with the digits ``comparison_digits`` picks (bounds as
+    ``bounds_text`` writes them): the one formatting of a value against its bound."""
+    digits = comparison_digits(observed, bounds)
+    return format_value(observed, digits), bounds_text(bounds, fmt=lambda value: format_value(value, digits))

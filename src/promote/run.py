@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from promote import __version__
+from promote.contract.interpolate import assignments
 from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
 from promote.policy import decide
+from promote.progress import progress_printer
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
@@ -33,7 +35,7 @@ class CheckOptions:
     stages: tuple[str, ...] = ()
     fail_on: str = "fail"
     all_stages: bool = False
-    progress: bool = False
+    progress: str | bool | None = None  # progress.py mode: "tty", "lines" or None (True: tty)
     command: str = ""
     merge: Path | None = None  # an earlier JSON report whose stages fill the ones not selected here
 
@@ -54,24 +56,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _progress_printer(enabled: bool, *, after_s: float = 2.0):  # noqa: ANN202
-    """A one-line progress display on stderr that appears only once a run has taken ``after_s``."""
-    if not enabled:
-        return None
-    start = time.perf_counter()
-
-    def show(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - start
-        if elapsed < after_s:
-            return
-        rate = done / elapsed
-        eta = (total - done) / rate if rate else 0.0
-        sys.stderr.write(f"\rpromote: numerics {done}/{total} samples, {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
+def _with_environment(contract: Contract, command: str) -> str:
+    """The reproduce command with the variables the contract's ``${...}`` used in front of it
+    (``CAND=faults.py:build promote check ...``), secret-like values masked."""
+    prefix = assignments(contract.variables)
+    return f"{prefix} {command}" if prefix else command
 
 
 def _clause_ids(contract: Contract, stage: str) -> list[tuple[str, int | None]]:
@@ -110,7 +99,7 @@ def _kernel_stages(contract: Contract, evalset: EvalSet, options: CheckOptions, 
         collector = prepare(contract, evalset)
     reference = build_kernel(contract.reference, role="reference")
     candidate = build_kernel(contract.candidate, role="candidate")
-    progress = _progress_printer(options.progress)
+    progress = progress_printer(options.progress)
     out: dict[str, Callable[[], StageResult]] = {}
     start = time.perf_counter()
     try:
@@ -154,6 +143,8 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
     """Evaluate a contract; raises UsageError/ContractError (exit 2) for bad input."""
     started, t0 = _now(), time.perf_counter()
     contract, problems = load_contract(contract_path)
+    for problem in problems:  # once, on stderr, as `file:line:col: warning: ...` (the report keeps them too)
+        print(problem, file=sys.stderr)
     evalset = load_evalset(contract.data)
     present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
     wanted = set(options.stages) or present
@@ -181,19 +172,20 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         if blocked and not stopped_by and not options.all_stages:
             stopped_by = stage
     if options.merge is not None:
-        earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256)
+        earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256,
+                                           raw_sha256=contract.raw_sha256)
         results = merge_into(results, earlier, str(options.merge), finished_at)
     decision = decide(results, contract.escalation, fail_on=options.fail_on)
     return Report(
         tool_version=__version__,
         contract={"name": contract.name, "path": contract.source.display_path, "sha256": contract.sha256,
-                  "description": contract.description},
+                  "raw_sha256": contract.raw_sha256, "description": contract.description},
         kernels={"reference": {"spec": contract.reference.summary(), "fingerprint": fingerprints["reference"]},
                  "candidate": {"spec": contract.candidate.summary(), "fingerprint": fingerprints["candidate"]}},
         data={"path": contract.data.display_path, "samples": len(evalset.samples), "positions": evalset.positions},
         stages=results,
         decision=decision,
-        command=options.command or f"promote check {contract.source.display_path}",
+        command=_with_environment(contract, options.command or f"promote check {contract.source.display_path}"),
         started_at=started,
         finished_at=_now(),
         duration_s=time.perf_counter() - t0,

@@ -1,4 +1,4 @@
-"""Warnings for numerical clauses that contradict the bounds chain (metrics/bounds.py).
+"""Warnings for numerical clauses that contradict the bounds chain (bounds.py).
 
 A logit clause is usually there to protect a distribution clause: "osc ≤ 0.3 per position" is
 meant to guarantee "TV ≤ 0.05". If the logit bound is looser than the distribution bound needs, the
@@ -37,11 +37,28 @@ def _logit_bounds(clauses: list[dict]) -> list[tuple[int, dict, float]]:
     return out
 
 
+def acknowledged(data: dict) -> tuple[str, ...]:
+    """Warning ids the contract acknowledges: ``consistency.ignore`` at the top level and under
+    ``numerical`` (both count), in the order written, without repeats."""
+    ids = [*((data.get("consistency") or {}).get("ignore", [])),
+           *(((data.get("numerical") or {}).get("consistency") or {}).get("ignore", []))]
+    return tuple(dict.fromkeys(ids))
+
+
+def _acknowledge_with(warning_id: str) -> str:
+    return f" [warning id `{warning_id}`; to acknowledge it, add it to `consistency: {{ignore: [{warning_id}]}}`]"
+
+
 def chain_warnings(doc: LoadedDocument) -> list[Problem]:
-    """Warnings (never errors) for logit clauses that cannot imply their sibling clauses."""
+    """Warnings (never errors) for logit clauses that cannot imply their sibling clauses.
+
+    Each has a stable id, shown in its message (``chain/<logit clause>/<clause>``,
+    ``clip/<logit clause>``); ids listed in ``consistency.ignore`` are not reported, and a listed id
+    that matches no warning is reported instead, so a stale acknowledgement cannot hide a new problem.
+    """
     numerical = doc.data.get("numerical") or {}
     clauses = numerical.get("clauses", [])
-    problems: list[Problem] = []
+    found: list[tuple[str, Problem]] = []  # (warning id, warning)
     for index, logit, osc in _logit_bounds(clauses):
         for other in clauses:
             rule = _PROTECTED.get(other["metric"])
@@ -50,20 +67,39 @@ def chain_warnings(doc: LoadedDocument) -> list[Problem]:
             needed = rule[1](float(other["max"]))
             if osc > needed * (1 + 1e-9):
                 limit = needed / 2.0 if logit["metric"] == "logit_drift" else needed
-                problems.append(doc.problem(
+                warning_id = f"chain/{logit['id']}/{other['id']}"
+                found.append((warning_id, doc.problem(
                     ("numerical", "clauses", index, "max"),
                     f"clause `{logit['id']}` allows {logit['stat']}({logit['metric']}) up to {logit['max']:g}, "
                     f"which does not imply clause `{other['id']}` ({other['stat']}({other['metric']}) ≤ "
-                    f"{other['max']:g}); the chain needs {logit['metric']} ≤ {limit:.4g} for that",
-                    severity="warning"))
+                    f"{other['max']:g}); the chain needs {logit['metric']} ≤ {limit:.4g} for that"
+                    + _acknowledge_with(warning_id), severity="warning")))
     clip = (numerical.get("implications") or {}).get("clip")
     if clip is not None:
         budget = clip_budget(float(clip))
         for index, logit, osc in _logit_bounds(clauses):
             if logit["stat"] == "max" and osc > budget and math.isfinite(budget):
                 limit = budget / 2.0 if logit["metric"] == "logit_drift" else budget
-                problems.append(doc.problem(
+                warning_id = f"clip/{logit['id']}"
+                found.append((warning_id, doc.problem(
                     ("numerical", "clauses", index, "max"),
                     f"clause `{logit['id']}` allows {logit['metric']} up to {logit['max']:g}, beyond the PPO clip "
-                    f"budget of ε = {clip:g} ({logit['metric']} ≤ {limit:.4g})", severity="warning"))
-    return problems
+                    f"budget of ε = {clip:g} ({logit['metric']} ≤ {limit:.4g})" + _acknowledge_with(warning_id),
+                    severity="warning")))
+    return _unacknowledged(doc, found)
+
+
+def _unacknowledged(doc: LoadedDocument, found: list[tuple[str, Problem]]) -> list[Problem]:
+    ignored = acknowledged(doc.data)
+    out = [problem for warning_id, problem in found if warning_id not in ignored]
+    current = {warning_id for warning_id, _ in found}
+    for where in (("consistency", "ignore"), ("numerical", "consistency", "ignore")):
+        node = doc.data
+        for key in where:
+            node = node.get(key) if isinstance(node, dict) else None
+        for index, warning_id in enumerate(node or []):
+            if warning_id not in current:
+                out.append(doc.problem((*where, index), f"`{warning_id}` acknowledges no current consistency "
+                                       "warning (the clauses changed, or a typo); remove it from "
+                                       "`consistency.ignore`", severity="warning"))
+    return out

@@ -9,6 +9,7 @@ messages that come back at the node, so the expander needs to know nothing about
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 
 from promote.contract.wording import shorten
 
-__all__ = ["Expansion", "Interpolator"]
+__all__ = ["Expansion", "Interpolator", "assignments", "secret_like"]
 
 _TAG = "tag:yaml.org,2002:"
 #: Tags a plain whole-value reference may resolve to; anything else stays a string.
@@ -43,6 +44,9 @@ class Interpolator:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
+        #: Variables whose value from ``env`` was substituted, in first-use order: name -> value.
+        #: A reference that fell back to its default is not listed (the environment did not decide it).
+        self.used: dict[str, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
         self._resolver = yaml.resolver.Resolver()
 
@@ -86,6 +90,7 @@ class Interpolator:
         value = self.env.get(name)
         # Shell semantics: `:-` also replaces a variable that is set but empty.
         if value is not None and (value != "" or default is None):
+            self.used.setdefault(name, value)
             return value
         if default is not None:
             return default
@@ -98,3 +103,18 @@ class Interpolator:
         if tag in _PLAIN_TAGS:
             return self._constructor.construct_object(yaml.ScalarNode(tag, value))
         return value
+
+
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+
+
+def secret_like(name: str) -> bool:
+    """Whether a variable's name says its value must not be shown (``*TOKEN*``, ``*KEY*``, ...)."""
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+def assignments(used: Mapping[str, str]) -> str:
+    """``NAME=value`` words to put before a command so it sees the same environment, shell-quoted,
+    with secret-like values shown as ``***`` (empty when nothing was used)."""
+    return " ".join(f"{name}={'***' if secret_like(name) else shlex.quote(value)}" for name, value in used.items())

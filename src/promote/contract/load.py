@@ -90,6 +90,7 @@ def parse_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
         data=data,
         marks=builder.marks,
         interpolated=builder.interpolated,
+        variables=dict(builder.variables),
     )
 
 
@@ -185,6 +186,11 @@ class _Builder:
         self._interpolator = Interpolator(env)
         self._open: set[int] = set()  # ids of nodes being built: an alias back to one is a cycle
         self._count = 0
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """Environment variables substituted so far: name -> value."""
+        return self._interpolator.used
 
     def build_document(self, root: yaml.Node) -> Any:
         if not isinstance(root, yaml.MappingNode):

@@ -5,12 +5,14 @@ the contract file, never the working directory.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote.contract.consistency import chain_warnings
+from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -127,6 +129,8 @@ class Contract:
     statistical: StatisticalSpec | None = None
     other_stages: dict[str, StageSpec] = field(default_factory=dict)
     escalation: Escalation = field(default_factory=Escalation)
+    #: Consistency warning ids the contract acknowledges (`consistency.ignore`, top level and numerical).
+    consistency_ignore: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -134,7 +138,21 @@ class Contract:
 
     @property
     def sha256(self) -> str:
+        """sha256 of the contract as evaluated: its data after ``${VAR}`` interpolation, as canonical
+        JSON (sorted keys, no spaces). Two runs with different values for a variable (another
+        candidate, another bound) get different hashes, so ``--merge`` cannot mix them up."""
+        text = json.dumps(self.source.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @property
+    def raw_sha256(self) -> str:
+        """sha256 of the contract file's bytes, before interpolation."""
         return self.source.sha256
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """Environment variables the contract's ``${...}`` references took values from."""
+        return dict(self.source.variables)
 
     def sections(self) -> tuple[str, ...]:
         """Stage sections present in the contract, in stage order."""
@@ -329,6 +347,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         else None,
         statistical=statistical,
         other_stages=other, escalation=_escalation(data.get("escalation")),
+        consistency_ignore=acknowledged(data),
     )
     return contract, problems
 

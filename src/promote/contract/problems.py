@@ -134,6 +134,9 @@ class LoadedDocument:
     marks: dict[JsonPath, tuple[int, int]]
     #: path -> the raw text, e.g. ``"${KL_MAX:-0.001}"``, of values that went through ``${...}``.
     interpolated: dict[JsonPath, str] = field(default_factory=dict)
+    #: Environment variables whose values ``${...}`` substituted: name -> value (for the report's
+    #: reproduce line and the contract's identity; never quoted in messages).
+    variables: dict[str, str] = field(default_factory=dict)
 
     def locate(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of the node at ``path``, or of its key with ``key=True``.

@@ -50,6 +50,20 @@ def precision_flags(precision: str) -> Iterator[dict[str, Any]]:
         torch.set_float32_matmul_precision(saved[2])
 
 
+@contextlib.contextmanager
+def _beside(model_file: Any) -> Iterator[None]:
+    """Put the model file's directory first on ``sys.path`` while it is imported, as ``python
+    model.py`` would, so ``import helpers`` of a sibling module works; restored afterwards so one
+    contract's directory does not shadow modules for the rest of the run."""
+    folder = str(model_file.parent)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)  # the first occurrence: the entry inserted above
+
+
 def load_factory(spec: Any) -> Any:
     """Import ``file.py:factory`` (or ``package.module:factory``) and return the factory callable."""
     where = spec.model
@@ -64,7 +78,8 @@ def load_factory(spec: Any) -> Any:
             module = importlib.util.module_from_spec(import_spec)
             sys.modules[name] = module
             try:
-                import_spec.loader.exec_module(module)
+                with _beside(spec.model_file):
+                    import_spec.loader.exec_module(module)
             except Exception as exc:
                 del sys.modules[name]
                 raise evaluation_failure(f"model `{where}`", "importing the model file", exc) from None

@@ -13,7 +13,7 @@ import math
 import re
 
 from promote.judgement import margin
-from promote.results import Bound, bounds_text, format_value
+from promote.results import Bound, bounds_text, compared, format_value
 
 _MD_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -54,15 +54,53 @@ def bound_text(bounds: list[Bound]) -> str:
     return bounds_text(bounds) or "—"
 
 
+def kernel_label(spec: dict) -> str:
+    """A kernel as the report header names it: kind, precision, and what runs, so a reader sees which
+    model file and factory, .onnx file or records were compared (``torch bf16 (model.py:build)``)."""
+    words = [str(spec.get("kind", "?"))]
+    if spec.get("precision"):
+        words.append(str(spec["precision"]))
+    what = spec.get("model") or spec.get("path")
+    return " ".join(words) + (f" ({what})" if what else "")
+
+
+def compared_cells(observed: float | None, bounds: list[Bound]) -> tuple[str, str]:
+    """Observed and bound cells, with digits enough to show why the clause passed or failed
+    (results.compared); ``—`` for a clause without bounds."""
+    shown, limits = compared(observed, bounds)
+    return shown, limits or "—"
+
+
+#: The relative margin is shown only when the bound is at least this fraction of the observed value.
+RELATIVE_MARGIN_MIN_BOUND = 0.1
+
+
+def relative_margin(observed: float | None, bounds: list[Bound]) -> float | None:
+    """Margin as a fraction of the bound, ``margin / |bound|``, for a clause with one non-zero bound
+    whose observed value is within an order of magnitude of it (``|bound| ≥ 0.1·|observed|``).
+
+    Near a bound of 0 the ratio explodes (0.09 observed against ≤ 1e-5 reads ``-9032%``) and says
+    nothing the absolute margin does not, so it is None there.
+    """
+    value = margin(observed, bounds)
+    if value is None or observed is None or len(bounds) != 1 or not math.isfinite(value):
+        return None
+    bound = bounds[0].value
+    if bound == 0 or not math.isfinite(bound) or abs(bound) < RELATIVE_MARGIN_MIN_BOUND * abs(observed):
+        return None
+    return value / abs(bound)
+
+
 def margin_text(observed: float | None, bounds: list[Bound]) -> str:
-    """Margin with its sign and, when the bound is non-zero, relative to it (``-0.002 (-200%)``)."""
+    """Margin with its sign and, where it reads sensibly (``relative_margin``), relative to the
+    bound: ``-0.0002 (-20%)``; ``-0.09032`` alone for a bound near 0."""
     value = margin(observed, bounds)
     if value is None:
         return "—"
     text = ("+" if value > 0 else "") + format_value(value)
-    tight = bounds[0].value if len(bounds) == 1 else None
-    if tight and math.isfinite(value):
-        text += f" ({value / abs(tight):+.0%})"
+    relative = relative_margin(observed, bounds)
+    if relative is not None:
+        text += f" ({relative:+.0%})"
     return text
 
 

@@ -3,8 +3,9 @@
 Stages run at different times — numerics and slices on the pull request, runtime and observability
 at deploy time — but a release manager wants one report. ``promote check --stage runtime --merge
 offline.json`` takes the stages this run did not select from the earlier report, so the verdict and
-the PR comment cover all of them. The earlier report must come from the same contract (same
-sha256): results of another contract version would be judged against the wrong clauses.
+the PR comment cover all of them. The earlier report must come from the same contract as evaluated
+(same sha256 of its data after ``${VAR}`` interpolation): results of another contract version, or of
+the same file with another candidate in a variable, would be judged against the wrong clauses.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from promote.resources import load_schema
 from promote.results import StageResult
 
 
-def read_stages(path: Path, *, contract_sha256: str) -> tuple[dict[str, StageResult], str]:
+def read_stages(path: Path, *, contract_sha256: str,
+                raw_sha256: str | None = None) -> tuple[dict[str, StageResult], str]:
     """The stage results of an earlier report, by stage name, and when that report finished.
 
     Raises:
@@ -37,6 +39,11 @@ def read_stages(path: Path, *, contract_sha256: str) -> tuple[dict[str, StageRes
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
         raise UsageError(f"{path}: not a promote report (schema_version 1): at {where}: {errors[0].message}")
     if data["contract"]["sha256"] != contract_sha256:
+        if raw_sha256 is not None and data["contract"].get("raw_sha256") == raw_sha256:
+            raise UsageError(f"{path}: made from the same contract file but with other values for its ${{VAR}} "
+                             f"references (interpolated sha256 {data['contract']['sha256'][:12]}…, this run's "
+                             f"{contract_sha256[:12]}…); set the variables as that report's `reproduce` command "
+                             "shows, or merge only reports made with the same values")
         raise UsageError(f"{path}: made from contract `{data['contract']['name']}` with sha256 "
                          f"{data['contract']['sha256'][:12]}…, but this contract's sha256 is {contract_sha256[:12]}…; "
                          "merge only reports of the same contract version")

@@ -66,7 +66,8 @@ def _environment(colour: bool) -> jinja2.Environment:
                        bounds=filters.bound_text, paint=paint, truncate=filters.truncate, one_line=filters.one_line,
                        mermaid_label=filters.mermaid_label, mermaid_number=filters.mermaid_number)
     env.globals.update(marks=STATUS_MARKS, titles=VERDICT_TITLES, fence=filters.fence,
-                       margin_text=filters.margin_text)
+                       margin_text=filters.margin_text, compared=filters.compared_cells,
+                       kernel_label=filters.kernel_label)
     return env
 
 

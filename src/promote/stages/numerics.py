@@ -22,7 +22,16 @@ from promote.engine.passes import Consumer, kernel_pass
 from promote.kernels.base import Kernel
 from promote.metrics.summary import MetricSummary
 from promote.metrics.topk import BOUNDED_METRICS
-from promote.results import Bound, ClauseResult, StageResult, bounds_text, finite_or_none, format_value, worst_status
+from promote.results import (
+    Bound,
+    ClauseResult,
+    StageResult,
+    bounds_text,
+    comparison_digits,
+    finite_or_none,
+    format_value,
+    worst_status,
+)
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
 from promote.vocabulary import PARAMETERIZED_METRICS, parameterized_key
@@ -59,17 +68,22 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
     evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
     if clause.metric == "argmax_agree":
         evidence["tie_flips"] = acc.tie_flips
-    shown = f"{clause.stat}({clause.metric}) = {format_value(observed)}"
+    digits = comparison_digits(observed, bounds)  # enough to see why it passed or failed its bound
+
+    def fmt(value: float) -> str:
+        return format_value(value, digits)
+
+    shown = f"{clause.stat}({clause.metric}) = {fmt(observed)}"
     if low < high:
         evidence["band"] = [low, high]
-        shown += f" (sketch rank-error band [{format_value(low)}, {format_value(high)}])"
+        shown += f" (sketch rank-error band [{fmt(low)}, {fmt(high)}])"
     if math.isnan(observed):
         nonfinite = acc.summaries["nonfinite"].total
         return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
                             message=f"{shown}: non-finite values at {summary.nan} positions "
                                     f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
     verdict = judgement.judge(bounds, observed, low, high) if bounds else None
-    verdicts = [_bounds_text(clause, bounds, verdict)]
+    verdicts = [_bounds_text(clause, bounds, verdict, fmt)]
     if clause.max_floor_ratio is not None and floor is not None:
         verdicts.append(_judge_floor(clause, floor, observed, evidence))
     status = worst_status([v[0] for v in verdicts])
@@ -79,15 +93,16 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
         verdict, low=low, high=high, samples=summary.count)
 
 
-def _bounds_text(clause: NumericalClause, bounds: list[Bound], verdict: judgement.Verdict | None) -> tuple[str, str]:
+def _bounds_text(clause: NumericalClause, bounds: list[Bound], verdict: judgement.Verdict | None,
+                 fmt: Callable[[float], str] = format_value) -> tuple[str, str]:
     if verdict is None:
         return "pass", ""
     if verdict.status == "fail":
-        return clause.severity, f"required {bounds_text(list(verdict.violated))}"
+        return clause.severity, f"required {bounds_text(list(verdict.violated), fmt=fmt)}"
     if verdict.status == "inconclusive":
-        return "inconclusive", (f"the bound {bounds_text(list(verdict.straddled))} lies inside the quantile sketch's "
-                                "error band; raise the exact-quantile limit or use fewer positions")
-    return "pass", f"within {bounds_text(bounds)}"
+        return "inconclusive", (f"the bound {bounds_text(list(verdict.straddled), fmt=fmt)} lies inside the quantile "
+                                "sketch's error band; raise the exact-quantile limit or use fewer positions")
+    return "pass", f"within {bounds_text(bounds, fmt=fmt)}"
 
 
 def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,
@@ -147,7 +162,7 @@ def judge_bounded(clause: NumericalClause, acc: NumericsAccumulator, stage: str 
 
 
 def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, Any]:
-    """What the measured oscillation implies (metrics/bounds.py): at the worst position and at p99."""
+    """What the measured oscillation implies (bounds.py): at the worst position and at p99."""
     out: dict[str, Any] = {}
     reward = context.get("reward_range")
     kwargs = {k: context.get(k) for k in ("seq_len", "clip", "advantage_max", "score_norm")}

@@ -2,7 +2,7 @@
 intervals, multiplicity control and three-way verdicts (DESIGN.md §6; docs/statistics.md).
 
 The kernels are not run here: ``prepare`` returns a ``SliceCollector`` that the numerics pass
-feeds (``stages.numerics.compare_kernels``), and ``run_slices`` judges the clauses afterwards.
+feeds (``engine.passes.kernel_pass``), and ``run_slices`` judges the clauses afterwards.
 
 No silent pass: a slice with fewer than ``min_samples`` scored sequences, a slice whose positions
 are all masked, a declared bucket with no samples, and an interval straddling its bound are all
