@@ -43,6 +43,9 @@ class Interpolator:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
+        #: name → value of every reference substituted from the environment (not from a default), so
+        #: the caller can mask those values in messages (promote.redact.register_interpolated).
+        self.from_env: dict[str, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
         self._resolver = yaml.resolver.Resolver()
 
@@ -86,6 +89,7 @@ class Interpolator:
         value = self.env.get(name)
         # Shell semantics: `:-` also replaces a variable that is set but empty.
         if value is not None and (value != "" or default is None):
+            self.from_env[name] = value
             return value
         if default is not None:
             return default

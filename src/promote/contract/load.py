@@ -39,6 +39,7 @@ from promote.contract.problems import (
 )
 from promote.contract.schema_messages import Translator
 from promote.contract.wording import shorten
+from promote.redact import register_interpolated
 
 __all__ = [
     "KEY",
@@ -80,6 +81,8 @@ def parse_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
         data = builder.build_document(root)
     except RecursionError:
         fail(display, "the YAML is nested too deeply to read; flatten it")
+    finally:  # before any message can quote them: every value taken from the environment is masked
+        register_interpolated(builder.substituted_from_env)
     if builder.problems:
         raise ContractError(tidy(builder.problems))
     return LoadedDocument(
@@ -185,6 +188,11 @@ class _Builder:
         self._interpolator = Interpolator(env)
         self._open: set[int] = set()  # ids of nodes being built: an alias back to one is a cycle
         self._count = 0
+
+    @property
+    def substituted_from_env(self) -> dict[str, str]:
+        """``${NAME}`` → value pairs taken from the environment while building (for masking)."""
+        return self._interpolator.from_env
 
     def build_document(self, root: yaml.Node) -> Any:
         if not isinstance(root, yaml.MappingNode):

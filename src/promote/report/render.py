@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jinja2
 
+from promote.redact import redact
 from promote.report import filters
 from promote.report.model import Report
 from promote.report.view import build_view
@@ -92,9 +93,10 @@ def _render(template: str, report: Report, *, colour: bool = False, mode: str = 
         "provenance_json": _provenance_json(view.provenance), **LIMITS[mode],
     }
     try:
-        return _environment(colour).get_template(template).render(**context)
+        text = _environment(colour).get_template(template).render(**context)
     except jinja2.TemplateError as exc:
         raise RenderError(f"{template}: {exc}") from exc
+    return redact(text)  # every text/markdown rendering (report, summary, comment) leaves masked
 
 
 def fit(render: Callable[[tuple[str, ...]], str], budget: int) -> tuple[str, tuple[str, ...]]:
@@ -149,7 +151,7 @@ def render_json(report: Report, *, colour: bool = False) -> str:
 def render_junit(report: Report, *, colour: bool = False) -> str:
     from promote.report.junit import to_junit
 
-    return to_junit(report)
+    return redact(to_junit(report))
 
 
 RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,
