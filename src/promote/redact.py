@@ -62,15 +62,19 @@ def register_secret(value: str | None) -> None:
 def register_interpolated(substituted: Mapping[str, str]) -> None:
     """Record values that ``${NAME}`` interpolation took from the environment (name → value).
 
-    A secret-like name also makes its value a secret (masked in reports too). For a ``file:factory``
-    value the parts are recorded as well, since a "not found" message quotes only the file.
+    Every whole value of at least :data:`MIN_INTERPOLATED_CHARS` is shown as ``${NAME}`` in messages.
+    A secret-like name also makes its value a secret (``***`` in reports too), and the parts of a
+    ``file:factory`` value are masked as well, since a "not found" message may quote only the file.
+    (Parts of other values are not: ``model.py`` alone is too common to hide everywhere.)
     """
     for name, value in substituted.items():
-        if is_secret_name(name):
-            register_secret(value)
-        for piece in {value, *value.split(":")}:
-            if len(piece) >= MIN_INTERPOLATED_CHARS or (is_secret_name(name) and len(piece) >= MIN_SECRET_CHARS):
+        secret = is_secret_name(name)
+        pieces = {value, *value.split(":")} if secret else {value}
+        for piece in pieces:
+            if len(piece) >= (MIN_SECRET_CHARS if secret else MIN_INTERPOLATED_CHARS):
                 _interpolated.setdefault(piece, f"${{{name}}}")
+                if secret:
+                    register_secret(piece)
 
 
 def reset() -> None:

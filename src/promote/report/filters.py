@@ -15,6 +15,7 @@ import re
 from promote.results import Bound, bounds_text, format_value
 
 _MD_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -24,11 +25,23 @@ def one_line(value: object) -> str:
     return _CONTROL.sub(" ", str(value)).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
+def no_mentions(value: object) -> str:
+    """``@name`` and ``@org/team`` with a zero-width space after the ``@``, so GitHub does not link and
+    notify the user or team; the text still reads the same.
+
+    Why a zero-width space and not a code span: it works inside any markdown context (a table cell, a
+    heading, a list item, text already escaped) without changing how the text looks or breaking the
+    escaping around it, and it is what release-note bots use for the same purpose. GitHub's mention
+    parser needs a letter or digit right after the ``@``, which the invisible character denies.
+    """
+    return _MENTION.sub("@\u200b", str(value))
+
+
 def md_text(value: object) -> str:
     """Escape text for inline markdown (headings, list items, table cells): one line, no HTML, no
-    emphasis, links, code spans or table pipes."""
+    emphasis, links, code spans, table pipes or ``@mentions``."""
     text = html.escape(one_line(value), quote=False)
-    return _MD_INLINE_SPECIALS.sub(r"\\\1", text)
+    return no_mentions(_MD_INLINE_SPECIALS.sub(r"\\\1", text))
 
 
 def md_cell(value: object) -> str:
