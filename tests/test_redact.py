@@ -120,8 +120,8 @@ def test_interpolated_value_in_a_kernel_error_is_masked_on_stderr_and_in_the_rep
     report = json.loads(out.read_text())
     messages = [c["message"] for stage in report["stages"] for c in stage["clauses"]]
     assert messages and all("${CAND_FACTORY} could not open its checkpoint" in m for m in messages)
-    # By design the report still names the candidate it tested (a non-secret name is not masked there).
-    assert report["kernels"]["candidate"]["spec"]["model"] == "boom.py:build_private_0xfeed"
+    # By design the report still names the kernel it ran (a non-secret name is not masked there).
+    assert report["kernels"]["reference"]["spec"]["model"] == "boom.py:build_private_0xfeed"
 
 
 def test_secret_reaching_a_report_is_masked_in_every_rendering(mini, tmp_path):
