@@ -26,6 +26,7 @@ for tests.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -109,8 +110,14 @@ def redact_message(text: str, *, env: Mapping[str, str] | None = None) -> str:
 
 
 def redact_data(data: Any, *, env: Mapping[str, str] | None = None) -> Any:
-    """:func:`redact` applied to every string (keys too) of JSON-like data, so a JSON document stays
-    valid whatever the secret's characters are (masking the serialised text could cut a token)."""
+    """:func:`redact` applied to every string (keys too) inside ``data``: dicts, lists, tuples and
+    dataclasses (copied with the masked fields), anything else as is. Returns ``data`` itself when
+    nothing changed.
+
+    Why on data and not on the finished text: a JSON document stays valid whatever the secret's
+    characters are, and a renderer that escapes (markdown turns ``_`` into ``\\_``) would otherwise
+    hide the secret from a text search while still showing it to every reader.
+    """
     secrets = _secret_values(env)
     if not secrets:
         return data
@@ -119,9 +126,16 @@ def redact_data(data: Any, *, env: Mapping[str, str] | None = None) -> Any:
         if isinstance(value, str):
             return _replace(value, ((s, MASK) for s in secrets))
         if isinstance(value, dict):
-            return {walk(k): walk(v) for k, v in value.items()}
+            items = [(walk(k), walk(v)) for k, v in value.items()]
+            same = all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True))
+            return value if same else dict(items)
         if isinstance(value, (list, tuple)):
-            return [walk(v) for v in value]
+            walked = [walk(v) for v in value]
+            return value if all(a is b for a, b in zip(walked, value, strict=True)) else type(value)(walked)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {f.name: new for f in dataclasses.fields(value) if f.init
+                       for old in [getattr(value, f.name)] for new in [walk(old)] if new is not old}
+            return dataclasses.replace(value, **changes) if changes else value
         return value
 
     return walk(data)

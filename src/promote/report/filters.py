@@ -12,6 +12,7 @@ import html
 import math
 import re
 
+from promote.redact import redact
 from promote.results import Bound, bounds_text, format_value
 
 _MD_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")
@@ -88,7 +89,7 @@ def margin_text(observed: float | None, bounds: list[Bound]) -> str:
 def mermaid_label(value: object, limit: int = 24) -> str:
     """A Mermaid string literal's content: no quotes, backslashes, backticks, brackets or HTML."""
     text = re.sub(r'["\\`<>\[\]{};]', "'", one_line(value)).strip()
-    return truncate(text, limit) or "?"
+    return no_mentions(truncate(text, limit)) or "?"
 
 
 def mermaid_number(value: float) -> str:
@@ -99,7 +100,9 @@ def mermaid_number(value: float) -> str:
 
 def marker_key(contract_name: str) -> str:
     """A file- and HTML-comment-safe key for a contract: readable slug plus a hash of the exact name,
-    so two names that slug alike do not collide and no name (``-->``, newlines) can escape."""
+    so two names that slug alike do not collide and no name (``-->``, newlines) can escape. Built from
+    the masked name (promote.redact), so a secret in the name reaches neither a file name nor a marker."""
+    contract_name = redact(contract_name)
     slug = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.-]+", "-", contract_name)).strip("-.")[:60] or "contract"
     return f"{slug}-{hashlib.sha256(contract_name.encode('utf-8')).hexdigest()[:8]}"
 
