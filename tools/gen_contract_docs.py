@@ -25,12 +25,12 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   the raw `${...}` text the same way. When the name looks secret (one of the words `TOKEN`, `KEY`,
   `SECRET`, `PASSWORD`, `PASSWD`, `PASSPHRASE`, `CREDENTIAL(S)`, `APIKEY`, `PAT` between underscores
   or at an end: `GITHUB_TOKEN`, `GH_TOKEN`, `HF_TOKEN`, `OPENAI_API_KEY`, `AWS_SECRET_ACCESS_KEY`,
-  `DB_PASSWORD`), the value is also masked as `***` in reports, the job summary, the PR comment and step outputs, and so is the
-  file or factory part of a `file:factory` value. That holds for such variables even when the
-  contract does not use them (values of 6 characters or more; shorter ones would blank ordinary
-  text). Reports keep other interpolated values (the candidate a report tested must be visible in
-  it), and only a secret-looking name masks the parts of a `file:factory` value: name a variable
-  that holds a secret like one.
+  `DB_PASSWORD`), the value is also masked as `***` in reports, the job summary, the PR comment
+  and step outputs, and so is the file or factory part of a `file:factory` value. That holds for
+  such variables even when the contract does not use them (values of 6 characters or more;
+  shorter ones would blank ordinary text). Reports keep other interpolated values (a report must
+  name the candidate it tested), and only a secret-looking name masks the parts of a
+  `file:factory` value: give a variable that holds a secret a secret's name.
 - Clause ids must be unique across the whole contract.
 - A contract must name at least one stage (`numerical`, `statistical`, `runtime`, `observability`).
   This version evaluates `numerical` and `statistical`; clauses of the other stages are reported as
