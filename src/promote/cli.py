@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from promote import __version__
+from promote import __version__, console
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
 
 STAGES = ("numerics", "slices", "runtime", "observability")
@@ -57,6 +57,10 @@ def _use_colour(flag: bool | None) -> bool:
 @click.version_option(__version__, "--version", prog_name="promote")
 def cli() -> None:
     """Check an inference kernel against its reference kernel under a kernel contract."""
+    from promote.redact import reset
+
+    reset()  # one invocation, one set of masked values (matters when tests invoke many in one process)
+    console.set_github(None)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -103,6 +107,8 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     options = CheckOptions(stages=stages, fail_on=fail_on, all_stages=all_stages,
                            progress=default_mode(progress, stderr_is_tty=sys.stderr.isatty()),
                            command=shlex.join(command), merge=merge)
+    github = _github_mode(github)
+    console.set_github(github)  # every message from here on is fenced in GitHub mode (console.py)
     report = run_check(contract, options)
     from promote.report.render import RENDERERS
 
@@ -114,8 +120,7 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
         except OSError as exc:
             raise PromoteError(f"cannot write {out_fmt} report to {path}: {exc.strerror}") from None
         json_written = path if out_fmt == "json" else json_written
-        click.echo(f"promote: wrote {out_fmt} report to {path}", err=True)
-    github = _github_mode(github)
+        console.message(f"promote: wrote {out_fmt} report to {path}")
     colour_on = fmt == "text" and _use_colour(colour)
     rendered = RENDERERS[fmt](report, colour=colour_on)
     if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
@@ -123,11 +128,16 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
 
         start, end = stop_commands()
         rendered = start + rendered + end
+    elif github:  # JSON, markdown, JUnit: fenced when any line could read as a workflow command
+        rendered = console.guard(rendered, github=True)
     click.echo(rendered, nl=False, color=colour_on)  # click would strip ANSI on a non-terminal otherwise
     if github:
         from promote.publish import Log, publish_github
 
-        publish_github(report, json_written=json_written, log=Log(github=True))
+        try:
+            publish_github(report, json_written=json_written, log=Log(github=True))
+        except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code
+            Log(github=True).warning(f"GitHub outputs not fully written: {type(exc).__name__}: {exc}")
         if comment_mode == "auto":
             _comment_from_check(report)
     ctx.exit(report.exit_code)
@@ -157,7 +167,10 @@ def _comment_from_check(report) -> None:  # noqa: ANN001 - a Report; kept untype
     except Exception as exc:  # noqa: BLE001 - a rendering bug must not change the gate
         log.warning(f"PR comment not rendered: {exc}")
         return
-    publish_comment(request, Context.from_env(), log)
+    try:
+        publish_comment(request, Context.from_env(), log)
+    except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code (or its outputs)
+        log.warning(f"PR comment not posted: {type(exc).__name__}: {exc}")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -182,16 +195,15 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
                 load_evalset(contract.data)
         except ContractError as exc:
             failed = True
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
+            console.message("\n".join(str(problem) for problem in exc.problems))
             continue
         except PromoteError as exc:
             failed = True
-            click.echo(f"{path}: error: {exc.format_message()}", err=True)
+            console.message(f"{path}: error: {exc.format_message()}")
             continue
-        for problem in warnings:
-            click.echo(str(problem), err=True)
-        click.echo(f"{path}: ok (contract `{contract.name}`, stages: {', '.join(contract.sections())})")
+        if warnings:
+            console.message("\n".join(str(problem) for problem in warnings))
+        console.message(f"{path}: ok (contract `{contract.name}`, stages: {', '.join(contract.sections())})", err=False)
     ctx.exit(EXIT_USAGE if failed else 0)
 
 
@@ -325,8 +337,8 @@ def main() -> None:
     try:
         cli.main(prog_name="promote")
     except Exception as exc:  # noqa: BLE001 - the one boundary for unexpected errors
-        click.echo(f"promote: internal error: {type(exc).__name__}: {exc} (please report this bug; "
-                   "set PROMOTE_DEBUG=1 for a traceback)", err=True)
+        console.message(f"promote: internal error: {type(exc).__name__}: {exc} (please report this bug; "
+                        "set PROMOTE_DEBUG=1 for a traceback)")
         if os.environ.get("PROMOTE_DEBUG"):
             raise
         sys.exit(EXIT_COULD_NOT_EVALUATE)

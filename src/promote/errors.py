@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from promote.console import message
+
 EXIT_PASS = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
@@ -20,7 +22,8 @@ class PromoteError(click.ClickException):
     exit_code = EXIT_USAGE
 
     def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
-        click.echo(f"promote: error: {self.format_message()}", err=True, file=file)
+        # Masks secrets and interpolated values; fenced in GitHub Actions (console.py).
+        message(f"promote: error: {self.format_message()}", file=file)
 
 
 class UsageError(PromoteError):

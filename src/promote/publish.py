@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from promote.console import guard
 from promote.github import workflow
 from promote.github.api import Forbidden, GitHubAPI, GitHubError, Unauthorized, api_url_from_env
 from promote.github.comment import (
@@ -27,6 +28,7 @@ from promote.github.comment import (
     pr_from_head,
     upsert_comment,
 )
+from promote.redact import redact, redact_message
 from promote.report.filters import MARKER_PATTERN, marker, marker_key
 from promote.report.model import Report
 from promote.report.render import render_comment, render_minimal_comment, render_summary
@@ -34,16 +36,23 @@ from promote.report.view import annotation_items
 
 
 class Log:
-    """Notices and warnings on stderr: workflow commands in GitHub mode, plain lines elsewhere."""
+    """Notices and warnings on stderr: workflow commands in GitHub mode, plain lines elsewhere.
+
+    Every message is masked (redact_message: the token, secret-like env values, interpolated values)
+    before it is written; commands are escaped (workflow.command) and plain lines fenced when they
+    could read as a command (console.guard).
+    """
 
     def __init__(self, github: bool, stream: TextIO | None = None) -> None:
         self.github, self.stream = github, stream or sys.stderr
 
     def _say(self, level: str, message: str) -> None:
+        message = redact_message(message)
         if self.github:
             workflow.emit([workflow.command(level, message, title="promote")], self.stream)
         else:
             self.stream.write(f"promote: {level}: {message}\n")
+        self.stream.flush()
 
     def notice(self, message: str) -> None:
         self._say("notice", message)
@@ -52,7 +61,7 @@ class Log:
         self._say("warning", message)
 
     def info(self, message: str) -> None:
-        self.stream.write(f"promote: {message}\n")
+        self.stream.write(guard(f"promote: {redact_message(message)}\n", github=self.github))
 
 
 @dataclass
@@ -91,7 +100,18 @@ def publish_comment(req: CommentRequest, ctx: Context, log: Log, *, out: TextIO 
                     api: GitHubAPI | None = None) -> CommentResult:
     """Post or update the sticky comment, or explain (notice/warning) why not. Never raises for
     GitHub trouble: the gate result must survive a comment failure."""
-    out = out or sys.stdout
+    try:
+        return _publish_comment(req, ctx, log, out=out or sys.stdout, api=api)
+    except GitHubError as exc:
+        log.warning(f"PR comment not posted: {exc}")
+        return CommentResult("failed", str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug or an odd reply here must never change the gate
+        log.warning(f"PR comment not posted: {type(exc).__name__}: {exc}")
+        return CommentResult("failed", f"{type(exc).__name__}: {exc}")
+
+
+def _publish_comment(req: CommentRequest, ctx: Context, log: Log, *, out: TextIO,
+                     api: GitHubAPI | None) -> CommentResult:
     repo = req.repo or ctx.repo
     if not repo:
         return _skip(log, "no repository known (set GITHUB_REPOSITORY or pass --repo); PR comment skipped")
@@ -101,9 +121,11 @@ def publish_comment(req: CommentRequest, ctx: Context, log: Log, *, out: TextIO 
                           "recipe)")
     pr = req.pr if req.pr is not None else pr_from_context(ctx)
     api_url = api_url_from_env(req.api_url)
+    body = redact(req.body)  # a --body file is posted as given: mask it here, whatever rendered it
+    minimal_body = redact(req.minimal_body) if req.minimal_body is not None else None
     if req.dry_run:
-        out.write(req.body if req.body.endswith("\n") else req.body + "\n")
-        log.info(f"dry run: comment body is {len(req.body.encode('utf-8'))} bytes (UTF-8); no request sent")
+        out.write(guard(body if body.endswith("\n") else body + "\n", github=log.github))
+        log.info(f"dry run: comment body is {len(body.encode('utf-8'))} bytes (UTF-8); no request sent")
         for line in planned_requests(api_url, repo, pr, ctx.head_sha):
             log.info(f"would send: {line}")
         return CommentResult("skipped", "dry run")
@@ -119,8 +141,8 @@ def publish_comment(req: CommentRequest, ctx: Context, log: Log, *, out: TextIO 
         if pr is None:
             return _skip(log, "no pull request for this run (not a pull_request event, no --pr, no open PR for "
                               "the commit); PR comment skipped")
-        outcome = upsert_comment(api, repo, pr, req.body, marker=req.marker, author=comment_author(api),
-                                 minimal_body=req.minimal_body)
+        outcome = upsert_comment(api, repo, pr, body, marker=req.marker, author=comment_author(api),
+                                 minimal_body=minimal_body)
     except (Forbidden, Unauthorized) as exc:
         log.warning(f"the token may not write PR comments ({exc}); give the job `permissions: pull-requests: "
                     "write`, or use the workflow_run recipe for fork PRs. PR comment skipped")

@@ -17,13 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from promote import __version__
+from promote import __version__, console
 from promote.contract.interpolate import assignments
 from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
 from promote.errors import EvaluationError
 from promote.policy import decide
 from promote.progress import progress_printer
+from promote.redact import redact_message
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
@@ -124,8 +125,8 @@ def _kernel_stages(contract: Contract, evalset: EvalSet, options: CheckOptions, 
                 tie_margin = contract.numerical.tie_margin if contract.numerical else 1e-3
                 kernel_pass(evalset, reference, candidate, [collector], tie_margin=tie_margin, progress=progress)
     except EvaluationError as exc:
-        message = exc.format_message()
-        print(f"promote: error: {message}", file=sys.stderr)
+        message = redact_message(exc.format_message())  # the report quotes it too: mask before both
+        console.message(f"promote: error: {message}")
         return {stage: (lambda stage=stage: _blanket(contract, stage, "error", message)) for stage in wanted}
     seconds = time.perf_counter() - start
     if collector is not None:

@@ -46,6 +46,7 @@ class Interpolator:
         self.env = env
         #: Variables whose value from ``env`` was substituted, in first-use order: name -> value.
         #: A reference that fell back to its default is not listed (the environment did not decide it).
+        #: Used for the report's reproduce line and to mask those values in messages (promote.redact).
         self.used: dict[str, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
         self._resolver = yaml.resolver.Resolver()

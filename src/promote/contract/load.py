@@ -39,6 +39,7 @@ from promote.contract.problems import (
 )
 from promote.contract.schema_messages import Translator
 from promote.contract.wording import shorten
+from promote.redact import register_interpolated
 
 __all__ = [
     "KEY",
@@ -80,6 +81,8 @@ def parse_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
         data = builder.build_document(root)
     except RecursionError:
         fail(display, "the YAML is nested too deeply to read; flatten it")
+    finally:  # before any message can quote them: every value taken from the environment is masked
+        register_interpolated(builder.variables)
     if builder.problems:
         raise ContractError(tidy(builder.problems))
     return LoadedDocument(

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-import click
-
+from promote.console import message
 from promote.errors import UsageError
 
 __all__ = [
@@ -77,8 +76,7 @@ class ContractError(UsageError):
     def show(self, file: IO[Any] | None = None) -> None:
         """Print one problem per line, each starting with ``file:line:col``; the usual
         ``promote: error:`` prefix would stop editors and CI logs from linking to the spot."""
-        for problem in self.problems:
-            click.echo(str(problem), err=True, file=file)
+        message("\n".join(str(problem) for problem in self.problems), file=file)
 
 
 def format_path(path: Sequence[str | int]) -> str:

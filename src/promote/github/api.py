@@ -3,7 +3,12 @@
 Transport only — no knowledge of comments or reports. Why not urllib3's ``Retry``: it skips POST and
 PATCH and cannot tell a rate-limit 403 (retry after a wait) from a permission 403 (never retry).
 The token lives in the session's Authorization header and is never part of a message, a URL or a
-repr; error texts quote GitHub's ``message`` field, which does not echo it.
+repr. It is only ever sent to the API's origin (scheme, host and port of ``GITHUB_API_URL``): an
+absolute URL elsewhere — a ``Link: rel="next"`` from a hostile or misconfigured server — is refused
+with :class:`ForeignURL` before any request (requests itself drops the header on a cross-host
+redirect). It is registered with promote.redact, so an error body that echoes it is masked.
+A reply that is not the JSON shape an endpoint promises is :class:`BadResponse`, a GitHubError like
+any other, so callers report it as a publishing warning and never crash on it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from promote import __version__
+from promote.redact import redact_message, register_secret
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -61,7 +68,23 @@ class Unauthorized(GitHubError):
     """401: the token is missing, expired or wrong."""
 
 
+class ForeignURL(GitHubError):
+    """An absolute URL (a pagination link) outside the API origin: never sent the token, never followed."""
+
+
+class BadResponse(GitHubError):
+    """A 2xx reply that is not JSON, or not the JSON shape the endpoint documents."""
+
+
 _BY_STATUS: dict[int, type[GitHubError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 422: Unprocessable}
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
 
 
 def api_url_from_env(explicit: str | None = None) -> str:
@@ -69,7 +92,22 @@ def api_url_from_env(explicit: str | None = None) -> str:
     return (explicit or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what "same origin" compares."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: matches nothing
+        return scheme, (parts.hostname or "").lower(), -1
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
 def _message(response: requests.Response) -> str:
+    return redact_message(_raw_message(response))
+
+
+def _raw_message(response: requests.Response) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -110,6 +148,8 @@ class GitHubAPI:
         self.api_url = api_url_from_env(api_url)
         self.timeout_s, self.max_attempts, self.max_total_wait_s = timeout_s, max_attempts, max_total_wait_s
         self.waited_s = 0.0
+        register_secret(token)  # an error body that echoes the header is masked wherever it is printed
+        self._origin = origin(self.api_url)
         self._sleep, self._clock = sleep, clock
         self._session = requests.Session()
         self._session.headers.update({
@@ -123,8 +163,15 @@ class GitHubAPI:
         return f"GitHubAPI({self.api_url!r})"
 
     def url(self, path_or_url: str) -> str:
-        """Absolute URL: pagination links are used as given, paths are joined to the API base."""
-        if path_or_url.startswith(("http://", "https://")):
+        """Absolute URL: paths are joined to the API base; an absolute URL (a pagination link) is used as
+        given only on the API's origin — anywhere else it would receive the token (ForeignURL)."""
+        shown = urlsplit(path_or_url)
+        if shown.scheme or shown.netloc:
+            if origin(path_or_url) != self._origin:
+                scheme, host, port = origin(path_or_url)
+                raise ForeignURL(f"refused to follow a link to {scheme}://{host}:{port}, which is not the API "
+                                 f"origin {self.api_url} (the token is sent to the API origin only; set "
+                                 "GITHUB_API_URL to the API that serves this repository)", url=f"{scheme}://{host}")
             return path_or_url
         return f"{self.api_url}/{path_or_url.lstrip('/')}"
 
@@ -167,8 +214,25 @@ class GitHubAPI:
                        method=method, url=url)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
-    def get_json(self, path_or_url: str, *, params: dict[str, Any] | None = None) -> Any:
-        return self.request("GET", path_or_url, params=params).json()
+    def request_json(self, method: str, path_or_url: str, *, expect: type, json: Any = None,
+                     params: dict[str, Any] | None = None) -> Any:
+        """One call whose reply must be JSON of type ``expect`` (dict or list), else BadResponse."""
+        response = self.request(method, path_or_url, json=json, params=params)
+        url = self.url(path_or_url)
+        try:
+            body = response.json()
+        except ValueError:
+            raise BadResponse(f"{method} {url}: HTTP {response.status_code} reply is not JSON "
+                              f"({response.headers.get('content-type') or 'no content type'})",
+                              status=response.status_code, method=method, url=url) from None
+        if not isinstance(body, expect):
+            wanted = "an object" if expect is dict else "a list"
+            raise BadResponse(f"{method} {url}: expected {wanted} in the JSON reply, got {_json_kind(body)}",
+                              status=response.status_code, method=method, url=url)
+        return body
+
+    def get_json(self, path_or_url: str, *, params: dict[str, Any] | None = None, expect: type = dict) -> Any:
+        return self.request_json("GET", path_or_url, params=params, expect=expect)
 
     def paginate(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """Every item of a list endpoint, following the Link header's ``rel="next"`` (never built by hand)."""
@@ -176,10 +240,16 @@ class GitHubAPI:
         query: dict[str, Any] | None = {"per_page": 100, **(params or {})}
         while url:
             response = self.request("GET", url, params=query)
-            items = response.json()
+            try:
+                items = response.json()
+            except ValueError:
+                raise BadResponse(f"GET {url}: HTTP {response.status_code} reply is not JSON", method="GET",
+                                  status=response.status_code, url=url) from None
             if not isinstance(items, list):
-                raise GitHubError(f"GET {url}: expected a JSON list, got {type(items).__name__}",
+                raise BadResponse(f"GET {url}: expected a list in the JSON reply, got {_json_kind(items)}",
                                   status=response.status_code, method="GET", url=url)
             yield from items
             url = response.links.get("next", {}).get("url")
+            if url:
+                self.url(url)  # a next link off the API origin: ForeignURL before the token could go there
             query = None  # the next link already carries the query

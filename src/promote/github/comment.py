@@ -81,10 +81,15 @@ def pr_from_context(ctx: Context) -> int | None:
 
 def pr_from_commit(api: GitHubAPI, repo: str, sha: str) -> int | None:
     """The open PR whose head is ``sha`` (how a ``workflow_run`` for a fork PR finds its PR)."""
-    pulls = api.get_json(f"repos/{repo}/commits/{sha}/pulls")
-    pulls = [p for p in pulls if isinstance(p, dict)] if isinstance(pulls, list) else []
+    pulls = api.get_json(f"repos/{repo}/commits/{sha}/pulls", expect=list)
+    pulls = [p for p in pulls if isinstance(p, dict) and _is_id(p.get("number"))]
     open_first = sorted(pulls, key=lambda p: p.get("state") != "open")
     return open_first[0]["number"] if open_first else None
+
+
+def _is_id(value: object) -> bool:
+    """A positive integer (bool is an int in Python, and not an id)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def head_label(ctx: Context) -> str | None:
@@ -97,17 +102,18 @@ def head_label(ctx: Context) -> str | None:
 
 def pr_from_head(api: GitHubAPI, repo: str, label: str) -> int | None:
     """The open PR whose head is ``owner:branch`` (the commit lookup can miss a fork's commit)."""
-    pulls = api.get_json(f"repos/{repo}/pulls", params={"head": label, "state": "open"})
-    return pulls[0]["number"] if isinstance(pulls, list) and pulls and isinstance(pulls[0], dict) else None
+    pulls = api.get_json(f"repos/{repo}/pulls", params={"head": label, "state": "open"}, expect=list)
+    numbers = [p["number"] for p in pulls if isinstance(p, dict) and _is_id(p.get("number"))]
+    return numbers[0] if numbers else None
 
 
 def comment_author(api: GitHubAPI) -> str:
     """Login of the token's user; GITHUB_TOKEN cannot read /user (403), so it is the Actions bot."""
     try:
-        login = api.get_json("user").get("login")
+        login = api.get_json("user", expect=dict).get("login")
     except (Forbidden, NotFound, Unauthorized):
         return BOT_LOGIN
-    return login or BOT_LOGIN
+    return login if isinstance(login, str) and login else BOT_LOGIN
 
 
 @dataclass
@@ -123,11 +129,11 @@ class Outcome:
 
 def _write(api: GitHubAPI, method: str, path: str, body: str, minimal_body: str | None) -> tuple[dict, bool]:
     try:
-        return api.request(method, path, json={"body": body}).json(), False
+        return api.request_json(method, path, json={"body": body}, expect=dict), False
     except Unprocessable as exc:
         if not exc.too_long or minimal_body is None:
             raise
-        return api.request(method, path, json={"body": minimal_body}).json(), True
+        return api.request_json(method, path, json={"body": minimal_body}, expect=dict), True
 
 
 def upsert_comment(api: GitHubAPI, repo: str, pr: int, body: str, *, marker: str, author: str,
@@ -141,19 +147,24 @@ def upsert_comment(api: GitHubAPI, repo: str, pr: int, body: str, *, marker: str
     if marker not in body:
         raise ValueError("comment body lacks its marker; it could never be found and updated again")
     mine = [c for c in api.paginate(f"repos/{repo}/issues/{pr}/comments")
-            if isinstance(c, dict) and marker in (c.get("body") or "")
-            and (c.get("user") or {}).get("login") == author]
+            if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("body"), str)
+            and marker in c["body"] and isinstance(c.get("user"), dict) and c["user"].get("login") == author]
     if not mine:
         created, minimal = _write(api, "POST", f"repos/{repo}/issues/{pr}/comments", body, minimal_body)
-        return Outcome("created", created.get("html_url"), created.get("id"), minimal=minimal)
-    mine.sort(key=lambda c: (c.get("created_at") or "", c.get("id") or 0))
+        return Outcome("created", _url(created), created.get("id"), minimal=minimal)
+    mine.sort(key=lambda c: (str(c.get("created_at") or ""), c["id"]))
     keep, duplicates = mine[-1], mine[:-1]
     for old in duplicates:
         api.request("DELETE", f"repos/{repo}/issues/comments/{old['id']}")
-    if (keep.get("body") or "").strip() == body.strip():
-        return Outcome("unchanged", keep.get("html_url"), keep.get("id"), len(duplicates))
+    if keep["body"].strip() == body.strip():
+        return Outcome("unchanged", _url(keep), keep["id"], len(duplicates))
     updated, minimal = _write(api, "PATCH", f"repos/{repo}/issues/comments/{keep['id']}", body, minimal_body)
-    return Outcome("updated", updated.get("html_url"), keep.get("id"), len(duplicates), minimal)
+    return Outcome("updated", _url(updated), keep["id"], len(duplicates), minimal)
+
+
+def _url(comment: dict) -> str | None:
+    url = comment.get("html_url")
+    return url if isinstance(url, str) else None
 
 
 def planned_requests(api_url: str, repo: str, pr: int | None, sha: str | None) -> list[str]:

@@ -3,7 +3,8 @@
 Everything here receives plain strings and dicts. Untrusted text (clause messages, contract names,
 slice values) is escaped per the workflow-command rules, so a message containing ``::error::`` or a
 newline cannot forge a command; multi-line outputs use random heredoc delimiters so a value cannot
-end its own block early.
+end its own block early. Every message, output and summary is masked first (promote.redact): the
+token and secret-like values never reach the log or the runner's files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
+
+from promote.redact import redact, redact_message
 
 SUMMARY_LIMIT = 1024 * 1024  # bytes per step; over it the runner drops the summary with an error
 LEVELS = ("error", "warning", "notice")
@@ -36,8 +39,9 @@ def escape_property(value: object) -> str:
 
 def command(name: str, message: object = "", **properties: Any) -> str:
     """``::name k=v,k=v::message`` with every part escaped; properties that are None are left out."""
-    props = ",".join(f"{k}={escape_property(v)}" for k, v in properties.items() if v is not None)
-    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+    props = ",".join(f"{k}={escape_property(redact_message(str(v)))}" for k, v in properties.items()
+                     if v is not None)
+    return f"::{name}{' ' + props if props else ''}::{escape_data(redact_message(str(message)))}"
 
 
 def annotations(items: Iterable[Mapping[str, Any]], *, file: str | None = None) -> list[str]:
@@ -76,7 +80,7 @@ def set_outputs(outputs: Mapping[str, object], path: str | os.PathLike[str] | No
         return
     with open(target, "a", encoding="utf-8") as fh:
         for name, value in outputs.items():
-            text = str(value)
+            text = redact(str(value))
             delimiter = f"promote_{secrets.token_hex(16)}"
             while delimiter in text:  # astronomically unlikely; never let a value close its block
                 delimiter = f"promote_{secrets.token_hex(16)}"
@@ -113,6 +117,7 @@ def write_summary(markdown: str, path: str | os.PathLike[str] | None = None) -> 
     target = path or os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
+    markdown = redact(markdown)
     if len(markdown.encode("utf-8")) > summary_budget(target):
         return False
     with open(target, "a", encoding="utf-8") as fh:

@@ -13,9 +13,11 @@ import math
 import re
 
 from promote.judgement import margin
+from promote.redact import redact
 from promote.results import Bound, bounds_text, compared, format_value
 
 _MD_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -25,11 +27,23 @@ def one_line(value: object) -> str:
     return _CONTROL.sub(" ", str(value)).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
+def no_mentions(value: object) -> str:
+    """``@name`` and ``@org/team`` with a zero-width space after the ``@``, so GitHub does not link and
+    notify the user or team; the text still reads the same.
+
+    Why a zero-width space and not a code span: it works inside any markdown context (a table cell, a
+    heading, a list item, text already escaped) without changing how the text looks or breaking the
+    escaping around it, and it is what release-note bots use for the same purpose. GitHub's mention
+    parser needs a letter or digit right after the ``@``, which the invisible character denies.
+    """
+    return _MENTION.sub("@\u200b", str(value))
+
+
 def md_text(value: object) -> str:
     """Escape text for inline markdown (headings, list items, table cells): one line, no HTML, no
-    emphasis, links, code spans or table pipes."""
+    emphasis, links, code spans, table pipes or ``@mentions``."""
     text = html.escape(one_line(value), quote=False)
-    return _MD_INLINE_SPECIALS.sub(r"\\\1", text)
+    return no_mentions(_MD_INLINE_SPECIALS.sub(r"\\\1", text))
 
 
 def md_cell(value: object) -> str:
@@ -107,7 +121,7 @@ def margin_text(observed: float | None, bounds: list[Bound]) -> str:
 def mermaid_label(value: object, limit: int = 24) -> str:
     """A Mermaid string literal's content: no quotes, backslashes, backticks, brackets or HTML."""
     text = re.sub(r'["\\`<>\[\]{};]', "'", one_line(value)).strip()
-    return truncate(text, limit) or "?"
+    return no_mentions(truncate(text, limit)) or "?"
 
 
 def mermaid_number(value: float) -> str:
@@ -118,7 +132,9 @@ def mermaid_number(value: float) -> str:
 
 def marker_key(contract_name: str) -> str:
     """A file- and HTML-comment-safe key for a contract: readable slug plus a hash of the exact name,
-    so two names that slug alike do not collide and no name (``-->``, newlines) can escape."""
+    so two names that slug alike do not collide and no name (``-->``, newlines) can escape. Built from
+    the masked name (promote.redact), so a secret in the name reaches neither a file name nor a marker."""
+    contract_name = redact(contract_name)
     slug = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9_.-]+", "-", contract_name)).strip("-.")[:60] or "contract"
     return f"{slug}-{hashlib.sha256(contract_name.encode('utf-8')).hexdigest()[:8]}"
 

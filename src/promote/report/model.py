@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promote.policy import Action, Decision
+from promote.redact import redact_data
 from promote.results import ClauseResult, StageResult
 
 SCHEMA_VERSION = 1
@@ -73,7 +74,8 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        """The JSON report with secret values masked (promote.redact), string by string so it stays JSON."""
+        return json.dumps(redact_data(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
     def sha256(self) -> str:
         """sha256 of the JSON rendering: the footer quotes it so an artifact can be matched to a comment."""

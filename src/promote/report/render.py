@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jinja2
 
+from promote.redact import redact, redact_data
 from promote.report import filters
 from promote.report.model import Report
 from promote.report.view import build_view
@@ -72,15 +73,17 @@ def _environment(colour: bool) -> jinja2.Environment:
 
 
 def _provenance_json(provenance: dict) -> str:
-    """Provenance for machines, inert inside an HTML comment: no ``--``, ``<``, ``>`` or ``&`` appear."""
+    """Provenance for machines, inert inside an HTML comment: no ``--``, ``<``, ``>``, ``&`` or ``@``
+    (a mention) appear; each is a JSON ``\\uXXXX`` escape, so the JSON reads back the same."""
     text = json.dumps(provenance, ensure_ascii=True, sort_keys=True)
-    for char in "-<>&":
+    for char in "-<>&@":
         text = text.replace(char, f"\\u{ord(char):04x}")
     return text
 
 
 def _render(template: str, report: Report, *, colour: bool = False, mode: str = "full",
             drop: tuple[str, ...] = (), commit: str | None = None) -> str:
+    report = redact_data(report)  # mask secrets before any filter escapes them out of recognition
     view = build_view(report, commit=commit)
     context = {
         "report": report, "view": view, "counts": view.counts, "mode": mode, "drop": drop,
@@ -88,9 +91,10 @@ def _render(template: str, report: Report, *, colour: bool = False, mode: str = 
         "provenance_json": _provenance_json(view.provenance), **LIMITS[mode],
     }
     try:
-        return _environment(colour).get_template(template).render(**context)
+        text = _environment(colour).get_template(template).render(**context)
     except jinja2.TemplateError as exc:
         raise RenderError(f"{template}: {exc}") from exc
+    return redact(text)  # every text/markdown rendering (report, summary, comment) leaves masked
 
 
 def fit(render: Callable[[tuple[str, ...]], str], budget: int) -> tuple[str, tuple[str, ...]]:
@@ -145,7 +149,7 @@ def render_json(report: Report, *, colour: bool = False) -> str:
 def render_junit(report: Report, *, colour: bool = False) -> str:
     from promote.report.junit import to_junit
 
-    return to_junit(report)
+    return redact(to_junit(redact_data(report)))
 
 
 RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,

@@ -1,0 +1,141 @@
+"""Masking secrets in everything promote prints or writes: one redactor, applied where text leaves.
+
+Why a module of its own (and a leaf, importing nothing of promote): a secret can reach output by
+many roads — a GitHub error body that echoes the ``Authorization`` header, a ``${DATA_TOKEN}`` in a
+path quoted by a "file not found" error, a model factory's exception text — and a per-message fix
+would miss the next road. Instead the few places where text leaves the process (the CLI's message
+printer, the report renderers, the GitHub outputs, summary and comment) pass it through here.
+
+Two masks, because a report and an error message need different things:
+
+* :func:`redact` — for everything (reports, comments, summaries, outputs, messages). Replaces with
+  ``***`` the value of every environment variable whose name looks secret (``GITHUB_TOKEN``,
+  ``GH_TOKEN``, ``*_TOKEN``, ``*_KEY``, ``*_SECRET``, ``*_PASSWORD``, ...) and every value registered
+  with :func:`register_secret` (the GitHub token the client was given). Values shorter than
+  :data:`MIN_SECRET_CHARS` are left alone: masking a 2-character value would blank every occurrence
+  of those characters and make the output unreadable without protecting anything.
+* :func:`redact_message` — for messages (errors, warnings, ``validate`` problems). First replaces
+  every value that ``${NAME}`` interpolation substituted from the environment with its reference
+  ``${NAME}`` (so ``data file /mnt/s3cr3t/eval.jsonl not found`` reads
+  ``data file ${DATA_DIR}/eval.jsonl not found``), then applies :func:`redact`. Reports keep
+  non-secret interpolated values (the candidate a run tested must be visible in its report).
+
+The registry is process-wide state: promote is a CLI, one contract per process; :func:`reset` is
+for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["MASK", "MIN_INTERPOLATED_CHARS", "MIN_SECRET_CHARS", "is_secret_name", "redact", "redact_data",
+           "redact_message", "register_interpolated", "register_secret", "reset"]
+
+MASK = "***"
+#: Shortest secret-like value that is masked (env vars named like secrets, registered tokens).
+MIN_SECRET_CHARS = 6
+#: Shortest interpolated (non-secret-named) value that messages show as its ``${NAME}``.
+MIN_INTERPOLATED_CHARS = 6
+
+_SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|KEY|APIKEY|CREDENTIALS?|PAT)(?:$|_)",
+                          re.IGNORECASE)
+
+_secrets: set[str] = set()
+_interpolated: dict[str, str] = {}  # value -> "${NAME}"
+
+
+def is_secret_name(name: str) -> bool:
+    """True for environment variable names that hold secrets by convention (``GITHUB_TOKEN``,
+    ``GH_TOKEN``, ``HF_TOKEN``, ``OPENAI_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``DB_PASSWORD``...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` everywhere from now on (e.g. a token handed to the GitHub client in code)."""
+    if value and len(value) >= MIN_SECRET_CHARS:
+        _secrets.add(value)
+
+
+def register_interpolated(substituted: Mapping[str, str]) -> None:
+    """Record values that ``${NAME}`` interpolation took from the environment (name → value).
+
+    Every whole value of at least :data:`MIN_INTERPOLATED_CHARS` is shown as ``${NAME}`` in messages.
+    A secret-like name also makes its value a secret (``***`` in reports too), and the parts of a
+    ``file:factory`` value are masked as well, since a "not found" message may quote only the file.
+    (Parts of other values are not: ``model.py`` alone is too common to hide everywhere.)
+    """
+    for name, value in substituted.items():
+        secret = is_secret_name(name)
+        pieces = {value, *value.split(":")} if secret else {value}
+        for piece in pieces:
+            if len(piece) >= (MIN_SECRET_CHARS if secret else MIN_INTERPOLATED_CHARS):
+                _interpolated.setdefault(piece, f"${{{name}}}")
+                if secret:
+                    register_secret(piece)
+
+
+def reset() -> None:
+    """Forget registered values (tests run many contracts in one process)."""
+    _secrets.clear()
+    _interpolated.clear()
+
+
+def _secret_values(env: Mapping[str, str] | None) -> list[str]:
+    env = os.environ if env is None else env
+    found = set(_secrets)
+    found.update(v for k, v in env.items() if is_secret_name(k) and len(v) >= MIN_SECRET_CHARS)
+    return sorted(found, key=len, reverse=True)  # longest first: a secret containing another is masked whole
+
+
+def _replace(text: str, pairs: Iterable[tuple[str, str]]) -> str:
+    for value, shown in pairs:
+        if value in text:
+            text = text.replace(value, shown)
+    return text
+
+
+def redact(text: str, *, env: Mapping[str, str] | None = None) -> str:
+    """``text`` with every secret value replaced by ``***`` (see the module docstring for which)."""
+    return _replace(text, ((value, MASK) for value in _secret_values(env)))
+
+
+def redact_message(text: str, *, env: Mapping[str, str] | None = None) -> str:
+    """A message for the user: interpolated values shown as their ``${NAME}``, then :func:`redact`."""
+    pairs = sorted(_interpolated.items(), key=lambda item: len(item[0]), reverse=True)
+    return redact(_replace(text, pairs), env=env)
+
+
+def redact_data(data: Any, *, env: Mapping[str, str] | None = None) -> Any:
+    """:func:`redact` applied to every string (keys too) inside ``data``: dicts, lists, tuples and
+    dataclasses (copied with the masked fields), anything else as is. Returns ``data`` itself when
+    nothing changed.
+
+    Why on data and not on the finished text: a JSON document stays valid whatever the secret's
+    characters are, and a renderer that escapes (markdown turns ``_`` into ``\\_``) would otherwise
+    hide the secret from a text search while still showing it to every reader.
+    """
+    secrets = _secret_values(env)
+    if not secrets:
+        return data
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return _replace(value, ((s, MASK) for s in secrets))
+        if isinstance(value, dict):
+            items = [(walk(k), walk(v)) for k, v in value.items()]
+            same = all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True))
+            return value if same else dict(items)
+        if isinstance(value, (list, tuple)):
+            walked = [walk(v) for v in value]
+            return value if all(a is b for a, b in zip(walked, value, strict=True)) else type(value)(walked)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {f.name: new for f in dataclasses.fields(value) if f.init
+                       for old in [getattr(value, f.name)] for new in [walk(old)] if new is not old}
+            return dataclasses.replace(value, **changes) if changes else value
+        return value
+
+    return walk(data)

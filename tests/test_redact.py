@@ -1,0 +1,143 @@
+"""Secrets never leave promote (issue 9, class 7 and the redaction half of class 5): the central
+redactor on its own, then real contracts whose data path, weights or model reference interpolate a
+secret, run through `validate` and `check`, asserting on everything printed and written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promote import redact
+from promote.cli import cli
+
+DATA_SECRET = "s3cr3tDATAvalue-42"
+HF_SECRET = "hf_weightsSECRET_99"
+MODEL_SECRET_DIR = "privdir_7d1c"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    redact.reset()
+    yield
+    redact.reset()
+
+
+def run(env, *args):
+    result = CliRunner().invoke(cli, list(args), env={"NO_COLOR": "1", **env}, catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
+# -- the redactor
+
+
+def test_secret_names_follow_the_conventions():
+    for name in ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD",
+                 "MY_SECRET", "GH_PAT", "token"):
+        assert redact.is_secret_name(name), name
+    for name in ("PATH", "HOME", "DATA_PATH", "KEYBOARD", "TOKENIZER", "CANDIDATE", "MONKEY"):
+        assert not redact.is_secret_name(name), name
+
+
+def test_env_secrets_are_masked_and_short_values_left_alone():
+    env = {"MY_API_KEY": "abcdef123456", "SHORT_TOKEN": "abc", "HOME": "/home/someone-long"}
+    text = "key abcdef123456 in /home/someone-long, short abc"
+    assert redact.redact(text, env=env) == "key *** in /home/someone-long, short abc"
+
+
+def test_registered_token_is_masked_even_when_not_in_the_environment():
+    redact.register_secret("ghs_registeredTOKEN123")
+    assert redact.redact("Authorization: Bearer ghs_registeredTOKEN123", env={}) == "Authorization: Bearer ***"
+
+
+def test_longest_secret_first_so_none_is_half_masked():
+    env = {"A_TOKEN": "abcdefgh", "B_TOKEN": "abcdefgh-and-more"}
+    assert redact.redact("x abcdefgh-and-more y", env=env) == "x *** y"
+
+
+def test_messages_show_interpolated_values_as_their_reference():
+    redact.register_interpolated({"DATA_DIR": "/mnt/private/evals", "N": "8", "HF_TOKEN": "tokdir_123:factory_9"})
+    message = "data file /mnt/private/evals/x.jsonl not found (8 samples); tokdir_123 missing; factory_9"
+    shown = redact.redact_message(message, env={})
+    assert shown == "data file ${DATA_DIR}/x.jsonl not found (8 samples); ${HF_TOKEN} missing; ${HF_TOKEN}"
+    # Reports keep non-secret interpolated values, but a secret-named one is masked everywhere.
+    assert redact.redact("/mnt/private/evals tokdir_123", env={}) == "/mnt/private/evals ***"
+
+
+def test_redact_data_keeps_json_valid_whatever_the_secret_holds():
+    env = {"ODD_TOKEN": 'ab"cd\\ef'}
+    data = {"name": 'x ab"cd\\ef y', 'ab"cd\\ef': [1, "ab\"cd\\ef"]}
+    masked = redact.redact_data(data, env=env)
+    assert masked == {"name": "x *** y", "***": [1, "***"]}
+    json.loads(json.dumps(masked))
+
+
+# -- class 7: interpolated secrets in "not found" messages
+
+
+@pytest.mark.parametrize("where", ["data", "weights", "model", "plain-name"])
+def test_interpolated_secret_is_masked_in_not_found_errors(mini, where):
+    contract = mini.contract()
+    text = contract.read_text()
+    if where == "data":
+        text = text.replace("path: eval.jsonl", "path: data-${DATA_TOKEN}/eval.jsonl")
+        secret, shown = DATA_SECRET, "${DATA_TOKEN}"
+    elif where == "weights":
+        text = text.replace("precision: fp32\n", "precision: fp32\n  weights: w-${HF_TOKEN}.safetensors\n", 1)
+        secret, shown = HF_SECRET, "${HF_TOKEN}"
+    elif where == "model":  # the message quotes only the file part of `file:factory`: masked too
+        text = text.replace("model: model.py:build", "model: ${MODEL_SECRET}", 1)
+        secret, shown = MODEL_SECRET_DIR, "${MODEL_SECRET}"
+    else:  # a name that does not look secret: the whole value is still shown as its reference
+        text = text.replace("path: eval.jsonl", "path: ${EVAL_FILE}")
+        secret, shown = "private-evals/eval.jsonl", "${EVAL_FILE}"
+    contract.write_text(text)
+    env = {"DATA_TOKEN": DATA_SECRET, "HF_TOKEN": HF_SECRET, "MODEL_SECRET": f"{MODEL_SECRET_DIR}/model.py:build",
+           "EVAL_FILE": "private-evals/eval.jsonl"}
+    for args in (["validate", str(contract)], ["check", str(contract)]):
+        result = run(env, *args)
+        assert result.exit_code == 2, result.output
+        assert secret not in result.output and secret not in result.stderr
+        assert shown in result.stderr and "not found" in result.stderr
+
+
+def test_interpolated_value_in_a_kernel_error_is_masked_on_stderr_and_in_the_report(mini, tmp_path):
+    # The factory exists and raises, quoting its own name: an evaluation error (exit 3) whose message
+    # lands in the report too, so neither stderr nor the report may quote the interpolated value.
+    mini.write("boom.py", """
+        def build_private_0xfeed():
+            raise RuntimeError("build_private_0xfeed could not open its checkpoint")
+        """)
+    contract = mini.contract()
+    contract.write_text(contract.read_text().replace("model: model.py:build", "model: boom.py:${CAND_FACTORY}", 1))
+    out = tmp_path / "r.json"
+    result = run({"CAND_FACTORY": "build_private_0xfeed"}, "check", str(contract), "--output", f"json={out}")
+    assert result.exit_code == 3, result.output
+    assert "build_private_0xfeed" not in result.stderr and "${CAND_FACTORY}" in result.stderr
+    # The header names the kernels it ran and the reproduce line the variables (as the JSON does, below);
+    # no message quotes the value.
+    quoting = [line for line in result.stdout.splitlines() if "build_private_0xfeed" in line]
+    allowed = ("reference:", "candidate:", "reproduce:")
+    assert quoting and all(line.strip().startswith(allowed) for line in quoting), quoting
+    report = json.loads(out.read_text())
+    messages = [c["message"] for stage in report["stages"] for c in stage["clauses"]]
+    assert messages and all("${CAND_FACTORY} could not open its checkpoint" in m for m in messages)
+    # By design the report still names the kernel it ran (a non-secret name is not masked there).
+    assert report["kernels"]["reference"]["spec"]["model"] == "boom.py:build_private_0xfeed"
+
+
+def test_secret_reaching_a_report_is_masked_in_every_rendering(mini, tmp_path):
+    contract = mini.contract(extra={"name": "mini ${RUN_TOKEN}", "description": "uses ${RUN_TOKEN}"})
+    secret = "rt_0123456789abcdef"
+    outs = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "markdown", "text", "junit")}
+    args = ["check", str(contract)] + [f"--output={fmt}={path}" for fmt, path in outs.items()]
+    for fmt in ("text", "json", "markdown", "junit"):
+        result = run({"RUN_TOKEN": secret}, *args, "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert secret not in result.stdout and secret not in result.stderr
+        assert "***" in result.stdout
+    for path in outs.values():
+        assert secret not in path.read_text() and "***" in path.read_text()
+    assert json.loads(outs["json"].read_text())["contract"]["name"] == "mini ***"
