@@ -16,8 +16,9 @@ import click
 
 from promote import __version__, console
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
+from promote.sections import STAGE_NAMES
 
-STAGES = ("numerics", "slices", "runtime", "observability")
+STAGES = STAGE_NAMES  # the stage registry's names, in run order (sections.py)
 FORMATS = ("text", "json", "markdown", "junit")
 
 EXIT_CODES_HELP = """\b
@@ -191,7 +192,7 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
     for path in contracts:
         try:
             contract, warnings = load_contract(path)
-            if not no_data:
+            if not no_data and contract.needs_evalset:  # observability alone reads no eval set
                 load_evalset(contract.data)
         except ContractError as exc:
             failed = True

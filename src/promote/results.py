@@ -11,14 +11,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STAGE_NAMES = ("numerics", "slices", "runtime", "observability")
-# Contract section of each stage (the report uses stage names; the contract, section names).
-STAGE_SECTIONS = {
-    "numerics": "numerical",
-    "slices": "statistical",
-    "runtime": "runtime",
-    "observability": "observability",
-}
 # Worst first: how a set of clause statuses sums up into one stage status.
 _STATUS_SEVERITY = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
 
