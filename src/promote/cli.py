@@ -1,6 +1,7 @@
 """The `promote` command line: parse → build → run → exit code (DESIGN.md §7).
 
-Exit codes: 0 pass (or warn), 1 gate failed, 2 usage or contract error, 3 could not evaluate.
+Exit codes: 0 pass (or warn), 1 gate failed, 2 usage or contract error, 3 could not evaluate,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 Results go to stdout, logs and errors to stderr. Heavy imports (torch, onnxruntime, the stages)
 happen inside the commands that need them, so `promote --help` and `promote validate` start fast.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -25,7 +27,9 @@ Exit codes:
   0  pass (warnings too, unless --fail-on warn)
   1  gate failed: a clause was violated and the policy blocks
   2  usage or contract error (bad flag, invalid contract, bad data file)
-  3  could not evaluate (a kernel crashed, a stage is unavailable)"""
+  3  could not evaluate (a kernel crashed or exited, a stage is unavailable)
+  130  interrupted by Ctrl-C (SIGINT); no verdict
+  143  terminated by SIGTERM (e.g. a cancelled CI job); no verdict"""
 
 
 class OutputSpec(click.ParamType):
@@ -53,7 +57,20 @@ def _use_colour(flag: bool | None) -> bool:
     return sys.stdout.isatty()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+class _Group(click.Group):
+    """click turns a KeyboardInterrupt into "Aborted!" and exit 1, which reads as a failed gate;
+    promote reports it as an interruption (exit 130) instead."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        from promote.signals import Interrupted
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted(signal.SIGINT) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", prog_name="promote")
 def cli() -> None:
     """Check an inference kernel against its reference kernel under a kernel contract."""
@@ -318,9 +335,17 @@ def init(path: Path, force: bool) -> None:
 
 def main() -> None:
     """Console-script entry: click handles PromoteError (with its exit code); anything else is a bug,
-    reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate."""
+    reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate.
+    SIGINT/SIGTERM stop the run with 130/143 (promote/signals.py tells them from user code's own
+    KeyboardInterrupt/SystemExit, which are evaluation errors)."""
+    from promote.signals import Interrupted, handling
+
     try:
-        cli.main(prog_name="promote")
+        with handling():
+            cli.main(prog_name="promote")
+    except Interrupted as exc:
+        click.echo(f"\npromote: interrupted by {exc}; stopped without a verdict (exit {exc.exit_code})", err=True)
+        sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the one boundary for unexpected errors
         click.echo(f"promote: internal error: {type(exc).__name__}: {exc} (please report this bug; "
                    "set PROMOTE_DEBUG=1 for a traceback)", err=True)
