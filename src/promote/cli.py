@@ -117,18 +117,11 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     options = CheckOptions(stages=stages, fail_on=fail_on, all_stages=all_stages,
                            progress=sys.stderr.isatty() if progress is None else progress,
                            command=shlex.join(command), merge=merge)
+    _check_output_paths(outputs)
     report = run_check(contract, options)
+    json_written = _write_outputs(report, outputs)
     from promote.report.render import RENDERERS
 
-    json_written: Path | None = None
-    for out_fmt, path in outputs:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(RENDERERS[out_fmt](report), encoding="utf-8")
-        except OSError as exc:
-            raise PromoteError(f"cannot write {out_fmt} report to {path}: {exc.strerror}") from None
-        json_written = path if out_fmt == "json" else json_written
-        click.echo(f"promote: wrote {out_fmt} report to {path}", err=True)
     github = _github_mode(github)
     colour_on = fmt == "text" and _use_colour(colour)
     rendered = RENDERERS[fmt](report, colour=colour_on)
@@ -145,6 +138,37 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
         if comment_mode == "auto":
             _comment_from_check(report)
     ctx.exit(report.exit_code)
+
+
+def _check_output_paths(outputs: tuple[tuple[str, Path], ...]) -> None:
+    """Every --output path must be writable before any kernel runs (exit 2), so a typo costs nothing."""
+    from promote.atomic import writable_problem
+
+    for out_fmt, path in outputs:
+        problem = writable_problem(path)
+        if problem:
+            raise PromoteError(f"--output {out_fmt}={path}: cannot write the report there: {problem}")
+
+
+def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None:  # noqa: ANN001 - a Report
+    """Write each --output atomically; return the JSON path written. A write that still fails (disk
+    full, the directory removed meanwhile) is an error line: the verdict is printed and the gate's
+    exit code stands, since the evaluation itself succeeded."""
+    from promote.atomic import write_text_atomic
+    from promote.report.render import RENDERERS
+
+    json_written: Path | None = None
+    for out_fmt, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, RENDERERS[out_fmt](report))
+        except OSError as exc:
+            click.echo(f"promote: error: cannot write {out_fmt} report to {path}: {exc.strerror or exc}; the "
+                       f"verdict below stands (exit {report.exit_code})", err=True)
+            continue
+        json_written = path if out_fmt == "json" else json_written
+        click.echo(f"promote: wrote {out_fmt} report to {path}", err=True)
+    return json_written
 
 
 def _github_mode(flag: bool | None) -> bool:
@@ -326,8 +350,10 @@ def init(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise PromoteError(f"{path} already exists; pass --force to overwrite it")
     text = (data_dir("templates") / "starter-contract.yaml").read_text(encoding="utf-8")
+    from promote.atomic import write_text_atomic
+
     try:
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
     except OSError as exc:
         raise PromoteError(f"cannot write {path}: {exc.strerror}") from None
     click.echo(f"wrote {path}; edit the kernels and data paths, then run: promote validate {path}")
