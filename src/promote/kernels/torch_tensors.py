@@ -77,7 +77,7 @@ def run_tensor_batch(kernel: TorchKernel, batch: TensorBatch, *, weight_dtype: t
     try:
         with kernel.forward_context():
             raw = kernel.module(tensors[SINGLE_INPUT]) if names == [SINGLE_INPUT] else kernel.module(**tensors)
-    except Exception as exc:
+    except BaseException as exc:
         raise evaluation_failure(kernel.label, "forward pass", exc) from None
     try:
         pairs = flatten_outputs(raw)
