@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import yaml
@@ -92,6 +94,27 @@ def _expand(value: str, context: dict[str, str]) -> str:
     return re.sub(r"\$\{\{(.*?)\}\}", one, str(value))
 
 
+def _user_site_with_this_interpreters_packages(tmp: Path) -> dict[str, str]:
+    """Environment that lets the action's venv see the packages this test runs with.
+
+    The action builds its venv with ``--system-site-packages`` from the interpreter setup-python
+    gives it; on a runner pip then downloads what is missing. Offline, the build backend and the
+    dependencies must already be visible. When this test runs inside a virtualenv (the README's
+    set-up), the venv built from it inherits only the *base* interpreter's site-packages, which
+    hold none of them. A venv with system site-packages also reads the user site, so point
+    PYTHONUSERBASE at a directory whose site-packages holds a ``.pth`` naming this interpreter's
+    site directories: the same packages, in a venv or not, without touching the action's script.
+    """
+    userbase = tmp / "userbase"
+    user_site = Path(sysconfig.get_path("purelib", f"{os.name}_user", vars={"userbase": str(userbase)}))
+    user_site.mkdir(parents=True)
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        dirs.append(site.getusersitepackages())
+    (user_site / "promote-test-deps.pth").write_text("".join(f"{d}\n" for d in dirs))
+    return {"PYTHONUSERBASE": str(userbase)}
+
+
 def run_action(work: Path, inputs: dict[str, str],
                tmp: Path) -> tuple[dict[str, str], list[subprocess.CompletedProcess]]:
     """Run the action's bash steps in order, as a runner does (bash -eo pipefail, env files per step)."""
@@ -103,12 +126,13 @@ def run_action(work: Path, inputs: dict[str, str],
     temp.mkdir(parents=True)
     # A clean environment: no PYTHONPATH (it would make the venv import this checkout's src/).
     base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("GITHUB_", "PROMOTE_", "PIP_")) and k != "PYTHONPATH"}
+                if not k.startswith(("GITHUB_", "PROMOTE_", "PIP_")) and k not in ("PYTHONPATH", "PYTHONNOUSERSITE")}
+    base_env.update(_user_site_with_this_interpreters_packages(tmp))
     base_env.update({
         "RUNNER_TEMP": str(temp), "GITHUB_ACTION_PATH": str(REPO), "GITHUB_ACTIONS": "true",
         "GITHUB_WORKSPACE": str(work), "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"), "NO_COLOR": "1",
         # Offline: no index; the build backend and dependencies come from this interpreter's site-packages
-        # (the venv is created with --system-site-packages).
+        # (the venv is created with --system-site-packages; see _user_site_with_this_interpreters_packages).
         "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_DEPS": "1",
     })
     procs = []

@@ -1,6 +1,7 @@
 """The `promote` command line: parse → build → run → exit code (DESIGN.md §7).
 
-Exit codes: 0 pass (or warn), 1 gate failed, 2 usage or contract error, 3 could not evaluate.
+Exit codes: 0 pass (or warn), 1 gate failed, 2 usage or contract error, 3 could not evaluate,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 Results go to stdout, logs and errors to stderr. Heavy imports (torch, onnxruntime, the stages)
 happen inside the commands that need them, so `promote --help` and `promote validate` start fast.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -26,7 +28,9 @@ Exit codes:
   0  pass (warnings too, unless --fail-on warn)
   1  gate failed: a clause was violated and the policy blocks
   2  usage or contract error (bad flag, invalid contract, bad data file)
-  3  could not evaluate (a kernel crashed, a stage is unavailable)"""
+  3  could not evaluate (a kernel crashed or exited, a stage is unavailable)
+  130  interrupted by Ctrl-C (SIGINT); no verdict
+  143  terminated by SIGTERM (e.g. a cancelled CI job); no verdict"""
 
 
 class OutputSpec(click.ParamType):
@@ -54,7 +58,20 @@ def _use_colour(flag: bool | None) -> bool:
     return sys.stdout.isatty()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+class _Group(click.Group):
+    """click turns a KeyboardInterrupt into "Aborted!" and exit 1, which reads as a failed gate;
+    promote reports it as an interruption (exit 130) instead."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        from promote.signals import Interrupted
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted(signal.SIGINT) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", prog_name="promote")
 def cli() -> None:
     """Check an inference kernel against its reference kernel under a kernel contract."""
@@ -110,18 +127,11 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
                            command=shlex.join(command), merge=merge)
     github = _github_mode(github)
     console.set_github(github)  # every message from here on is fenced in GitHub mode (console.py)
+    _check_output_paths(outputs)
     report = run_check(contract, options)
+    json_written = _write_outputs(report, outputs)
     from promote.report.render import RENDERERS
 
-    json_written: Path | None = None
-    for out_fmt, path in outputs:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(RENDERERS[out_fmt](report), encoding="utf-8")
-        except OSError as exc:
-            raise PromoteError(f"cannot write {out_fmt} report to {path}: {exc.strerror}") from None
-        json_written = path if out_fmt == "json" else json_written
-        console.message(f"promote: wrote {out_fmt} report to {path}")
     colour_on = fmt == "text" and _use_colour(colour)
     rendered = RENDERERS[fmt](report, colour=colour_on)
     if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
@@ -142,6 +152,37 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
         if comment_mode == "auto":
             _comment_from_check(report)
     ctx.exit(report.exit_code)
+
+
+def _check_output_paths(outputs: tuple[tuple[str, Path], ...]) -> None:
+    """Every --output path must be writable before any kernel runs (exit 2), so a typo costs nothing."""
+    from promote.atomic import writable_problem
+
+    for out_fmt, path in outputs:
+        problem = writable_problem(path)
+        if problem:
+            raise PromoteError(f"--output {out_fmt}={path}: cannot write the report there: {problem}")
+
+
+def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None:  # noqa: ANN001 - a Report
+    """Write each --output atomically; return the JSON path written. A write that still fails (disk
+    full, the directory removed meanwhile) is an error line: the verdict is printed and the gate's
+    exit code stands, since the evaluation itself succeeded."""
+    from promote.atomic import write_text_atomic
+    from promote.report.render import RENDERERS
+
+    json_written: Path | None = None
+    for out_fmt, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, RENDERERS[out_fmt](report))
+        except OSError as exc:
+            console.message(f"promote: error: cannot write {out_fmt} report to {path}: {exc.strerror or exc}; the "
+                            f"verdict below stands (exit {report.exit_code})")
+            continue
+        json_written = path if out_fmt == "json" else json_written
+        console.message(f"promote: wrote {out_fmt} report to {path}")
+    return json_written
 
 
 def _github_mode(flag: bool | None) -> bool:
@@ -325,8 +366,10 @@ def init(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise PromoteError(f"{path} already exists; pass --force to overwrite it")
     text = (data_dir("templates") / "starter-contract.yaml").read_text(encoding="utf-8")
+    from promote.atomic import write_text_atomic
+
     try:
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
     except OSError as exc:
         raise PromoteError(f"cannot write {path}: {exc.strerror}") from None
     click.echo(f"wrote {path}; edit the kernels and data paths, then run: promote validate {path}")
@@ -334,9 +377,17 @@ def init(path: Path, force: bool) -> None:
 
 def main() -> None:
     """Console-script entry: click handles PromoteError (with its exit code); anything else is a bug,
-    reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate."""
+    reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate.
+    SIGINT/SIGTERM stop the run with 130/143 (promote/signals.py tells them from user code's own
+    KeyboardInterrupt/SystemExit, which are evaluation errors)."""
+    from promote.signals import Interrupted, handling
+
     try:
-        cli.main(prog_name="promote")
+        with handling():
+            cli.main(prog_name="promote")
+    except Interrupted as exc:
+        console.message(f"\npromote: interrupted by {exc}; stopped without a verdict (exit {exc.exit_code})")
+        sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the one boundary for unexpected errors
         console.message(f"promote: internal error: {type(exc).__name__}: {exc} (please report this bug; "
                         "set PROMOTE_DEBUG=1 for a traceback)")

@@ -14,6 +14,8 @@ EXIT_PASS = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_COULD_NOT_EVALUATE = 3
+EXIT_SIGINT = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
+EXIT_SIGTERM = 143  # 128 + SIGTERM (a CI runner cancelling the job)
 
 
 class PromoteError(click.ClickException):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from promote.atomic import write_text_atomic
 from promote.console import guard
 from promote.github import workflow
 from promote.github.api import Forbidden, GitHubAPI, GitHubError, Unauthorized, api_url_from_env
@@ -178,7 +179,7 @@ def _json_path(report: Report, written: Path | None) -> Path:
     base = Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir()) / "promote"
     base.mkdir(parents=True, exist_ok=True)
     path = base / f"{marker_key(report.contract['name'])}.json"
-    path.write_text(report.to_json(), encoding="utf-8")
+    write_text_atomic(path, report.to_json())
     return path
 
 

@@ -5,18 +5,26 @@ Checking outputs here, once, means every kernel kind gets the same guarantees: t
 float logits, one row per sample — or a clear error naming the kernel. The check follows the task,
 which the batch type carries: a ``Batch`` (causal LM) needs logits, a ``TensorBatch`` (`task:
 tensor`) needs named outputs with a leading batch dimension.
+
+User code (model files, factories, forward) runs only inside these lifecycle calls, so they are
+also the one place where anything it raises, ``SystemExit`` and ``KeyboardInterrupt`` included,
+becomes an evaluation error (exit 3, report written) instead of ending the process with whatever
+code user code chose; a real Ctrl-C or SIGTERM stays a signal (promote/signals.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from promote import signals
 from promote.data import Batch, EvalSet, TensorBatch
 from promote.errors import EvaluationError, UsageError
 
@@ -80,13 +88,15 @@ class Kernel(ABC):
 
     def open(self) -> None:
         if not self._opened:
-            self._open_impl()
+            with contained(self.label, "opening the kernel"):
+                self._open_impl()
             self._opened = True
 
     def close(self) -> None:
         if self._opened:
-            self._close_impl()
             self._opened = False
+            with contained(self.label, "closing the kernel"):
+                self._close_impl()
 
     def __enter__(self) -> Kernel:
         self.open()
@@ -100,13 +110,19 @@ class Kernel(ABC):
         if not self._opened:
             raise RuntimeError(f"{self.label}: run() before open()")
         start = time.perf_counter()
-        outputs = self._run_impl(batch)
-        self.seconds += time.perf_counter() - start
-        self._check(outputs, batch)
+        with contained(self.label, "running a batch"):
+            outputs = self._run_impl(batch)
+            self.seconds += time.perf_counter() - start
+            self._check(outputs, batch)
         return outputs
 
-    def bind(self, evalset: EvalSet) -> None:  # noqa: B027 - optional hook
-        """Hook: see the whole eval set before the first batch (records join their ids to it here)."""
+    def bind(self, evalset: EvalSet) -> None:
+        """See the whole eval set before the first batch (records join their ids to it here)."""
+        with contained(self.label, "binding the eval set"):
+            self._bind_impl(evalset)
+
+    def _bind_impl(self, evalset: EvalSet) -> None:  # noqa: B027 - optional hook
+        pass
 
     def _check(self, outputs: Outputs, batch: Batch | TensorBatch) -> None:
         if isinstance(batch, TensorBatch):
@@ -188,6 +204,40 @@ class Kernel(ABC):
         return {}
 
 
-def evaluation_failure(label: str, what: str, exc: BaseException) -> EvaluationError:
-    """Wrap a crash inside user code (factory, forward) as exit-3 with the cause named, no traceback."""
-    return EvaluationError(f"{label}: {what} raised {type(exc).__name__}: {exc}")
+def evaluation_failure(label: str, what: str, exc: BaseException) -> BaseException:
+    """What to raise for ``exc`` escaping user code (factory, forward, model import): exit 3 with the
+    cause named and no traceback, whatever ``exc`` is — a ``SystemExit(0)`` must never read as a pass.
+
+    A real signal stays a signal: :class:`~promote.signals.Interrupted` itself, or anything user code
+    raised after one arrived, is returned as the interruption (exit 130/143).
+    """
+    if isinstance(exc, signals.Interrupted):
+        return exc
+    signum = signals.received()
+    if signum is not None:
+        return signals.Interrupted(signum)
+    return EvaluationError(f"{label}: {what} {_what_it_did(exc)}")
+
+
+def _what_it_did(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return (f"called sys.exit({exc.code!r}) (SystemExit); model code must not end the process. If it "
+                "parses arguments (argparse), it read promote's own command line: pass values to the "
+                "factory instead")
+    if isinstance(exc, KeyboardInterrupt):
+        return "raised KeyboardInterrupt (no Ctrl-C reached promote)"
+    text = str(exc)
+    return f"raised {type(exc).__name__}: {text}" if text else f"raised {type(exc).__name__}"
+
+
+@contextlib.contextmanager
+def contained(label: str, what: str) -> Iterator[None]:
+    """Around every kernel lifecycle call: a ``BaseException`` that is not an ``Exception`` (SystemExit,
+    KeyboardInterrupt, GeneratorExit, a user class) from user code anywhere below becomes an
+    evaluation error. Ordinary exceptions keep their path (typed errors carry their own exit code)."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise evaluation_failure(label, what, exc) from None

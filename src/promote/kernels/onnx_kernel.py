@@ -110,7 +110,7 @@ class OnnxKernel(Kernel):
                 chunk = np.concatenate([chunk, np.zeros((step - rows, chunk.shape[1]), chunk.dtype)])
             try:
                 (out,) = self.session.run([self.output_name], {self.input_name: chunk})
-            except Exception as exc:
+            except BaseException as exc:
                 raise evaluation_failure(self.label, "onnxruntime run", exc) from None
             parts.append(np.asarray(out)[:rows])
         logits = np.concatenate(parts)

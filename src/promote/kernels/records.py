@@ -204,7 +204,7 @@ class RecordsKernel(Kernel):
     def _close_impl(self) -> None:
         self.records.close()
 
-    def bind(self, evalset: EvalSet) -> None:
+    def _bind_impl(self, evalset: EvalSet) -> None:
         """Join the records to the eval set by id; every mismatch is an error naming file and ids."""
         if self._bound == id(evalset):
             return

@@ -80,7 +80,7 @@ def load_factory(spec: Any) -> Any:
             try:
                 with _beside(spec.model_file):
                     import_spec.loader.exec_module(module)
-            except Exception as exc:
+            except BaseException as exc:
                 del sys.modules[name]
                 raise evaluation_failure(f"model `{where}`", "importing the model file", exc) from None
     else:
@@ -142,7 +142,7 @@ class TorchKernel(Kernel):
         factory = load_factory(self.spec)
         try:
             module = factory()
-        except Exception as exc:
+        except BaseException as exc:
             raise evaluation_failure(self.label, f"factory `{self.spec.model}`", exc) from None
         if not isinstance(module, torch.nn.Module) and not callable(module):
             raise UsageError(f"{self.label}: factory `{self.spec.model}` returned {type(module).__name__}, "
@@ -215,7 +215,7 @@ class TorchKernel(Kernel):
         try:
             with self._threads(), precision_flags(self.spec.precision), torch.inference_mode(), autocast:
                 raw = self.module(ids)
-        except Exception as exc:
+        except BaseException as exc:
             raise evaluation_failure(self.label, "forward pass", exc) from None
         logits = _logits_of(raw)
         if logits is None:

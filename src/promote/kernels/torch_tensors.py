@@ -80,7 +80,7 @@ def run_tensor_batch(module: Any, batch: TensorBatch, *, label: str, device: str
     try:
         with forward_context():
             raw = module(tensors[SINGLE_INPUT]) if names == [SINGLE_INPUT] else module(**tensors)
-    except Exception as exc:
+    except BaseException as exc:
         raise evaluation_failure(label, "forward pass", exc) from None
     try:
         pairs = flatten_outputs(raw)
