@@ -143,3 +143,37 @@ def test_state_bytes_are_versioned_and_typed():
     with pytest.raises(StateError, match="bad magic"):
         NumericsAccumulator(("kl",)).load_bytes(b"\x80\x04pickle")
     assert b"pickle" not in blob and blob.startswith(b"PROMOTE-STATE")
+
+
+def test_tensor_accumulators_of_shards_merge_into_the_one_pass_report():
+    from dataclasses import replace
+
+    from promote.engine.passes import tensor_pass
+    from promote.stages.tensor_accumulate import TensorAccumulator
+    from promote.stages.tensors import judge
+
+    contract, _ = load_contract(str(EXAMPLE.parents[1] / "tiny_mlp" / "contract.yaml"))
+    evalset = load_evalset(contract.data)
+    reference = build_kernel(contract.reference, role="reference")
+    candidate = build_kernel(contract.candidate, role="candidate")
+
+    def run(samples):
+        acc = TensorAccumulator()
+        tensor_pass(replace(evalset, samples=tuple(samples)), reference, candidate,
+                    lambda batch, ref, cand: acc.update(batch.ids, ref, cand))
+        return acc
+
+    size = min(contract.reference.batch_size, contract.candidate.batch_size)
+    with reference, candidate:
+        whole = run(evalset.samples)
+        blobs = [run(evalset.samples[a:b]).to_bytes() for a, b in ((0, size), (size, 3 * size),
+                                                                   (3 * size, len(evalset.samples)))]
+    for order in ((0, 1, 2), (2, 1, 0)):
+        merged = TensorAccumulator()
+        for index in order:
+            merged.merge(TensorAccumulator().load_bytes(blobs[index]))
+        assert merged.samples == whole.samples == len(evalset.samples)
+        assert {p: a.to_dict() for p, a in merged.outputs.items()} == {p: a.to_dict() for p, a in whole.outputs.items()}
+        for clause in contract.numerical.clauses:
+            got = [c.to_dict() for c in judge(clause, merged)]
+            assert got == [c.to_dict() for c in judge(clause, whole)], clause.id

@@ -149,7 +149,8 @@ class Mergeable:
 
     def to_bytes(self) -> bytes:
         doc = {"kind": self.KIND, "version": self.VERSION, "state": encode(self.state_dict())}
-        return MAGIC + json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        # Not sort_keys: dict order is state (tensor outputs in first-seen order).
+        return MAGIC + json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
     def load_bytes(self, data: bytes) -> Mergeable:
         """Replace this object's state by the one serialised in ``data`` (configuration stays)."""
