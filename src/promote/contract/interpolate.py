@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from promote.contract.wording import shorten
+from promote.contract.yaml_numbers import ContractResolver
 
 __all__ = ["Expansion", "Interpolator"]
 
@@ -44,7 +45,7 @@ class Interpolator:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self._constructor = yaml.constructor.SafeConstructor()
-        self._resolver = yaml.resolver.Resolver()
+        self._resolver = ContractResolver()  # the file's own rules: `${X:-1e-3}` is the number `1e-3` is
 
     def expand(self, text: str, *, plain: bool) -> Expansion:
         """Substitute ``${NAME}`` / ``${NAME:-default}``; ``$${`` is a literal ``${``.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.contract.consistency import chain_warnings
+from promote.contract.evaluable import crossed_ranges
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -285,6 +286,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         "promote; its clauses will report `error` (exit 3) when the stage runs",
                                         key=True, severity="warning"))
     _clause_ids(doc, problems)
+    problems.extend(crossed_ranges(doc))
     _floor_clauses_have_a_floor(doc, problems)
     _parameter_keys_fit(doc, problems)
     problems.extend(chain_warnings(doc))
