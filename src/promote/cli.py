@@ -278,7 +278,8 @@ def _load_report(path: Path):  # noqa: ANN202 - a Report
 @click.option("--drift", type=FiniteFloat(min=0), help="Per-position logit drift d = ‖z_c − z_r‖∞.")
 @click.option("--osc", type=FiniteFloat(min=0), help="Per-position logit oscillation (max δ − min δ ≤ 2d).")
 @click.option("--seq-len", type=click.IntRange(min=1), help="Sequence length T for sequence-level bounds.")
-@click.option("--reward-range", type=(FiniteFloat(), FiniteFloat()), default=None, metavar="A B", help="Bounded reward [A, B].")
+@click.option("--reward-range", type=(FiniteFloat(), FiniteFloat()), default=None, metavar="A B",
+              help="Bounded reward [A, B].")
 @click.option("--clip", type=FiniteFloat(min=0, min_open=True), help="PPO clip ε (budget osc ≤ log(1+ε)).")
 @click.option("--advantage-max", type=FiniteFloat(min=0), help="|A| ≤ A_max for the policy-gradient bias.")
 @click.option("--score-norm", type=FiniteFloat(min=0), help="‖∇log π‖ ≤ G for the policy-gradient bias.")
