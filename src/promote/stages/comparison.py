@@ -17,7 +17,7 @@ from promote.kernels.base import Kernel, Outputs
 from promote.metrics.distribution import METRIC_NAMES, is_degenerate, ratio_outside, token_metrics, topk_overlap
 from promote.metrics.summary import MetricSummary
 from promote.metrics.topk import BOUNDED_METRICS
-from promote.stages.topk_scoring import check_token_ids, check_vocab, score_topk
+from promote.stages.topk_scoring import check_vocab, score_topk
 
 
 @dataclass
@@ -48,7 +48,6 @@ def score_batch(batch: Batch, ref_logits: np.ndarray, cand_logits: np.ndarray, *
     if ref_logits.shape[-1] != cand_logits.shape[-1]:
         raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
                          f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
-    check_token_ids(batch, ref_logits.shape[-1])
     rows, cols = np.nonzero(batch.scored_mask() if mask is None else mask)
     targets = batch.input_ids[rows, cols + 1]
     ref, cand = ref_logits[rows, cols], cand_logits[rows, cols]

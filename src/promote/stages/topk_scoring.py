@@ -34,20 +34,6 @@ def check_vocab(labels: tuple[str, str], ref_vocab: int, cand_vocab: int) -> Non
                          "both kernels must score the same vocabulary")
 
 
-def check_token_ids(batch: Batch, vocab: int) -> None:
-    """Every token of the batch must be an id of the logits' vocabulary, or scoring it would index
-    past the logits; the eval set is at fault (exit 2), so the message names the sample, id and place."""
-    t = np.arange(batch.input_ids.shape[1])
-    bad = (batch.input_ids >= vocab) & (t[None, :] < batch.lengths[:, None])
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        sample = batch.samples[row]
-        raise UsageError(f"eval set line {sample.line}: sample `{sample.id}` has token id "
-                         f"{int(batch.input_ids[row, col])} at position {col} (input_ids[{col}]), beyond the "
-                         f"kernels' vocabulary of {vocab} ids (0..{vocab - 1}); tokenize the eval set with the "
-                         "model's tokenizer")
-
-
 def _side(out: Outputs, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> Side:
     if out.logits is not None:
         return side_from_logits(out.logits[rows, cols], targets)
@@ -82,12 +68,10 @@ def score_topk(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray, *, l
     if ref.is_topk and cand.is_topk and ref.topk_ids.shape[-1] != cand.topk_ids.shape[-1]:
         raise UsageError(f"top-k widths differ: {labels[0]} records K = {ref.topk_ids.shape[-1]}, {labels[1]} "
                          f"records K = {cand.topk_ids.shape[-1]}; record both engines with the same K")
-    vocabs = [None if o.logits is None else o.logits.shape[-1] for o in (ref, cand)]
-    for vocab in {v for v in vocabs if v is not None}:
-        check_token_ids(batch, vocab)
     rows, cols = np.nonzero(mask)
     targets = batch.input_ids[rows, cols + 1]
     sides = (_side(ref, rows, cols, targets), _side(cand, rows, cols, targets))
+    vocabs = [None if o.logits is None else o.logits.shape[-1] for o in (ref, cand)]
     for index, (out, side) in enumerate(zip((ref, cand), sides, strict=True)):
         if out.is_topk:
             _check_ids(side, labels[index], batch, rows, cols, vocabs[1 - index])
