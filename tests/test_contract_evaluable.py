@@ -205,3 +205,17 @@ def test_what_validate_accepts_check_evaluates(mini, values):
     result = run("check", str(path), "--format", "json")
     assert result.exit_code in (0, 1), result.stderr
     assert json.loads(result.stdout)["verdict"] != "error"
+
+
+def test_the_typed_build_rejects_what_the_schema_let_through(mini):
+    # build_contract on a parsed (not schema-checked) document: the model gives the same guarantee.
+    from promote.contract.load import parse_yaml
+    from promote.contract.model import build_contract
+
+    text = with_implications(contract_text(MAX=".nan", MIN="0.5, max: 0.25"), "{reward_range: [2, 1]}")
+    contract, problems = build_contract(parse_yaml(mini.write("typed.yaml", text), env={}))
+    assert contract is None
+    messages = {p.path: p.message for p in problems if p.severity == "error"}
+    assert messages["$.numerical.clauses[0].max"].startswith("`max` must be a finite number, got `.nan`")
+    assert "is above `max`" in messages["$.numerical.clauses[1].min"]
+    assert "swap the two values" in messages["$.numerical.implications.reward_range"]

@@ -495,7 +495,9 @@ escalation = obj(
 )
 
 schema = obj(
-    "A kernel contract: how far a candidate (inference) kernel may drift from its reference kernel.",
+    "A kernel contract: how far a candidate (inference) kernel may drift from its reference kernel. Every "
+    "number must be finite (`.nan`, `.inf` are errors), integers are written as integers and are capped "
+    "(`maximum`), and no string may contain a NUL character.",
     {
         "$schema": string("Optional JSON Schema URI, for editors."),
         "version": {"const": 1, "description": "Contract DSL version. Must be 1."},
