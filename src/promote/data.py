@@ -72,10 +72,29 @@ class Batch:
     def ids(self) -> list[str]:
         return [s.id for s in self.samples]
 
+    def first_token_beyond(self, vocab: int) -> tuple[Sample, int] | None:
+        """The first (sample, position) whose token id is ≥ ``vocab``, padding excluded: scoring it
+        would index past the logits, so the kernel check reports it by name instead."""
+        t = np.arange(self.input_ids.shape[1])
+        beyond = (self.input_ids >= vocab) & (t[None, :] < self.lengths[:, None])
+        if not beyond.any():
+            return None
+        row, col = np.argwhere(beyond)[0]
+        return self.samples[int(row)], int(col)
+
     def scored_mask(self) -> np.ndarray:
         """bool [B, T]: True at positions that are scored (t < length − 1)."""
         t = np.arange(self.input_ids.shape[1])
         return t[None, :] < (self.lengths[:, None] - 1)
+
+
+#: Token ids travel as int64 (numpy, torch, onnxruntime): a larger id cannot even be put in a batch.
+MAX_TOKEN_ID = 2**63 - 1
+
+
+def is_token_id(value: Any) -> bool:
+    """A JSON value that can be a token id: an integer in [0, 2^63)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_ID
 
 
 def _fail(display: str, line: int, message: str) -> UsageError:
@@ -100,8 +119,10 @@ def _parse_sample(record: Any, display: str, line: int, task: str = "causal-lm")
     ids = record.get("input_ids")
     if not isinstance(ids, list) or not ids:
         raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must be a non-empty list of integers")
-    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
-        raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must hold non-negative integers only")
+    bad = next((i for i, t in enumerate(ids) if not is_token_id(t)), None)
+    if bad is not None:
+        raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must hold non-negative integers only "
+                    f"(below 2^63); input_ids[{bad}] is {json.dumps(ids[bad])[:40]}")
     tags = record.get("tags", {})
     if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         raise _fail(display, line, f"sample `{sample_id}`: `tags` must map strings to strings")

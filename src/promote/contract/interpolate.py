@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from promote.contract.wording import shorten
+from promote.contract.yaml_numbers import ContractResolver
 
 __all__ = ["Expansion", "Interpolator", "assignments", "secret_like"]
 
@@ -49,7 +50,7 @@ class Interpolator:
         #: Used for the report's reproduce line and to mask those values in messages (promote.redact).
         self.used: dict[str, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
-        self._resolver = yaml.resolver.Resolver()
+        self._resolver = ContractResolver()  # the file's own rules: `${X:-1e-3}` is the number `1e-3` is
 
     def expand(self, text: str, *, plain: bool) -> Expansion:
         """Substitute ``${NAME}`` / ``${NAME:-default}``; ``$${`` is a literal ``${``.

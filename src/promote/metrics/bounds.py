@@ -66,6 +66,15 @@ class Implication:
         return out
 
 
+def _exp(x: float) -> float:
+    """exp that reads a huge oscillation (a broken candidate) as an infinite bound instead of raising."""
+    return math.exp(x) if x < 700.0 else math.inf
+
+
+def _expm1(x: float) -> float:
+    return math.expm1(x) if x < 700.0 else math.inf
+
+
 def implications(
     *,
     osc: float | None = None,
@@ -97,13 +106,13 @@ def implications(
         Implication("tv", tv, f"tanh({source}/4)"),
         Implication("kl", kl_bound(o), f"({source})²/8"),
         Implication("abs_log_ratio", log_ratio_bound(o), source, "every token, sampled or not"),
-        Implication("importance_weight_max", math.exp(o), f"exp({source})",
+        Implication("importance_weight_max", _exp(o), f"exp({source})",
                     "w = π_ref(y)/π_cand(y) ∈ [exp(−osc), exp(osc)]"),
-        Implication("pg_bias_factor", math.expm1(o), f"exp({source}) − 1",
+        Implication("pg_bias_factor", _expm1(o), f"exp({source}) − 1",
                     "per-token policy-gradient bias ≤ A_max·G·factor; support overlap; per token"),
     ]
     if advantage_max is not None and score_norm is not None:
-        out.append(Implication("pg_bias", advantage_max * score_norm * math.expm1(o), "A_max·G·(e^osc − 1)",
+        out.append(Implication("pg_bias", advantage_max * score_norm * _expm1(o), "A_max·G·(e^osc − 1)",
                                "per token, not per trajectory"))
     if reward_range is not None:
         a, b = reward_range
