@@ -158,7 +158,9 @@ def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> str:
     mark = exc.problem_mark
     if mark is not None and text[max(mark.index - 1, 0) : mark.index + 1] == "${":
         # `{a: ${X}}`: in flow style the `{` of `${` reads as a nested mapping.
-        return f"invalid YAML: {exc.problem}; inside {{...}} or [...], quote values that use ${{...}}"
+        return (f"invalid YAML: {exc.problem}; inside {{...}} or [...], quote values that use ${{...}} (quoted, the "
+                "value is a string: for a number from the environment write this mapping in block style, one "
+                "`key: ${...}` per line)")
     problem = exc.problem or exc.context or "cannot parse"
     if exc.context and exc.problem and problem.startswith("but "):
         text = f"invalid YAML: {exc.context}, {problem}"
