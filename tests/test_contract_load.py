@@ -242,6 +242,8 @@ def test_env_reference_in_flow_mapping_gets_a_quoting_hint(tmp_path: Path) -> No
     problem = only(parse_errors(write(tmp_path, "reference: {kind: torch, model: ${M}}\n")))
     assert problem.line == 1
     assert "quote values that use ${...}" in problem.message
+    # Quoting makes a string, so the hint also says how to get a number from the environment.
+    assert "block style" in problem.message
 
 
 def test_two_documents(tmp_path: Path) -> None:

@@ -45,6 +45,23 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   `error` (exit 3) when their stage runs, never as `pass`. The statistics behind `statistical` are
   described in `docs/statistics.md`.
 
+## Numbers
+
+- Numbers are read as YAML 1.2 and JSON read them: `0.001`, `1e-3`, `1.0e6`, `-2E+5`, `.5` are all
+  numbers, and so is the value of an unquoted `${VAR}` / `${VAR:-1e-3}` whose text is one. A quoted
+  value (`max: "1e-3"`) is text, and a key that takes a number rejects it.
+- Every number must be finite: `.nan`, `.inf`, `-.inf` (and anything beyond ±1.8e308, which reads
+  as infinity) are errors at their line, in every key, because nothing can be compared with them.
+  Leave a bound out instead of writing an infinite one.
+- A key that takes an integer takes an integer literal: `resamples: 5000`, not `5e3` or `5000.0`.
+- Ranges must be ordered: `min` ≤ `max` within a clause, and `reward_range: [a, b]` with a ≤ b.
+- No string may contain a NUL character (`"\\0"`).
+
+## Limits on sizes
+
+Every integer key has a cap, far above real use and below what would exhaust memory or time (for
+example, `quantiles` buckets and `resamples` replicates are held in memory):
+
 """
 
 
@@ -84,8 +101,25 @@ def _rows(node: dict, prefix: str, out: list[str], when: str = "") -> None:
             _rows(items, f"{name}[].", out)
 
 
+def _caps(node: dict, prefix: str, out: dict[str, int]) -> None:
+    """Key → its `maximum`, for every integer key in the schema (kernel kinds share their keys)."""
+    for key, prop in node.get("properties", {}).items():
+        name = f"{prefix}{key}"
+        if prop.get("type") == "integer" and "maximum" in prop:
+            out.setdefault(name, prop["maximum"])
+        for branch in prop.get("oneOf", []):
+            _caps(branch, f"{name}.", out)
+        _caps(prop, f"{name}.", out)
+        if isinstance(prop.get("items"), dict):
+            _caps(prop["items"], f"{name}[].", out)
+
+
 def render(schema: dict) -> str:
-    lines = [INTRO, "| Key | Required | Type | Meaning |", "|---|---|---|---|"]
+    caps: dict[str, int] = {}
+    _caps(schema, "", caps)
+    lines = [INTRO.rstrip("\n"), "", "| Key | At most |", "|---|---|"]
+    lines += [f"| `{key}` | {cap} |" for key, cap in caps.items()]
+    lines += ["", "## Keys", "", "| Key | Required | Type | Meaning |", "|---|---|---|---|"]
     _rows(schema, "", lines)
     return "\n".join(lines) + "\n"
 

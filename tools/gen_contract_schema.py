@@ -99,8 +99,16 @@ def number(description: str, **extra) -> dict:
     return {"type": "number", "description": description, **extra}
 
 
-def integer(description: str, **extra) -> dict:
-    return {"type": "integer", "description": description, **extra}
+def integer(description: str, *, maximum: int, **extra) -> dict:
+    """Every integer has a cap: a count that large cannot be meant and would exhaust memory or time
+    (``quantiles: 1000000000`` once asked for 19 GB). The cap is stated in the description too."""
+    return {"type": "integer", "description": f"{description} At most {maximum}.", "maximum": maximum, **extra}
+
+
+# Caps on sizes (integer keys), each far above any real use and below what exhausts a machine.
+BATCH_MAX = 65536
+THREADS_MAX = 1024
+COUNT_MAX = 1_000_000_000  # counts that only select or compare (data.limit, seq_len, min_samples)
 
 
 _WARNING_ID_PATTERN = (f"^(chain/{ID_PATTERN[1:-1]}/{ID_PATTERN[1:-1]}|clip/{ID_PATTERN[1:-1]})$")
@@ -143,9 +151,9 @@ torch_kernel = obj(
         "precision": described_enum(PRECISIONS, "Numeric precision of the forward pass; flags are set and restored "
                                     "around each call and recorded in the report. Default `fp32`."),
         "device": {"enum": ["cpu", "cuda"], "description": "Device to run on. Default `cpu`."},
-        "batch_size": integer("Sequences per forward pass. Default 16.", minimum=1),
+        "batch_size": integer("Sequences per forward pass. Default 16.", minimum=1, maximum=BATCH_MAX),
         "threads": integer("torch intra-op threads during this kernel's calls (default: torch's own choice).",
-                           minimum=1),
+                           minimum=1, maximum=THREADS_MAX),
         "compile": {"enum": ["off", "inductor", False],
                     "description": "`inductor`: run the module through torch.compile with the inductor backend "
                                    "(needs a C++ compiler on CPU; the first batches pay the compile time). "
@@ -168,8 +176,9 @@ onnx_kernel = obj(
                                      "installed onnxruntime. Default [CPUExecutionProvider]."},
         "graph_optimization": described_enum(GRAPH_OPTIMIZATIONS, "onnxruntime graph optimisation level; "
                                              "fusions change numerics. Default `all`."),
-        "threads": integer("onnxruntime intra-op threads (default: onnxruntime's own choice).", minimum=1),
-        "batch_size": integer("Sequences per run. Default 16.", minimum=1),
+        "threads": integer("onnxruntime intra-op threads (default: onnxruntime's own choice).", minimum=1,
+                           maximum=THREADS_MAX),
+        "batch_size": integer("Sequences per run. Default 16.", minimum=1, maximum=BATCH_MAX),
         "input_name": string("Graph input that receives input_ids, when the graph has several inputs."),
         "output_name": string("Graph output holding the logits, when the graph has several outputs "
                               "(default: the only output, or the one named `logits`)."),
@@ -185,7 +194,8 @@ records_kernel = obj(
                        "(relative to the contract file): input_ids [N,T], mask [N,T], and logits [N,T,V] or "
                        "topk_ids + topk_logprobs [N,T,K] + target_logprobs [N,T]; metadata `ids` lists the "
                        "sample ids."),
-        "batch_size": integer("Samples read per step (memory is batch·T·V floats). Default 16.", minimum=1),
+        "batch_size": integer("Samples read per step (memory is batch·T·V floats). Default 16.", minimum=1,
+                          maximum=BATCH_MAX),
     },
     ["kind", "path"],
 )
@@ -212,7 +222,8 @@ data = obj(
                  "nonfinite). Default `causal-lm`."},
         "inputs_file": string("`task: tensor` only: safetensors file with inputs named `<sample id>/<input name>` "
                               "(for inputs too large for JSONL; dtypes are kept). Relative to the contract file."),
-        "limit": integer("Use only the first N samples (quick local runs). Default: all.", minimum=1),
+        "limit": integer("Use only the first N samples (quick local runs). Default: all.", minimum=1,
+                     maximum=COUNT_MAX),
     },
     ["path"],
 )
@@ -239,9 +250,11 @@ slice_def = obj(
                     "their own bucket when present. Declared buckets with no samples are reported "
                     "(inconclusive), not dropped."},
         "quantiles": integer("Number of equal-count buckets for numeric keys, from the observed values. "
-                             "Default 4 when neither `buckets` nor `quantiles` is given.", minimum=2),
+                             "Default 4 when neither `buckets` nor `quantiles` is given.", minimum=2,
+                             maximum=1000),
         "max_values": integer("Most distinct tag values kept as separate slices; the rarest beyond this are merged "
-                              "into `(other)` and a note says so. Default 50.", minimum=2),
+                              "into `(other)` and a note says so. Default 50.", minimum=2,
+                              maximum=10_000),
     },
     ["name", "by"],
 )
@@ -265,7 +278,8 @@ numerical_clause = obj(
         **bound_props,
         "cap": number("`ratio_outside` only: the importance-weight cap C (weights outside [1/C, C] count). "
                       "Default 2 (verl's and SkyRL's truncated-IS default).", exclusiveMinimum=1),
-        "k": integer("`topk_overlap` only: how many top tokens are compared. Default 5.", minimum=1),
+        "k": integer("`topk_overlap` only: how many top tokens are compared. Default 5.", minimum=1,
+                     maximum=1_000_000),
         "max_floor_ratio": number("Upper bound on observed / noise floor (the same statistic of the reference "
                                   "against itself, see `numerical.noise_floor`, which must be set).",
                                   exclusiveMinimum=0),
@@ -299,7 +313,8 @@ noise_floor = obj(
                     "description": "Perturbations: `rerun` (same batches again: nondeterminism), `batch_size` "
                                    "(every sample alone, batch 1 vs N), `odd_batch` (batches of "
                                    "`odd_batch_size`). Default all three."},
-        "odd_batch_size": integer("Batch size of the `odd_batch` perturbation. Default 3.", minimum=1),
+        "odd_batch_size": integer("Batch size of the `odd_batch` perturbation. Default 3.", minimum=1,
+                                  maximum=BATCH_MAX),
     },
 )
 
@@ -321,7 +336,8 @@ numerical = obj(
                     "factor": number("A module diverges when its relative L2 drift exceeds factor × its floor. "
                                      "Default 10.", exclusiveMinimum=0),
                     "max_samples": integer("Localise on the first N samples (hooks keep every module's "
-                                           "output of a batch in memory). Default 32.", minimum=1),
+                                           "output of a batch in memory). Default 32.", minimum=1,
+                                           maximum=100_000),
                 }),
             ],
         },
@@ -330,7 +346,8 @@ numerical = obj(
             "(see `promote bounds`). Reported with every numerics result; `clip` also makes "
             "`promote validate` warn about logit clauses beyond the PPO clip budget.",
             {
-                "seq_len": integer("Sequence length T for sequence-level TV and KL bounds.", minimum=1),
+                "seq_len": integer("Sequence length T for sequence-level TV and KL bounds.", minimum=1,
+                                   maximum=COUNT_MAX),
                 "reward_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
                                  "description": "Bounded reward [a, b]: |E_p r − E_q r| ≤ (b − a)·TV."},
                 "clip": number("PPO clip ε: the budget osc ≤ log(1 + ε).", exclusiveMinimum=0),
@@ -431,10 +448,11 @@ statistical = obj(
                        "`fail` claims across all slices and clauses of the stage: `holm` (family-wise error; the "
                        "default, for blocking gates), `bh` (false discovery rate; exploratory), `none`."},
         "min_samples": integer("Slices with fewer scored sequences are `inconclusive`, never pass. Default 30.",
-                               minimum=2),
+                               minimum=2, maximum=COUNT_MAX),
         "resamples": integer("Bootstrap resamples per interval. The smallest bootstrap p-value is "
-                             "1/(resamples + 1). Default 2000.", minimum=99),
-        "seed": integer("Seed of the bootstrap (results are reproducible). Default 0.", minimum=0),
+                             "1/(resamples + 1). Default 2000.", minimum=99, maximum=100_000),
+        "seed": integer("Seed of the bootstrap (results are reproducible). Default 0.", minimum=0,
+                    maximum=2**32 - 1),
         "power": number("Power used for the minimum detectable effect reported per slice. Default 0.8.",
                         exclusiveMinimum=0, exclusiveMaximum=1),
         "clauses": {"type": "array", "items": statistical_clause, "minItems": 1,
@@ -445,8 +463,8 @@ statistical = obj(
 runtime = stage(
     "runtime", ".",
     {
-        "warmup": integer("Untimed warm-up runs.", minimum=0),
-        "repeats": integer("Timed runs.", minimum=1),
+        "warmup": integer("Untimed warm-up runs.", minimum=0, maximum=1_000_000),
+        "repeats": integer("Timed runs.", minimum=1, maximum=1_000_000),
     },
     runtime_clause,
 )
@@ -502,7 +520,9 @@ escalation = obj(
 )
 
 schema = obj(
-    "A kernel contract: how far a candidate (inference) kernel may drift from its reference kernel.",
+    "A kernel contract: how far a candidate (inference) kernel may drift from its reference kernel. Every "
+    "number must be finite (`.nan`, `.inf` are errors), integers are written as integers and are capped "
+    "(`maximum`), and no string may contain a NUL character.",
     {
         "$schema": string("Optional JSON Schema URI, for editors."),
         "version": {"const": 1, "description": "Contract DSL version. Must be 1."},

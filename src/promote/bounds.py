@@ -56,14 +56,6 @@ DEFAULT_PPO_CLIP = 0.2  # the usual PPO ε, used for the report's clip budget wh
 _SCOPES = {"max": "every scored position", "p99.9": "99.9% of scored positions", "p99": "99% of scored positions"}
 
 
-def _expm1(x: float) -> float:
-    return math.expm1(x) if x < 709.0 else math.inf
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 709.0 else math.inf
-
-
 @dataclass(frozen=True)
 class Implication:
     """One link of the chain: a quantity, its bound, the formula, and what it assumes."""
@@ -77,6 +69,15 @@ class Implication:
         out = asdict(self)
         out["bound"] = self.bound if math.isfinite(self.bound) else None
         return out
+
+
+def _exp(x: float) -> float:
+    """exp that reads a huge oscillation (a broken candidate) as an infinite bound instead of raising."""
+    return math.exp(x) if x < 700.0 else math.inf
+
+
+def _expm1(x: float) -> float:
+    return math.expm1(x) if x < 700.0 else math.inf
 
 
 def implications(

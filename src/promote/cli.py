@@ -8,6 +8,7 @@ happen inside the commands that need them, so `promote --help` and `promote vali
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import signal
@@ -45,6 +46,19 @@ class OutputSpec(click.ParamType):
         if fmt not in FORMATS:
             self.fail(f"unknown format {fmt!r} in {value!r}; choose from {', '.join(FORMATS)}", param, ctx)
         return fmt, Path(path)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float flag that must be a finite number: click's FLOAT takes `nan` and `inf`, which no bound
+    can be computed from (`promote bounds --drift nan` crashed)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; give a number such as 0.1 or 1e-3", param, ctx)
+        return number
 
 
 def _use_colour(flag: bool | None) -> bool:
@@ -318,13 +332,14 @@ def _load_report(path: Path):  # noqa: ANN202 - a Report
 
 
 @cli.command()
-@click.option("--drift", type=click.FloatRange(min=0), help="Per-position logit drift d = ‖z_c − z_r‖∞.")
-@click.option("--osc", type=click.FloatRange(min=0), help="Per-position logit oscillation (max δ − min δ ≤ 2d).")
+@click.option("--drift", type=FiniteFloat(min=0), help="Per-position logit drift d = ‖z_c − z_r‖∞.")
+@click.option("--osc", type=FiniteFloat(min=0), help="Per-position logit oscillation (max δ − min δ ≤ 2d).")
 @click.option("--seq-len", type=click.IntRange(min=1), help="Sequence length T for sequence-level bounds.")
-@click.option("--reward-range", type=(float, float), default=None, metavar="A B", help="Bounded reward [A, B].")
-@click.option("--clip", type=click.FloatRange(min=0, min_open=True), help="PPO clip ε (budget osc ≤ log(1+ε)).")
-@click.option("--advantage-max", type=click.FloatRange(min=0), help="|A| ≤ A_max for the policy-gradient bias.")
-@click.option("--score-norm", type=click.FloatRange(min=0), help="‖∇log π‖ ≤ G for the policy-gradient bias.")
+@click.option("--reward-range", type=(FiniteFloat(), FiniteFloat()), default=None, metavar="A B",
+              help="Bounded reward [A, B].")
+@click.option("--clip", type=FiniteFloat(min=0, min_open=True), help="PPO clip ε (budget osc ≤ log(1+ε)).")
+@click.option("--advantage-max", type=FiniteFloat(min=0), help="|A| ≤ A_max for the policy-gradient bias.")
+@click.option("--score-norm", type=FiniteFloat(min=0), help="‖∇log π‖ ≤ G for the policy-gradient bias.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def bounds(drift: float | None, osc: float | None, seq_len: int | None, reward_range: tuple[float, float] | None,
            clip: float | None, advantage_max: float | None, score_norm: float | None, fmt: str) -> None:

@@ -64,7 +64,7 @@ def chain_warnings(doc: LoadedDocument) -> list[Problem]:
             rule = _PROTECTED.get(other["metric"])
             if rule is None or "max" not in other or other["stat"] != logit["stat"] or other["stat"] not in rule[0]:
                 continue
-            needed = rule[1](float(other["max"]))
+            needed = rule[1](max(float(other["max"]), 0.0))  # these metrics are ≥ 0: a negative bound needs 0
             if osc > needed * (1 + 1e-9):
                 limit = needed / 2.0 if logit["metric"] == "logit_drift" else needed
                 warning_id = f"chain/{logit['id']}/{other['id']}"

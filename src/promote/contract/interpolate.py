@@ -17,8 +17,10 @@ from typing import Any
 import yaml
 
 from promote.contract.wording import shorten
+from promote.contract.yaml_numbers import ContractResolver
+from promote.redact import is_secret_name
 
-__all__ = ["Expansion", "Interpolator", "assignments", "secret_like"]
+__all__ = ["Expansion", "Interpolator", "assignments"]
 
 _TAG = "tag:yaml.org,2002:"
 #: Tags a plain whole-value reference may resolve to; anything else stays a string.
@@ -49,7 +51,7 @@ class Interpolator:
         #: Used for the report's reproduce line and to mask those values in messages (promote.redact).
         self.used: dict[str, str] = {}
         self._constructor = yaml.constructor.SafeConstructor()
-        self._resolver = yaml.resolver.Resolver()
+        self._resolver = ContractResolver()  # the file's own rules: `${X:-1e-3}` is the number `1e-3` is
 
     def expand(self, text: str, *, plain: bool) -> Expansion:
         """Substitute ``${NAME}`` / ``${NAME:-default}``; ``$${`` is a literal ``${``.
@@ -106,16 +108,7 @@ class Interpolator:
         return value
 
 
-_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
-
-
-def secret_like(name: str) -> bool:
-    """Whether a variable's name says its value must not be shown (``*TOKEN*``, ``*KEY*``, ...)."""
-    upper = name.upper()
-    return any(word in upper for word in _SECRET_WORDS)
-
-
 def assignments(used: Mapping[str, str]) -> str:
     """``NAME=value`` words to put before a command so it sees the same environment, shell-quoted,
     with secret-like values shown as ``***`` (empty when nothing was used)."""
-    return " ".join(f"{name}={'***' if secret_like(name) else shlex.quote(value)}" for name, value in used.items())
+    return " ".join(f"{name}={'***' if is_secret_name(name) else shlex.quote(value)}" for name, value in used.items())

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
+from promote.contract.evaluable import unevaluable_values
 from promote.contract.interpolate import Interpolator
 from promote.contract.problems import (
     KEY,
@@ -39,6 +40,7 @@ from promote.contract.problems import (
 )
 from promote.contract.schema_messages import Translator
 from promote.contract.wording import shorten
+from promote.contract.yaml_numbers import ContractLoader
 from promote.redact import register_interpolated
 
 __all__ = [
@@ -123,9 +125,10 @@ def _decode(display: str, raw: bytes) -> str:
 
 def _compose(display: str, text: str) -> yaml.Node:
     """Parse to YAML nodes, not Python objects: nodes keep positions, and keep duplicate keys that
-    PyYAML's constructor would silently collapse to the last one."""
+    PyYAML's constructor would silently collapse to the last one. Plain scalars resolve as YAML 1.2
+    numbers (``1e-3`` is a float; yaml_numbers.py)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=ContractLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = _position(mark) if mark is not None else (None, None)
@@ -155,7 +158,9 @@ def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> str:
     mark = exc.problem_mark
     if mark is not None and text[max(mark.index - 1, 0) : mark.index + 1] == "${":
         # `{a: ${X}}`: in flow style the `{` of `${` reads as a nested mapping.
-        return f"invalid YAML: {exc.problem}; inside {{...}} or [...], quote values that use ${{...}}"
+        return (f"invalid YAML: {exc.problem}; inside {{...}} or [...], quote values that use ${{...}} (quoted, the "
+                "value is a string: for a number from the environment write this mapping in block style, one "
+                "`key: ${...}` per line)")
     problem = exc.problem or exc.context or "cannot parse"
     if exc.context and exc.problem and problem.startswith("but "):
         text = f"invalid YAML: {exc.context}, {problem}"
@@ -350,15 +355,28 @@ def _short_tag(tag: str) -> str:
 def validate(doc: LoadedDocument, schema: dict[str, Any]) -> list[Problem]:
     """Every schema problem in ``doc`` (not just the first), in human words, sorted by position.
 
-    ``schema`` is a draft 2020-12 JSON Schema; ``format`` is checked too.
+    ``schema`` is a draft 2020-12 JSON Schema; ``format`` is checked too, integers must be written as
+    integers, and every number must be finite and every string NUL-free (evaluable.py).
     """
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = _Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     translator = Translator(doc, schema)
     try:
         problems = [problem for error in validator.iter_errors(doc.data) for problem in translator.translate(error)]
     except RecursionError:
         problems = [doc.problem((), "the document is nested too deeply to check; flatten it")]
-    return tidy(problems)
+    return tidy(problems + unevaluable_values(doc))
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12, except that an integer key takes integers only: JSON Schema also counts 1000.0
+#: (``1e3``) as an integer, but the code behind a count (``range``, thread pools) needs an int, and
+#: rounding a float silently would hide a typo. schema_messages.py says how to write it instead.
+_Validator = validators.extend(
+    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)
+)
 
 
 def load(

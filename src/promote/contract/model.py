@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.contract.consistency import acknowledged, chain_warnings
+from promote.contract.evaluable import crossed_ranges, unevaluable_values
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -314,6 +315,10 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         "promote; its clauses will report `error` (exit 3) when the stage runs",
                                         key=True, severity="warning"))
     _clause_ids(doc, problems)
+    # Schema-valid documents from load() have no unevaluable values; a document built another way
+    # (tests, tools) gets the same guarantee here rather than a crash in `check`.
+    problems.extend(unevaluable_values(doc))
+    problems.extend(crossed_ranges(doc))
     _floor_clauses_have_a_floor(doc, problems)
     _parameter_keys_fit(doc, problems)
     problems.extend(chain_warnings(doc))

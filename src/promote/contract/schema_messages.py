@@ -125,7 +125,10 @@ class Translator:
 
     def _type_problem(self, path: JsonPath, value: Any, expected: Sequence[str]) -> Problem:
         words = join_words([_TYPE_WORDS.get(t, t) for t in expected], "or")
-        return self._at(path, f"{key_name(path)} must be {words}, got {self._got(path, value)}")
+        message = f"{key_name(path)} must be {words}, got {self._got(path, value)}"
+        if "integer" in expected and isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+            message += f"; write it as a whole number without a point or exponent: {int(value)}"
+        return self._at(path, message)
 
     # -- handlers, one per JSON Schema keyword
 

@@ -22,6 +22,15 @@ _ALLOWED_KEYS = {"id", "input_ids", "tags", "text", *TASK_FIELDS}
 _TENSOR_KEYS = (_ALLOWED_KEYS - {"input_ids"}) | {"inputs"}
 
 
+#: Token ids travel as int64 (numpy, torch, onnxruntime): a larger id cannot even be put in a batch.
+MAX_TOKEN_ID = 2**63 - 1
+
+
+def is_token_id(value: Any) -> bool:
+    """A JSON value that can be a token id: an integer in [0, 2^63)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_ID
+
+
 def _fail(display: str, line: int, message: str) -> UsageError:
     return UsageError(f"{display}:{line}: {message}")
 
@@ -44,8 +53,10 @@ def _parse_sample(record: Any, display: str, line: int, task: str = "causal-lm")
     ids = record.get("input_ids")
     if not isinstance(ids, list) or not ids:
         raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must be a non-empty list of integers")
-    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
-        raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must hold non-negative integers only")
+    bad = next((i for i, t in enumerate(ids) if not is_token_id(t)), None)
+    if bad is not None:
+        raise _fail(display, line, f"sample `{sample_id}`: `input_ids` must hold non-negative integers only "
+                    f"(below 2^63); input_ids[{bad}] is {json.dumps(ids[bad])[:40]}")
     tags = record.get("tags", {})
     if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         raise _fail(display, line, f"sample `{sample_id}`: `tags` must map strings to strings")

@@ -60,6 +60,16 @@ class Batch:
     def ids(self) -> list[str]:
         return [s.id for s in self.samples]
 
+    def first_token_beyond(self, vocab: int) -> tuple[Sample, int] | None:
+        """The first (sample, position) whose token id is ≥ ``vocab``, padding excluded: scoring it
+        would index past the logits, so the kernel check reports it by name instead."""
+        t = np.arange(self.input_ids.shape[1])
+        beyond = (self.input_ids >= vocab) & (t[None, :] < self.lengths[:, None])
+        if not beyond.any():
+            return None
+        row, col = np.argwhere(beyond)[0]
+        return self.samples[int(row)], int(col)
+
     def scored_mask(self) -> np.ndarray:
         """bool [B, T]: True at positions that are scored (t < length − 1)."""
         t = np.arange(self.input_ids.shape[1])

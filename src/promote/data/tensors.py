@@ -72,6 +72,9 @@ def parse_inline(value: Any, *, where: str) -> dict[str, np.ndarray]:
     for name, data in value.items():
         if not name or "/" in name:
             raise UsageError(f"{where}: input name {name!r} must be non-empty and contain no `/`")
+        if _beyond_int64(data):
+            raise UsageError(f"{where}: input `{name}` holds an integer outside int64 (-2^63 .. 2^63-1); inputs "
+                             "are passed to the kernels as int64")
         try:
             array = np.asarray(data)
         except ValueError:
@@ -91,6 +94,13 @@ def parse_inline(value: Any, *, where: str) -> dict[str, np.ndarray]:
             array = array.astype(np.float32)
         out[name] = array
     return out
+
+
+def _beyond_int64(data: Any) -> bool:
+    """True when nested lists hold an int that int64 cannot (numpy would make it object or wrap it)."""
+    if isinstance(data, list):
+        return any(_beyond_int64(item) for item in data)
+    return isinstance(data, int) and not isinstance(data, bool) and not -(2**63) <= data < 2**63
 
 
 def read_safetensors_header(path: Path, display: str) -> dict[str, tuple[str, tuple[int, ...]]]:

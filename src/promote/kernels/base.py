@@ -147,10 +147,14 @@ class Kernel(ABC):
         if not np.issubdtype(logits.dtype, np.floating):
             raise UsageError(f"{self.label}: logits must be floating point, got {logits.dtype}")
         vocab = logits.shape[2]
-        top = int(batch.input_ids.max(initial=0))
-        if top >= vocab:
+        beyond = batch.first_token_beyond(vocab)
+        if beyond is not None:
+            sample, position = beyond
             raise UsageError(
-                f"{self.label}: eval set has token id {top} but the model's vocabulary has {vocab} entries"
+                f"{self.label}: eval set line {sample.line}: sample `{sample.id}` has token id "
+                f"{sample.input_ids[position]} at position {position} (input_ids[{position}]), beyond the "
+                f"model's vocabulary of {vocab} ids (0..{vocab - 1}); tokenize the eval set with the model's "
+                "tokenizer"
             )
 
     def _check_named(self, outputs: Outputs, batch: TensorBatch) -> None:

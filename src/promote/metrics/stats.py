@@ -186,6 +186,8 @@ def minimum_detectable_effect(se: float, *, alpha: float, power: float = 0.8) ->
     (z_{1−α} + z_power)·SE: effects below it are likely to come out ``inconclusive`` with this
     many sequences — the eval set cannot see them.
     """
+    if se == 0:  # no spread: every excess is seen (and a tiny alpha's z = inf must not make 0·inf = nan)
+        return 0.0
     return float((stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * se)
 
 

@@ -214,7 +214,7 @@ def slice_summary(spec: StatisticalSpec, table: PositionTable, mask: np.ndarray,
         used, sums, counts = _per_sequence(seq, values, n_samples)
         iv = stats.sequence_bootstrap(used.size, _ratio_statistic(sums, counts), confidence=1 - 2 * spec.alpha,
                                       n_resamples=spec.resamples, seed=zlib.crc32(f"{metric}|{label}".encode())
-                                      + spec.seed)
+                                      + spec.seed, batch=max(1, 4_000_000 // max(used.size, 1)))
         out[metric] = {"mean": iv.estimate, "ci": [finite_or_none(iv.lo), finite_or_none(iv.hi)],
                        "p99": float(np.percentile(values, 99, method="higher")), "max": float(values.max())}
     return out
