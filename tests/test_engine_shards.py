@@ -143,6 +143,12 @@ def test_state_bytes_are_versioned_and_typed():
     with pytest.raises(StateError, match="bad magic"):
         NumericsAccumulator(("kl",)).load_bytes(b"\x80\x04pickle")
     assert b"pickle" not in blob and blob.startswith(b"PROMOTE-STATE")
+    summary = MetricSummary("kl")
+    summary.update(np.array([0.5, 2.0]), ["a", "b"], np.array([0, 1]), np.array([3, 4]))
+    copy = MetricSummary.from_bytes(summary.to_bytes(), "kl")
+    assert (copy.count, copy.total, copy.stat("p50"), copy.worst) == (2, 2.5, 2.0, summary.worst)
+    copy.reset()
+    assert copy.count == 0 and math.isnan(copy.stat("mean")) and copy.worst == []
 
 
 def test_tensor_accumulators_of_shards_merge_into_the_one_pass_report():

@@ -152,6 +152,11 @@ class Mergeable:
         # Not sort_keys: dict order is state (tensor outputs in first-seen order).
         return MAGIC + json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
+    @classmethod
+    def from_bytes(cls, data: bytes, *args: Any, **config: Any) -> Mergeable:
+        """A new state of this kind built with ``config`` (which metrics, limits…) and loaded from ``data``."""
+        return cls(*args, **config).load_bytes(data)
+
     def load_bytes(self, data: bytes) -> Mergeable:
         """Replace this object's state by the one serialised in ``data`` (configuration stays)."""
         if not data.startswith(MAGIC):
