@@ -183,3 +183,21 @@ def test_tensor_accumulators_of_shards_merge_into_the_one_pass_report():
         for clause in contract.numerical.clauses:
             got = [c.to_dict() for c in judge(clause, merged)]
             assert got == [c.to_dict() for c in judge(clause, whole)], clause.id
+
+
+def test_the_noise_floor_is_its_own_pass_and_equals_the_fused_one(mini):
+    from promote.engine.passes import floor_pass
+
+    contract, _ = load_contract(mini.contract(candidate="build_hot", numerical={
+        "noise_floor": {"perturb": ["rerun", "batch_size", "odd_batch"]}}))
+    evalset = load_evalset(contract.data)
+    spec = contract.numerical
+    reference = build_kernel(contract.reference, role="reference")
+    candidate = build_kernel(contract.candidate, role="candidate")
+    with reference, candidate:
+        acc, fused = prepare(spec)
+        kernel_pass(evalset, reference, candidate, [acc], tie_margin=spec.tie_margin, floors=fused.floors())
+        _, alone = prepare(spec)
+        floor_pass(evalset, reference, alone.floors(), tie_margin=spec.tie_margin)
+    assert alone.describe() == fused.describe()
+    assert alone.accumulators["batch_size"].positions == evalset.positions
