@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from promote import bounds as b
 from promote.cli import cli
-from promote.metrics import bounds as b
 
 RNG = np.random.default_rng(11)
 

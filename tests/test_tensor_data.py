@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from promote.data import read_jsonl
+from promote.data import read_jsonl, tensor_batches
 from promote.errors import UsageError
-from promote.tensor_data import tensor_batches
 
 
 def write(tmp_path, lines, name="eval.jsonl"):

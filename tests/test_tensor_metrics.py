@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from promote.keypaths import flatten_outputs
 from promote.metrics.tensor import (
     Range,
     compile_glob,
     element_metrics,
-    flatten_outputs,
     spacing,
     tensor_metrics,
     vacuous_reason,

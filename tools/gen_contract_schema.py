@@ -6,7 +6,12 @@ Run `python tools/gen_contract_schema.py` after editing; a test checks the commi
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from promote.sections import BY_SECTION, STAGE_NAMES  # noqa: E402 - the stage registry
+from promote.sections import STAGES as STAGE_DECLS  # noqa: E402
 
 METRICS = {
     "kl": "KL(p‖q) per scored position, p = softmax(reference), q = softmax(candidate), in nats.",
@@ -64,7 +69,7 @@ GRAPH_OPTIMIZATIONS = {
 }
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 ACTIONS = ["pass", "warn", "block", "route-to-reference", "shadow-only", "rollback"]
-STAGES = ["numerics", "slices", "runtime", "observability"]
+STAGES = list(STAGE_NAMES)
 STATUSES = ["pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped"]
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -425,8 +430,9 @@ observability_clause = obj(
 )
 
 
-def stage(description: str, extra: dict, clause: dict) -> dict:
-    return obj(description + NOT_YET, {
+def stage(section: str, description: str, extra: dict, clause: dict) -> dict:
+    decl = BY_SECTION[section]
+    return obj(f"{decl.title}{description}" + ("" if decl.evaluated else NOT_YET), {
         **extra,
         "clauses": {"type": "array", "items": clause, "minItems": 1, "description": "Clauses of this stage."},
     }, ["clauses"])
@@ -455,7 +461,7 @@ statistical = obj(
     ["clauses"],
 )
 runtime = stage(
-    "Stage 3, canary runtime checks (R).",
+    "runtime", ".",
     {
         "warmup": integer("Untimed warm-up runs.", minimum=0, maximum=1_000_000),
         "repeats": integer("Timed runs.", minimum=1, maximum=1_000_000),
@@ -463,7 +469,8 @@ runtime = stage(
     runtime_clause,
 )
 observability = stage(
-    "Stage 4, observability sign-off (O).",
+    "observability", ". Reads live monitoring only: a contract whose only stage is this one never reads "
+    "the eval set (`data.path` need not exist).",
     {
         "source": obj("Where metrics are read from.", {
             "kind": {"enum": ["prometheus", "exposition"], "description": "A Prometheus HTTP API or an "
@@ -526,10 +533,8 @@ schema = obj(
         "candidate": {**kernel, "description": "The candidate kernel K_cand being promoted."},
         "data": data,
         "slices": {"type": "array", "items": slice_def, "description": "Slice families (statistical stage)."},
-        "numerical": numerical,
-        "statistical": statistical,
-        "runtime": runtime,
-        "observability": observability,
+        **{d.section: {"numerical": numerical, "statistical": statistical, "runtime": runtime,
+                       "observability": observability}[d.section] for d in STAGE_DECLS},
         "consistency": consistency("Top level: applies to the whole contract (the same as "
                                    "`numerical.consistency`)."),
         "escalation": escalation,

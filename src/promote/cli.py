@@ -19,8 +19,9 @@ import click
 
 from promote import __version__, console
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
+from promote.sections import STAGE_NAMES
 
-STAGES = ("numerics", "slices", "runtime", "observability")
+STAGES = STAGE_NAMES  # the stage registry's names, in run order (sections.py)
 FORMATS = ("text", "json", "markdown", "junit")
 
 EXIT_CODES_HELP = """\b
@@ -246,7 +247,7 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
     for path in contracts:
         try:
             contract, warnings = load_contract(path)
-            if not no_data:
+            if not no_data and contract.needs_evalset:  # observability alone reads no eval set
                 load_evalset(contract.data)
         except ContractError as exc:
             failed = True
@@ -345,7 +346,7 @@ def bounds(drift: float | None, osc: float | None, seq_len: int | None, reward_r
     """Print what a logit drift implies: TV, KL, log-ratio, importance weights, reward, sequence, PPO clip."""
     import json
 
-    from promote.metrics.bounds import implications
+    from promote.bounds import implications
 
     if drift is None and osc is None:
         raise click.UsageError("give --drift or --osc")

@@ -25,8 +25,6 @@ from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_GATE_FAILED, EXIT_PASS
 from promote.results import ClauseResult, StageResult
 
 ACTION_SEVERITY = {"pass": 0, "warn": 1, "shadow-only": 2, "route-to-reference": 3, "rollback": 4, "block": 5}
-# Verdicts in order of severity: the actions, then `error` (nothing trustworthy was judged).
-VERDICT_SEVERITY = {**ACTION_SEVERITY, "error": 6}
 FAIL_ON = ("fail", "warn", "never")
 GREEN = ("pass", "skipped")
 ALL_TRAFFIC = "*"

@@ -11,17 +11,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Every status a clause can have. Only `pass` (and `skipped`, for stages not requested) count as
-# green; everything else is surfaced and routed by the policy (DESIGN.md §6).
-STATUSES = ("pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped")
-STAGE_NAMES = ("numerics", "slices", "runtime", "observability")
-# Contract section of each stage (the report uses stage names; the contract, section names).
-STAGE_SECTIONS = {
-    "numerics": "numerical",
-    "slices": "statistical",
-    "runtime": "runtime",
-    "observability": "observability",
-}
 # Worst first: how a set of clause statuses sums up into one stage status.
 _STATUS_SEVERITY = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
 
@@ -78,12 +67,34 @@ class ClauseResult:
     slice: str | None = None
     line: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Structured facts of the judgement (judgement.py), so renderers need not parse the message:
+    interval: list[float] | None = None  # [low, high] the verdict was judged on (CI or sketch band)
+    margin: float | None = None  # signed headroom of `observed` to the tightest bound (+ inside)
+    would_pass: dict[str, float] | None = None  # op → the loosest bound value that would have passed
+    samples: int | None = None  # positions (numerics), elements (tensors) or sequences (slices) judged
+    p_value: float | None = None  # the (multiplicity-adjusted where applied) p-value of the fail claim
+
+    def judged(self, verdict: Any, *, low: float | None = None, high: float | None = None,
+               samples: int | None = None) -> ClauseResult:
+        """Copy a ``judgement.Verdict``'s structured facts (and the interval judged) onto this result."""
+        if verdict is not None:
+            self.margin = verdict.margin
+            self.would_pass = dict(verdict.would_pass) or None
+        if low is not None and high is not None:
+            self.interval = [low, high]
+        self.samples = samples if samples is not None else self.samples
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["evidence"] = json_safe(self.evidence)
         out["observed"] = finite_or_none(self.observed)
         out["observed_text"] = format_value(self.observed)
+        for key in ("interval", "margin", "would_pass", "samples", "p_value"):  # absent when not judged
+            if out[key] is None:
+                del out[key]
+            else:
+                out[key] = json_safe(out[key])
         return out
 
     @classmethod
@@ -126,11 +137,11 @@ class StageResult:
         )
 
 
-def bounds_text(bounds: list[Bound], *, fmt: Callable[[float], str] | None = None) -> str:
-    """``≤ 0.001`` / ``≥ 0.98`` (comma-separated when a clause sets both); ``fmt`` defaults to
-    ``format_value``."""
+def bounds_text(bounds: list[Bound], *, fmt: Callable[[float], str] | None = None, sep: str = ", ") -> str:
+    """``≤ 0.001`` / ``≥ 0.98`` (joined by ``sep`` when a clause sets both): the one rendering of
+    bounds for every stage and report; ``fmt`` defaults to ``format_value``."""
     show = fmt or format_value
-    return ", ".join(f"{'≤' if b.op == 'max' else '≥'} {show(b.value)}" for b in bounds)
+    return sep.join(f"{'≤' if b.op == 'max' else '≥'} {show(b.value)}" for b in bounds)
 
 
 def format_value(value: float | None, digits: int = 4) -> str:

@@ -11,24 +11,26 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from promote import __version__, console
+from promote import __version__
 from promote.contract.interpolate import assignments
 from promote.contract.model import Contract, load_contract
-from promote.data import EvalSet, load_evalset
-from promote.errors import EvaluationError
+from promote.data import EvalSet
+from promote.kernels.base import Kernel
 from promote.policy import decide
 from promote.progress import progress_printer
-from promote.redact import redact_message
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
-from promote.results import STAGE_NAMES, STAGE_SECTIONS, ClauseResult, StageResult
+from promote.results import StageResult
+from promote.sections import BY_NAME, STAGE_NAMES, STAGE_SECTIONS
+from promote.stages.context import StageContext
+from promote.stages.registry import STAGES
 
 
 @dataclass(frozen=True)
@@ -64,114 +66,50 @@ def _with_environment(contract: Contract, command: str) -> str:
     return f"{prefix} {command}" if prefix else command
 
 
-def _clause_ids(contract: Contract, stage: str) -> list[tuple[str, int | None]]:
-    section = STAGE_SECTIONS[stage]
-    if section == "numerical":
-        return [(c.id, c.line) for c in contract.numerical.clauses] if contract.numerical else []
-    if section == "statistical":
-        return [(c.id, c.line) for c in contract.statistical.clauses] if contract.statistical else []
-    spec = contract.other_stages.get(section)
-    return list(spec.clause_lines.items()) if spec else []
+def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
+              kernels: Mapping[str, Kernel] | None = None, evalset: EvalSet | None = None,
+              earlier: Sequence[StageResult] = ()) -> Report:
+    """Evaluate a contract (a path, or an already typed ``Contract``) into a Report.
 
-
-def _blanket(contract: Contract, stage: str, status: str, message: str) -> StageResult:
-    """A stage whose every clause gets one status (skipped, or error when it cannot run)."""
-    clauses = [ClauseResult(id=cid, stage=stage, status=status, message=message, line=line)
-               for cid, line in _clause_ids(contract, stage)]
-    return StageResult(name=stage, status=status if clauses else "skipped", clauses=clauses, notes=[message])
-
-
-def _kernel_stages(contract: Contract, evalset: EvalSet, options: CheckOptions, fingerprints: dict,
-                   wanted: set[str]) -> dict[str, Callable[[], StageResult]]:
-    """Run both kernels once and feed numerics and slices from the same pass (DESIGN.md §6).
-
-    Returns a callable per wanted stage that yields its result; slices are judged lazily, so a
-    numerics stage that blocks still stops them (they are then reported as skipped). Bad slice/task
-    input is a usage error raised before any kernel runs; a kernel that crashes makes every wanted
-    stage an ``error`` (exit 3), never a silent gap.
+    ``kernels`` (``{"reference": ..., "candidate": ...}``) and ``evalset`` replace what the contract
+    would build — a fault-wrapped candidate, kernels kept open across runs, an in-memory eval set;
+    injected kernels are not closed. ``earlier`` results fill stages not selected (as ``--merge``).
+    Raises UsageError/ContractError (exit 2) for bad input.
     """
-    from promote.kernels import build_kernel
-
-    tensor_task = contract.data.task == "tensor"
-    collector = None
-    if "slices" in wanted and not tensor_task:
-        from promote.stages.slices import prepare
-
-        collector = prepare(contract, evalset)
-    reference = build_kernel(contract.reference, role="reference")
-    candidate = build_kernel(contract.candidate, role="candidate")
-    progress = progress_printer(options.progress)
-    out: dict[str, Callable[[], StageResult]] = {}
-    start = time.perf_counter()
-    try:
-        with reference, candidate:
-            fingerprints["reference"] = reference.fingerprint()
-            fingerprints["candidate"] = candidate.fingerprint()
-            if tensor_task:  # non-LM outputs compared by key path (stages/tensors.py)
-                from promote.stages.tensors import run_tensors
-
-                if "numerics" in wanted:
-                    numerics = run_tensors(contract.numerical, evalset, reference, candidate, progress=progress)
-                    out["numerics"] = lambda: numerics
-            elif "numerics" in wanted:
-                from promote.stages.numerics import run_numerics
-
-                result = run_numerics(contract.numerical, evalset, reference, candidate,
-                                      consumers=[collector] if collector is not None else [], progress=progress)
-                out["numerics"] = lambda: result
-            elif collector is not None:
-                from promote.stages.comparison import compare_kernels
-
-                tie_margin = contract.numerical.tie_margin if contract.numerical else 1e-3
-                compare_kernels(evalset, reference, candidate, [collector], tie_margin=tie_margin, progress=progress)
-    except EvaluationError as exc:
-        message = redact_message(exc.format_message())  # the report quotes it too: mask before both
-        console.message(f"promote: error: {message}")
-        return {stage: (lambda stage=stage: _blanket(contract, stage, "error", message)) for stage in wanted}
-    seconds = time.perf_counter() - start
-    if collector is not None:
-        from promote.stages.slices import run_slices
-
-        kernel_s = 0.0 if "numerics" in wanted else seconds
-        out["slices"] = lambda: run_slices(contract, collector, duration_s=kernel_s)
-    elif "slices" in wanted:
-        out["slices"] = lambda: _blanket(contract, "slices", "error", "the statistical slice stage supports "
-                                         "`data.task: causal-lm` only in this version")
-    return out
-
-
-def run_check(contract_path: str, options: CheckOptions) -> Report:
-    """Evaluate a contract; raises UsageError/ContractError (exit 2) for bad input."""
+    options = options or CheckOptions()
     started, t0 = _now(), time.perf_counter()
-    contract, problems = load_contract(contract_path)
-    for problem in problems:  # once, on stderr, as `file:line:col: warning: ...` (the report keeps them too)
-        print(problem, file=sys.stderr)
-    evalset = load_evalset(contract.data)
+    problems: list = []
+    if not isinstance(contract, Contract):
+        contract, problems = load_contract(contract)
+        for problem in problems:  # once, on stderr, as `file:line:col: warning: ...` (the report keeps them too)
+            print(problem, file=sys.stderr)
     present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
-    wanted = set(options.stages) or present
-    fingerprints: dict[str, Any] = {"reference": None, "candidate": None}
-    results: list[StageResult] = []
+    wanted = frozenset(set(options.stages) & present if options.stages else present)
+    ctx = StageContext(contract, wanted, progress=progress_printer(options.progress), evalset_given=evalset,
+                       kernels_given=kernels)
+    if any(BY_NAME[s].needs_evalset for s in wanted):
+        ctx.evalset  # noqa: B018 - read (and check) the eval set before any kernel runs
+    results = ctx.results
     stopped_by: str | None = None
-    kernel_stages: dict[str, Any] | None = None
-    for stage in STAGE_NAMES:
-        if stage not in present:
-            continue
-        if stage not in wanted:
-            results.append(_blanket(contract, stage, "skipped", f"stage `{stage}` not selected (--stage)"))
-        elif stopped_by:
-            results.append(_blanket(contract, stage, "skipped", f"not run: stage `{stopped_by}` blocked promotion "
-                                    "(use --all-stages to run it anyway)"))
-        elif stage in ("numerics", "slices"):
-            if kernel_stages is None:
-                kernel_stages = _kernel_stages(contract, evalset, options, fingerprints,
-                                               {s for s in ("numerics", "slices") if s in wanted and s in present})
-            results.append(kernel_stages[stage]())
-        else:
-            results.append(_blanket(contract, stage, "error", f"stage `{stage}` is not implemented in promote "
-                                    f"{__version__}; its clauses cannot be evaluated"))
-        blocked = decide([results[-1]], contract.escalation).verdict == "block"
-        if blocked and not stopped_by and not options.all_stages:
-            stopped_by = stage
+    try:
+        for stage in STAGES.values():
+            if stage.name not in present:
+                continue
+            if stage.name not in wanted:
+                results.append(ctx.blanket(stage.name, "skipped", f"stage `{stage.name}` not selected (--stage)"))
+            elif stopped_by and not stage.decl.shared_pass:  # costs new work: stop after a blocking stage
+                results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
+                                           "promotion (use --all-stages to run it anyway)"))
+            else:
+                results.append(stage.run(ctx))
+            blocked = decide([results[-1]], contract.escalation).verdict == "block"
+            if blocked and not stopped_by and not options.all_stages:
+                stopped_by = stage.name
+    finally:
+        ctx.close()
+    results = list(results)
+    if earlier:
+        results = merge_into(results, {s.name: s for s in earlier}, "results passed to run_check", "earlier")
     if options.merge is not None:
         earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256,
                                            raw_sha256=contract.raw_sha256)
@@ -181,9 +119,9 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         tool_version=__version__,
         contract={"name": contract.name, "path": contract.source.display_path, "sha256": contract.sha256,
                   "raw_sha256": contract.raw_sha256, "description": contract.description},
-        kernels={"reference": {"spec": contract.reference.summary(), "fingerprint": fingerprints["reference"]},
-                 "candidate": {"spec": contract.candidate.summary(), "fingerprint": fingerprints["candidate"]}},
-        data={"path": contract.data.display_path, "samples": len(evalset.samples), "positions": evalset.positions},
+        kernels={role: {"spec": getattr(contract, role).summary(), "fingerprint": ctx.fingerprints[role]}
+                 for role in ("reference", "candidate")},
+        data=_data_facts(contract, ctx.evalset_loaded),
         stages=results,
         decision=decision,
         command=_with_environment(contract, options.command or f"promote check {contract.source.display_path}"),
@@ -194,3 +132,10 @@ def run_check(contract_path: str, options: CheckOptions) -> Report:
         commit=_commit(str(contract.path.parent)),
         implied=implied_bounds(results),
     )
+
+
+def _data_facts(contract: Contract, evalset: EvalSet | None) -> dict[str, Any]:
+    """The report's `data` block; ``read: false`` when no selected stage needed the eval set."""
+    if evalset is None:
+        return {"path": contract.data.display_path, "samples": 0, "positions": 0, "read": False}
+    return {"path": contract.data.display_path, "samples": len(evalset.samples), "positions": evalset.positions}

@@ -1,4 +1,4 @@
-"""Warnings for numerical clauses that contradict the bounds chain (metrics/bounds.py).
+"""Warnings for numerical clauses that contradict the bounds chain (bounds.py).
 
 A logit clause is usually there to protect a distribution clause: "osc ≤ 0.3 per position" is
 meant to guarantee "TV ≤ 0.05". If the logit bound is looser than the distribution bound needs, the
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
+from promote.bounds import clip_budget, osc_for_kl, osc_for_tv
 from promote.contract.load import LoadedDocument, Problem
-from promote.metrics.bounds import clip_budget, osc_for_kl, osc_for_tv
 
 _PER_POSITION_STATS = ("p50", "p90", "p99", "p99.9", "max")
 # metric → (stats for which a logit bound implies it, inverse: the osc that metric's bound needs)

@@ -21,13 +21,19 @@ from promote.contract.kernel_specs import (
     resolve_path,
 )
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
+from promote.contract.stage_specs import ObservabilitySpec, RuntimeSpec, parse_observability, parse_runtime
 from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
-from promote.metrics.names import DIVERGENCE_METRICS, PARAMETERIZED_METRICS
-from promote.metrics.tensor import DEFAULT_VACUOUS_BELOW, SHARED_METRICS, TENSOR_METRICS
 from promote.resources import load_schema
+from promote.sections import BY_SECTION, SECTION_NAMES
+from promote.vocabulary import (
+    DEFAULT_VACUOUS_BELOW,
+    DIVERGENCE_METRICS,
+    PARAMETERIZED_METRICS,
+    SHARED_METRICS,
+    TENSOR_METRICS,
+)
 
-STAGE_SECTIONS = ("numerical", "statistical", "runtime", "observability")
-IMPLEMENTED_SECTIONS = ("numerical", "statistical")
+STAGE_SECTIONS = SECTION_NAMES  # stage sections in run order (sections.py)
 
 
 @dataclass(frozen=True)
@@ -87,15 +93,6 @@ class NumericalSpec:
 
 
 @dataclass(frozen=True)
-class StageSpec:
-    """A stage section this version stores but does not evaluate (its clauses report `error`)."""
-
-    section: str
-    raw: dict[str, Any]
-    clause_lines: dict[str, int | None]
-
-
-@dataclass(frozen=True)
 class Rule:
     stage: str | None
     clause: str | None
@@ -123,7 +120,8 @@ class Contract:
     slices: tuple[SliceDef, ...]
     numerical: NumericalSpec | None
     statistical: StatisticalSpec | None = None
-    other_stages: dict[str, StageSpec] = field(default_factory=dict)
+    runtime: RuntimeSpec | None = None
+    observability: ObservabilitySpec | None = None
     escalation: Escalation = field(default_factory=Escalation)
     #: Consistency warning ids the contract acknowledges (`consistency.ignore`, top level and numerical).
     consistency_ignore: tuple[str, ...] = ()
@@ -150,12 +148,25 @@ class Contract:
         """Environment variables the contract's ``${...}`` references took values from."""
         return dict(self.source.variables)
 
+    def spec(self, section: str) -> Any:
+        """The typed spec of a stage section (``numerical``, ``runtime``, …), None when absent."""
+        if section not in BY_SECTION:
+            raise KeyError(f"unknown stage section {section!r}")
+        return getattr(self, section)
+
     def sections(self) -> tuple[str, ...]:
         """Stage sections present in the contract, in stage order."""
-        present = {"numerical"} if self.numerical else set()
-        present |= {"statistical"} if self.statistical else set()
-        present |= set(self.other_stages)
-        return tuple(s for s in STAGE_SECTIONS if s in present)
+        return tuple(s for s in STAGE_SECTIONS if self.spec(s) is not None)
+
+    def clause_lines(self, section: str) -> list[tuple[str, int | None]]:
+        """(clause id, contract line) of every clause of a section, in contract order."""
+        spec = self.spec(section)
+        return [(c.id, c.line) for c in spec.clauses] if spec is not None else []
+
+    @property
+    def needs_evalset(self) -> bool:
+        """Whether any stage present reads the eval set (observability alone does not)."""
+        return any(BY_SECTION[s].needs_evalset for s in self.sections())
 
 
 def _clause_ids(doc: LoadedDocument, problems: list[Problem]) -> None:
@@ -299,7 +310,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         problems.append(doc.problem((), "the contract names no stage: add at least one of "
                                     + ", ".join(f"`{s}`" for s in STAGE_SECTIONS) + " with clauses"))
     for section in present:
-        if section not in IMPLEMENTED_SECTIONS:
+        if not BY_SECTION[section].evaluated:
             problems.append(doc.problem((section,), f"stage `{section}` is not evaluated by this version of "
                                         "promote; its clauses will report `error` (exit 3) when the stage runs",
                                         key=True, severity="warning"))
@@ -317,25 +328,21 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     candidate = kernel_spec(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]
     data_path = resolve_path(doc, raw_data["path"]).resolve()
-    if not data_path.is_file():
+    needs_data = any(BY_SECTION[s].needs_evalset for s in present)  # observability alone reads no eval set
+    if needs_data and not data_path.is_file():
         problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
                                     f"{data_path}); paths are relative to the contract file"))
     inputs_file = inputs_display = None
     if "inputs_file" in raw_data:
         inputs_file = resolve_path(doc, raw_data["inputs_file"]).resolve()
         inputs_display = display_path(doc, raw_data["inputs_file"])
-        if not inputs_file.is_file():
+        if needs_data and not inputs_file.is_file():
             problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
                                         f"(looked for {inputs_file}); paths are relative to the contract file"))
     slices = parse_slices(doc, data.get("slices", []), problems)
     statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
     if any(p.severity == "error" for p in problems):
         return None, problems
-    other = {
-        s: StageSpec(section=s, raw=data[s], clause_lines={
-            c["id"]: doc.locate((s, "clauses", i))[0] for i, c in enumerate(data[s]["clauses"])})
-        for s in present if s not in IMPLEMENTED_SECTIONS
-    }
     contract = Contract(
         version=data["version"], name=data["name"], description=data.get("description"), source=doc,
         reference=reference, candidate=candidate,
@@ -346,7 +353,9 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         numerical=_numerical(doc, data["numerical"], raw_data.get("task", "causal-lm")) if "numerical" in data
         else None,
         statistical=statistical,
-        other_stages=other, escalation=_escalation(data.get("escalation")),
+        runtime=parse_runtime(doc, data["runtime"]) if "runtime" in data else None,
+        observability=parse_observability(doc, data["observability"]) if "observability" in data else None,
+        escalation=_escalation(data.get("escalation")),
         consistency_ignore=acknowledged(data),
     )
     return contract, problems

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from promote.contract.load import LoadedDocument, Problem
+from promote.vocabulary import BINARY_TASK_METRICS, CONTINUOUS_TASK_METRICS, TASK_METRICS
 
 # Slice keys promote derives itself (DESIGN.md §6 stage 2); `tags.NAME` reads a sample tag.
 DERIVED_SLICE_KEYS = ("length", "position", "token_frequency", "entropy", "margin")
-# Task metrics compare reference and candidate on the same items (paired); the rest are divergences.
-BINARY_TASK_METRICS = ("accuracy", "exact_match")
-CONTINUOUS_TASK_METRICS = ("reward", "score")
-TASK_METRICS = BINARY_TASK_METRICS + CONTINUOUS_TASK_METRICS
+# Task metrics (vocabulary.py) compare reference and candidate on the same items (paired); the rest
+# are divergences.
+__all__ = ["BINARY_TASK_METRICS", "CONTINUOUS_TASK_METRICS", "DERIVED_SLICE_KEYS", "TASK_METRICS", "SliceDef",
+           "StatisticalClause", "StatisticalSpec", "parse_slices", "parse_statistical"]
 
 
 @dataclass(frozen=True)

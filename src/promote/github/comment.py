@@ -28,7 +28,6 @@ class Context:
 
     repo: str | None = None
     event: dict[str, Any] = field(default_factory=dict)
-    event_name: str | None = None
     ref: str | None = None
     sha: str | None = None
 
@@ -44,8 +43,8 @@ class Context:
                 event = loaded if isinstance(loaded, dict) else {}
             except (OSError, ValueError):
                 event = {}
-        return cls(repo=env.get("GITHUB_REPOSITORY") or None, event=event, event_name=env.get("GITHUB_EVENT_NAME"),
-                   ref=env.get("GITHUB_REF") or None, sha=env.get("GITHUB_SHA") or None)
+        return cls(repo=env.get("GITHUB_REPOSITORY") or None, event=event, ref=env.get("GITHUB_REF") or None,
+                   sha=env.get("GITHUB_SHA") or None)
 
     @property
     def head_sha(self) -> str | None:

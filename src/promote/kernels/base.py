@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from promote import signals
-from promote.data import Batch, EvalSet
+from promote.data import Batch, EvalSet, TensorBatch
 from promote.errors import EvaluationError, UsageError
-from promote.tensor_data import TensorBatch
 
 
 @dataclass
@@ -43,7 +42,7 @@ class Outputs:
     be off through the records' rounding.
 
     `task: tensor`: ``named`` maps key path → array [B, ...] (a torch model's nested outputs
-    flattened by ``metrics.tensor.flatten_outputs``; an ONNX model's output names). ``dtypes`` holds
+    flattened by ``keypaths.flatten_outputs``; an ONNX model's output names). ``dtypes`` holds
     the source dtype of an array numpy had to widen (``bfloat16`` arrives as float32), so ulps and
     dtype checks use the dtype the model actually produced.
     """
@@ -76,7 +75,6 @@ class Kernel(ABC):
         self.spec = spec
         self.role = role
         self._opened = False
-        self.calls = 0
         self.seconds = 0.0
         self.notes: list[str] = []
 
@@ -115,7 +113,6 @@ class Kernel(ABC):
         with contained(self.label, "running a batch"):
             outputs = self._run_impl(batch)
             self.seconds += time.perf_counter() - start
-            self.calls += 1
             self._check(outputs, batch)
         return outputs
 

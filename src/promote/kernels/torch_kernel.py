@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 
-from promote.data import Batch
+from promote.data import Batch, TensorBatch
 from promote.errors import EvaluationError, UsageError
 from promote.kernels.base import Kernel, Outputs, evaluation_failure
-from promote.tensor_data import TensorBatch
 
 _WEIGHT_DTYPES = {"bf16-weights": torch.bfloat16, "fp16-weights": torch.float16}
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -203,7 +202,9 @@ class TorchKernel(Kernel):
         if isinstance(batch, TensorBatch):
             from promote.kernels.torch_tensors import run_tensor_batch
 
-            return run_tensor_batch(self, batch, weight_dtype=_WEIGHT_DTYPES.get(self.spec.precision))
+            return run_tensor_batch(self.module, batch, label=self.label, device=self.spec.device,
+                                    weight_dtype=_WEIGHT_DTYPES.get(self.spec.precision),
+                                    forward_context=self.forward_context)
         ids = torch.from_numpy(batch.input_ids).to(self.spec.device)
         autocast_dtype = _AUTOCAST_DTYPES.get(self.spec.precision)
         autocast = (

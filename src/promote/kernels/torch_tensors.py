@@ -13,26 +13,25 @@ name recorded in ``Outputs.dtypes``); metrics cast to float64 themselves.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from promote.data import TensorBatch
 from promote.errors import UsageError
 from promote.kernels.base import Outputs, evaluation_failure
-from promote.metrics.tensor import flatten_outputs
-from promote.tensor_data import TensorBatch
-
-if TYPE_CHECKING:
-    from promote.kernels.torch_kernel import TorchKernel
+from promote.keypaths import flatten_outputs
 
 SINGLE_INPUT = "input"
 
 
-def _check_call(kernel: TorchKernel, names: list[str]) -> None:
+def _check_call(module: Any, label: str, names: list[str]) -> None:
     """Bind the inputs to forward's signature before calling, to report a mismatch as a usage error."""
-    forward = kernel.module.forward if isinstance(kernel.module, torch.nn.Module) else kernel.module
+    forward = module.forward if isinstance(module, torch.nn.Module) else module
     try:
         sig = inspect.signature(forward)
     except (TypeError, ValueError):  # builtins and C extensions: let the call decide
@@ -44,7 +43,7 @@ def _check_call(kernel: TorchKernel, names: list[str]) -> None:
             sig.bind(**dict.fromkeys(names))
     except TypeError as exc:
         params = [p for p in sig.parameters if p not in ("self",)]
-        raise UsageError(f"{kernel.label}: forward({', '.join(params)}) cannot take the eval set's inputs "
+        raise UsageError(f"{label}: forward({', '.join(params)}) cannot take the eval set's inputs "
                          f"{names} ({exc}); name the inputs after forward's parameters, or use one input "
                          f"named `{SINGLE_INPUT}` to pass it positionally") from None
 
@@ -63,9 +62,13 @@ def _to_numpy(key: str, value: Any, label: str) -> tuple[np.ndarray, str]:
         raise UsageError(f"{label}: output `{key}` has dtype {source}, which promote cannot read ({exc})") from None
 
 
-def run_tensor_batch(kernel: TorchKernel, batch: TensorBatch, *, weight_dtype: torch.dtype | None) -> Outputs:
-    """One forward call on stacked named inputs; returns every output tensor by key path."""
-    device = kernel.spec.device
+def run_tensor_batch(module: Any, batch: TensorBatch, *, label: str, device: str, weight_dtype: torch.dtype | None,
+                     forward_context: Callable[[], contextlib.AbstractContextManager]) -> Outputs:
+    """One forward call on stacked named inputs; returns every output tensor by key path.
+
+    Takes the module and its call context rather than the kernel, so this module never imports
+    ``torch_kernel`` (which imports it lazily for `task: tensor`).
+    """
     tensors = {}
     for name, array in batch.inputs.items():
         tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
@@ -73,18 +76,18 @@ def run_tensor_batch(kernel: TorchKernel, batch: TensorBatch, *, weight_dtype: t
             tensor = tensor.to(weight_dtype)
         tensors[name] = tensor
     names = list(tensors)
-    _check_call(kernel, names)
+    _check_call(module, label, names)
     try:
-        with kernel.forward_context():
-            raw = kernel.module(tensors[SINGLE_INPUT]) if names == [SINGLE_INPUT] else kernel.module(**tensors)
+        with forward_context():
+            raw = module(tensors[SINGLE_INPUT]) if names == [SINGLE_INPUT] else module(**tensors)
     except BaseException as exc:
-        raise evaluation_failure(kernel.label, "forward pass", exc) from None
+        raise evaluation_failure(label, "forward pass", exc) from None
     try:
         pairs = flatten_outputs(raw)
     except ValueError as exc:
-        raise UsageError(f"{kernel.label}: {exc}") from None
+        raise UsageError(f"{label}: {exc}") from None
     named: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
     for key, value in pairs:
-        named[key], dtypes[key] = _to_numpy(key, value, kernel.label)
+        named[key], dtypes[key] = _to_numpy(key, value, label)
     return Outputs(named=named, dtypes=dtypes)

@@ -24,7 +24,6 @@ from numba.extending import intrinsic
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
-_HALF_LN2 = 0.34657359027997264
 _X_MIN = -708.0  # below this e^x is treated as 0 (< 1e-307): keeps 2^k a normal number
 _X_MAX = 709.0
 

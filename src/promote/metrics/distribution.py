@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from promote.metrics._fused import COLUMNS, fused_token_metrics
-from promote.metrics.names import DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
+from promote.vocabulary import DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
 __all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "entropy_ratio", "is_degenerate", "ratio_outside",
            "token_metrics", "topk_overlap"]

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from promote.judgement import Verdict, judge
+from promote.results import Bound
+
 CORRECTIONS = ("holm", "bh", "none")
 
 
@@ -200,28 +203,11 @@ def more_samples_needed(n: int, estimate: float, bound: float, half_width: float
     return max(1, math.ceil(n * (half_width / gap) ** 2) - n)
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """Three-way outcome of an interval against a bound: ``pass``, ``fail`` or ``inconclusive``."""
-
-    outcome: str
-    relevant_bound: float
-    half_width: float
-
-
-def judge_interval(iv: Interval, *, upper: float | None = None, lower: float | None = None) -> Judgement:
+def judge_interval(iv: Interval, *, upper: float | None = None, lower: float | None = None) -> Verdict:
     """TOST-style: inside [lower, upper] → pass; wholly beyond either → fail; else inconclusive.
 
-    Multiplicity is applied by the caller to the "fail" claim; this is the per-interval reading.
+    Multiplicity is applied by the caller to the "fail" claim; this is the per-interval reading,
+    done by ``judgement.judge`` like every other clause.
     """
-    if upper is not None and iv.lo > upper:
-        return Judgement("fail", upper, iv.estimate - iv.lo)
-    if lower is not None and iv.hi < lower:
-        return Judgement("fail", lower, iv.hi - iv.estimate)
-    inside = (upper is None or iv.hi <= upper) and (lower is None or iv.lo >= lower)
-    if inside:
-        return Judgement("pass", upper if upper is not None else lower, 0.0)  # type: ignore[arg-type]
-    # Straddling: the side whose bound the interval crosses decides what more data must resolve.
-    if upper is not None and iv.hi > upper:
-        return Judgement("inconclusive", upper, iv.hi - iv.estimate)
-    return Judgement("inconclusive", lower, iv.estimate - iv.lo)  # type: ignore[arg-type]
+    bounds = [Bound(op, v) for op, v in (("max", upper), ("min", lower)) if v is not None]
+    return judge(bounds, iv.estimate, iv.lo, iv.hi)

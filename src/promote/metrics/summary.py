@@ -6,7 +6,10 @@ shards and merging equals summarising the union. Quantiles are exact up to ``EXA
 beyond it the values go into an Apache DataSketches REQ sketch in high-rank-accuracy mode (near
 exact at p99.9, where KLL is ~10 % off), and a quantile is reported with its rank-error band so a
 clause can come out ``inconclusive`` instead of guessing. Mean, sum, min, max and the worst
-positions stay exact. Sketches do not pickle, so a pickled summary carries ``serialize()`` bytes.
+positions stay exact. The sum is an ``ExactSum`` of per-batch sums and the worst positions are
+ranked by a total order (badness, sample id, position), so merging shards in any order gives the
+same bits. ``to_bytes``/``load_bytes`` (``state.Mergeable``) carry a sketch as its own serialised
+bytes; a pickled summary does the same (sketches do not pickle).
 Zero positions give NaN statistics, which callers report as ``vacuous`` — never 0.
 """
 
@@ -14,22 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from promote.state import ExactSum, Field, Mergeable
+from promote.vocabulary import worse_direction
 
 QUANTILE_STATS = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
 EXACT_LIMIT = 1 << 18  # values kept for exact quantiles, per metric
 SKETCH_K = 30  # REQ section size: larger is more accurate (error ~1/k) and bigger
 BAND_STD_DEVS = 2  # width of a sketched quantile's rank-error band (~95 %)
 STAT_NAMES = ("mean", "p50", "p90", "p99", "p99.9", "max", "min", "sum")
-# How "bad" a value is, per metric, for choosing the worst positions to show as evidence.
-_BADNESS = {
-    "argmax_agree": lambda v: -v,
-    "log_ratio": np.abs,
-    "cosine": lambda v: -v,  # tensor metrics (metrics/tensor.py) where a small value is bad
-    "sqnr": lambda v: -v,
-}
+# How "bad" a value is, by the metric's declared worse direction (vocabulary.py), for choosing the
+# worst positions to show as evidence.
+_BADNESS = {"higher": lambda v: v, "lower": lambda v: -v, "abs": np.abs}
 
 
 @dataclass
@@ -47,14 +49,23 @@ class Position:
 
 
 @dataclass
-class MetricSummary:
+class MetricSummary(Mergeable):
     """Summary of one metric over scored positions; ``update`` only touches state."""
+
+    KIND: ClassVar[str] = "metric_summary"
+    VERSION: ClassVar[int] = 1
+    STATE: ClassVar[tuple[Field, ...]] = (
+        Field("count", int, "sum"), Field("_sum", ExactSum, "exact_sum"), Field("nonfinite", int, "sum"),
+        Field("nan", int, "sum"), Field("minimum", lambda: math.inf, "min"),
+        Field("maximum", lambda: -math.inf, "max"), Field("_chunks", list, "custom"),
+        Field("_sketch", lambda: None, "custom"), Field("worst", list, "custom"),
+    )
 
     metric: str
     worst_k: int = 5
     exact_limit: int = EXACT_LIMIT
     count: int = 0
-    total: float = 0.0
+    _sum: ExactSum = field(default_factory=ExactSum)
     nonfinite: int = 0
     nan: int = 0
     minimum: float = math.inf
@@ -67,6 +78,11 @@ class MetricSummary:
     def sketched(self) -> bool:
         return self._sketch is not None
 
+    @property
+    def total(self) -> float:
+        """Sum of the observed values (exact over batches and merges, rounded once)."""
+        return self._sum.value
+
     def update(self, values: np.ndarray, sample_ids: list[str], positions: np.ndarray, tokens: np.ndarray) -> None:
         """Add values observed at (sample_ids[i], positions[i]) predicting tokens[i]."""
         values = np.asarray(values, dtype=np.float64)
@@ -76,7 +92,7 @@ class MetricSummary:
         self.nan += int(is_nan.sum())
         self.nonfinite += int((~np.isfinite(values)).sum())
         self.count += values.size
-        self.total += float(values.sum())
+        self._sum.add(float(values.sum()))
         not_nan = values[~is_nan]
         if not_nan.size:
             self.minimum = min(self.minimum, float(not_nan.min()))
@@ -99,15 +115,20 @@ class MetricSummary:
         return sum(c.size for c in self._chunks)
 
     def _keep_worst(self, values: np.ndarray, sample_ids: list[str], positions: np.ndarray, tokens: np.ndarray) -> None:
-        badness = _BADNESS.get(self.metric, lambda v: v)(values)
+        badness = _BADNESS[worse_direction(self.metric)](values)
         badness = np.where(np.isnan(badness), np.inf, badness)  # NaN positions are the worst of all
         k = min(self.worst_k, values.size)
         idx = np.argpartition(-badness, k - 1)[:k]
+        # Ties at the cut go by index (file order within the batch), not by argpartition's whim, so a
+        # batch always offers the same candidates; merged states rank candidates by a total order.
+        kth = badness[idx].min()
+        strict, ties = np.flatnonzero(badness > kth), np.flatnonzero(badness == kth)
+        idx = np.concatenate([strict, ties[: k - strict.size]])
         fresh = [Position(float(values[i]), sample_ids[i], int(positions[i]), int(tokens[i])) for i in idx]
         self.worst = self._rank(self.worst + fresh)[: self.worst_k]
 
     def _rank(self, items: list[Position]) -> list[Position]:
-        key = _BADNESS.get(self.metric, lambda v: v)
+        key = _BADNESS[worse_direction(self.metric)]
 
         def badness(p: Position) -> float:
             b = float(key(np.float64(p.value)))
@@ -115,28 +136,58 @@ class MetricSummary:
 
         return sorted(items, key=lambda p: (-badness(p), p.sample_id, p.position))
 
-    def merge(self, other: MetricSummary) -> MetricSummary:
-        """Exact merge of every exact field; quantile state merges values, or sketches past the limit."""
+    def merge(self, other: MetricSummary) -> MetricSummary:  # type: ignore[override]
+        """A new summary of both (neither input changes): every exact field merges exactly; the quantile
+        state concatenates values, or merges sketches past the exact limit."""
         merged = MetricSummary(self.metric, worst_k=max(self.worst_k, other.worst_k),
                                exact_limit=min(self.exact_limit, other.exact_limit))
-        merged.count = self.count + other.count
-        merged.total = self.total + other.total
-        merged.nonfinite = self.nonfinite + other.nonfinite
-        merged.nan = self.nan + other.nan
-        merged.minimum = min(self.minimum, other.minimum)
-        merged.maximum = max(self.maximum, other.maximum)
-        if not self.sketched and not other.sketched and self._kept() + other._kept() <= merged.exact_limit:
-            merged._chunks = [*self._chunks, *other._chunks]
+        merged.count, merged.nonfinite, merged.nan = self.count, self.nonfinite, self.nan
+        merged._sum = ExactSum(self._sum.partials, self._sum.special)
+        merged.minimum, merged.maximum = self.minimum, self.maximum
+        merged._chunks, merged._sketch, merged.worst = list(self._chunks), self._copy_sketch(), list(self.worst)
+        return Mergeable.merge(merged, other)  # type: ignore[return-value]
+
+    def update_from(self, other: MetricSummary) -> MetricSummary:
+        """Fold ``other`` into this summary in place (the pass engine's merge); returns self."""
+        return Mergeable.merge(self, other)  # type: ignore[return-value]
+
+    def _copy_sketch(self) -> Any:
+        if self._sketch is None:
+            return None
+        from datasketches import req_floats_sketch
+
+        return req_floats_sketch.deserialize(self._sketch.serialize())
+
+    def _merge_custom(self, other: MetricSummary) -> None:
+        if not self.sketched and not other.sketched and self._kept() + other._kept() <= self.exact_limit:
+            self._chunks = [*self._chunks, *other._chunks]
         else:
-            merged._sketch = _new_sketch()
-            for part in (self, other):
-                if part.sketched:
-                    merged._sketch.merge(part._sketch)
-                else:
-                    for chunk in part._chunks:
-                        merged._sketch.update(chunk.astype(np.float32))
-        merged.worst = merged._rank(self.worst + other.worst)[: merged.worst_k]
-        return merged
+            sketch = self._copy_sketch() if self.sketched else _new_sketch()
+            if not self.sketched:
+                for chunk in self._chunks:
+                    sketch.update(chunk.astype(np.float32))
+            if other.sketched:
+                sketch.merge(other._sketch)
+            else:
+                for chunk in other._chunks:
+                    sketch.update(chunk.astype(np.float32))
+            self._sketch, self._chunks = sketch, []
+        self.worst = self._rank(self.worst + other.worst)[: self.worst_k]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["_chunks"] = [np.concatenate(self._chunks)] if self._chunks else []
+        state["_sketch"] = bytes(self._sketch.serialize()) if self._sketch is not None else None
+        state["worst"] = [(p.value, p.sample_id, p.position, p.token) for p in self.worst]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self._sketch is not None:
+            from datasketches import req_floats_sketch
+
+            self._sketch = req_floats_sketch.deserialize(self._sketch)
+        self.worst = [Position(float(v), str(s), int(p), int(t)) for v, s, p, t in self.worst]
 
     def values(self) -> np.ndarray:
         """The kept values (exact mode only)."""

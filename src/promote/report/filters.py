@@ -12,6 +12,7 @@ import html
 import math
 import re
 
+from promote.judgement import margin
 from promote.redact import redact
 from promote.results import Bound, bounds_text, compared, format_value
 
@@ -65,13 +66,6 @@ def fence(text: object, minimum: int = 3) -> str:
 def bound_text(bounds: list[Bound]) -> str:
     """``≤ 0.001`` / ``≥ 0.98`` (comma-separated when a clause sets both)."""
     return bounds_text(bounds) or "—"
-
-
-def margin(observed: float | None, bounds: list[Bound]) -> float | None:
-    """Signed headroom to the tightest bound: positive inside the bound, negative beyond it."""
-    if observed is None or not bounds or math.isnan(observed):
-        return None
-    return min((b.value - observed) if b.op == "max" else (observed - b.value) for b in bounds)
 
 
 def kernel_label(spec: dict) -> str:

@@ -42,11 +42,6 @@ LIMITS = {  # rows and cell lengths per mode
     "minimal": {"row_cap": 0, "pass_cap": 0, "cell_limit": 120, "route_cap": 5},
 }
 
-# Kept for callers of the old names.
-md_cell = filters.md_cell
-bound_text = filters.bound_text
-
-
 class RenderError(Exception):
     """A template failed to render or broke an invariant (a bug in promote or a custom template)."""
 

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from promote.judgement import margin
 from promote.policy import ACTION_SEVERITY, Action
-from promote.report.filters import margin
 from promote.report.model import Report
 from promote.results import ClauseResult
 

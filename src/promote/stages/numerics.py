@@ -13,27 +13,36 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from promote import judgement
+from promote.bounds import implications
 from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
+from promote.engine.accumulate import NumericsAccumulator
+from promote.engine.passes import Consumer, kernel_pass
 from promote.kernels.base import Kernel
-from promote.metrics.bounds import implications
-from promote.metrics.names import PARAMETERIZED_METRICS, parameterized_key
 from promote.metrics.summary import MetricSummary
+from promote.metrics.topk import BOUNDED_METRICS
 from promote.results import (
     Bound,
     ClauseResult,
     StageResult,
     bounds_text,
     comparison_digits,
+    finite_or_none,
     format_value,
     worst_status,
 )
-from promote.stages.comparison import NumericsAccumulator, ScoredBatch, compare_kernels
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
-from promote.stages.topk_scoring import bounded_note, judge_bounded
+from promote.vocabulary import PARAMETERIZED_METRICS, parameterized_key
 
 STAGE = "numerics"
+BOUNDED_NOTE = ("metrics {names} come from top-k records and are certified bounds, summarised as `NAME_lower` / "
+                "`NAME_upper`: `max` clauses are judged on the upper bound, `min` clauses on the lower bound")
+
+
+def bounded_note() -> str:
+    return BOUNDED_NOTE.format(names=", ".join(f"`{m}`" for m in BOUNDED_METRICS))
 
 
 def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor | None = None) -> ClauseResult:
@@ -49,7 +58,7 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
     if reason:
         return ClauseResult(status="vacuous", message=reason, **base)
     if clause.metric in acc.bounded:
-        return judge_bounded(clause, acc, STAGE)
+        return judge_bounded(clause, acc)
     key = parameterized_key(clause.metric, clause.param)
     if key in acc.unavailable:
         return ClauseResult(status="error", **base, message=f"`{clause.metric}` cannot be computed from these "
@@ -73,25 +82,25 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
         return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
                             message=f"{shown}: non-finite values at {summary.nan} positions "
                                     f"({int(nonfinite)} non-finite logits); see clause `nonfinite`")
-    verdicts = [_judge_bounds(clause, bounds, low, high, fmt)]
+    verdict = judgement.judge(bounds, observed, low, high) if bounds else None
+    verdicts = [_bounds_text(clause, bounds, verdict, fmt)]
     if clause.max_floor_ratio is not None and floor is not None:
         verdicts.append(_judge_floor(clause, floor, observed, evidence))
     status = worst_status([v[0] for v in verdicts])
     message = "; ".join(text for _, text in verdicts if text)
     return ClauseResult(status=status, observed=observed, evidence=evidence, **base,
-                        message=f"{shown}{': ' if message else ''}{message}")
+                        message=f"{shown}{': ' if message else ''}{message}").judged(
+        verdict, low=low, high=high, samples=summary.count)
 
 
-def _judge_bounds(clause: NumericalClause, bounds: list[Bound], low: float, high: float,
-                  fmt: Callable[[float], str] = format_value) -> tuple[str, str]:
-    if not bounds:
+def _bounds_text(clause: NumericalClause, bounds: list[Bound], verdict: judgement.Verdict | None,
+                 fmt: Callable[[float], str] = format_value) -> tuple[str, str]:
+    if verdict is None:
         return "pass", ""
-    surely_violated = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
-    maybe_violated = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
-    if surely_violated:
-        return clause.severity, f"required {bounds_text(surely_violated, fmt=fmt)}"
-    if maybe_violated:
-        return "inconclusive", (f"the bound {bounds_text(maybe_violated, fmt=fmt)} lies inside the quantile "
+    if verdict.status == "fail":
+        return clause.severity, f"required {bounds_text(list(verdict.violated), fmt=fmt)}"
+    if verdict.status == "inconclusive":
+        return "inconclusive", (f"the bound {bounds_text(list(verdict.straddled), fmt=fmt)} lies inside the quantile "
                                 "sketch's error band; raise the exact-quantile limit or use fewer positions")
     return "pass", f"within {bounds_text(bounds, fmt=fmt)}"
 
@@ -114,8 +123,46 @@ def _judge_floor(clause: NumericalClause, floor: NoiseFloor, observed: float,
     return clause.severity, f"{text}, required ≤ {format_value(clause.max_floor_ratio)}×"
 
 
+def judge_bounded(clause: NumericalClause, acc: NumericsAccumulator, stage: str = STAGE) -> ClauseResult:
+    """Judge a clause whose metric is only bounded (top-k records), on the conservative side of each
+    bound: the upper bound for a ``max`` clause, the lower for a ``min`` clause; a bound is never
+    presented as a measured value."""
+    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
+    base = dict(id=clause.id, stage=stage, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line)
+    reason = acc.vacuous_reason
+    if reason:
+        return ClauseResult(status="vacuous", message=reason, **base)
+    lower, upper = acc.summaries[f"{clause.metric}_lower"], acc.summaries[f"{clause.metric}_upper"]
+    low, high = lower.stat(clause.stat), upper.stat(clause.stat)
+    side = "upper" if bounds and bounds[0].op == "max" else "lower"
+    observed = high if side == "upper" else low
+    judged = upper if side == "upper" else lower
+    evidence: dict[str, Any] = {
+        "bounded": True, "judged_on": f"{side} bound", "lower": finite_or_none(low), "upper": finite_or_none(high),
+        "lower_text": format_value(low), "upper_text": format_value(high),
+        "positions": judged.count, "worst": [p.to_dict() for p in judged.worst],
+    }
+    shown = (f"{clause.stat}({clause.metric}) ∈ [{format_value(low)}, {format_value(high)}] "
+             f"(certified bounds from top-k records; judged on the {side} bound)")
+    if math.isnan(observed):
+        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
+                            message=f"{shown}: non-finite records at {judged.nonfinite} positions; see `nonfinite`")
+    verdict = judgement.judge(bounds, observed, low, high)
+    result = ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message="").judged(
+        verdict, low=low, high=high, samples=judged.count)
+    if verdict.status == "pass":
+        result.message = f"{shown} {bounds_text(bounds)}"
+        return result
+    why = ("violated whatever the unrecorded tail holds" if verdict.violated else
+           "not certified: the unrecorded tail could put it beyond the bound (record more top-k, or full logits)")
+    result.status = clause.severity
+    beyond = [b for b in bounds if not b.holds(high if b.op == "max" else low)]  # on the conservative side
+    result.message = f"{shown}, required {bounds_text(beyond)}: {why}"
+    return result
+
+
 def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, Any]:
-    """What the measured oscillation implies (metrics/bounds.py): at the worst position and at p99."""
+    """What the measured oscillation implies (bounds.py): at the worst position and at p99."""
     out: dict[str, Any] = {}
     reward = context.get("reward_range")
     kwargs = {k: context.get(k) for k in ("seq_len", "clip", "advantage_max", "score_norm")}
@@ -131,25 +178,30 @@ def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, A
     return out
 
 
+def prepare(spec: NumericalSpec) -> tuple[NumericsAccumulator, NoiseFloor | None]:
+    """The numerics consumers of a pass: the summaries and (if declared) the noise floor's."""
+    acc = NumericsAccumulator(parameterized=tuple(sorted({
+        parameterized_key(c.metric, c.param) for c in spec.clauses if c.metric in PARAMETERIZED_METRICS})))
+    return acc, (NoiseFloor(spec.noise_floor) if spec.noise_floor else None)
+
+
 def run_numerics(
     spec: NumericalSpec,
     evalset: EvalSet,
     reference: Kernel,
     candidate: Kernel,
     *,
-    consumers: Sequence[Callable[[ScoredBatch], None]] = (),
+    consumers: Sequence[Consumer] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StageResult:
-    """Run both kernels over the eval set and judge every numerical clause.
+    """Run both kernels over the eval set (one engine pass) and judge every numerical clause.
 
-    ``consumers`` (e.g. the slice stage's accumulator) receive the same scored batches.
+    ``consumers`` (e.g. the slice stage's collector) receive the same scored batches.
     """
     start = time.perf_counter()
-    acc = NumericsAccumulator(parameterized=tuple(sorted({
-        parameterized_key(c.metric, c.param) for c in spec.clauses if c.metric in PARAMETERIZED_METRICS})))
-    floor = NoiseFloor(reference, spec.noise_floor, tie_margin=spec.tie_margin) if spec.noise_floor else None
-    pass_consumers = [acc, *([floor] if floor else []), *consumers]
-    compare_kernels(evalset, reference, candidate, pass_consumers, tie_margin=spec.tie_margin, progress=progress)
+    acc, floor = prepare(spec)
+    kernel_pass(evalset, reference, candidate, [acc, *consumers], tie_margin=spec.tie_margin,
+                floors=floor.floors() if floor else (), progress=progress)
     result = stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
     if spec.localize:
         found = localize(evalset, reference, candidate, factor=spec.localize.factor,
@@ -172,19 +224,26 @@ def _localize_note(found: dict[str, Any]) -> str:
             f"{found['samples']} samples)")
 
 
-def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel, candidate: Kernel,
+def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel | None, candidate: Kernel | None,
                  duration_s: float, *, floor: NoiseFloor | None = None) -> StageResult:
-    """Judge the clauses on accumulated summaries and describe the run."""
+    """Judge the clauses on accumulated summaries (one pass, or merged shards) and describe the run.
+
+    ``reference``/``candidate`` give kernel timings and notes; None when the state came from shards.
+    """
     clauses = [judge(c, acc, floor) for c in spec.clauses]
     details = {
         "samples": acc.samples,
         "positions": acc.positions,
         "tie_margin": spec.tie_margin,
-        "kernel_seconds": {"reference": round(reference.seconds, 6), "candidate": round(candidate.seconds, 6)},
+        "kernel_seconds": {role: round(k.seconds, 6) for role, k in (("reference", reference),
+                                                                        ("candidate", candidate)) if k is not None},
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
     details["bounds"] = implied_by(acc, spec.implications)
-    notes = [*reference.notes, *candidate.notes, *(floor.notes() if floor else [])]
+    if spec.implications:
+        details["implications"] = dict(spec.implications)
+    notes = [*(reference.notes if reference else []), *(candidate.notes if candidate else []),
+             *(floor.notes() if floor else [])]
     if acc.bounded:
         notes.append(bounded_note())
     if floor:

@@ -1,26 +1,28 @@
 """What the slice stage keeps from the shared kernel pass, and the task fields it reads from the data.
 
-``SliceCollector`` is a consumer of ``stages.numerics.compare_kernels``: it receives each scored
-batch (the kernels run once for numerics and slices) and keeps, per scored position, only what the
-clauses need — the sample it belongs to, its position and target, the metric values used by
+``SliceCollector`` is a consumer of the pass engine (``engine.passes.kernel_pass``): it receives
+each scored batch (the kernels run once for numerics and slices) and keeps, per scored position,
+only what the clauses need — the sample it belongs to, its position and target, the metric values used by
 clauses, key values (entropy, margin, token frequency) and the correctness of each kernel's argmax.
-Memory is O(positions × metrics used), never the logits.
+Memory is O(positions × metrics used), never the logits. Its state is mergeable (``cat`` per
+column; ``finish`` orders positions by sample and position), so shards merge in any order.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from promote.contract.statistical import BINARY_TASK_METRICS, CONTINUOUS_TASK_METRICS, SliceDef, StatisticalSpec
 from promote.data import EvalSet, Sample
+from promote.engine.scoring import ScoredBatch
 from promote.errors import UsageError
 from promote.metrics.distribution import METRIC_NAMES
-from promote.stages.comparison import ScoredBatch
 from promote.stages.slice_keys import KeyInputs, is_position_key, reference_entropy, token_counts, top2_margin
+from promote.state import Field, Mergeable, StateError
 
 _NEEDS_FIELD = {"exact_match": "`target` (list of token ids ending input_ids) or `label` (the last token id)",
                 "reward": "`reward: {reference: x, candidate: y}`", "score": "`score: {reference: x, candidate: y}`"}
@@ -48,8 +50,15 @@ class TaskItems:
 
 
 @dataclass
-class SliceCollector:
-    """Consumer of scored batches; ``finish()`` returns the position table once the pass is over."""
+class SliceCollector(Mergeable):
+    """Consumer of scored batches; ``finish()`` returns the position table once the pass is over.
+
+    ``evalset`` is the whole eval set (sample indices are global), even when a shard feeds it.
+    """
+
+    KIND: ClassVar[str] = "slices"
+    VERSION: ClassVar[int] = 1
+    STATE: ClassVar[tuple[Field, ...]] = (Field("_parts", dict, "custom"),)
 
     evalset: EvalSet
     metrics: set[str]
@@ -66,6 +75,19 @@ class SliceCollector:
 
     def _add(self, name: str, values: np.ndarray) -> None:
         self._parts.setdefault(name, []).append(np.asarray(values))
+
+    def update(self, scored: ScoredBatch) -> None:
+        """Add one scored batch (the pass engine calls this)."""
+        self(scored)
+
+    def _merge_custom(self, other: Any) -> None:
+        if self._parts and other._parts and set(self._parts) != set(other._parts):
+            raise StateError("slice states collected different columns; were they built from the same contract?")
+        for name, parts in other._parts.items():
+            self._parts.setdefault(name, []).extend(parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"_parts": {k: [np.concatenate(v)] if v else [] for k, v in self._parts.items()}}
 
     def __call__(self, scored: ScoredBatch) -> None:
         local = np.array([self._index[s.id] for s in scored.batch.samples], dtype=np.int64)
@@ -89,9 +111,15 @@ class SliceCollector:
             self._add("cand_correct", cand == scored.targets)
 
     def finish(self) -> PositionTable:
-        def cat(name: str, dtype: Any = np.float64) -> np.ndarray:
+        def raw(name: str, dtype: Any = np.float64) -> np.ndarray:
             parts = self._parts.get(name)
             return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        # Eval-set order (sample, then position) whatever order batches or merged shards came in.
+        order = np.lexsort((raw("col", np.int64), raw("seq", np.int64)))
+
+        def cat(name: str, dtype: Any = np.float64) -> np.ndarray:
+            return raw(name, dtype)[order]
 
         return PositionTable(
             seq=cat("seq", np.int64).astype(np.int64), col=cat("col", np.int64), target=cat("target", np.int64),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from promote.contract.statistical import BINARY_TASK_METRICS, StatisticalClause, StatisticalSpec
+from promote.judgement import Verdict
 from promote.metrics import stats
 from promote.metrics.summary import QUANTILE_STATS
 from promote.results import finite_or_none
@@ -39,7 +40,7 @@ class Item:
     outcome: str = "inconclusive"  # pass | fail | inconclusive, before multiplicity
     reason: str = ""
     interval: stats.Interval | None = None
-    judgement: stats.Judgement | None = None
+    judgement: Verdict | None = None
     p_fail: float | None = None
     p_fail_adjusted: float | None = None
     p_difference: float | None = None

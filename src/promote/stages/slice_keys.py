@@ -21,7 +21,6 @@ import numpy as np
 
 from promote.contract.model import SliceDef
 
-SAMPLE_KEYS = ("length",)
 POSITION_KEYS = ("position", "token_frequency", "entropy", "margin")
 MISSING = "(missing)"
 OTHER = "(other)"

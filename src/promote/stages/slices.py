@@ -2,7 +2,7 @@
 intervals, multiplicity control and three-way verdicts (DESIGN.md §6; docs/statistics.md).
 
 The kernels are not run here: ``prepare`` returns a ``SliceCollector`` that the numerics pass
-feeds (``stages.numerics.compare_kernels``), and ``run_slices`` judges the clauses afterwards.
+feeds (``engine.passes.kernel_pass``), and ``run_slices`` judges the clauses afterwards.
 
 No silent pass: a slice with fewer than ``min_samples`` scored sequences, a slice whose positions
 are all masked, a declared bucket with no samples, and an interval straddling its bound are all
@@ -24,7 +24,7 @@ from promote.contract.statistical import StatisticalClause, StatisticalSpec
 from promote.data import EvalSet
 from promote.errors import UsageError
 from promote.metrics import stats
-from promote.results import Bound, ClauseResult, StageResult, finite_or_none, format_value, worst_status
+from promote.results import Bound, ClauseResult, StageResult, bounds_text, finite_or_none, format_value, worst_status
 from promote.stages.slice_data import SliceCollector, check_task_fields, clause_needs, task_items
 from promote.stages.slice_eval import Item, bounds_of, divergence_item, slice_summary, task_item
 from promote.stages.slice_keys import Family, derive, is_position_key
@@ -118,11 +118,10 @@ def _shown(clause: StatisticalClause) -> str:
 
 def _limit_text(clause: StatisticalClause) -> str:
     upper, lower = bounds_of(clause)
-    parts = [f"≥ {format_value(lower)}" if lower is not None else "",
-             f"≤ {format_value(upper)}" if upper is not None else ""]
+    text = bounds_text([Bound(op, v) for op, v in (("min", lower), ("max", upper)) if v is not None], sep=" and ")
     if clause.is_task and upper is None and lower is not None:
-        return f"≥ {format_value(lower)} (max_drop {format_value(-lower)})"
-    return " and ".join(p for p in parts if p)
+        return f"{text} (max_drop {format_value(-lower)})"
+    return text
 
 
 def _finalise(spec: StatisticalSpec, item: Item, family_size: int) -> tuple[str, str]:
@@ -196,9 +195,12 @@ def _evidence(spec: StatisticalSpec, item: Item) -> dict[str, Any]:
 def _result(spec: StatisticalSpec, clause: StatisticalClause, item: Item, status: str, message: str) -> ClauseResult:
     upper, lower = bounds_of(clause)
     bounds = [Bound(op, v) for op, v in (("max", upper), ("min", lower)) if v is not None]
-    return ClauseResult(id=clause.id, stage=STAGE, status=status, message=message, metric=clause.metric,
-                        stat=clause.stat, observed=item.estimate, bounds=bounds, slice=item.label,
-                        line=clause.line, evidence=_evidence(spec, item))
+    result = ClauseResult(id=clause.id, stage=STAGE, status=status, message=message, metric=clause.metric,
+                          stat=clause.stat, observed=item.estimate, bounds=bounds, slice=item.label,
+                          line=clause.line, evidence=_evidence(spec, item))
+    iv = item.interval
+    result.p_value = item.p_fail_adjusted if item.p_fail_adjusted is not None else item.p_fail
+    return result.judged(item.judgement, low=iv.lo if iv else None, high=iv.hi if iv else None, samples=item.scored)
 
 
 _RANK = {"fail": 3, "warn": 3, "inconclusive": 2, "pass": 1}

@@ -21,189 +21,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from promote import judgement
 from promote.contract.model import NumericalClause, NumericalSpec, TensorOptions
 from promote.data import EvalSet
+from promote.engine.passes import tensor_pass
 from promote.kernels.base import Kernel
-from promote.metrics.summary import MetricSummary
 from promote.metrics.tensor import (
-    ELEMENT_METRICS,
-    TENSOR_LEVEL_METRICS,
-    Range,
     compile_glob,
-    dtype_kind,
-    element_metrics,
-    tensor_metrics,
     vacuous_reason,
 )
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, json_safe, worst_status
-from promote.tensor_data import tensor_batches
+from promote.stages.tensor_accumulate import OutputAccumulator, TensorAccumulator, rel_key
+from promote.vocabulary import TENSOR_LEVEL_METRICS
 
 STAGE = "numerics"
-SIDES = ("reference", "candidate")
-_EXAMPLES = 3  # examples kept per problem (sample ids, non-finite elements)
-
-
-class _At:
-    """A read-only sequence computed per index, so a summary can name the few worst elements without
-    one sample-id string per element being built."""
-
-    def __init__(self, fn: Callable[[int], Any]) -> None:
-        self._fn = fn
-
-    def __getitem__(self, i: int) -> Any:
-        return self._fn(int(i))
-
-
-def rel_key(floor: float | None) -> str:
-    return "rel" if floor is None else f"rel@{floor!r}"
-
-
-@dataclass
-class OutputAccumulator:
-    """Everything kept about one output key path across batches."""
-
-    path: str
-    rel_floors: tuple[float, ...] = ()
-    summaries: dict[str, MetricSummary] = field(default_factory=dict)
-    ranges: dict[str, Range] = field(default_factory=lambda: {s: Range() for s in SIDES})
-    dtypes: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SIDES})
-    shapes: list[tuple[int, ...]] = field(default_factory=list)
-    missing: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SIDES})
-    missing_count: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
-    problems: list[str] = field(default_factory=list)
-    samples: int = 0
-    elements: int = 0
-    nonfinite: int = 0  # elements with a NaN/±Inf on either side
-    matching: int = 0  # … of which both sides hold the same ±Inf
-    nonfinite_examples: list[dict[str, Any]] = field(default_factory=list)
-    floored: dict[str, int] = field(default_factory=dict)
-    both_zero: int = 0  # samples all-zero on both sides (left out of cosine/sqnr)
-
-    def __post_init__(self) -> None:
-        for name in (*ELEMENT_METRICS, *TENSOR_LEVEL_METRICS):
-            self.summaries.setdefault(name, MetricSummary(name))
-        for floor in self.rel_floors:
-            self.summaries.setdefault(rel_key(floor), MetricSummary("rel"))
-
-    def summary(self, metric: str, floor: float | None) -> MetricSummary:
-        return self.summaries[rel_key(floor) if metric == "rel" else metric]
-
-    def _problem(self, message: str) -> None:
-        if message not in self.problems and len(self.problems) < _EXAMPLES:
-            self.problems.append(message)
-
-    def update(self, ids: list[str], ref: np.ndarray | None, cand: np.ndarray | None, dtypes: dict[str, str]) -> None:
-        """Add one batch's output at this key path (None: that kernel did not return it)."""
-        for side, array in zip(SIDES, (ref, cand), strict=True):
-            if array is None:
-                self.missing_count[side] += len(ids)
-                self.missing[side] = (self.missing[side] + ids)[:_EXAMPLES]
-            elif dtypes[side] not in self.dtypes[side]:
-                self.dtypes[side].append(dtypes[side])
-        if ref is None or cand is None:
-            return
-        if dtype_kind(dtypes["reference"]) != dtype_kind(dtypes["candidate"]):
-            self._problem(f"dtypes differ in kind: reference {dtypes['reference']}, candidate {dtypes['candidate']}")
-            return
-        if ref.shape != cand.shape:
-            self._problem(f"shapes differ: reference {list(ref.shape)}, candidate {list(cand.shape)} "
-                          f"(batch of samples {', '.join(ids[:_EXAMPLES])}{', …' if len(ids) > _EXAMPLES else ''})")
-            return
-        rows = ref.shape[0]
-        r, c = ref.reshape(rows, -1), cand.reshape(rows, -1)
-        n = r.shape[1]
-        self.samples += rows
-        self.elements += r.size
-        if ref.shape[1:] not in self.shapes:
-            self.shapes.append(ref.shape[1:])
-        if n == 0:
-            return
-        self._add_elements(ids, r, c, n, dtypes["reference"])
-        cosine, sqnr, both_zero = tensor_metrics(r, c, valid=np.isfinite(r) & np.isfinite(c))
-        kept = np.flatnonzero(~both_zero)
-        self.both_zero += int(both_zero.sum())
-        kept_ids = [ids[i] for i in kept]
-        zeros = np.zeros(kept.size, dtype=np.int64)
-        self.summaries["cosine"].update(cosine[kept], kept_ids, zeros, zeros)
-        self.summaries["sqnr"].update(sqnr[kept], kept_ids, zeros, zeros)
-
-    def _add_elements(self, ids: list[str], r: np.ndarray, c: np.ndarray, n: int, ref_dtype: str) -> None:
-        values = element_metrics(r, c, ref_dtype=ref_dtype)
-        self.ranges["reference"].update(r)
-        self.ranges["candidate"].update(c)
-        bad = np.flatnonzero(~values.valid.ravel())
-        self.nonfinite += bad.size
-        self.matching += int(values.matching.sum())
-        for i in bad[: max(0, _EXAMPLES - len(self.nonfinite_examples))]:
-            self.nonfinite_examples.append({"sample_id": ids[i // n], "element": int(i % n),
-                                            "reference": float(r.flat[i]), "candidate": float(c.flat[i])})
-        good = np.flatnonzero(values.valid.ravel())
-        at_id, at_pos, at_zero = _At(lambda i: ids[good[i] // n]), _At(lambda i: good[i] % n), _At(lambda i: 0)
-        self.summaries["abs"].update(values.abs.ravel()[good], at_id, at_pos, at_zero)
-        self.summaries["ulp"].update(values.ulp.ravel()[good], at_id, at_pos, at_zero)
-        self.summaries["rel"].update(values.rel.ravel()[good], at_id, at_pos, at_zero)
-        self.floored["rel"] = self.floored.get("rel", 0) + int(values.floored.sum())
-        for floor in self.rel_floors:
-            floored = element_metrics(r, c, ref_dtype=ref_dtype, rel_floor=floor)
-            key = rel_key(floor)
-            self.summaries[key].update(floored.rel.ravel()[good], at_id, at_pos, at_zero)
-            self.floored[key] = self.floored.get(key, 0) + int(floored.floored.sum())
-        self.summaries["nonfinite"].update(values.nonfinite.ravel(), _At(lambda i: ids[i // n]),
-                                           _At(lambda i: i % n), at_zero)
-
-    def worst(self, summary: MetricSummary) -> list[dict[str, Any]]:
-        """Worst values as evidence: sample id, and the element's index when the output has one shape."""
-        out = []
-        for p in summary.worst:
-            item: dict[str, Any] = {"value": p.value if math.isfinite(p.value) else None, "sample_id": p.sample_id}
-            if summary.metric not in TENSOR_LEVEL_METRICS:
-                item["index"] = ([int(i) for i in np.unravel_index(p.position, self.shapes[0])]
-                                 if len(self.shapes) == 1 and self.shapes[0] else p.position)
-            out.append(item)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        metrics = {}
-        for key, summary in self.summaries.items():
-            data = summary.to_dict()
-            data["worst"] = self.worst(summary)
-            metrics[key] = data
-        return {"samples": self.samples, "elements": self.elements, "shapes": [list(s) for s in self.shapes],
-                "dtypes": self.dtypes, "nonfinite": self.nonfinite, "matching_nonfinite": self.matching,
-                "both_zero_samples": self.both_zero, "rel_floor_hits": self.floored, "metrics": metrics}
-
-
-class TensorAccumulator:
-    """Per-output accumulators plus the key sets each kernel returned (in order of first appearance)."""
-
-    def __init__(self, rel_floors: Sequence[float] = ()) -> None:
-        self.rel_floors = tuple(dict.fromkeys(rel_floors))
-        self.outputs: dict[str, OutputAccumulator] = {}
-        self.keys: dict[str, dict[str, None]] = {s: {} for s in SIDES}
-        self.samples = 0
-
-    def update(self, ids: list[str], ref: Any, cand: Any) -> None:
-        """Add one batch: ``ref``/``cand`` are the kernels' Outputs (``named`` and ``dtype_of``)."""
-        self.samples += len(ids)
-        for side, out in zip(SIDES, (ref, cand), strict=True):
-            self.keys[side].update(dict.fromkeys(out.named))
-        for path in dict.fromkeys([*ref.named, *cand.named]):
-            acc = self.outputs.setdefault(path, OutputAccumulator(path, self.rel_floors))
-            dtypes = {side: out.dtype_of(path) for side, out in zip(SIDES, (ref, cand), strict=True)
-                      if path in out.named}
-            acc.update(ids, ref.named.get(path), cand.named.get(path), dtypes)
-
-    @property
-    def common(self) -> list[str]:
-        return [k for k in self.keys["reference"] if k in self.keys["candidate"]]
-
-
 def _needs(bounds: list[Bound]) -> str:
     """Bounds as written (up to 10 digits): a cosine bound of 0.99999 must not print as 1."""
     return bounds_text(bounds, fmt=lambda value: f"{value:.10g}")
@@ -275,19 +109,21 @@ def judge_output(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str
             floor = f"{opts.rel_floor:g}" if opts.rel_floor is not None else "1e-6·max|r| per sample"
             shown += f" [warning: {hits} of {acc.elements} elements had |r| below the floor ({floor}), which " \
                      "replaced |r| as the denominator]"
-    surely = [b for b in bounds if not b.holds(low if b.op == "max" else high)]
-    maybe = [b for b in bounds if not b.holds(high if b.op == "max" else low)]
-    if surely:
+    verdict = judgement.judge(bounds, observed, low, high)
+    result = ClauseResult(status="pass", observed=observed, evidence=evidence, **base, message="").judged(
+        verdict, low=low, high=high, samples=summary.count)
+    if verdict.status == "fail":
         worst = evidence[worst_key][0] if evidence[worst_key] else None
         at = f"; worst at sample {worst['sample_id']}" + (f" {worst['index']}" if "index" in worst else "") \
             if worst else ""
-        return ClauseResult(status=clause.severity, observed=observed, evidence=evidence, **base,
-                            message=f"{shown}, required {_needs(surely)}{at}")
-    if maybe:
-        return ClauseResult(status="inconclusive", observed=observed, evidence=evidence, **base,
-                            message=f"{shown}: the bound {_needs(maybe)} lies inside the quantile sketch's error band")
-    return ClauseResult(status="pass", observed=observed, evidence=evidence, **base,
-                        message=f"{shown} {_needs(bounds)}")
+        result.status, result.message = clause.severity, f"{shown}, required {_needs(list(verdict.violated))}{at}"
+    elif verdict.status == "inconclusive":
+        result.status = "inconclusive"
+        result.message = f"{shown}: the bound {_needs(list(verdict.straddled))} lies inside the quantile sketch's " \
+                         "error band"
+    else:
+        result.message = f"{shown} {_needs(bounds)}"
+    return result
 
 
 def judge(clause: NumericalClause, acc: TensorAccumulator) -> list[ClauseResult]:
@@ -319,11 +155,8 @@ def run_tensors(
     floors = [c.tensor.rel_floor for c in spec.clauses if c.metric == "rel" and c.tensor and c.tensor.rel_floor
               is not None]
     acc = TensorAccumulator(floors)
-    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
-    for batch in tensor_batches(evalset, batch_size):
-        acc.update(batch.ids, reference.run(batch), candidate.run(batch))
-        if progress:
-            progress(acc.samples, len(evalset.samples))
+    tensor_pass(evalset, reference, candidate, lambda batch, ref, cand: acc.update(batch.ids, ref, cand),
+                progress=progress)
     clauses = [result for clause in spec.clauses for result in judge(clause, acc)]
     notes = []
     only = {side: [k for k in acc.keys[side] if k not in acc.keys[other]]

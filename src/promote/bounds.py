@@ -11,7 +11,8 @@ With δ = z_c − z_r at one position, d = ‖δ‖∞ and osc = max δ − min 
   (support overlap assumed; per token, not per trajectory)
 - PPO clip ε spends the budget osc ≤ log(1 + ε), i.e. d ≤ log(1 + ε)/2 (ε = 0.2 → d ≤ 0.091)
 
-Pure functions; each is property-tested on random distributions (tests/test_bounds.py).
+Pure functions, stdlib only (``contract/`` checks clauses with them, ``promote bounds`` prints them,
+the report lays out ``implied_entries``); each is property-tested (tests/test_bounds.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def osc_for_kl(kl: float) -> float:
 def clip_budget(clip: float) -> float:
     """The oscillation a PPO clip ε tolerates before the ratio alone leaves [1/(1+ε), 1+ε]."""
     return math.log1p(clip)
+
+
+DEFAULT_PPO_CLIP = 0.2  # the usual PPO ε, used for the report's clip budget when a contract declares none
+_SCOPES = {"max": "every scored position", "p99.9": "99.9% of scored positions", "p99": "99% of scored positions"}
 
 
 @dataclass(frozen=True)
@@ -127,3 +132,44 @@ def implications(
                                + ("fits" if o <= budget else "EXCEEDS it")))
         out.append(Implication("ppo_clip_budget_drift", budget / 2.0, f"log(1 + {clip:g})/2"))
     return out
+
+
+def implied_entries(osc_stats: dict[str, float | None], drift_stats: dict[str, float | None], *,
+                    clip: float | None = None) -> list[dict[str, Any]]:
+    """The report's "bounds implied" block: the chain above, from the tightest available statistic.
+
+    ``osc_stats``/``drift_stats`` map a statistic (``max``, ``p99.9``, ``p99``) to the measured
+    logit oscillation / drift (None when absent). The oscillation is preferred (osc ≤ 2·d); from
+    ``max`` a bound holds at every scored position, from ``p99`` at 99% of them. ``clip`` is the
+    contract's PPO ε (``numerical.implications.clip``), else ``DEFAULT_PPO_CLIP``.
+    """
+    eps = DEFAULT_PPO_CLIP if clip is None else clip
+    for stat, scope in _SCOPES.items():
+        if osc_stats.get(stat) is not None:
+            value, source, via = float(osc_stats[stat]), f"logit_osc {stat}", "osc"  # type: ignore[arg-type]
+            chain = implications(osc=value, clip=eps)
+        elif drift_stats.get(stat) is not None:
+            value, source, via = float(drift_stats[stat]), f"logit_drift {stat}", "2·d"  # type: ignore[arg-type]
+            chain = implications(drift=value, clip=eps)
+        else:
+            continue
+        link = {x.name: x.bound for x in chain}
+
+        def entry(quantity: str, bound: float, formula: str, *, source: str = source, value: float = value,
+                  scope: str = scope) -> dict[str, Any]:
+            return {"quantity": quantity, "bound": bound if math.isfinite(bound) else None, "source": source,
+                    "source_value": value, "formula": formula, "scope": scope}
+
+        out = [
+            entry("tv", link["tv"], f"TV ≤ tanh({via}/4)"),
+            entry("kl", link["kl"], f"KL ≤ ({via})²/8"),
+            entry("abs_log_ratio", link["abs_log_ratio"], f"|log p_y − log q_y| ≤ {via}"),
+            entry("importance_weight_bias", link["pg_bias_factor"],
+                  f"policy-gradient bias ≤ A_max·G·(e^({via}) − 1), factor shown"),
+        ]
+        if stat == "max":
+            out.append(entry("ppo_clip_budget_used", link["logit_osc"] / link["ppo_clip_budget_osc"],
+                             f"({via}) / log(1 + ε_clip), ε_clip = {eps:g}; above 1 the drift alone can reach "
+                             "the clip"))
+        return out  # the tightest available statistic only: one block, not three near-duplicates
+    return []

@@ -1,91 +1,25 @@
-"""Eval-set reading and batching (DESIGN.md §4 "Eval set").
+"""Eval-set reading (DESIGN.md §4 "Eval set"): the JSONL file, checked line by line.
 
-The JSONL file is read once and checked line by line, so a bad line is reported with its number.
-Token lists are small; model outputs (the large part) are never held whole — see ``stages/``.
-This module stays free of torch so ``promote validate`` can use it cheaply.
-Samples of ``task: tensor`` carry named ``inputs`` instead of ``input_ids``; their parsing and
-batching live in ``tensor_data.py``.
+The file is read once and every bad line is reported with its number. Token lists are small; model
+outputs (the large part) are never held whole — see ``engine.py``. Torch-free, so ``promote
+validate`` can use it cheaply. Samples of ``task: tensor`` carry named ``inputs`` instead of
+``input_ids``; their parsing lives in ``data/tensors.py``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from promote.data.samples import EvalSet, Sample
+from promote.data.tensors import attach_file_inputs, parse_inline
 from promote.errors import UsageError
-from promote.tensor_data import attach_file_inputs, parse_inline
 
 TASK_FIELDS = ("label", "target", "reward", "score")
 _ALLOWED_KEYS = {"id", "input_ids", "tags", "text", *TASK_FIELDS}
-# `task: tensor` samples carry named `inputs` (tensor_data.py) instead of token ids.
+# `task: tensor` samples carry named `inputs` (data/tensors.py) instead of token ids.
 _TENSOR_KEYS = (_ALLOWED_KEYS - {"input_ids"}) | {"inputs"}
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One eval sample; ``line`` is its 1-based line in the data file (for messages)."""
-
-    id: str
-    input_ids: tuple[int, ...]
-    tags: dict[str, str]
-    line: int
-    task: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, Any] = field(default_factory=dict)  # task tensor: name → ndarray or tensor_data.FileInput
-
-    @property
-    def scored_positions(self) -> int:
-        """Causal LM: position t predicts input_ids[t+1], so a sequence of length L scores L−1."""
-        return max(len(self.input_ids) - 1, 0)
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    path: Path
-    display_path: str
-    samples: tuple[Sample, ...]
-    task: str = "causal-lm"
-    inputs_file: Path | None = None
-    limit: int | None = None  # `data.limit`: the set may be a prefix of the file (records may hold more ids)
-
-    @property
-    def positions(self) -> int:
-        """Scored positions; for `task: tensor` each sample is one scored unit."""
-        if self.task == "tensor":
-            return len(self.samples)
-        return sum(s.scored_positions for s in self.samples)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A right-padded batch: ``input_ids`` int64 [B, T], ``lengths`` int64 [B]."""
-
-    samples: tuple[Sample, ...]
-    input_ids: np.ndarray
-    lengths: np.ndarray
-
-    @property
-    def ids(self) -> list[str]:
-        return [s.id for s in self.samples]
-
-    def first_token_beyond(self, vocab: int) -> tuple[Sample, int] | None:
-        """The first (sample, position) whose token id is ≥ ``vocab``, padding excluded: scoring it
-        would index past the logits, so the kernel check reports it by name instead."""
-        t = np.arange(self.input_ids.shape[1])
-        beyond = (self.input_ids >= vocab) & (t[None, :] < self.lengths[:, None])
-        if not beyond.any():
-            return None
-        row, col = np.argwhere(beyond)[0]
-        return self.samples[int(row)], int(col)
-
-    def scored_mask(self) -> np.ndarray:
-        """bool [B, T]: True at positions that are scored (t < length − 1)."""
-        t = np.arange(self.input_ids.shape[1])
-        return t[None, :] < (self.lengths[:, None] - 1)
 
 
 #: Token ids travel as int64 (numpy, torch, onnxruntime): a larger id cannot even be put in a batch.
@@ -191,14 +125,3 @@ def load_evalset(spec: Any) -> EvalSet:
     """The eval set a contract's `data` section (contract.model.DataSpec) describes."""
     return read_jsonl(spec.path, display_path=spec.display_path, limit=spec.limit, task=spec.task,
                       inputs_file=spec.inputs_file, inputs_file_display=spec.inputs_file_display)
-
-
-def batches(samples: tuple[Sample, ...] | list[Sample], batch_size: int, *, pad_id: int = 0) -> Iterator[Batch]:
-    """Right-padded batches in file order (reproducible; padding is ignored via ``scored_mask``)."""
-    for start in range(0, len(samples), batch_size):
-        chunk = tuple(samples[start : start + batch_size])
-        lengths = np.array([len(s.input_ids) for s in chunk], dtype=np.int64)
-        ids = np.full((len(chunk), int(lengths.max())), pad_id, dtype=np.int64)
-        for row, sample in enumerate(chunk):
-            ids[row, : len(sample.input_ids)] = sample.input_ids
-        yield Batch(samples=chunk, input_ids=ids, lengths=lengths)

@@ -11,7 +11,7 @@ Batching stacks inputs along a new leading axis, which needs equal shapes: sampl
 group, and each group is cut into batches of ``batch_size``. So an eval set with two image sizes
 runs as two streams of full batches, whatever the order of its lines.
 
-Torch-free, like ``data.py``: ``promote validate`` uses it.
+Torch-free, like the rest of ``data/``: ``promote validate`` uses it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from promote.data.samples import EvalSet, Sample
 from promote.errors import UsageError
-
-if TYPE_CHECKING:
-    from promote.data import EvalSet, Sample
 
 # safetensors dtype codes numpy can hold (BF16 and FP8 it cannot).
 _ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "I64": "int64", "I32": "int32",
@@ -164,10 +162,6 @@ def attach_file_inputs(samples: list[Sample], display: str, path: Path, file_dis
 def signature(sample: Sample) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     """What must agree for samples to share a batch: input names, dtypes and shapes."""
     return tuple(sorted((name, np.dtype(a.dtype).str, tuple(a.shape)) for name, a in sample.inputs.items()))
-
-
-def describe_signature(sig: tuple[tuple[str, str, tuple[int, ...]], ...]) -> str:
-    return ", ".join(f"{name} {np.dtype(dtype).name}{list(shape)}" for name, dtype, shape in sig)
 
 
 def tensor_batches(evalset: EvalSet, batch_size: int) -> Iterator[TensorBatch]:

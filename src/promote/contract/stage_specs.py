@@ -1,0 +1,89 @@
+"""Typed `runtime:` and `observability:` sections (stages 3 and 4).
+
+Typed even before their stages exist, so the contract layer hands every stage the same kind of
+object (a spec with ``clauses`` that carry ``id`` and ``line``) and the stage that lands later only
+adds its runner. The raw clause is kept (``raw``) for keys this version does not interpret yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from promote.contract.load import LoadedDocument
+
+
+@dataclass(frozen=True)
+class RuntimeClause:
+    """A bound on a runtime measurement: latency, throughput, memory, errors, determinism."""
+
+    id: str
+    metric: str
+    stat: str | None
+    max: float | None
+    min: float | None
+    max_ratio: float | None
+    require: bool | None
+    description: str | None
+    line: int | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    clauses: tuple[RuntimeClause, ...]
+    warmup: int | None = None
+    repeats: int | None = None
+
+
+@dataclass(frozen=True)
+class ObservabilitySource:
+    kind: str  # prometheus | exposition
+    url: str | None = None
+    path: str | None = None
+    window: str | None = None
+
+
+@dataclass(frozen=True)
+class ObservabilityClause:
+    """A PromQL query with thresholds, or a required, fresh series."""
+
+    id: str
+    query: str | None
+    metric: str | None
+    max: float | None
+    min: float | None
+    require: str | None
+    max_age: str | None
+    on_missing: str | None
+    description: str | None
+    line: int | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObservabilitySpec:
+    clauses: tuple[ObservabilityClause, ...]
+    source: ObservabilitySource | None = None
+
+
+def parse_runtime(doc: LoadedDocument, raw: dict[str, Any]) -> RuntimeSpec:
+    clauses = tuple(
+        RuntimeClause(id=c["id"], metric=c["metric"], stat=c.get("stat"), max=c.get("max"), min=c.get("min"),
+                      max_ratio=c.get("max_ratio"), require=c.get("require"), description=c.get("description"),
+                      line=doc.locate(("runtime", "clauses", i))[0], raw=dict(c))
+        for i, c in enumerate(raw["clauses"]))
+    return RuntimeSpec(clauses=clauses, warmup=raw.get("warmup"), repeats=raw.get("repeats"))
+
+
+def parse_observability(doc: LoadedDocument, raw: dict[str, Any]) -> ObservabilitySpec:
+    clauses = tuple(
+        ObservabilityClause(id=c["id"], query=c.get("query"), metric=c.get("metric"), max=c.get("max"),
+                            min=c.get("min"), require=c.get("require"), max_age=c.get("max_age"),
+                            on_missing=c.get("on_missing"), description=c.get("description"),
+                            line=doc.locate(("observability", "clauses", i))[0], raw=dict(c))
+        for i, c in enumerate(raw["clauses"]))
+    src = raw.get("source")
+    source = ObservabilitySource(kind=src["kind"], url=src.get("url"), path=src.get("path"),
+                                 window=src.get("window")) if src else None
+    return ObservabilitySpec(clauses=clauses, source=source)

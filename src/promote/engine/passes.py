@@ -1,0 +1,129 @@
+"""The kernel-pass engine: drive kernels over the eval set and feed consumers.
+
+One place owns batching (right-padded, file order), masks (a kernel's ``mask`` narrows the scored
+positions), progress and timing; stages only declare consumers and judge their state afterwards.
+
+- ``kernel_pass``: reference and candidate batch by batch; each batch is scored once
+  (``engine/scoring.py``) and handed to every consumer. Kernels run once per batch however many
+  stages use the outputs, and only consumer state outlives a batch.
+- ``floor_pass``: the noise floor is its own pass over the reference — the reference against
+  itself under a legitimate perturbation (``rerun``, ``batch_size`` 1 vs N, ``odd_batch``), scored
+  like any pair and fed to that perturbation's consumer. Consumers never run kernels. When both
+  passes run together, ``kernel_pass(..., floors=...)`` reuses the reference's batch-N outputs
+  instead of computing them twice; the result is the same as two separate passes.
+- ``samples``: run over a subset (a shard) of the eval set; consumers' states from shards merge
+  (``state.Mergeable``) into the state of one pass over the whole set. Shards must be cut at batch
+  boundaries, as batch composition can change a kernel's numerics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from promote.data import Batch, EvalSet, Sample, TensorBatch, batches, tensor_batches
+from promote.engine.scoring import ScoredBatch, score_outputs
+from promote.kernels.base import Kernel, Outputs
+from promote.metrics.distribution import token_metrics
+
+Progress = Callable[[int, int], None]
+
+
+class Consumer(Protocol):
+    """Anything fed scored batches: ``update(scored)``; its state merges across shards."""
+
+    def update(self, scored: ScoredBatch) -> None: ...
+
+
+@dataclass(frozen=True)
+class Floor:
+    """One noise-floor comparison: a perturbation of the reference and the consumer of its scores."""
+
+    kind: str  # rerun | batch_size | odd_batch
+    consumer: Consumer
+    odd_batch_size: int = 3
+
+
+def perturbed_logits(kernel: Kernel, batch: Batch, kind: str, *, odd_batch_size: int) -> np.ndarray:
+    """The kernel's logits for ``batch`` computed under perturbation ``kind``, shaped like the batch."""
+    if kind == "rerun":
+        return kernel.run(batch).logits
+    size = 1 if kind == "batch_size" else odd_batch_size
+    out: np.ndarray | None = None
+    start = 0
+    for sub in batches(batch.samples, size):
+        logits = kernel.run(sub).logits
+        if out is None:
+            out = np.zeros((*batch.input_ids.shape, logits.shape[-1]), dtype=logits.dtype)
+        out[start : start + len(sub.samples), : logits.shape[1]] = logits
+        start += len(sub.samples)
+    assert out is not None
+    return out
+
+
+def _feed_floors(floors: Sequence[Floor], reference: Kernel, batch: Batch, base: Outputs, *,
+                 tie_margin: float) -> None:
+    mask = batch.scored_mask() if base.mask is None else batch.scored_mask() & base.mask
+    rows, cols = np.nonzero(mask)
+    targets = batch.input_ids[rows, cols + 1]
+    ref = base.logits[rows, cols]
+    for floor in floors:
+        other = perturbed_logits(reference, batch, floor.kind, odd_batch_size=floor.odd_batch_size)[rows, cols]
+        values = token_metrics(ref, other, targets, tie_margin=tie_margin)
+        floor.consumer.update(ScoredBatch(batch, rows, cols, targets, ref, other, values))
+
+
+def _samples(evalset: EvalSet, samples: Sequence[Sample] | None) -> tuple[Sample, ...]:
+    return tuple(evalset.samples if samples is None else samples)
+
+
+def kernel_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel, consumers: Sequence[Consumer], *,
+                tie_margin: float, floors: Sequence[Floor] = (), progress: Progress | None = None,
+                samples: Sequence[Sample] | None = None) -> float:
+    """Run both kernels batch by batch over ``samples`` (default: the whole set); returns seconds."""
+    start = time.perf_counter()
+    chosen = _samples(evalset, samples)
+    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
+    reference.bind(evalset)
+    candidate.bind(evalset)
+    labels = (reference.label, candidate.label)
+    done = 0
+    for batch in batches(chosen, batch_size):
+        ref_out = reference.run(batch)
+        scored = score_outputs(batch, ref_out, candidate.run(batch), tie_margin=tie_margin, labels=labels)
+        for consumer in consumers:
+            consumer.update(scored)
+        if floors:
+            _feed_floors(floors, reference, batch, ref_out, tie_margin=tie_margin)
+        done += len(batch.samples)
+        if progress:
+            progress(done, len(chosen))
+    return time.perf_counter() - start
+
+
+def floor_pass(evalset: EvalSet, reference: Kernel, floors: Sequence[Floor], *, tie_margin: float,
+               batch_size: int | None = None, samples: Sequence[Sample] | None = None) -> float:
+    """The noise floor's own pass: the reference's batch-N outputs against each perturbation."""
+    start = time.perf_counter()
+    reference.bind(evalset)
+    for batch in batches(_samples(evalset, samples), batch_size or reference.spec.batch_size):
+        _feed_floors(floors, reference, batch, reference.run(batch), tie_margin=tie_margin)
+    return time.perf_counter() - start
+
+
+def tensor_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel,
+                update: Callable[[TensorBatch, Outputs, Outputs], None], *, progress: Progress | None = None) -> float:
+    """`task: tensor`: stacked same-signature batches through both kernels, outputs to ``update``."""
+    start = time.perf_counter()
+    batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
+    done = 0
+    for batch in tensor_batches(evalset, batch_size):
+        update(batch, reference.run(batch), candidate.run(batch))
+        done += batch.size
+        if progress:
+            progress(done, len(evalset.samples))
+    return time.perf_counter() - start

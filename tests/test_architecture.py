@@ -1,0 +1,65 @@
+"""The layering of DESIGN.md §2 and the leaf modules, checked as tests (also run by .ci/run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promote import judgement
+from promote.results import Bound
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold():
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
+
+
+@pytest.mark.parametrize("module", ["promote.vocabulary", "promote.bounds", "promote.keypaths"])
+def test_leaf_modules_import_without_numpy_or_torch(module):
+    code = (f"import sys; sys.modules['numpy'] = None; sys.modules['torch'] = None; import {module}; "
+            "print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_vocabulary_declares_every_metric_the_contract_schema_allows():
+    import json
+
+    from promote.vocabulary import METRICS, TASK_METRICS, TENSOR_METRICS
+
+    schema = json.loads((ROOT / "schemas" / "contract.schema.json").read_text(encoding="utf-8"))
+    text = json.dumps(schema)
+    for name in METRICS:
+        assert f'"{name}"' in text, name
+    assert set(TASK_METRICS) == {"accuracy", "exact_match", "reward", "score"}
+    assert "cosine" in TENSOR_METRICS and METRICS["cosine"].worse == "lower"
+
+
+@pytest.mark.parametrize(("low", "estimate", "high", "status"), [
+    (0.1, 0.2, 0.3, "pass"),  # wholly inside ≤ 0.5
+    (0.6, 0.7, 0.8, "fail"),  # wholly beyond
+    (0.4, 0.45, 0.6, "inconclusive"),  # straddles
+    (0.5, 0.5, 0.5, "pass"),  # on the bound holds
+    (float("nan"), float("nan"), float("nan"), "fail"),  # NaN never satisfies a bound
+])
+def test_judge_three_ways_against_a_max(low, estimate, high, status):
+    verdict = judgement.judge([Bound("max", 0.5)], estimate, low, high)
+    assert verdict.status == status
+
+
+def test_judge_reports_margin_and_the_tolerance_that_would_pass():
+    verdict = judgement.judge([Bound("max", 0.5), Bound("min", 0.1)], 0.7, 0.6, 0.8)
+    assert verdict.status == "fail" and [b.op for b in verdict.violated] == ["max"]
+    assert verdict.margin == pytest.approx(-0.2)
+    assert verdict.would_pass == {"max": 0.8, "min": 0.6}
+    assert verdict.relevant_bound == 0.5 and verdict.half_width == pytest.approx(0.1)
+    straddle = judgement.judge([Bound("min", 0.97)], 0.975, 0.96, 0.99)
+    assert straddle.status == "inconclusive" and straddle.straddled == (Bound("min", 0.97),)
