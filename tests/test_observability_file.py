@@ -140,3 +140,12 @@ def test_selector_promql_and_histogram_quantile_agree_with_prometheus():
     assert histogram_quantile(0.99, [(0.1, 40), (0.2, 80), (math.inf, 100)]) == 0.2  # in +Inf: highest bound
     assert math.isnan(histogram_quantile(0.5, [(math.inf, 0)]))
     assert parse_duration("1h30m") == 5400 and format_duration(5400) == "1h30m"
+
+
+def test_a_stage_of_only_skipped_clauses_is_not_a_pass(tmp_path):
+    (tmp_path / "m.prom").write_text("beat 1\n")
+    result, report = run(write_contract(tmp_path, {"kind": "file", "path": "m.prom"},
+                                        [{"id": "gone", "metric": "absent_metric", "require": "present",
+                                          "on_missing": "skip"}]))
+    assert report["stages"][0]["clauses"][0]["status"] == "skipped"
+    assert result.exit_code == 3 and report["verdict"] == "error"
