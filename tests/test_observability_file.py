@@ -149,3 +149,11 @@ def test_a_stage_of_only_skipped_clauses_is_not_a_pass(tmp_path):
                                           "on_missing": "skip"}]))
     assert report["stages"][0]["clauses"][0]["status"] == "skipped"
     assert result.exit_code == 3 and report["verdict"] == "error"
+
+
+def test_credentials_are_named_by_variable_and_checked_at_validate(tmp_path):
+    source = {"kind": "prometheus", "url": "http://127.0.0.1:9", "auth": {"kind": "bearer", "password_env": "X"}}
+    result = invoke("validate", str(write_contract(tmp_path, source, [{"id": "a", "metric": "up",
+                                                                        "require": "present"}])))
+    assert result.exit_code == 2
+    assert "needs `token_env:`" in result.stderr and "`password_env` does not apply" in result.stderr

@@ -177,6 +177,14 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
                 parse_duration(src[key])
             except ValueError as exc:
                 bad(("source", key), str(exc))
+    auth = src.get("auth") or {}
+    needed = {"basic": ("username_env", "password_env"), "bearer": ("token_env",)}.get(auth.get("kind"), ())
+    for key in needed:
+        if key not in auth:
+            bad(("source", "auth"), f"`auth: {{kind: {auth['kind']}}}` needs `{key}:` (the name of the environment "
+                                    "variable holding it; the value itself never goes in the contract)")
+    for key in set(auth) - {"kind", *needed}:
+        bad(("source", "auth", key), f"`{key}` does not apply to `auth: {{kind: {auth.get('kind')}}}`")
     if "time" in src:
         try:
             parse_time(str(src["time"]))
@@ -216,6 +224,9 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
                 except ValueError as exc:
                     bad((*where, key), str(exc))
         relative = "compare" in c or "baseline_query" in c
+        if "burn_rate" in c and "baseline_query" in c:
+            bad((*where, "baseline_query"), "a relative `burn_rate` clause compares by a label: use `compare:` and "
+                                            "keep that label in `errors`/`total` (`sum by (version)`)")
         if "compare" in c and "baseline_query" in c:
             bad((*where, "baseline_query"), "give `compare:` (one query split by a label) or `baseline_query:`, "
                                             "not both")
