@@ -41,7 +41,7 @@ STAGES: tuple[StageDecl, ...] = (
     StageDecl("runtime", "runtime", "Stage 3, canary runtime checks (R)", needs_evalset=True, needs_kernels=True,
               shared_pass=False, evaluated=False),
     StageDecl("observability", "observability", "Stage 4, observability sign-off (O)", needs_evalset=False,
-              needs_kernels=False, shared_pass=False, evaluated=False),
+              needs_kernels=False, shared_pass=False, evaluated=True),
 )
 BY_NAME = {s.name: s for s in STAGES}
 BY_SECTION = {s.section: s for s in STAGES}

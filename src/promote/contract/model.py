@@ -21,6 +21,7 @@ from promote.contract.kernel_specs import (
     resolve_path,
 )
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
+from promote.contract.observability_spec import observability_problems
 from promote.contract.stage_specs import ObservabilitySpec, RuntimeSpec, parse_observability, parse_runtime
 from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
 from promote.resources import load_schema
@@ -324,6 +325,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     problems.extend(chain_warnings(doc))
     _task_checks(doc, problems)
     _live_kernel_checks(doc, problems)
+    problems.extend(observability_problems(doc))
     reference = kernel_spec(doc, "reference", data["reference"], problems)
     candidate = kernel_spec(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]

@@ -1,4 +1,4 @@
-"""Typed `runtime:` and `observability:` sections (stages 3 and 4).
+"""Typed `runtime:` section (stage 3; `observability:` lives in ``observability_spec.py``).
 
 Typed even before their stages exist, so the contract layer hands every stage the same kind of
 object (a spec with ``clauses`` that carry ``id`` and ``line``) and the stage that lands later only
@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promote.contract.load import LoadedDocument
+from promote.contract.observability_spec import (  # noqa: F401 - re-exported: stage specs in one place
+    ObservabilityClause,
+    ObservabilitySource,
+    ObservabilitySpec,
+    parse_observability,
+)
 
 
 @dataclass(frozen=True)
@@ -36,37 +42,6 @@ class RuntimeSpec:
     repeats: int | None = None
 
 
-@dataclass(frozen=True)
-class ObservabilitySource:
-    kind: str  # prometheus | exposition
-    url: str | None = None
-    path: str | None = None
-    window: str | None = None
-
-
-@dataclass(frozen=True)
-class ObservabilityClause:
-    """A PromQL query with thresholds, or a required, fresh series."""
-
-    id: str
-    query: str | None
-    metric: str | None
-    max: float | None
-    min: float | None
-    require: str | None
-    max_age: str | None
-    on_missing: str | None
-    description: str | None
-    line: int | None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ObservabilitySpec:
-    clauses: tuple[ObservabilityClause, ...]
-    source: ObservabilitySource | None = None
-
-
 def parse_runtime(doc: LoadedDocument, raw: dict[str, Any]) -> RuntimeSpec:
     clauses = tuple(
         RuntimeClause(id=c["id"], metric=c["metric"], stat=c.get("stat"), max=c.get("max"), min=c.get("min"),
@@ -74,16 +49,3 @@ def parse_runtime(doc: LoadedDocument, raw: dict[str, Any]) -> RuntimeSpec:
                       line=doc.locate(("runtime", "clauses", i))[0], raw=dict(c))
         for i, c in enumerate(raw["clauses"]))
     return RuntimeSpec(clauses=clauses, warmup=raw.get("warmup"), repeats=raw.get("repeats"))
-
-
-def parse_observability(doc: LoadedDocument, raw: dict[str, Any]) -> ObservabilitySpec:
-    clauses = tuple(
-        ObservabilityClause(id=c["id"], query=c.get("query"), metric=c.get("metric"), max=c.get("max"),
-                            min=c.get("min"), require=c.get("require"), max_age=c.get("max_age"),
-                            on_missing=c.get("on_missing"), description=c.get("description"),
-                            line=doc.locate(("observability", "clauses", i))[0], raw=dict(c))
-        for i, c in enumerate(raw["clauses"]))
-    src = raw.get("source")
-    source = ObservabilitySource(kind=src["kind"], url=src.get("url"), path=src.get("path"),
-                                 window=src.get("window")) if src else None
-    return ObservabilitySpec(clauses=clauses, source=source)

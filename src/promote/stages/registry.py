@@ -58,5 +58,11 @@ def _slices(ctx: StageContext) -> StageResult:
     return offline_result(ctx, "slices")
 
 
-RUNNERS: dict[str, Runner] = {"numerics": _numerics, "slices": _slices}
+def _observability(ctx: StageContext) -> StageResult:
+    from promote.stages.observability import run_observability
+
+    return run_observability(ctx)
+
+
+RUNNERS: dict[str, Runner] = {"numerics": _numerics, "slices": _slices, "observability": _observability}
 STAGES: dict[str, Stage] = {d.name: Stage(d, RUNNERS.get(d.name)) for d in DECLS}
