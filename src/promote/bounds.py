@@ -194,7 +194,8 @@ def rl_entries(abs_log_ratio_stats: dict[str, float | None], *, clip: float | No
         source = f"abs_log_ratio {stat}"
         scope = scope.replace("scored positions", "sampled tokens")
 
-        def entry(quantity: str, bound: float, formula: str) -> dict[str, Any]:
+        def entry(quantity: str, bound: float, formula: str, *, source: str = source, v: float = v,
+                  scope: str = scope) -> dict[str, Any]:
             return {"quantity": quantity, "bound": bound if math.isfinite(bound) else None, "source": source,
                     "source_value": v, "formula": formula, "scope": scope}
 

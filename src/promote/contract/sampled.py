@@ -87,7 +87,8 @@ def sampled_problems(doc: LoadedDocument) -> list[Problem]:
             problems.append(doc.problem(
                 (section, "clauses", index, "metric"),
                 f"clause `{clause.get('id')}`: metric `{metric}` needs the next-token distribution, but {which} "
-                f"{'hold' if len(sampled) > 1 else 'holds'} sampled-token records (only `target_logprobs`, the log-prob of the sampled token), which "
+                f"{'hold' if len(sampled) > 1 else 'holds'} sampled-token records (only `target_logprobs`, the "
+                f"log-prob of the sampled token), which "
                 f"determine `{metric}` not at all; bound one of {usable} instead, or record top-k or full logits"))
     for index, sdef in enumerate(data.get("slices") or []):
         by = sdef.get("by")

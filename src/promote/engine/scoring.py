@@ -96,7 +96,8 @@ def score_sampled(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray) -
     targets = batch.input_ids[rows, cols + 1]
     t_r, t_c = _sampled_logprob(ref, rows, cols, targets), _sampled_logprob(cand, rows, cols, targets)
     with np.errstate(invalid="ignore"):
-        bad = np.isnan(t_r) | np.isnan(t_c) | np.isposinf(t_r) | np.isposinf(t_c) | (np.isneginf(t_r) != np.isneginf(t_c))
+        bad = (np.isnan(t_r) | np.isnan(t_c) | np.isposinf(t_r) | np.isposinf(t_c)
+               | (np.isneginf(t_r) != np.isneginf(t_c)))
         log_ratio = np.where(bad, np.nan, np.where(np.isneginf(t_r) & np.isneginf(t_c), 0.0, t_r - t_c))
     zeros = np.zeros(rows.size)
     values = {"log_ratio": log_ratio, "abs_log_ratio": np.abs(log_ratio), "nonfinite": bad.astype(np.float64),

@@ -188,7 +188,8 @@ class Kernel(ABC):
                                  f"{list(outputs.target_logprobs.shape)}")
             return
         if missing:
-            raise UsageError(f"{self.label}: outputs have neither `logits`, the top-k set, nor `target_logprobs` alone; missing "
+            raise UsageError(f"{self.label}: outputs have neither `logits`, the top-k set, nor `target_logprobs` "
+                             "alone; missing "
                              f"{', '.join(missing)}")
         ids, lps, target = outputs.topk_ids, outputs.topk_logprobs, outputs.target_logprobs
         if ids.ndim != 3 or ids.shape[:2] != (b, t) or lps.shape != ids.shape or target.shape != (b, t):

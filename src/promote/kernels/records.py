@@ -155,7 +155,8 @@ class RecordSet:
         if fmt is None:
             have = sorted(keys & {"logits", *TOPK_KEYS})
             raise UsageError(f"{display}: records need `logits`, all of {', '.join(TOPK_KEYS)}, or "
-                             f"`target_logprobs` alone (sampled-token records); found {', '.join(have) or 'none of them'}")
+                             "`target_logprobs` alone (sampled-token records); found "
+                             f"{', '.join(have) or 'none of them'}")
         width_key = {"logits": "logits", "topk": "topk_ids", "sampled": "target_logprobs"}[fmt]
         ids = self._ids(meta, display)
         input_ids = handle.get_tensor("input_ids").numpy()

@@ -20,6 +20,7 @@ from promote.data import EvalSet
 from promote.engine.accumulate import NumericsAccumulator
 from promote.engine.passes import Consumer, kernel_pass
 from promote.kernels.base import Kernel
+from promote.metrics.rl import ESS_PARTS, ess
 from promote.metrics.summary import MetricSummary
 from promote.metrics.topk import BOUNDED_METRICS
 from promote.results import (
@@ -34,7 +35,6 @@ from promote.results import (
 )
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
-from promote.metrics.rl import ESS_PARTS, ess
 from promote.vocabulary import PARAMETERIZED_METRICS, RL_METRICS, parameterized_key
 
 STAGE = "numerics"
