@@ -192,7 +192,7 @@ def rl_entries(abs_log_ratio_stats: dict[str, float | None], *, clip: float | No
             continue
         v = float(value)
         source = f"abs_log_ratio {stat}"
-        scope = scope.replace("scored positions", "sampled tokens")
+        scope = scope.replace("scored position", "sampled token")
 
         def entry(quantity: str, bound: float, formula: str, *, source: str = source, v: float = v,
                   scope: str = scope) -> dict[str, Any]:
