@@ -111,7 +111,8 @@ def test_distribution_metrics_on_sampled_records_are_a_contract_error(tmp_path, 
 
 
 def test_ess_takes_only_the_mean(tmp_path):
-    result = invoke("validate", str(sampled_pair(tmp_path, clauses="\n    - {id: e, metric: ess, stat: p99, min: 1}\n")))
+    clause = "\n    - {id: e, metric: ess, stat: p99, min: 1}\n"
+    result = invoke("validate", str(sampled_pair(tmp_path, clauses=clause)))
     assert result.exit_code == 2 and "`ess` is one number per run" in result.stderr
 
 
@@ -176,7 +177,8 @@ def _dump(path: Path, names: dict[str, str], n: int = 5) -> None:
             handle.write(json.dumps({
                 names.get("id", "id"): f"u{i}", names["prompt_ids"]: [1, 2, 3], names["response_ids"]: list(range(r)),
                 names["response_mask"]: [1] * (r - 1) + [0],
-                names["engine_logprobs"]: (-rng.random(r)).tolist(), names["trainer_logprobs"]: (-rng.random(r)).tolist(),
+                names["engine_logprobs"]: (-rng.random(r)).tolist(),
+                names["trainer_logprobs"]: (-rng.random(r)).tolist(),
             }) + "\n")
 
 
@@ -207,8 +209,8 @@ def test_parquet_dump_and_bad_rows(tmp_path):
     assert rollout.id == "row-1" and rollout.tags == {"script": "latin"} and rollout.response_mask == (True, True)
     from promote.errors import UsageError
 
-    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt_ids": [1], "response_ids": [2, 3],
-                                                    "engine_logprobs": [-1.0], "trainer_logprobs": [-1.0, -2.0]}) + "\n")
+    bad = {"prompt_ids": [1], "response_ids": [2, 3], "engine_logprobs": [-1.0], "trainer_logprobs": [-1.0, -2.0]}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
     with pytest.raises(UsageError, match=r"bad.jsonl:1: per-response-token columns differ in length"):
         read_rollouts(tmp_path / "bad.jsonl")
     (tmp_path / "miss.jsonl").write_text(json.dumps({"prompt_ids": [1]}) + "\n")
