@@ -263,3 +263,15 @@ def test_rollout_monitor_rejects_distribution_metrics_and_bad_shapes():
     monitor = RolloutMonitor(CLAUSE_DICTS[:1])
     with pytest.raises(ValueError, match=r"must both be \[B, T\]"):
         monitor.add(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_rollout_monitor_takes_bf16_tensors_on_any_device(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here; the CPU case runs everywhere")
+    trainer = -torch.rand(2, 6, device=device)
+    engine = (trainer + 0.01).to(torch.bfloat16)
+    monitor = RolloutMonitor([{"id": "k1", "metric": "k1", "stat": "mean", "max": 1.0}])
+    monitor.add(trainer, engine, torch.ones(2, 6, dtype=torch.bool, device=device))
+    expected = (engine.double() - trainer.double()).mean().item()
+    assert monitor.judge().passed and monitor.value("k1") == pytest.approx(expected, rel=1e-12)

@@ -41,10 +41,8 @@ def _numpy(value: Any, dtype: Any) -> np.ndarray:
     if hasattr(value, "detach"):
         import torch
 
-        value = value.detach().to("cpu", torch.float64 if dtype is np.float64 else None)
-        if value.dtype == getattr(torch, "bfloat16", None):
-            value = value.double()
-        value = value.numpy()
+        # float64 on the host whatever the device and dtype (bf16 has no numpy dtype); masks/ids as is.
+        value = value.detach().to("cpu", torch.float64 if dtype is np.float64 else None).numpy()
     return np.asarray(value, dtype=dtype)
 
 
