@@ -25,12 +25,29 @@ METRICS = {
     "nonfinite": "Count of non-finite (NaN or ±Inf) candidate or reference logits per position.",
     "entropy_ratio": "H(q)/H(p): candidate entropy over reference entropy per position (1 = same sharpness; "
                      "a temperature bug moves it while argmax agreement stays 100 %).",
+    # RL trainer-vs-rollout metrics (docs/rl.md): exact from the sampled token's log w alone.
+    "is_ratio": "RL: importance ratio w = π_train(y)/π_infer(y) = exp(log_ratio) on the sampled token.",
+    "k1": "RL: k1 KL estimator −log w per token; its mean estimates KL(π_infer‖π_train) (verl's signed `kl`).",
+    "k3": "RL: k3 KL estimator w − 1 − log w ≥ 0 per token; its mean estimates KL(π_infer‖π_train).",
+    "chi2": "RL: (w − 1)² per token; its mean estimates χ²(π_train‖π_infer).",
+    "seq_log_ratio": "RL: Σ log w over one sequence's scored tokens, one value per sequence (the product ratio).",
+    "seq_geo_ratio": "RL: exp(mean log w) over one sequence's scored tokens, one value per sequence.",
+    "ess": "RL: normalised effective sample size (Σw)² / (n·Σw²) of the token importance weights, one value per "
+           "run (write `stat: mean`).",
+    "pg_bias": "RL: per-token policy-gradient bias bound A_max·G·(e^|log w| − 1), A_max and G from "
+               "`numerical.implications` (`advantage_max`, `score_norm`; default 1 each: the factor).",
+    "clip_budget_used": "RL: |log w| / log(1 + ε) per token, ε = `numerical.implications.clip` (default 0.2); "
+                        "above 1 the kernel mismatch alone reaches the PPO/GRPO clip.",
 }
 # Numerical-stage metrics with a parameter from the clause (`cap`, `k`).
 PARAM_METRICS = {
     "ratio_outside": "1 where the importance weight w = p_y/q_y on the next token lies outside [1/cap, cap]; "
                      "stat mean = the fraction outside (cap from the clause, default 2).",
     "topk_overlap": "|top-k(p) ∩ top-k(q)| / k per position (k from the clause, default 5); needs full logits.",
+    "ratio_above": "RL: 1 where w > cap (the upper tail a TIS clip truncates); stat mean = that fraction.",
+    "ratio_below": "RL: 1 where w < 1/cap (the lower tail an MIS mask drops); stat mean = that fraction.",
+    "seq_masked": "RL: 1 per sequence whose geometric-mean ratio exp(mean log w) lies outside [1/cap, cap]; stat "
+                  "mean = the fraction of sequences a sequence-level mask would drop (cap default 2).",
 }
 # Metrics of `data.task: tensor` (metrics/tensor.py); `nonfinite` is shared with the causal-LM set.
 TENSOR_METRICS = {
@@ -228,11 +245,14 @@ data = obj(
     ["path"],
 )
 
-SLICE_KEY_PATTERN = "^(tags\\.[^\\s]+|length|position|token_frequency|entropy|margin)$"
+SLICE_KEY_PATTERN = ("^(tags\\.[^\\s]+|length|position|token_frequency|entropy|margin|response_position|"
+                     "response_length)$")
 SLICE_KEYS_TEXT = ("`tags.NAME` (a sample tag; samples without it form a `(missing)` slice), `length` (sequence "
                    "length in tokens), `position` (token position t), `token_frequency` (how often the predicted "
                    "token occurs in the eval set), `entropy` (entropy of the reference distribution, nats), "
-                   "`margin` (reference top-1 minus top-2 logit)")
+                   "`margin` (reference top-1 minus top-2 logit), `response_position` (index of the position "
+                   "among its sample's scored positions: 0 = first response token), `response_length` (number of "
+                   "scored positions of the sample: the response length of a rollout)")
 
 slice_def = obj(
     "A family of slices of the eval set, judged by the statistical stage (`per_slice` clauses).",
@@ -276,8 +296,9 @@ numerical_clause = obj(
         "stat": described_enum(STATS, "Statistic over all scored positions (tensor: over elements, or over "
                                "samples for cosine/sqnr)."),
         **bound_props,
-        "cap": number("`ratio_outside` only: the importance-weight cap C (weights outside [1/C, C] count). "
-                      "Default 2 (verl's and SkyRL's truncated-IS default).", exclusiveMinimum=1),
+        "cap": number("`ratio_outside`, `ratio_above`, `ratio_below`, `seq_masked` only: the importance-weight "
+                      "cap C (weights outside [1/C, C] count; `ratio_above` only w > C, `ratio_below` only "
+                      "w < 1/C). Default 2 (verl's and SkyRL's truncated-IS default).", exclusiveMinimum=1),
         "k": integer("`topk_overlap` only: how many top tokens are compared. Default 5.", minimum=1,
                      maximum=1_000_000),
         "max_floor_ratio": number("Upper bound on observed / noise floor (the same statistic of the reference "
@@ -370,14 +391,16 @@ TASK_METRICS = {
     "score": "per sample paired value from the data file, `score: {reference: x, candidate: y}`",
 }
 
+NOT_PER_SLICE = ("seq_log_ratio", "seq_geo_ratio", "ess", "pg_bias", "clip_budget_used")  # numerics stage only
 statistical_clause = obj(
     "A per-slice bound on a divergence metric (`max`/`min`), or a paired comparison of a task metric between "
     "reference and candidate (`max_drop`/`margin`). Verdicts come from confidence intervals: inside the bound → "
     "pass, beyond → fail, straddling → inconclusive.",
     {
         **clause_common(),
-        "metric": {"enum": [*METRICS, *TASK_METRICS], "description": "A numerical metric (judged per slice with a "
-                   "sequence-bootstrap CI) or a task metric. Task metrics: " +
+        "metric": {"enum": [*(m for m in METRICS if m not in NOT_PER_SLICE), *TASK_METRICS], "description": "A "
+                   "per-position numerical metric (judged per slice with a sequence-bootstrap CI; of the RL metrics "
+                   "`is_ratio`, `k1`, `k3`, `chi2`) or a task metric. Task metrics: " +
                    "; ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items()) + "."},
         "stat": {"enum": [*STATS, "max_over_slices"], "description": "Statistic per slice (numerical metrics; "
                  "`max`/`min`/`sum` are judged on the observed value, without a CI), or `max_over_slices`: judge every "

@@ -173,3 +173,40 @@ def implied_entries(osc_stats: dict[str, float | None], drift_stats: dict[str, f
                              "the clip"))
         return out  # the tightest available statistic only: one block, not three near-duplicates
     return []
+
+
+def rl_entries(abs_log_ratio_stats: dict[str, float | None], *, clip: float | None = None,
+               advantage_max: float | None = None, score_norm: float | None = None) -> list[dict[str, Any]]:
+    """The "bounds implied" block from the measured |log w| of the sampled tokens (RL rollouts).
+
+    With sampled-token records there is no logit oscillation, but the chain's RL links need only
+    |log w| on the tokens actually sampled: per-token policy-gradient bias ≤ A_max·G·(e^{|log w|} − 1)
+    (support overlap; per token, not per trajectory) and the PPO/GRPO clip budget used,
+    |log w| / log(1 + ε) (above 1 the kernel mismatch alone reaches the clip). From ``max`` these hold
+    at every sampled token, from ``p99`` at 99% of them. The same functions as the logit chain.
+    """
+    eps = DEFAULT_PPO_CLIP if clip is None else clip
+    for stat, scope in _SCOPES.items():
+        value = abs_log_ratio_stats.get(stat)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        v = float(value)
+        source = f"abs_log_ratio {stat}"
+        scope = scope.replace("scored position", "sampled token")
+
+        def entry(quantity: str, bound: float, formula: str, *, source: str = source, v: float = v,
+                  scope: str = scope) -> dict[str, Any]:
+            return {"quantity": quantity, "bound": bound if math.isfinite(bound) else None, "source": source,
+                    "source_value": v, "formula": formula, "scope": scope}
+
+        out = [
+            entry("importance_weight_max", _exp(v), "w ≤ e^|log w| (and ≥ e^−|log w|)"),
+            entry("importance_weight_bias", _expm1(v), "policy-gradient bias ≤ A_max·G·(e^|log w| − 1), factor shown"),
+            entry("ppo_clip_budget_used", v / clip_budget(eps),
+                  f"|log w| / log(1 + ε_clip), ε_clip = {eps:g}; above 1 the kernel mismatch alone reaches the clip"),
+        ]
+        if advantage_max is not None and score_norm is not None:
+            out.append(entry("pg_bias", advantage_max * score_norm * _expm1(v),
+                             f"A_max·G·(e^|log w| − 1), A_max = {advantage_max:g}, G = {score_norm:g}"))
+        return out
+    return []

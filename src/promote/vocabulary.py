@@ -24,7 +24,14 @@ class Metric:
     param: str | None = None  # clause key of the parameter (`cap`, `k`)
     param_default: float | None = None
     paired: str | None = None  # paired task metrics: binary | continuous
+    sampled: bool = False  # exact from the log-prob of the sampled token alone (sampled-token records)
+    on_demand: bool = False  # summarised only when a clause names it (the RL metrics)
+    level: str = "token"  # token | sequence (one value per sequence) | run (one value per run: `ess`)
 
+
+# Parameters of `pg_bias` / `clip_budget_used` come from `numerical.implications`, not from the clause.
+IMPLIED_SCALE = "implications.advantage_max·score_norm"
+IMPLIED_CLIP = "implications.clip"
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("kl", "causal-lm", "higher", divergence=True),
@@ -32,12 +39,27 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("tv", "causal-lm", "higher", divergence=True),
     Metric("logit_drift", "causal-lm", "higher", divergence=True),
     Metric("logit_osc", "causal-lm", "higher", divergence=True),
-    Metric("log_ratio", "causal-lm", "abs"),
-    Metric("abs_log_ratio", "causal-lm", "higher", divergence=True),
+    Metric("log_ratio", "causal-lm", "abs", sampled=True),
+    Metric("abs_log_ratio", "causal-lm", "higher", divergence=True, sampled=True),
     Metric("argmax_agree", "causal-lm", "lower"),
-    Metric("nonfinite", "both", "higher", divergence=True),
+    Metric("nonfinite", "both", "higher", divergence=True, sampled=True),
     Metric("entropy_ratio", "causal-lm", "higher"),
-    Metric("ratio_outside", "causal-lm", "higher", param="cap", param_default=2.0),
+    Metric("ratio_outside", "causal-lm", "higher", param="cap", param_default=2.0, sampled=True),
+    # RL trainer-vs-rollout metrics (metrics/rl.py): functions of the sampled token's log w only.
+    Metric("is_ratio", "causal-lm", "higher", sampled=True, on_demand=True),
+    Metric("k1", "causal-lm", "abs", sampled=True, on_demand=True),
+    Metric("k3", "causal-lm", "higher", sampled=True, on_demand=True),
+    Metric("chi2", "causal-lm", "higher", sampled=True, on_demand=True),
+    Metric("ratio_above", "causal-lm", "higher", param="cap", param_default=2.0, sampled=True, on_demand=True),
+    Metric("ratio_below", "causal-lm", "higher", param="cap", param_default=2.0, sampled=True, on_demand=True),
+    Metric("pg_bias", "causal-lm", "higher", param=IMPLIED_SCALE, param_default=1.0, sampled=True, on_demand=True),
+    Metric("clip_budget_used", "causal-lm", "higher", param=IMPLIED_CLIP, param_default=0.2, sampled=True,
+           on_demand=True),
+    Metric("seq_log_ratio", "causal-lm", "abs", sampled=True, on_demand=True, level="sequence"),
+    Metric("seq_geo_ratio", "causal-lm", "higher", sampled=True, on_demand=True, level="sequence"),
+    Metric("seq_masked", "causal-lm", "higher", param="cap", param_default=2.0, sampled=True, on_demand=True,
+           level="sequence"),
+    Metric("ess", "causal-lm", "lower", sampled=True, on_demand=True, level="run"),
     Metric("topk_overlap", "causal-lm", "lower", param="k", param_default=5),
     Metric("abs", "tensor", "higher"),
     Metric("rel", "tensor", "higher"),
@@ -51,7 +73,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 # Causal-LM metrics every numerics pass summarises (in this order), and the parameterised ones.
-METRIC_NAMES = tuple(m.name for m in METRICS.values() if m.task in ("causal-lm", "both") and m.param is None)
+METRIC_NAMES = tuple(m.name for m in METRICS.values()
+                     if m.task in ("causal-lm", "both") and m.param is None and not m.on_demand)
+# Exact on sampled-token records (only `target_logprobs`); any other LM metric needs the distribution.
+SAMPLED_METRICS = tuple(m.name for m in METRICS.values() if m.sampled)
+RL_METRICS = tuple(m.name for m in METRICS.values() if m.on_demand)
 PARAMETERIZED_METRICS = {m.name: (m.param, m.param_default) for m in METRICS.values() if m.param}
 DIVERGENCE_METRICS = tuple(m.name for m in METRICS.values() if m.divergence and m.task != "tensor")
 # Per-position facts besides the metrics: argmax flips at near ties, the reference's top token and

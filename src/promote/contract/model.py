@@ -22,6 +22,7 @@ from promote.contract.kernel_specs import (
 )
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.contract.observability_spec import observability_problems
+from promote.contract.sampled import rl_param, sampled_problems
 from promote.contract.stage_specs import ObservabilitySpec, RuntimeSpec, parse_observability, parse_runtime
 from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices, parse_statistical
 from promote.resources import load_schema
@@ -189,7 +190,8 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     clauses = tuple(
         NumericalClause(
             id=c["id"], metric=c["metric"], stat=c["stat"], max=c.get("max"), min=c.get("min"),
-            max_floor_ratio=c.get("max_floor_ratio"), param=c.get("cap", c.get("k")),
+            max_floor_ratio=c.get("max_floor_ratio"),
+            param=c.get("cap", c.get("k", rl_param(c["metric"], raw.get("implications", {})))),
             severity=c.get("severity", "fail"), description=c.get("description"),
             line=doc.locate(("numerical", "clauses", i))[0],
             tensor=_tensor_options(c) if task == "tensor" else None,
@@ -211,11 +213,12 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
 
 def _parameter_keys_fit(doc: LoadedDocument, problems: list[Problem]) -> None:
     for index, clause in enumerate((doc.data.get("numerical") or {}).get("clauses", [])):
-        for metric, (key, _default) in PARAMETERIZED_METRICS.items():
-            if key in clause and clause["metric"] != metric:
-                problems.append(doc.problem(("numerical", "clauses", index, key), f"`{key}` applies to metric "
-                                            f"`{metric}` only (this clause's metric is `{clause['metric']}`)",
-                                            key=True))
+        for key in {k for k, _ in PARAMETERIZED_METRICS.values()}:
+            takes = [m for m, (k, _) in PARAMETERIZED_METRICS.items() if k == key]
+            if key in clause and clause["metric"] not in takes:
+                problems.append(doc.problem(("numerical", "clauses", index, key), f"`{key}` applies to metric"
+                                            f"{'s' if len(takes) > 1 else ''} {', '.join(f'`{m}`' for m in takes)}"
+                                            f" only (this clause's metric is `{clause['metric']}`)", key=True))
 
 
 def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) -> None:
@@ -326,6 +329,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     _task_checks(doc, problems)
     _live_kernel_checks(doc, problems)
     problems.extend(observability_problems(doc))
+    problems.extend(sampled_problems(doc))
     reference = kernel_spec(doc, "reference", data["reference"], problems)
     candidate = kernel_spec(doc, "candidate", data["candidate"], problems)
     raw_data = data["data"]

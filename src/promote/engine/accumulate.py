@@ -12,23 +12,26 @@ import numpy as np
 
 from promote.engine.scoring import ScoredBatch
 from promote.metrics.distribution import METRIC_NAMES, is_degenerate, ratio_outside, topk_overlap
+from promote.metrics.rl import parameterized_values, sequence_values
 from promote.metrics.summary import MetricSummary
 from promote.state import Field, Mergeable, StateError
+from promote.vocabulary import METRICS
 
 
 class NumericsAccumulator(Mergeable):
     """Per-metric summaries plus the counters that decide vacuity."""
 
     KIND: ClassVar[str] = "numerics"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 1  # `sampled` was added compatibly: a state without it loads as False
     STATE: ClassVar[tuple[Field, ...]] = (
         Field("summaries", dict, "custom"), Field("unavailable", set, "union"), Field("positions", int, "sum"),
         Field("samples", int, "sum"), Field("degenerate_positions", int, "sum"), Field("tie_flips", int, "sum"),
-        Field("bounded", set, "custom"),
+        Field("bounded", set, "custom"), Field("sampled", bool, "max"),
     )
 
     def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES, *, parameterized: tuple[str, ...] = ()) -> None:
-        """``parameterized``: summary keys like ``ratio_outside@2`` or ``topk_overlap@5`` that clauses use."""
+        """``parameterized``: further summary keys clauses use: ``ratio_outside@2``, ``topk_overlap@5``, and
+        the RL metrics (``k3``, ``pg_bias@1``, ``seq_masked@2``…), summarised only on demand."""
         self.metrics, self.parameterized = tuple(metrics), tuple(parameterized)
         self.reset()
 
@@ -63,7 +66,7 @@ class NumericsAccumulator(Mergeable):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         summaries = state["summaries"]
-        super().load_state_dict({**state, "summaries": {}})
+        super().load_state_dict({"sampled": False, **state, "summaries": {}})
         for name, sub in summaries.items():
             summary = MetricSummary(name)
             summary.load_state_dict(sub)
@@ -71,8 +74,15 @@ class NumericsAccumulator(Mergeable):
 
     def __call__(self, scored: ScoredBatch) -> None:
         self._split_bounded(set(scored.bounded))
+        self.sampled = self.sampled or scored.sampled
         ids = scored.sample_ids
         for name, summary in self.summaries.items():
+            metric, _, param = name.partition("@")
+            if metric in METRICS and METRICS[metric].level == "sequence":
+                values, last = sequence_values(metric, float(param) if param else None,
+                                               scored.values["log_ratio"], scored.rows)
+                summary.update(values, [ids[i] for i in last], scored.cols[last], scored.targets[last])
+                continue
             values = self._values(name, scored)
             if values is None:
                 self.unavailable.add(name)
@@ -80,7 +90,9 @@ class NumericsAccumulator(Mergeable):
                 summary.update(values, ids, scored.cols, scored.targets)
         self.positions += scored.rows.size
         self.samples += len(scored.batch.samples)
-        self.degenerate_positions += int((is_degenerate(scored.ref_logits) & is_degenerate(scored.cand_logits)).sum())
+        if not scored.sampled:  # a lone sampled log-prob is no distribution: "constant" means nothing there
+            self.degenerate_positions += int((is_degenerate(scored.ref_logits)
+                                              & is_degenerate(scored.cand_logits)).sum())
         self.tie_flips += int(scored.values["tie_flip"].sum())
 
     @staticmethod
@@ -91,14 +103,16 @@ class NumericsAccumulator(Mergeable):
         metric, _, param = name.partition("@")
         if metric == "ratio_outside" and "abs_log_ratio" in scored.values:
             return ratio_outside(scored.values["abs_log_ratio"], float(param))
-        if metric == "topk_overlap" and not scored.bounded:
+        if metric == "topk_overlap" and not scored.bounded and not scored.sampled:
             return topk_overlap(scored.ref_logits, scored.cand_logits, int(float(param)))
+        if param:
+            return parameterized_values(metric, float(param), scored.values["log_ratio"])
         return None
 
     @property
     def vacuous_reason(self) -> str | None:
         if self.positions == 0:
             return "no scored positions: every sample is shorter than 2 tokens"
-        if self.degenerate_positions == self.positions:
+        if self.degenerate_positions == self.positions and not self.sampled:
             return "both kernels output constant logits at every position: nothing was compared"
         return None

@@ -16,7 +16,8 @@ from promote.engine.topk_scoring import check_vocab, score_topk
 from promote.errors import UsageError
 from promote.kernels.base import Outputs
 from promote.metrics.distribution import token_metrics
-from promote.metrics.topk import BOUNDED_METRICS
+from promote.metrics.rl import token_values
+from promote.metrics.topk import BOUNDED_METRICS, log_softmax
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ScoredBatch:
     cand_logits: np.ndarray
     values: dict[str, np.ndarray]
     bounded: tuple[str, ...] = field(default=())  # metrics given as NAME_lower/NAME_upper (top-k records)
+    sampled: bool = False  # a side gave only the sampled token's log-prob: only SAMPLED_METRICS exist
 
     @property
     def sample_ids(self) -> list[str]:
@@ -63,9 +65,41 @@ def score_outputs(batch: Batch, ref: Outputs, cand: Outputs, *, tie_margin: floa
     for out in (ref, cand):
         if out.mask is not None:
             mask = mask & out.mask
-    if ref.logits is not None and cand.logits is not None:
+    if ref.is_sampled or cand.is_sampled:
+        scored = score_sampled(batch, ref, cand, mask)
+    elif ref.logits is not None and cand.logits is not None:
         check_vocab(labels, ref.logits.shape[-1], cand.logits.shape[-1])
-        return score_batch(batch, ref.logits, cand.logits, tie_margin=tie_margin, mask=mask)
-    rows, cols, targets, ref_view, cand_view, values = score_topk(batch, ref, cand, mask, labels=labels,
-                                                                  tie_margin=tie_margin)
-    return ScoredBatch(batch, rows, cols, targets, ref_view, cand_view, values, bounded=BOUNDED_METRICS)
+        scored = score_batch(batch, ref.logits, cand.logits, tie_margin=tie_margin, mask=mask)
+    else:
+        rows, cols, targets, ref_view, cand_view, values = score_topk(batch, ref, cand, mask, labels=labels,
+                                                                      tie_margin=tie_margin)
+        scored = ScoredBatch(batch, rows, cols, targets, ref_view, cand_view, values, bounded=BOUNDED_METRICS)
+    scored.values.update(token_values(scored.values["log_ratio"]))  # RL metrics: exact on every path
+    return scored
+
+
+def _sampled_logprob(out: Outputs, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    if out.logits is not None:
+        lp = log_softmax(out.logits[rows, cols])
+        return np.take_along_axis(lp, targets[:, None], -1)[:, 0]
+    return np.asarray(out.target_logprobs[rows, cols], dtype=np.float64)
+
+
+def score_sampled(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray) -> ScoredBatch:
+    """Score a batch where a side recorded only the sampled token's log-prob (RL rollouts).
+
+    Only metrics exact on that data exist (``log_ratio``, ``abs_log_ratio``, ``nonfinite`` and the RL
+    metrics of ``metrics/rl.py``); KL, TV, logit oscillation and argmax need the distribution, and a
+    clause on them is a contract error (contract/sampled.py), never a bound of [0, ∞].
+    """
+    rows, cols = np.nonzero(mask)
+    targets = batch.input_ids[rows, cols + 1]
+    t_r, t_c = _sampled_logprob(ref, rows, cols, targets), _sampled_logprob(cand, rows, cols, targets)
+    with np.errstate(invalid="ignore"):
+        bad = (np.isnan(t_r) | np.isnan(t_c) | np.isposinf(t_r) | np.isposinf(t_c)
+               | (np.isneginf(t_r) != np.isneginf(t_c)))
+        log_ratio = np.where(bad, np.nan, np.where(np.isneginf(t_r) & np.isneginf(t_c), 0.0, t_r - t_c))
+    zeros = np.zeros(rows.size)
+    values = {"log_ratio": log_ratio, "abs_log_ratio": np.abs(log_ratio), "nonfinite": bad.astype(np.float64),
+              "tie_flip": zeros}
+    return ScoredBatch(batch, rows, cols, targets, t_r[:, None], t_c[:, None], values, sampled=True)

@@ -61,6 +61,12 @@ class Outputs:
     def is_topk(self) -> bool:
         return self.logits is None and self.named is None
 
+    @property
+    def is_sampled(self) -> bool:
+        """Only ``target_logprobs`` (the sampled token's log-prob; no top-k, or top-k of width 0)."""
+        return self.is_topk and self.target_logprobs is not None and (
+            self.topk_ids is None or self.topk_ids.shape[-1] == 0)
+
     def dtype_of(self, key: str) -> str:
         """The model's own dtype name of named output ``key``."""
         return self.dtypes.get(key) or (self.named or {})[key].dtype.name
@@ -176,8 +182,14 @@ class Kernel(ABC):
         parts = {"topk_ids": outputs.topk_ids, "topk_logprobs": outputs.topk_logprobs,
                  "target_logprobs": outputs.target_logprobs}
         missing = [name for name, value in parts.items() if value is None]
+        if outputs.is_sampled:  # sampled-token outputs: the target log-prob alone
+            if outputs.target_logprobs.shape != (b, t):
+                raise UsageError(f"{self.label}: sampled-token outputs must be target_logprobs [{b}, {t}], got "
+                                 f"{list(outputs.target_logprobs.shape)}")
+            return
         if missing:
-            raise UsageError(f"{self.label}: outputs have neither `logits` nor the top-k set; missing "
+            raise UsageError(f"{self.label}: outputs have neither `logits`, the top-k set, nor `target_logprobs` "
+                             "alone; missing "
                              f"{', '.join(missing)}")
         ids, lps, target = outputs.topk_ids, outputs.topk_logprobs, outputs.target_logprobs
         if ids.ndim != 3 or ids.shape[:2] != (b, t) or lps.shape != ids.shape or target.shape != (b, t):

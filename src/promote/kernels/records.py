@@ -5,7 +5,8 @@ Format of one file (a directory of ``*.safetensors`` shards, read in sorted orde
 
 * ``input_ids`` int [N, T], ``mask`` bool [N, T] (positions the engine scored), and either
   ``logits`` float [N, T, V] or ``topk_ids`` int [N, T, K] + ``topk_logprobs`` float [N, T, K] +
-  ``target_logprobs`` float [N, T] (log-prob of ``input_ids[:, t + 1]``);
+  ``target_logprobs`` float [N, T] (log-prob of ``input_ids[:, t + 1]``), or ``target_logprobs``
+  alone: *sampled-token* records (RL rollouts: the log-prob of the sampled token only; docs/rl.md);
 * metadata key ``ids``: JSON list of the N sample ids; other metadata keys are kept as provenance.
 
 Files are opened with ``safe_open`` (memory-mapped) and read a batch's rows at a time, so a record set
@@ -53,7 +54,10 @@ def write_records(
 ) -> Path:
     """Save one engine's outputs as a records file that ``kind: records`` reads.
 
-    Pass ``logits`` [N, T, V], or the top-k set. Arrays may be numpy or torch (bf16 is kept as is).
+    Pass ``logits`` [N, T, V], or the top-k set, or ``target_logprobs`` [N, T] alone (sampled-token
+    records: the log-prob of ``input_ids[:, t + 1]`` where ``mask`` is set, as RL rollouts and
+    trainers record them; only metrics exact on the sampled token apply). Arrays may be numpy or torch
+    (bf16 is kept as is).
     ``metadata`` (string → string, e.g. ``{"engine": "vllm 0.6.3"}``) is stored as provenance.
     """
     import torch
@@ -76,13 +80,35 @@ def write_records(
     elif topk_ids is not None and topk_logprobs is not None and target_logprobs is not None:
         tensors.update(topk_ids=tensor(topk_ids, torch.int64), topk_logprobs=tensor(topk_logprobs),
                        target_logprobs=tensor(target_logprobs))
+    elif target_logprobs is not None and topk_ids is None and topk_logprobs is None:
+        tensors["target_logprobs"] = tensor(target_logprobs)
+        if tuple(tensors["target_logprobs"].shape) != (n, t):
+            raise ValueError(f"write_records: target_logprobs {list(tensors['target_logprobs'].shape)} must be "
+                             f"[N, T] = [{n}, {t}] like input_ids")
     else:
-        raise ValueError("write_records: give `logits`, or all of topk_ids, topk_logprobs, target_logprobs")
+        raise ValueError("write_records: give `logits`, or all of topk_ids, topk_logprobs, target_logprobs, or "
+                         "target_logprobs alone (sampled-token records)")
     meta = {**(metadata or {}), "ids": json.dumps(ids), "format": FORMAT}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out), metadata=meta)
     return out
+
+
+def records_format(keys: set[str], handle: Any = None) -> str | None:
+    """``logits``, ``topk``, ``sampled`` (``target_logprobs`` alone, or top-k of width 0) or None.
+
+    ``handle`` (a safe_open handle) lets a top-k of width K = 0 count as sampled-token records.
+    """
+    if "logits" in keys:
+        return "logits"
+    if all(k in keys for k in TOPK_KEYS):
+        if handle is not None and list(handle.get_slice("topk_ids").get_shape())[-1:] == [0]:
+            return "sampled"
+        return "topk"
+    if "target_logprobs" in keys and not keys & {"topk_ids", "topk_logprobs"}:
+        return "sampled"
+    return None
 
 
 @dataclass
@@ -125,23 +151,25 @@ class RecordSet:
             if key not in keys:
                 raise UsageError(f"{display}: records have no `{key}` tensor; a records file needs input_ids "
                                  "[N,T], mask [N,T] (the scored positions) and logits or the top-k set")
-        if "logits" in keys:
-            fmt, width_key = "logits", "logits"
-        elif all(k in keys for k in TOPK_KEYS):
-            fmt, width_key = "topk", "topk_ids"
-        else:
+        fmt = records_format(keys, handle)
+        if fmt is None:
             have = sorted(keys & {"logits", *TOPK_KEYS})
-            raise UsageError(f"{display}: records need `logits` or all of {', '.join(TOPK_KEYS)}; found "
+            raise UsageError(f"{display}: records need `logits`, all of {', '.join(TOPK_KEYS)}, or "
+                             "`target_logprobs` alone (sampled-token records); found "
                              f"{', '.join(have) or 'none of them'}")
+        width_key = {"logits": "logits", "topk": "topk_ids", "sampled": "target_logprobs"}[fmt]
         ids = self._ids(meta, display)
         input_ids = handle.get_tensor("input_ids").numpy()
         mask = handle.get_tensor("mask").numpy()
         n, t = input_ids.shape if input_ids.ndim == 2 else (-1, -1)
-        shape = handle.get_slice(width_key).get_shape()
+        shape = list(handle.get_slice(width_key).get_shape())
+        if fmt == "sampled":
+            shape = [*shape, 0]  # width 0: no distribution recorded beyond the sampled token
         if input_ids.ndim != 2 or mask.shape != input_ids.shape or len(shape) != 3 or shape[:2] != [n, t]:
-            last = "V" if fmt == "logits" else "K"
+            last = {"logits": "[N,T,V]", "topk": "[N,T,K]", "sampled": "[N,T]"}[fmt]
             raise UsageError(f"{display}: shapes disagree: input_ids {list(input_ids.shape)}, mask "
-                             f"{list(mask.shape)}, {width_key} {shape}; expected [N,T], [N,T], [N,T,{last}]")
+                             f"{list(mask.shape)}, {width_key} {shape[:2] if fmt == 'sampled' else shape}; "
+                             f"expected [N,T], [N,T], {last}")
         if len(ids) != n:
             raise UsageError(f"{display}: metadata `ids` lists {len(ids)} ids but the file holds {n} rows")
         if mask.dtype != np.bool_:
@@ -158,7 +186,7 @@ class RecordSet:
             raise UsageError(f"{display}: ids already recorded in an earlier shard: {_some(dupes)}")
         self.where.update({sample_id: (index, row) for row, sample_id in enumerate(ids)})
         self.format, self.width = fmt, shape[2]
-        dtype = handle.get_slice("logits" if fmt == "logits" else "topk_logprobs").get_dtype()
+        dtype = handle.get_slice({"logits": "logits", "topk": "topk_logprobs"}.get(fmt, "target_logprobs")).get_dtype()
         self.metadata.update({k: v for k, v in meta.items() if k not in ("ids",)})
         self.shards.append(_Shard(file, display, handle, ids, input_ids.astype(np.int64), mask, dtype))
 
@@ -249,7 +277,7 @@ class RecordsKernel(Kernel):
         for slot, sample in enumerate(batch.samples):
             shard, row = recs.where[sample.id]
             by_shard.setdefault(shard, []).append((slot, row))
-        keys = ("logits",) if recs.format == "logits" else TOPK_KEYS
+        keys = {"logits": ("logits",), "topk": TOPK_KEYS, "sampled": ("target_logprobs",)}[recs.format or "logits"]
         out: dict[str, np.ndarray] = {}
         mask = np.zeros((b, t), dtype=bool)
         for shard, pairs in by_shard.items():
@@ -265,6 +293,8 @@ class RecordsKernel(Kernel):
                 out[key][slots, :width] = values
         if recs.format == "logits":
             return Outputs(logits=out["logits"], mask=mask, source=self.spec.path_display)
+        if recs.format == "sampled":
+            return Outputs(target_logprobs=out["target_logprobs"], mask=mask, source=self.spec.path_display)
         return Outputs(topk_ids=out["topk_ids"], topk_logprobs=out["topk_logprobs"],
                        target_logprobs=out["target_logprobs"], mask=mask, source=self.spec.path_display,
                        mass_tol=self._mass_tol())
@@ -279,7 +309,7 @@ class RecordsKernel(Kernel):
         return {
             "records": self.spec.path_display,
             "format": recs.format,
-            ("vocab" if recs.format == "logits" else "k"): recs.width,
+            **({} if recs.format == "sampled" else {("vocab" if recs.format == "logits" else "k"): recs.width}),
             "shards": len(recs.shards),
             "samples": len(recs.where),
             "dtype": sorted({s.dtype for s in recs.shards}),
@@ -288,4 +318,4 @@ class RecordsKernel(Kernel):
         }
 
 
-__all__ = ["RecordsKernel", "RecordSet", "write_records", "FORMAT"]
+__all__ = ["RecordsKernel", "RecordSet", "write_records", "records_format", "FORMAT"]

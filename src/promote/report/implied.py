@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promote.bounds import implied_entries
+from promote.bounds import implied_entries, rl_entries
 from promote.results import StageResult
 
 
@@ -27,4 +27,12 @@ def implied_bounds(stages: list[StageResult]) -> list[dict[str, Any]]:
     osc_stats, context = _details(stages, "logit_osc")
     drift_stats, drift_context = _details(stages, "logit_drift")
     clip = (context or drift_context).get("clip")
-    return implied_entries(osc_stats, drift_stats, clip=clip if isinstance(clip, (int, float)) else None)
+    clip = clip if isinstance(clip, (int, float)) else None
+    entries = implied_entries(osc_stats, drift_stats, clip=clip)
+    if entries:
+        return entries
+    # Sampled-token records (RL rollouts): no logit oscillation, but |log w| of the sampled tokens.
+    ratio_stats, context = _details(stages, "abs_log_ratio")
+    numbers = {k: v for k, v in context.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return rl_entries(ratio_stats, clip=numbers.get("clip"), advantage_max=numbers.get("advantage_max"),
+                      score_norm=numbers.get("score_norm"))

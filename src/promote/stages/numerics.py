@@ -20,6 +20,7 @@ from promote.data import EvalSet
 from promote.engine.accumulate import NumericsAccumulator
 from promote.engine.passes import Consumer, kernel_pass
 from promote.kernels.base import Kernel
+from promote.metrics.rl import ESS_PARTS, ess
 from promote.metrics.summary import MetricSummary
 from promote.metrics.topk import BOUNDED_METRICS
 from promote.results import (
@@ -34,7 +35,7 @@ from promote.results import (
 )
 from promote.stages.localize import localize
 from promote.stages.noise_floor import NoiseFloor
-from promote.vocabulary import PARAMETERIZED_METRICS, parameterized_key
+from promote.vocabulary import PARAMETERIZED_METRICS, RL_METRICS, parameterized_key
 
 STAGE = "numerics"
 BOUNDED_NOTE = ("metrics {names} come from top-k records and are certified bounds, summarised as `NAME_lower` / "
@@ -61,8 +62,12 @@ def judge(clause: NumericalClause, acc: NumericsAccumulator, floor: NoiseFloor |
         return judge_bounded(clause, acc)
     key = parameterized_key(clause.metric, clause.param)
     if key in acc.unavailable:
+        why = ("sampled-token records hold only the sampled token's log-prob, not the distribution it needs"
+               if acc.sampled else "it needs full logits on both sides; top-k records only bound it")
         return ClauseResult(status="error", **base, message=f"`{clause.metric}` cannot be computed from these "
-                            "outputs (it needs full logits on both sides; top-k records only bound it)")
+                            f"outputs ({why})")
+    if clause.metric == "ess":
+        return judge_ess(clause, acc, base, bounds)
     summary = acc.summaries[key]
     low, observed, high = summary.band(clause.stat)
     evidence: dict[str, Any] = {"positions": summary.count, "worst": [p.to_dict() for p in summary.worst]}
@@ -161,6 +166,22 @@ def judge_bounded(clause: NumericalClause, acc: NumericsAccumulator, stage: str 
     return result
 
 
+def judge_ess(clause: NumericalClause, acc: NumericsAccumulator, base: dict[str, Any],
+              bounds: list[Bound]) -> ClauseResult:
+    """``ess``: one number per run, (Σw)² / (n·Σw²), from two exact sums (any order of shards)."""
+    w, w2 = acc.summaries["is_ratio"], acc.summaries["is_ratio_sq"]
+    value = ess(w.total, w2.total, w.count)
+    evidence: dict[str, Any] = {"positions": w.count, "sum_w": w.total, "sum_w2": w2.total}
+    shown = f"ess = {format_value(value)} (normalised effective sample size of the importance weights)"
+    if math.isnan(value):
+        return ClauseResult(status=clause.severity, observed=value, evidence=evidence, **base,
+                            message=f"{shown}: non-finite importance weights; see clause `nonfinite`")
+    verdict = judgement.judge(bounds, value, value, value)
+    status, text = _bounds_text(clause, bounds, verdict)
+    return ClauseResult(status=status, observed=value, evidence=evidence, **base,
+                        message=f"{shown}: {text}").judged(verdict, low=value, high=value, samples=w.count)
+
+
 def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, Any]:
     """What the measured oscillation implies (bounds.py): at the worst position and at p99."""
     out: dict[str, Any] = {}
@@ -180,9 +201,19 @@ def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, A
 
 def prepare(spec: NumericalSpec) -> tuple[NumericsAccumulator, NoiseFloor | None]:
     """The numerics consumers of a pass: the summaries and (if declared) the noise floor's."""
-    acc = NumericsAccumulator(parameterized=tuple(sorted({
-        parameterized_key(c.metric, c.param) for c in spec.clauses if c.metric in PARAMETERIZED_METRICS})))
-    return acc, (NoiseFloor(spec.noise_floor) if spec.noise_floor else None)
+    return NumericsAccumulator(parameterized=summary_keys(spec.clauses)), (
+        NoiseFloor(spec.noise_floor) if spec.noise_floor else None)
+
+
+def summary_keys(clauses: Sequence[NumericalClause]) -> tuple[str, ...]:
+    """Summary keys beyond ``METRIC_NAMES`` that the clauses need: parameterised and RL metrics."""
+    keys: set[str] = set()
+    for c in clauses:
+        if c.metric == "ess":
+            keys.update(ESS_PARTS)
+        elif c.metric in PARAMETERIZED_METRICS or c.metric in RL_METRICS:
+            keys.add(parameterized_key(c.metric, c.param))
+    return tuple(sorted(keys))
 
 
 def run_numerics(

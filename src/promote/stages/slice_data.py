@@ -21,6 +21,7 @@ from promote.data import EvalSet, Sample
 from promote.engine.scoring import ScoredBatch
 from promote.errors import UsageError
 from promote.metrics.distribution import METRIC_NAMES
+from promote.metrics.rl import TOKEN_METRICS as RL_TOKEN_METRICS
 from promote.stages.slice_keys import KeyInputs, is_position_key, reference_entropy, token_counts, top2_margin
 from promote.state import Field, Mergeable, StateError
 
@@ -95,7 +96,8 @@ class SliceCollector(Mergeable):
         self._add("col", scored.cols)
         self._add("target", scored.targets)
         for metric in self.metrics:
-            self._add(f"m:{metric}", scored.values[metric])
+            if metric in scored.values:  # sampled-token records have no distribution metrics
+                self._add(f"m:{metric}", scored.values[metric])
         if "entropy" in self.position_keys:
             self._add("k:entropy", reference_entropy(scored.ref_logits))
         if "margin" in self.position_keys:
@@ -105,6 +107,11 @@ class SliceCollector(Mergeable):
                                                     dtype=np.float64))
         if "position" in self.position_keys:
             self._add("k:position", scored.cols.astype(np.float64))
+        if "response_position" in self.position_keys:  # rank among the sample's scored positions
+            rows = scored.rows
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if rows.size else np.zeros(0, np.int64)
+            first = np.repeat(starts, np.diff(np.r_[starts, rows.size]))
+            self._add("k:response_position", (np.arange(rows.size) - first).astype(np.float64))
         if self.need_correct:
             self._add("ref_correct", scored.values["ref_argmax"].astype(np.int64) == scored.targets)
             cand = np.argmax(scored.cand_logits, axis=-1) if scored.rows.size else np.zeros(0, dtype=np.int64)
@@ -123,7 +130,7 @@ class SliceCollector(Mergeable):
 
         return PositionTable(
             seq=cat("seq", np.int64).astype(np.int64), col=cat("col", np.int64), target=cat("target", np.int64),
-            values={m: cat(f"m:{m}") for m in self.metrics},
+            values={m: cat(f"m:{m}") for m in self.metrics if self._parts.get(f"m:{m}")},
             keys={k: cat(f"k:{k}") for k in self.position_keys},
             ref_correct=cat("ref_correct", bool).astype(bool) if self.need_correct else None,
             cand_correct=cat("cand_correct", bool).astype(bool) if self.need_correct else None,
@@ -196,7 +203,8 @@ def task_items(metric: str, evalset: EvalSet, table: PositionTable) -> TaskItems
 
 def clause_needs(spec: StatisticalSpec, defs: tuple[SliceDef, ...]) -> tuple[set[str], set[str], bool]:
     """Metrics, position-level keys, and whether argmax correctness must be collected."""
-    metrics = set(METRIC_NAMES)  # every metric is summarised per slice, bounded by a clause or not
+    # every metric is summarised per slice, bounded by a clause or not; RL metrics when a clause names them
+    metrics = set(METRIC_NAMES) | {c.metric for c in spec.clauses if c.metric in RL_TOKEN_METRICS}
     keys = {k for d in defs for k in d.keys if is_position_key(k)}
     correct = any(c.metric in BINARY_TASK_METRICS for c in spec.clauses)
     return metrics, keys, correct

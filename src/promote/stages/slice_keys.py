@@ -21,7 +21,7 @@ import numpy as np
 
 from promote.contract.model import SliceDef
 
-POSITION_KEYS = ("position", "token_frequency", "entropy", "margin")
+POSITION_KEYS = ("position", "token_frequency", "entropy", "margin", "response_position")
 MISSING = "(missing)"
 OTHER = "(other)"
 
@@ -146,6 +146,7 @@ class KeyInputs:
     lengths: np.ndarray
     seq: np.ndarray  # position → sample index
     position_values: dict[str, np.ndarray]  # position-level key → values
+    response_lengths: np.ndarray | None = None  # scored positions per sample (`response_length`)
 
 
 def _codes_for(key: str, sdef: SliceDef, inputs: KeyInputs, notes: list[str]):  # noqa: ANN202
@@ -156,7 +157,13 @@ def _codes_for(key: str, sdef: SliceDef, inputs: KeyInputs, notes: list[str]):  
         codes, labels = _tag_codes([t.get(name) for t in inputs.tags], key, sdef.max_values, notes)
         return codes, labels, declared, "sample"
     level = "position" if is_position_key(key) else "sample"
-    values = inputs.position_values[key] if level == "position" else inputs.lengths.astype(np.float64)
+    if level == "position":
+        values = inputs.position_values[key]
+    elif key == "response_length":
+        values = np.bincount(inputs.seq, minlength=inputs.lengths.size).astype(np.float64) \
+            if inputs.response_lengths is None else inputs.response_lengths.astype(np.float64)
+    else:
+        values = inputs.lengths.astype(np.float64)
     if sdef.buckets is not None:
         codes, labels, declared = _edges_codes(values, np.asarray(sdef.buckets, dtype=np.float64))
     else:

@@ -1,0 +1,142 @@
+"""Reading RL rollout dumps (JSONL or Parquet): per sample, the tokens and both sides' log-probs of
+the sampled response tokens (docs/rl.md names the columns and maps verl's and TRL's onto them).
+
+Every RL framework can dump, per rollout, the prompt and response token ids, a response mask and the
+log-prob of each sampled token from the inference engine and from the trainer. ``read_rollouts``
+turns such a dump into ``Rollout`` rows, checking every row (lengths agree, log-probs finite or −inf,
+ids unique) and naming the file, row and column of the first problem, so a converted run never
+scores misaligned tokens. Torch-free; Parquet needs pyarrow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promote.errors import UsageError
+
+# Canonical column names; ``columns=`` maps them onto a dump's own names.
+COLUMNS = ("id", "prompt_ids", "response_ids", "response_mask", "engine_logprobs", "trainer_logprobs", "tags")
+REQUIRED = ("prompt_ids", "response_ids", "engine_logprobs", "trainer_logprobs")
+# Field names of common frameworks (docs/rl.md): pass as ``columns=VERL_COLUMNS``.
+VERL_COLUMNS = {"id": "uid", "prompt_ids": "prompts", "response_ids": "responses", "response_mask": "response_mask",
+                "engine_logprobs": "rollout_log_probs", "trainer_logprobs": "old_log_probs"}
+TRL_COLUMNS = {"prompt_ids": "prompt_ids", "response_ids": "completion_ids", "response_mask": "completion_mask",
+               "engine_logprobs": "sampling_per_token_logps", "trainer_logprobs": "old_per_token_logps"}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout: prompt and response token ids, response mask (1 = scored), both sides' log-probs."""
+
+    id: str
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    response_mask: tuple[bool, ...]
+    engine_logprobs: tuple[float, ...]
+    trainer_logprobs: tuple[float, ...]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:  # pragma: no cover - pyarrow is a declared dependency
+            raise UsageError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:
+            raise UsageError(f"{path}: not a readable Parquet file ({exc})") from None
+        for index, row in enumerate(table.to_pylist(), start=1):
+            yield index, row
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read rollouts ({exc})") from None
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{line_no}: each line must be a JSON object (one rollout)")
+        yield line_no, row
+
+
+def _ints(value: Any, where: str, name: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                        for v in value):
+        raise UsageError(f"{where}: column `{name}` must be a list of non-negative token ids")
+    return tuple(value)
+
+
+def _floats(value: Any, where: str, name: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in value):
+        raise UsageError(f"{where}: column `{name}` must be a list of log-probabilities (numbers)")
+    out = tuple(float(v) for v in value)
+    bad = [i for i, v in enumerate(out) if math.isnan(v) or v > 1e-6]
+    if bad:
+        raise UsageError(f"{where}: column `{name}` holds {len(bad)} values that are NaN or above 0 (first at "
+                         f"response token {bad[0]}: {out[bad[0]]}); log-probabilities are ≤ 0")
+    return out
+
+
+def read_rollouts(path: str | Path, *, columns: Mapping[str, str] | None = None,
+                  tag_columns: tuple[str, ...] = ()) -> list[Rollout]:
+    """Rollouts from a JSONL (one object per line) or ``.parquet`` dump.
+
+    ``columns`` maps canonical names (``COLUMNS``) to the dump's (e.g. ``VERL_COLUMNS``); unmapped
+    ones keep their canonical name. Without an ``id`` column rows are named ``row-N``. Log-probs and
+    the mask are per response token (trailing padding where the mask is 0 is dropped);
+    ``tag_columns`` become string tags for slices (``tags.NAME``).
+    """
+    path = Path(path)
+    names = {c: c for c in COLUMNS} | dict(columns or {})
+    out: list[Rollout] = []
+    seen: dict[str, str] = {}
+    for index, row in _rows(path):
+        where = f"{path}:{index}"
+        missing = [c for c in REQUIRED if names[c] not in row]
+        if missing:
+            raise UsageError(f"{where}: rollout lacks column{'s' if len(missing) > 1 else ''} "
+                             + ", ".join(f"`{names[c]}` ({c})" for c in missing)
+                             + "; map the dump's names with columns= (docs/rl.md)")
+        rid = str(row[names["id"]]) if names["id"] in row else f"row-{index}"
+        if rid in seen:
+            raise UsageError(f"{where}: rollout id `{rid}` repeats {seen[rid]}; ids must be unique")
+        seen[rid] = where
+        prompt = _ints(row[names["prompt_ids"]], where, names["prompt_ids"])
+        response = _ints(row[names["response_ids"]], where, names["response_ids"])
+        engine = _floats(row[names["engine_logprobs"]], where, names["engine_logprobs"])
+        trainer = _floats(row[names["trainer_logprobs"]], where, names["trainer_logprobs"])
+        raw_mask = row.get(names["response_mask"])
+        mask = tuple(bool(v) for v in raw_mask) if raw_mask is not None else (True,) * len(response)
+        lengths = {names["response_ids"]: len(response), names["engine_logprobs"]: len(engine),
+                   names["trainer_logprobs"]: len(trainer), names["response_mask"]: len(mask)}
+        if len(set(lengths.values())) != 1:
+            shown = ", ".join(f"`{k}` {v}" for k, v in lengths.items())
+            raise UsageError(f"{where}: per-response-token columns differ in length ({shown}); each needs one "
+                             "entry per response token")
+        if not prompt:
+            raise UsageError(f"{where}: `{names['prompt_ids']}` is empty; the first response token is scored "
+                             "from the prompt's last position, so a prompt needs at least one token")
+        keep = max((i + 1 for i, m in enumerate(mask) if m), default=0)  # drop trailing padding
+        tags = {name: str(row[name]) for name in tag_columns if row.get(name) is not None}
+        if isinstance(row.get(names["tags"]), dict):
+            tags = {str(k): str(v) for k, v in row[names["tags"]].items()} | tags
+        out.append(Rollout(rid, prompt, response[:keep], mask[:keep], engine[:keep], trainer[:keep], tags))
+    if not out:
+        raise UsageError(f"{path}: no rollouts in the file")
+    return out
+
+
+__all__ = ["COLUMNS", "TRL_COLUMNS", "VERL_COLUMNS", "Rollout", "read_rollouts"]

@@ -1,0 +1,66 @@
+"""Rollout dump → eval set + two sampled-token records files (trainer = reference, engine = candidate).
+
+A rollout's response token j sits at index P + j of ``prompt + response`` (P = prompt length) and is
+predicted at position P + j − 1, so its log-prob goes to ``target_logprobs[P + j − 1]`` and its mask
+bit to ``mask[P + j − 1]`` (the records convention: position t scores ``input_ids[t + 1]``). The
+trainer is the reference (π_train) and the engine the candidate (π_infer), so promote's
+``log_ratio`` is log w = log π_train − log π_infer, the importance weight of RL off-policy correction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from promote.data.rollouts import Rollout, read_rollouts
+from promote.kernels.records import write_records
+
+
+def _arrays(rollouts: Sequence[Rollout], side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    width = max(len(r.prompt_ids) + len(r.response_ids) for r in rollouts)
+    ids = np.zeros((len(rollouts), width), dtype=np.int64)
+    mask = np.zeros((len(rollouts), width), dtype=bool)
+    lp = np.zeros((len(rollouts), width), dtype=np.float64)  # exact: log w ~ 1e-4 matters
+    for row, r in enumerate(rollouts):
+        p, n = len(r.prompt_ids), len(r.response_ids)
+        ids[row, : p + n] = (*r.prompt_ids, *r.response_ids)
+        mask[row, p - 1 : p - 1 + n] = r.response_mask
+        lp[row, p - 1 : p - 1 + n] = getattr(r, f"{side}_logprobs")
+    return ids, mask, lp
+
+
+def write_rollouts(rollouts: Sequence[Rollout], out_dir: str | Path, *,
+                   metadata: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Write ``eval.jsonl``, ``trainer.safetensors`` and ``engine.safetensors`` into ``out_dir``.
+
+    Returns their paths by name (``eval``, ``trainer``, ``engine``). A contract then reads
+    ``reference: {kind: records, path: trainer.safetensors}``, ``candidate: {kind: records, path:
+    engine.safetensors}``, ``data: {path: eval.jsonl}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_path = out / "eval.jsonl"
+    with eval_path.open("w", encoding="utf-8") as handle:
+        for r in rollouts:
+            row = {"id": r.id, "input_ids": [*r.prompt_ids, *r.response_ids], "tags": r.tags}
+            handle.write(json.dumps(row) + "\n")
+    ids = [r.id for r in rollouts]
+    paths = {"eval": eval_path}
+    for side, name in (("trainer", "trainer"), ("engine", "engine")):
+        input_ids, mask, lp = _arrays(rollouts, side)
+        paths[name] = write_records(out / f"{name}.safetensors", ids, input_ids, mask, target_logprobs=lp,
+                                    metadata={**(metadata or {}), "side": side})
+    return paths
+
+
+def rollouts_to_records(source: str | Path, out_dir: str | Path, *, columns: Mapping[str, str] | None = None,
+                        tag_columns: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Read a JSONL/Parquet rollout dump (``read_rollouts``) and write it with ``write_rollouts``."""
+    rollouts = read_rollouts(source, columns=columns, tag_columns=tag_columns)
+    return write_rollouts(rollouts, out_dir, metadata={"source": Path(source).name})
+
+
+__all__ = ["rollouts_to_records", "write_rollouts"]
