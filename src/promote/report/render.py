@@ -142,6 +142,26 @@ def render_minimal_comment(report: Report) -> str:
     return _render("comment.md.j2", report, mode="minimal", drop=DROP_ORDER)
 
 
+def render_html(report: Report, *, colour: bool = False) -> str:
+    """The self-contained HTML report (``--format html``): inline SVG figures (report/figures.py),
+    light and dark themes, printable; autoescaped, with secrets masked like every other rendering."""
+    from promote.report.figures import sections
+
+    report = redact_data(report)
+    view = build_view(report)
+    env = _environment(False)
+    env.autoescape = True  # every report string lands in HTML text or attributes
+    bad = report.verdict not in ("pass", "warn")
+    context = {"report": report, "view": view, "counts": view.counts, "sections": sections(report),
+               "verdict_mark": VERDICT_MARKS.get(report.verdict, "❌"),
+               "verdict_class": "verdict-bad" if bad else f"verdict-{report.verdict}"}
+    try:
+        text = env.get_template("report.html.j2").render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"report.html.j2: {exc}") from exc
+    return redact(text)
+
+
 def render_json(report: Report, *, colour: bool = False) -> str:
     return report.to_json()
 
@@ -153,4 +173,4 @@ def render_junit(report: Report, *, colour: bool = False) -> str:
 
 
 RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,
-                                            "junit": render_junit}
+                                            "junit": render_junit, "html": render_html}
