@@ -87,6 +87,8 @@ class Browser:
             self.events.append(message)
 
     def load(self, url: str, timeout: float = 60.0) -> None:
+        """Navigate and wait for this page's load event (events from earlier pages are dropped)."""
+        self.events.clear()
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + timeout
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
