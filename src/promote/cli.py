@@ -273,9 +273,11 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
 @click.option("--repo", help="owner/name. Default: $GITHUB_REPOSITORY.")
 @click.option("--api-url", help="REST API base. Default: $GITHUB_API_URL, else https://api.github.com.")
 @click.option("--dry-run", is_flag=True, help="Print the body, its byte size and the planned requests; send nothing.")
+@click.option("--artifact-url", help="With --report: link this URL (the uploaded HTML and JSON report, an https "
+              "URL) under the verdict.")
 @click.pass_context
 def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None, pr: int | None, repo: str | None,
-            api_url: str | None, dry_run: bool) -> None:
+            api_url: str | None, dry_run: bool, artifact_url: str | None) -> None:
     """Post or update the sticky PR comment for a report (token from GITHUB_TOKEN or GH_TOKEN).
 
     Exit 0 when the comment was posted, was unchanged, or there is nothing to comment on (no PR, a
@@ -289,8 +291,14 @@ def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None
         raise click.UsageError("give exactly one of --report REPORT.json or --body COMMENT.md")
     token = _token()
     extra = {"api_url": api_url, "repo": repo, "pr": pr, "dry_run": dry_run}
+    if artifact_url is not None:
+        from promote.report.filters import artifact_url as safe_url
+
+        if report_path is None or safe_url(artifact_url) is None:
+            raise click.BadParameter("needs --report and a plain https URL (no spaces, quotes or brackets)",
+                                     param_hint="--artifact-url")
     if report_path is not None:
-        request = comment_request_for(_load_report(report_path), token=token, **extra)
+        request = comment_request_for(_load_report(report_path), token=token, artifact_url=artifact_url, **extra)
     else:
         body = _read(body_path)
         found = marker_in(body)

@@ -63,7 +63,7 @@ def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
         cls = "fail" if c.status in FAILING else ("warn" if c.status not in ("pass", "skipped") else "pass")
         label = c.slice or c.id
         if c.status in FAILING:
-            fig.grid.append(Mark("rect", "fail-band", "", 0, y - ROW / 2, 720, ROW))
+            fig.grid.insert(0, Mark("rect", "fail-band", "", 0, y - ROW / 2, 720, ROW))  # under the gridlines
         fig.labels.append(Label(LEFT - 8, y + 4, shorten(label, 26), anchor="end", cls=f"row {cls}", full=label))
         where = f"{label}: {what} = {format_value(c.observed)}"
         if c.interval and all(v is not None and math.isfinite(v) for v in c.interval):

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from promote.results import format_value
-
 WIDTH = 720
 
 
@@ -123,7 +121,10 @@ def padded(values: list[float], share: float = 0.06) -> tuple[float, float]:
 
 
 def tick(value: float) -> str:
-    return format_value(value, 3)
+    """Short axis numbers: ``0.0005``, ``1e-12``, ``2.5``."""
+    text = f"{value:.3g}"
+    mantissa, sep, exponent = text.partition("e")
+    return f"{mantissa}e{int(exponent)}" if sep else text
 
 
 def shorten(text: str, limit: int) -> str:
