@@ -154,3 +154,19 @@ def test_render_rejects_a_file_that_is_not_a_report(tmp_path):
     assert result.exit_code == 2 and "is not a promote report" in result.output
     missing = CliRunner().invoke(cli, ["render", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_comment_links_the_artifact_and_refuses_a_url_that_could_break_the_link(tmp_path):
+    report, _ = _report_with_profile()
+    path = tmp_path / "r.json"
+    path.write_text(report.to_json())
+    url = "https://github.com/o/r/actions/runs/1/artifacts/2"
+    args = ["comment", "--report", str(path), "--dry-run", "--repo", "o/r", "--pr", "1"]
+    result = CliRunner().invoke(cli, [*args, "--artifact-url", url], env={"GITHUB_TOKEN": "t"})
+    assert result.exit_code == 0, result.output
+    assert f"[Full report: plots (HTML) and JSON]({url})" in result.output
+    for bad in ("https://x.io/a) [evil](https://e.vil", "javascript:alert(1)", "https://x.io/a b"):
+        refused = CliRunner().invoke(cli, [*args, "--artifact-url", bad], env={"GITHUB_TOKEN": "t"})
+        assert refused.exit_code == 2 and "--artifact-url" in refused.output, bad
+    plain = CliRunner().invoke(cli, args, env={"GITHUB_TOKEN": "t"})
+    assert plain.exit_code == 0 and "Full report" not in plain.output
