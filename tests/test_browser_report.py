@@ -13,8 +13,7 @@ import struct
 from pathlib import Path
 
 import pytest
-
-from tests.browser import Browser, chromium_path
+from browser import Browser, chromium_path
 
 FAILING_SLICES = {"script=cyrillic", "lang=ru", "lang=uk"}
 

@@ -12,13 +12,13 @@ import jsonschema
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from reports import clause, make_report
 
 from promote.cli import cli
 from promote.engine.profile import DriftProfile, bin_range, value_bins
 from promote.report.figures import sections
 from promote.report.render import render_html, render_markdown, render_text
 from promote.resources import load_schema
-from tests.reports import clause, make_report
 
 HOSTILE = ['<script>alert(1)</script>', '</svg><img src=x onerror=alert(1)>', '"quoted" & \'single\'',
            '@octocat please', 'two\nlines']
@@ -170,3 +170,14 @@ def test_comment_links_the_artifact_and_refuses_a_url_that_could_break_the_link(
         assert refused.exit_code == 2 and "--artifact-url" in refused.output, bad
     plain = CliRunner().invoke(cli, args, env={"GITHUB_TOKEN": "t"})
     assert plain.exit_code == 0 and "Full report" not in plain.output
+
+
+def test_markdown_and_text_show_the_same_drift_profile():
+    report, profile = _report_with_profile()
+    markdown, text = render_markdown(report), render_text(report)
+    rows = profile["candidate"]["kl"]["positions"]
+    worst = max(rows, key=lambda r: r["mean"])
+    assert markdown.count("\n| kl | [") == len(rows)
+    assert f"kl at positions [{worst['start']}, {worst['end']}): mean" in text
+    plain = make_report([clause("kl-mean", "pass", 1e-4, bound=1e-3)])
+    assert "Drift along" not in render_markdown(plain) and "drift along" not in render_text(plain)

@@ -92,7 +92,7 @@ def forests(report: Report) -> list[Figure]:
     return [f for f in figures if f is not None][:MAX_FORESTS]
 
 
-def _profile(report: Report) -> dict[str, Any] | None:
+def profile_of(report: Report) -> dict[str, Any] | None:
     for stage in report.stages:
         profile = stage.details.get("profile") if stage.name == "numerics" else None
         if isinstance(profile, dict) and profile.get("candidate"):
@@ -199,7 +199,7 @@ def sections(report: Report) -> list[Section]:
     slices = forests(report)
     if slices:
         out.append(Section("slices", "Slices: estimate and interval against the bound", slices))
-    profile = _profile(report)
+    profile = profile_of(report)
     if profile:
         metrics = [m for m in METRIC_NAMES if m in profile["candidate"]]
         along = [f for f in (drift_along(profile, m) for m in metrics) if f is not None]
