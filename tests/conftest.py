@@ -122,3 +122,22 @@ class MiniProject:
 @pytest.fixture
 def mini(tmp_path: Path) -> MiniProject:
     return MiniProject(tmp_path)
+
+
+EXAMPLE_SLICES = REPO / "examples" / "tiny_lm" / "slices.yaml"
+
+
+@pytest.fixture(scope="session")
+def cyrillic_fault_run(tmp_path_factory) -> dict:
+    """The shipped slice example against its Cyrillic-only fault, run once per session (~30-60 s):
+    exit code, JSON report (stdout) and the HTML report written by ``--output html=``."""
+    from click.testing import CliRunner
+
+    from promote.cli import cli
+
+    out = tmp_path_factory.mktemp("cyrillic")
+    html = out / "report.html"
+    result = CliRunner().invoke(cli, ["check", str(EXAMPLE_SLICES), "--format", "json", "--all-stages",
+                                      "--output", f"html={html}"],
+                                env={"PROMOTE_CANDIDATE": "faults.py:build_cyrillic_fault"}, catch_exceptions=False)
+    return {"exit_code": result.exit_code, "report": json.loads(result.stdout), "html": html}

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 ACTION = REPO / "action.yml"
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
+ARTIFACT_URL = "https://github.com/o/r/actions/runs/1/artifacts/2"
 
 
 def tool(name: str) -> str:
@@ -39,13 +40,16 @@ def test_action_declares_the_documented_interface():
     action = yaml.safe_load(ACTION.read_text())
     assert action["runs"]["using"] == "composite"
     assert set(action["inputs"]) == {"contract", "stages", "fail-on", "comment", "github-token", "python-version",
-                                     "extra-args"}
-    assert set(action["outputs"]) == {"verdict", "exit-code", "report-json"}
+                                     "extra-args", "artifact-name"}  # issue 15: artifact-name
+    assert set(action["outputs"]) == {"verdict", "exit-code", "report-json", "report-html", "artifact-url"}
     steps = action["runs"]["steps"]
     setup = steps[0]
     assert re.fullmatch(r"actions/setup-python@[0-9a-f]{40}", setup["uses"])  # pinned by SHA
     assert setup["with"]["update-environment"] is False
     for step in steps[1:]:
+        if "uses" in step:  # the report upload (issue 15)
+            assert re.fullmatch(r"actions/upload-artifact@[0-9a-f]{40}", step["uses"])  # pinned by SHA
+            continue
         assert step["shell"] == "bash"
         assert "${{" not in step["run"], "inputs must reach scripts through env:, never the script text"
 
@@ -136,7 +140,17 @@ def run_action(work: Path, inputs: dict[str, str],
         "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_DEPS": "1",
     })
     procs = []
+    failed = False
     for step in action["runs"]["steps"][1:]:
+        condition = str(step.get("if", ""))
+        if failed and "!cancelled()" not in condition:
+            break  # a runner skips a step without such a condition once one failed
+        empty = re.findall(r"([\w.-]+) != ''", condition)  # the `X != ''` terms the action's conditions use
+        if any(not context.get(name) for name in empty):
+            continue
+        if "uses" in step:  # actions/upload-artifact: what it would output
+            context[f"steps.{step['id']}.outputs.artifact-url"] = ARTIFACT_URL
+            continue
         out_file = tmp / f"output-{step['id']}"
         env = {**base_env, "GITHUB_OUTPUT": str(out_file)}
         env.update({k: _expand(v, context) for k, v in step.get("env", {}).items()})
@@ -147,8 +161,7 @@ def run_action(work: Path, inputs: dict[str, str],
         procs.append(proc)
         outputs = read_outputs(out_file) if out_file.exists() else {}
         context.update({f"steps.{step['id']}.outputs.{k}": v for k, v in outputs.items()})
-        if proc.returncode != 0:
-            break
+        failed = failed or proc.returncode != 0
     return {k.rsplit(".", 1)[1]: v for k, v in context.items() if k.startswith("steps.check.outputs.")}, procs
 
 
@@ -157,7 +170,7 @@ def test_action_steps_run_locally(mini, tmp_path):
     mini.contract("b-fail.yaml", candidate="build_hot")
     outputs, procs = run_action(mini.root, {"contract": "*.yaml", "comment": "off", "extra-args": "--no-progress"},
                                 tmp_path / "run")
-    install, check = procs
+    install, check, link = procs
     assert install.returncode == 0, install.stderr
     venv_python = tmp_path / "run" / "runner-temp" / "promote-venv" / "bin" / "python"
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -171,6 +184,10 @@ def test_action_steps_run_locally(mini, tmp_path):
     assert "::error file=b-fail.yaml,line=" in check.stderr
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert summary.count("### ") == 2 and "Promotion allowed" in summary and "Promotion blocked" in summary
+    pages = outputs["report-html"].splitlines()  # issue 15: the HTML reports, uploaded and linked
+    assert len(pages) == 2 and all(Path(p).read_text().startswith("<!DOCTYPE html>") for p in pages)
+    assert link.returncode == 0, link.stderr
+    assert summary.rstrip().endswith(f"[Full report: plots (HTML) and JSON]({ARTIFACT_URL}) (workflow artifact)")
 
 
 def test_action_with_no_matching_contract_exits_2(mini, tmp_path):

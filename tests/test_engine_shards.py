@@ -139,7 +139,7 @@ def test_state_bytes_are_versioned_and_typed():
     with pytest.raises(StateError, match="expected `metric_summary`"):
         MetricSummary("kl").load_bytes(blob)
     with pytest.raises(StateError, match="version 99"):
-        NumericsAccumulator(("kl",)).load_bytes(blob.replace(b'"version":1', b'"version":99'))
+        NumericsAccumulator(("kl",)).load_bytes(blob.replace(f'"version":{acc.VERSION}'.encode(), b'"version":99'))
     with pytest.raises(StateError, match="bad magic"):
         NumericsAccumulator(("kl",)).load_bytes(b"\x80\x04pickle")
     assert b"pickle" not in blob and blob.startswith(b"PROMOTE-STATE")

@@ -33,8 +33,10 @@ def test_honest_bf16_candidate_passes_every_slice():
     assert {"script=latin", "script=cyrillic", "script=cjk", "script=code"} <= scripts
 
 
-def test_cyrillic_only_fault_passes_aggregates_but_the_slice_stage_names_it():
-    code, report, stages = run("faults.py:build_cyrillic_fault")
+def test_cyrillic_only_fault_passes_aggregates_but_the_slice_stage_names_it(cyrillic_fault_run):
+    code, report = cyrillic_fault_run["exit_code"], cyrillic_fault_run["report"]  # run once, shared (conftest)
+    jsonschema.validate(report, load_schema("report"))
+    stages = {s["name"]: s for s in report["stages"]}
     assert code == 1
     assert {c["status"] for c in stages["numerics"]["clauses"]} == {"pass"}  # every aggregate clause misses it
     failing = {c["slice"] for c in stages["slices"]["clauses"] if c["status"] == "fail" and c["id"] == "slice-kl"}

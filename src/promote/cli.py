@@ -22,7 +22,7 @@ from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
 from promote.sections import STAGE_NAMES
 
 STAGES = STAGE_NAMES  # the stage registry's names, in run order (sections.py)
-FORMATS = ("text", "json", "markdown", "junit")
+FORMATS = ("text", "json", "markdown", "junit", "html")
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -273,9 +273,11 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
 @click.option("--repo", help="owner/name. Default: $GITHUB_REPOSITORY.")
 @click.option("--api-url", help="REST API base. Default: $GITHUB_API_URL, else https://api.github.com.")
 @click.option("--dry-run", is_flag=True, help="Print the body, its byte size and the planned requests; send nothing.")
+@click.option("--artifact-url", help="With --report: link this URL (the uploaded HTML and JSON report, an https "
+              "URL) under the verdict.")
 @click.pass_context
 def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None, pr: int | None, repo: str | None,
-            api_url: str | None, dry_run: bool) -> None:
+            api_url: str | None, dry_run: bool, artifact_url: str | None) -> None:
     """Post or update the sticky PR comment for a report (token from GITHUB_TOKEN or GH_TOKEN).
 
     Exit 0 when the comment was posted, was unchanged, or there is nothing to comment on (no PR, a
@@ -289,8 +291,14 @@ def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None
         raise click.UsageError("give exactly one of --report REPORT.json or --body COMMENT.md")
     token = _token()
     extra = {"api_url": api_url, "repo": repo, "pr": pr, "dry_run": dry_run}
+    if artifact_url is not None:
+        from promote.report.filters import artifact_url as safe_url
+
+        if report_path is None or safe_url(artifact_url) is None:
+            raise click.BadParameter("needs --report and a plain https URL (no spaces, quotes or brackets)",
+                                     param_hint="--artifact-url")
     if report_path is not None:
-        request = comment_request_for(_load_report(report_path), token=token, **extra)
+        request = comment_request_for(_load_report(report_path), token=token, artifact_url=artifact_url, **extra)
     else:
         body = _read(body_path)
         found = marker_in(body)
@@ -305,30 +313,43 @@ def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromoteError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    from promote.report.load import read_text
+
+    return read_text(path)
 
 
 def _load_report(path: Path):  # noqa: ANN202 - a Report
-    """A JSON report, validated against the report schema first (it may be an untrusted artifact)."""
-    import json
+    from promote.report.load import load_report
 
-    import jsonschema
+    return load_report(path)
 
-    from promote.report.model import Report
-    from promote.resources import load_schema
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("report_path", metavar="REPORT.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True,
+              help="Format to render the report in.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the rendering to this file (atomically) instead of stdout.")
+def render(report_path: Path, fmt: str, output: Path | None) -> None:
+    """Re-render a JSON report (`check --output json=...`) in any format, e.g. the HTML report.
+
+    The report is validated against the report schema first. Exit 0 when written, 2 for an unreadable
+    or invalid report or an unwritable output.
+    """
+    from promote.report.render import RENDERERS
+
+    text = RENDERERS[fmt](_load_report(report_path))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from promote.atomic import write_text_atomic
 
     try:
-        data = json.loads(_read(path))
-    except ValueError as exc:
-        raise PromoteError(f"{path} is not JSON: {exc}") from None
-    errors = sorted(jsonschema.Draft202012Validator(load_schema("report")).iter_errors(data), key=lambda e: e.path)
-    if errors:
-        where = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in errors[0].absolute_path)
-        raise PromoteError(f"{path} is not a promote report: {where}: {errors[0].message}")
-    return Report.from_dict(data)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(output, text)
+    except OSError as exc:
+        raise PromoteError(f"cannot write {output}: {exc.strerror or exc}") from None
+    console.message(f"promote: wrote {fmt} report to {output}")
 
 
 @cli.command()

@@ -85,9 +85,11 @@ class CommentResult:
     message: str
 
 
-def comment_request_for(report: Report, *, token: str | None, **kwargs: object) -> CommentRequest:
-    """Render the comment (≤ 60 000 bytes) and its 422 fallback from a report."""
-    return CommentRequest(body=render_comment(report), minimal_body=render_minimal_comment(report),
+def comment_request_for(report: Report, *, token: str | None, artifact_url: str | None = None,
+                        **kwargs: object) -> CommentRequest:
+    """Render the comment (≤ 60 000 bytes) and its 422 fallback from a report, linking ``artifact_url``."""
+    return CommentRequest(body=render_comment(report, artifact_url=artifact_url),
+                          minimal_body=render_minimal_comment(report, artifact_url=artifact_url),
                           marker=marker(report.contract["name"]), token=token, **kwargs)  # type: ignore[arg-type]
 
 

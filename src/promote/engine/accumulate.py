@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from promote.engine.profile import PROFILE_METRICS, DriftProfile
 from promote.engine.scoring import ScoredBatch
 from promote.metrics.distribution import METRIC_NAMES, is_degenerate, ratio_outside, topk_overlap
 from promote.metrics.rl import parameterized_values, sequence_values
@@ -22,11 +23,11 @@ class NumericsAccumulator(Mergeable):
     """Per-metric summaries plus the counters that decide vacuity."""
 
     KIND: ClassVar[str] = "numerics"
-    VERSION: ClassVar[int] = 1  # `sampled` was added compatibly: a state without it loads as False
+    VERSION: ClassVar[int] = 2  # 2: the drift profile (engine/profile.py); `sampled` loads as False when absent
     STATE: ClassVar[tuple[Field, ...]] = (
         Field("summaries", dict, "custom"), Field("unavailable", set, "union"), Field("positions", int, "sum"),
         Field("samples", int, "sum"), Field("degenerate_positions", int, "sum"), Field("tie_flips", int, "sum"),
-        Field("bounded", set, "custom"), Field("sampled", bool, "max"),
+        Field("bounded", set, "custom"), Field("sampled", bool, "max"), Field("profile", DriftProfile, "custom"),
     )
 
     def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES, *, parameterized: tuple[str, ...] = ()) -> None:
@@ -38,6 +39,7 @@ class NumericsAccumulator(Mergeable):
     def reset(self) -> None:
         super().reset()
         self.summaries = {m: MetricSummary(m) for m in (*self.metrics, *self.parameterized)}
+        self.profile = DriftProfile(tuple(m for m in PROFILE_METRICS if m in self.metrics))
 
     def update(self, scored: ScoredBatch) -> None:
         """Add one scored batch (the pass engine calls this)."""
@@ -58,15 +60,21 @@ class NumericsAccumulator(Mergeable):
                              f"{sorted(other.summaries)}")
         for name, summary in self.summaries.items():
             summary.update_from(other.summaries[name])
+        self.profile.merge(other.profile)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["summaries"] = {k: v.state_dict() for k, v in self.summaries.items()}
+        state["profile"] = self.profile.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        summaries = state["summaries"]
-        super().load_state_dict({"sampled": False, **state, "summaries": {}})
+        summaries, profile = state["summaries"], state.get("profile")
+        if profile is None:
+            raise StateError(f"{self.KIND} state lacks field `profile`")
+        super().load_state_dict({"sampled": False, **state, "summaries": {},
+                                 "profile": DriftProfile(self.profile.metrics)})
+        self.profile.load_state_dict(profile)
         for name, sub in summaries.items():
             summary = MetricSummary(name)
             summary.load_state_dict(sub)
@@ -88,6 +96,7 @@ class NumericsAccumulator(Mergeable):
                 self.unavailable.add(name)
             else:
                 summary.update(values, ids, scored.cols, scored.targets)
+        self.profile.update(scored.values, scored.cols)
         self.positions += scored.rows.size
         self.samples += len(scored.batch.samples)
         if not scored.sampled:  # a lone sampled log-prob is no distribution: "constant" means nothing there

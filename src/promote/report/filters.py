@@ -145,3 +145,14 @@ def marker(contract_name: str) -> str:
 
 
 MARKER_PATTERN = re.compile(r"<!-- promote:report key=[A-Za-z0-9_.-]+ -->")
+
+
+_ARTIFACT_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]+)?/[A-Za-z0-9._~%/+-]*")
+
+
+def artifact_url(url: str | None) -> str | None:
+    """``url`` when it is a plain https URL that cannot break out of a markdown link (no spaces,
+    parentheses, brackets, quotes or markup), else None: the link is then left out, never mangled."""
+    if url and _ARTIFACT_URL.fullmatch(url):
+        return url
+    return None

@@ -82,13 +82,14 @@ def _provenance_json(provenance: dict) -> str:
 
 
 def _render(template: str, report: Report, *, colour: bool = False, mode: str = "full",
-            drop: tuple[str, ...] = (), commit: str | None = None) -> str:
+            drop: tuple[str, ...] = (), commit: str | None = None, artifact_url: str | None = None) -> str:
     report = redact_data(report)  # mask secrets before any filter escapes them out of recognition
     view = build_view(report, commit=commit)
     context = {
         "report": report, "view": view, "counts": view.counts, "mode": mode, "drop": drop,
         "verdict_mark": VERDICT_MARKS.get(report.verdict, "❌"), "marker": filters.marker(report.contract["name"]),
         "provenance_json": _provenance_json(view.provenance), **LIMITS[mode],
+        "artifact_url": filters.artifact_url(artifact_url),
     }
     try:
         text = _environment(colour).get_template(template).render(**context)
@@ -129,17 +130,39 @@ def render_summary(report: Report, *, budget: int = SUMMARY_BUDGET) -> str:
     return fit(lambda drop: _render("report.md.j2", report, mode="summary", drop=drop), budget)[0]
 
 
-def render_comment(report: Report, *, budget: int = COMMENT_BUDGET) -> str:
-    """The compact PR comment, ≤ ``budget`` UTF-8 bytes, always carrying the contract's marker."""
-    text, _ = fit(lambda drop: _render("comment.md.j2", report, mode="comment", drop=drop), budget)
+def render_comment(report: Report, *, budget: int = COMMENT_BUDGET, artifact_url: str | None = None) -> str:
+    """The compact PR comment, ≤ ``budget`` UTF-8 bytes, always carrying the contract's marker;
+    ``artifact_url`` (the uploaded HTML + JSON report) is linked under the verdict."""
+    text, _ = fit(lambda drop: _render("comment.md.j2", report, mode="comment", drop=drop,
+                                       artifact_url=artifact_url), budget)
     if filters.marker(report.contract["name"]) not in text:
         raise RenderError("comment.md.j2 lost the promote marker; the comment could not be updated in place")
     return text
 
 
-def render_minimal_comment(report: Report) -> str:
+def render_minimal_comment(report: Report, *, artifact_url: str | None = None) -> str:
     """The fallback body when GitHub refuses the comment as too long: marker, verdict, footer."""
-    return _render("comment.md.j2", report, mode="minimal", drop=DROP_ORDER)
+    return _render("comment.md.j2", report, mode="minimal", drop=DROP_ORDER, artifact_url=artifact_url)
+
+
+def render_html(report: Report, *, colour: bool = False) -> str:
+    """The self-contained HTML report (``--format html``): inline SVG figures (report/figures.py),
+    light and dark themes, printable; autoescaped, with secrets masked like every other rendering."""
+    from promote.report.figures import sections
+
+    report = redact_data(report)
+    view = build_view(report)
+    env = _environment(False)
+    env.autoescape = True  # every report string lands in HTML text or attributes
+    bad = report.verdict not in ("pass", "warn")
+    context = {"report": report, "view": view, "counts": view.counts, "sections": sections(report),
+               "verdict_mark": VERDICT_MARKS.get(report.verdict, "❌"),
+               "verdict_class": "verdict-bad" if bad else f"verdict-{report.verdict}"}
+    try:
+        text = env.get_template("report.html.j2").render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"report.html.j2: {exc}") from exc
+    return redact(text)
 
 
 def render_json(report: Report, *, colour: bool = False) -> str:
@@ -153,4 +176,4 @@ def render_junit(report: Report, *, colour: bool = False) -> str:
 
 
 RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,
-                                            "junit": render_junit}
+                                            "junit": render_junit, "html": render_html}

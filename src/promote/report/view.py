@@ -14,7 +14,7 @@ from typing import Any
 from promote.judgement import margin
 from promote.policy import ACTION_SEVERITY, Action
 from promote.report.model import Report
-from promote.results import ClauseResult
+from promote.results import ClauseResult, format_value
 
 _STATUS_RANK = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
 GREEN = ("pass", "skipped")
@@ -55,6 +55,19 @@ class Chart:
 
 
 @dataclass
+class DriftRow:
+    """One position bucket of the drift profile, formatted for the markdown and text reports."""
+
+    metric: str
+    positions: str
+    cand_mean: str
+    cand_p99: str
+    floor_mean: str
+    floor_p99: str
+    worst: bool = False  # the bucket with the highest candidate mean of its metric
+
+
+@dataclass
 class View:
     report: Report
     attention: list[Row]
@@ -63,6 +76,7 @@ class View:
     counts: dict[str, int]
     provenance: dict[str, Any]
     stats: dict[str, int] = field(default_factory=dict)
+    drift: list[DriftRow] = field(default_factory=list)
 
 
 def _rows(report: Report) -> list[Row]:
@@ -98,6 +112,28 @@ def _charts(report: Report) -> list[Chart]:
     return [c for c in charts if c.values]
 
 
+def _drift_rows(report: Report) -> list[DriftRow]:
+    """The numerics drift profile (``details.profile``) as rows: the same data as the HTML figures."""
+    from promote.report.figures import METRIC_NAMES, profile_of
+
+    profile = profile_of(report)
+    if profile is None:
+        return []
+    rows = []
+    for metric in METRIC_NAMES:
+        cand = profile["candidate"].get(metric, {}).get("positions", [])
+        floor = {(r["start"], r["end"]): r for r in profile.get("noise_floor", {}).get(metric, {}).get("positions", [])}
+        means = [r["mean"] for r in cand if r["mean"] is not None]
+        top = max(means, default=None)
+        for r in cand:
+            f = floor.get((r["start"], r["end"]), {})
+            end = "∞" if r["end"] is None else str(r["end"])
+            rows.append(DriftRow(metric, f"[{r['start']}, {end})", format_value(r["mean"], 3),
+                                 format_value(r["p99"], 3), format_value(f.get("mean"), 3),
+                                 format_value(f.get("p99"), 3), worst=r["mean"] == top))
+    return rows
+
+
 def build_view(report: Report, *, commit: str | None = None) -> View:
     """Everything a template needs, computed once."""
     rows = _rows(report)
@@ -113,7 +149,8 @@ def build_view(report: Report, *, commit: str | None = None) -> View:
     }
     return View(report=report, attention=attention, passing=passing, charts=_charts(report),
                 counts=report.counts(), provenance=provenance,
-                stats={"clauses": len(rows), "attention": len(attention), "passing": len(passing)})
+                stats={"clauses": len(rows), "attention": len(attention), "passing": len(passing)},
+                drift=_drift_rows(report))
 
 
 def annotation_items(report: Report) -> list[dict[str, Any]]:

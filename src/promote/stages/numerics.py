@@ -19,6 +19,7 @@ from promote.contract.model import NumericalClause, NumericalSpec
 from promote.data import EvalSet
 from promote.engine.accumulate import NumericsAccumulator
 from promote.engine.passes import Consumer, kernel_pass
+from promote.engine.profile import POSITION_EDGES, merged, profile_schema
 from promote.kernels.base import Kernel
 from promote.metrics.rl import ESS_PARTS, ess
 from promote.metrics.summary import MetricSummary
@@ -199,6 +200,17 @@ def implied_by(acc: NumericsAccumulator, context: dict[str, Any]) -> dict[str, A
     return out
 
 
+def drift_profile(acc: NumericsAccumulator, floor: NoiseFloor | None) -> dict[str, Any]:
+    """Where along the sequence and how the drift is distributed (engine/profile.py), for the
+    candidate and, when declared, the noise floor (its perturbations pooled): schema ``drift_profile``."""
+    out: dict[str, Any] = {"value_bins": profile_schema(), "position_edges": list(POSITION_EDGES),
+                           "candidate": acc.profile.describe()}
+    pooled = merged([a.profile for a in floor.accumulators.values()]) if floor else None
+    if pooled is not None:
+        out["noise_floor"] = pooled.describe()
+    return out
+
+
 def prepare(spec: NumericalSpec) -> tuple[NumericsAccumulator, NoiseFloor | None]:
     """The numerics consumers of a pass: the summaries and (if declared) the noise floor's."""
     return NumericsAccumulator(parameterized=summary_keys(spec.clauses)), (
@@ -279,6 +291,7 @@ def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kerne
         notes.append(bounded_note())
     if floor:
         details["noise_floor"] = floor.describe()
+    details["profile"] = drift_profile(acc, floor)
     if acc.tie_flips:
         notes.append(f"{acc.tie_flips} argmax flips happened at near ties (reference top-2 margin < "
                      f"{spec.tie_margin:g})")

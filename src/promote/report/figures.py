@@ -1,0 +1,211 @@
+"""The report's figures, built from the Report's structured results (never from messages):
+
+- per-slice forest plots: estimate and interval per slice, the bound as a rule, sorted by margin;
+- drift along the sequence: mean and p99 of KL / logit oscillation per position bucket, the noise
+  floor beside it (numerics ``details.profile``);
+- distribution of per-token drift: the CDF of KL / logit oscillation, candidate and noise floor,
+  with the bounds of clauses on that metric marked.
+
+Each builder returns None when its data is absent, so a section appears only when there is
+something to draw. Runtime and calibration sections are left for when those stages report
+structured distributions (their result shapes were not settled when this was written).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from promote.judgement import margin as margin_of
+from promote.report.model import Report
+from promote.report.svg import Figure, Label, Linear, Log, Mark, Section, padded, shorten, tick, x_axis, y_axis
+from promote.results import ClauseResult, format_value
+
+MAX_FOREST_ROWS = 40
+MAX_FORESTS = 8
+ROW = 20
+LEFT, RIGHT, TOP, BOTTOM = 190, 24, 18, 46
+METRIC_NAMES = {"kl": "KL(reference ‖ candidate)", "logit_osc": "logit oscillation"}
+FAILING = ("fail", "error")
+
+
+def _margin(c: ClauseResult) -> float:
+    m = c.margin if c.margin is not None else margin_of(c.observed, c.bounds)
+    return m if m is not None and math.isfinite(m) else -math.inf
+
+
+def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
+    """One row per slice: the interval as a segment, the estimate as a point, worst margin on top."""
+    rows = sorted((c for c in clauses if c.observed is not None and math.isfinite(c.observed)),
+                  key=lambda c: (_margin(c), c.slice or ""))
+    if not rows:
+        return None
+    omitted = len(rows) - MAX_FOREST_ROWS
+    rows = rows[:MAX_FOREST_ROWS]
+    first = rows[0]
+    bounds = [b for b in first.bounds if math.isfinite(b.value)]
+    span = [v for c in rows for v in (c.interval or [c.observed]) if v is not None and math.isfinite(v)]
+    lo, hi = padded(span + [c.observed for c in rows] + [b.value for b in bounds])
+    height = TOP + ROW * len(rows) + BOTTOM
+    x = Linear(lo, hi, LEFT, 720 - RIGHT)
+    what = f"{first.stat}({first.metric})" if first.metric else "estimate"
+    failing = sum(c.status in FAILING for c in rows)
+    fig = Figure(id=f"forest-{clause_id}", title=f"{clause_id}: {what} per slice",
+                 caption=(f"Each row is a slice: dot = estimate, bar = {_interval_name(first)}; dashed line = bound. "
+                          "Worst margin on top; failing slices in red."),
+                 height=height, legend=[("pass", "within bound"), ("fail", "failing slice"), ("bound", "bound")])
+    if omitted > 0:
+        fig.note = f"{omitted} more slices with larger margins not shown"
+    bottom = TOP + ROW * len(rows)
+    x_axis(fig, x, x.ticks(), y=bottom, top=TOP, title=what)
+    for i, c in enumerate(rows):
+        y = TOP + ROW * i + ROW / 2
+        cls = "fail" if c.status in FAILING else ("warn" if c.status not in ("pass", "skipped") else "pass")
+        label = c.slice or c.id
+        if c.status in FAILING:
+            fig.grid.insert(0, Mark("rect", "fail-band", "", 0, y - ROW / 2, 720, ROW))  # under the gridlines
+        fig.labels.append(Label(LEFT - 8, y + 4, shorten(label, 26), anchor="end", cls=f"row {cls}", full=label))
+        where = f"{label}: {what} = {format_value(c.observed)}"
+        if c.interval and all(v is not None and math.isfinite(v) for v in c.interval):
+            low, high = c.interval
+            fig.marks.append(Mark("segment", f"ci {cls}", f"{where}, interval [{format_value(low)}, "
+                                  f"{format_value(high)}] ({c.status})", x(low), y, x(high), y))
+        fig.marks.append(Mark("point", f"est {cls}", f"{where} ({c.status})", x(c.observed), y))
+    for b in bounds:
+        text = f"bound {'≤' if b.op == 'max' else '≥'} {format_value(b.value)}"
+        fig.marks.append(Mark("segment", "bound", text, x(b.value), TOP - 6, x(b.value), bottom))
+    fig.caption += f" {failing} of {len(rows)} shown fail." if failing else ""
+    return fig
+
+
+def _interval_name(c: ClauseResult) -> str:
+    level = c.evidence.get("ci_level") if isinstance(c.evidence, dict) else None
+    return f"{level:.0%} confidence interval" if isinstance(level, (int, float)) else "interval judged"
+
+
+def forests(report: Report) -> list[Figure]:
+    groups: dict[str, list[ClauseResult]] = {}
+    for c in report.clauses():
+        if c.slice is not None:
+            groups.setdefault(c.id, []).append(c)
+    figures = [forest(cid, cs) for cid, cs in groups.items()]
+    return [f for f in figures if f is not None][:MAX_FORESTS]
+
+
+def profile_of(report: Report) -> dict[str, Any] | None:
+    for stage in report.stages:
+        profile = stage.details.get("profile") if stage.name == "numerics" else None
+        if isinstance(profile, dict) and profile.get("candidate"):
+            return profile
+    return None
+
+
+SERIES = (("candidate", "mean", "cand", "candidate mean"), ("candidate", "p99", "cand p99", "candidate p99"),
+          ("noise_floor", "mean", "floor", "noise floor mean"), ("noise_floor", "p99", "floor p99", "noise floor p99"))
+
+
+def drift_along(profile: dict[str, Any], metric: str) -> Figure | None:
+    """Mean and p99 per position bucket on a log axis, candidate and noise floor as separate lines."""
+    buckets = sorted({(r["start"], r["end"]) for who in ("candidate", "noise_floor")
+                      for r in profile.get(who, {}).get(metric, {}).get("positions", [])})
+    if not buckets:
+        return None
+    series = []
+    for who, stat, cls, name in SERIES:
+        rows = {(r["start"], r["end"]): r.get(stat) for r in profile.get(who, {}).get(metric, {}).get("positions", [])}
+        if rows:
+            series.append((cls, name, [rows.get(b) for b in buckets]))
+    positive = [v for _, _, vals in series for v in vals if v is not None and v > 0]
+    if not positive:
+        return None
+    height = 300
+    bottom = height - BOTTOM
+    x = Linear(-0.5, len(buckets) - 0.5, 70, 720 - RIGHT)
+    y = Log(min(positive), max(positive), bottom, TOP)
+    name = METRIC_NAMES.get(metric, metric)
+    fig = Figure(id=f"drift-{metric}", title=f"{name} along the sequence", height=height,
+                 caption=(f"Mean (solid) and p99 (dashed) of per-token {name} by position bucket, log scale; "
+                          "the noise floor is the reference against itself. A line rising at some position is a "
+                          "position-dependent bug (RoPE, long context)."),
+                 legend=[(cls, label) for cls, label, _ in series])
+    y_axis(fig, y, y.ticks(), x0=70, x1=720 - RIGHT, title=name)
+    step = max(1, len(buckets) // 12)
+    for i, (start, _end) in enumerate(buckets):
+        if i % step == 0:
+            fig.labels.append(Label(x(i), bottom + 14, str(start)))
+    fig.labels.append(Label((70 + 720 - RIGHT) / 2, bottom + 32, "position (bucket start)", cls="axis"))
+    zero_floor = False
+    for cls, label, values in series:
+        pts = [(x(i), y(v), buckets[i], v) for i, v in enumerate(values) if v is not None and v > 0]
+        zero_floor |= cls.startswith("floor") and any(v == 0 for v in values)
+        if len(pts) > 1:
+            fig.marks.append(Mark("path", f"line {cls}", label, points=" ".join(f"{px},{py}" for px, py, _, _ in pts)))
+        for px, py, (start, end), v in pts:
+            where = f"[{start}, {end if end is not None else '∞'})"
+            fig.marks.append(Mark("point", f"dot {cls}", f"{label} at positions {where}: {format_value(v)}", px, py,
+                                  r=2.5))
+    if zero_floor:
+        fig.note = "the noise floor is exactly 0 in some buckets (bitwise reproducible); 0 has no place on a log axis"
+    return fig
+
+
+def distribution(profile: dict[str, Any], metric: str, report: Report) -> Figure | None:
+    """The CDF of per-token values from the fixed log bins, candidate and noise floor, bounds marked."""
+    bins = profile["value_bins"]
+    curves = []
+    for who, cls, label in (("candidate", "cand", "candidate"), ("noise_floor", "floor", "noise floor")):
+        hist = profile.get(who, {}).get(metric, {}).get("histogram")
+        if hist and sum(hist["counts"]):
+            curves.append((cls, label, hist))
+    if not curves:
+        return None
+
+    def edge(index: int) -> float:  # upper edge of bin `index` (bin 0 ends at `low`)
+        return bins["low"] * 10.0 ** (index / bins["per_decade"])
+
+    bounds = [(c.id, b) for c in report.clauses() if c.metric == metric and c.slice is None and c.stage == "numerics"
+              for b in c.bounds if b.value > 0 and math.isfinite(b.value)]
+    xs = [edge(h["offset"] + k) for _, _, h in curves for k in (-1, len(h["counts"]))] + [b.value for _, b in bounds]
+    xs = [v for v in xs if v > 0]
+    height = 280
+    bottom = height - BOTTOM
+    x = Log(min(xs), max(xs), 70, 720 - RIGHT)
+    y = Linear(0, 1, bottom, TOP)
+    name = METRIC_NAMES.get(metric, metric)
+    fig = Figure(id=f"cdf-{metric}", title=f"distribution of per-token {name}", height=height,
+                 caption=(f"Share of positions with {name} at most x (CDF, log x). A curve shifted right is drift "
+                          "everywhere; a long flat top is a tail. Dashed: clause bounds on this metric."),
+                 legend=[(cls, label) for cls, label, _ in curves] + ([("bound", "clause bound")] if bounds else []))
+    x_axis(fig, x, x.ticks(), y=bottom, top=TOP, title=name)
+    y_axis(fig, y, [0, 0.25, 0.5, 0.75, 1.0], x0=70, x1=720 - RIGHT, title="share of positions")
+    for cls, label, hist in curves:
+        total = sum(hist["counts"])
+        cum, pts = 0, [(x(edge(hist["offset"] - 1)), y(0))]
+        for k, count in enumerate(hist["counts"]):
+            cum += count
+            right = x(edge(hist["offset"] + k))
+            pts += [(right, pts[-1][1]), (right, y(cum / total))]
+        fig.marks.append(Mark("path", f"line {cls}", f"{label}: {total} positions",
+                              points=" ".join(f"{px},{py}" for px, py in pts)))
+    for cid, b in bounds:
+        fig.marks.append(Mark("segment", "bound", f"{cid}: {'≤' if b.op == 'max' else '≥'} {tick(b.value)}",
+                              x(b.value), TOP, x(b.value), bottom))
+    return fig
+
+
+def sections(report: Report) -> list[Section]:
+    """Every section with something to draw, in reading order."""
+    out = []
+    slices = forests(report)
+    if slices:
+        out.append(Section("slices", "Slices: estimate and interval against the bound", slices))
+    profile = profile_of(report)
+    if profile:
+        metrics = [m for m in METRIC_NAMES if m in profile["candidate"]]
+        along = [f for f in (drift_along(profile, m) for m in metrics) if f is not None]
+        if along:
+            out.append(Section("drift", "Drift along the sequence", along))
+        dist = [f for f in (distribution(profile, m, report) for m in metrics) if f is not None]
+        if dist:
+            out.append(Section("distribution", "Distribution of per-token drift", dist))
+    return out
