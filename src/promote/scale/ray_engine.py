@@ -37,9 +37,12 @@ class ShardWorker:
     """A Ray actor's body: the contract loaded and both kernels opened in this process, once."""
 
     def __init__(self, contract_path: str, env: dict[str, str], stages: list[str], threads: int) -> None:
+        import numba
         import torch
 
-        torch.set_num_threads(threads)  # explicit: Ray's default would be the node's core count per actor
+        # Explicit: each actor uses the CPUs it reserved (num_cpus), not every core of the node.
+        torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # the fused metric kernels
         self.setup = (contract_path, env, stages)
         self.ctx: StageContext | None = None
 
