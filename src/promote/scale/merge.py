@@ -108,7 +108,7 @@ def _fold(ctx: StageContext, partials: list[Partial], stages: list[str]) -> dict
     out: dict[str, Any] = {}
     seconds = sum(p.kernel_seconds.get("pass", 0.0) for p in partials)
     if "numerics" in stages:
-        from promote.stages.numerics import _localize_note, prepare, stage_result
+        from promote.stages.numerics import localize_note, prepare, stage_result
 
         spec = contract.numerical
         acc, floor = prepare(spec)
@@ -130,7 +130,7 @@ def _fold(ctx: StageContext, partials: list[Partial], stages: list[str]) -> dict
         found = partials[0].localize
         if found is not None:
             result.details["localize"] = found
-            result.notes.append(_localize_note(found))
+            result.notes.append(localize_note(found))
         out["numerics"] = lambda: result
     if "slices" in stages:
         from promote.stages.slices import prepare as prepare_slices
