@@ -145,7 +145,10 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     from promote.run import CheckOptions, run_check
 
     if shard is not None or partial is not None:
-        _shard(ctx, contract, stages, shard, partial, engine=engine, outputs=outputs, merge=merge, progress=progress)
+        from promote.shard_cli import write_partial
+
+        ctx.exit(write_partial(contract, stages, shard, partial, engine=engine, outputs=outputs, merge=merge,
+                               progress=progress))
     command = ["promote", "check", contract, *[f"--stage={s}" for s in stages]]
     if engine != "local":
         command += [f"--engine={engine}", f"--workers={workers}"]
@@ -160,35 +163,6 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     console.set_github(github)  # every message from here on is fenced in GitHub mode (console.py)
     _check_output_paths(outputs)
     _emit(ctx, run_check(contract, options), fmt, outputs, colour, github, comment_mode)
-
-
-def _shard(ctx: click.Context, contract: str, stages: tuple[str, ...], shard: str | None, partial: Path | None, *,
-           engine: str, outputs: tuple, merge: Path | None, progress: bool | None) -> None:
-    """`check --shard I/N --partial OUT`: one shard's partial state, no report (exit 0, or 3 on a crash)."""
-    from promote.progress import default_mode
-    from promote.run import CheckOptions, write_shard
-    from promote.scale.split import parse_shard
-
-    if shard is None or partial is None:
-        raise PromoteError("--shard I/N and --partial OUT go together: the shard's state is written to OUT")
-    if engine != "local" or outputs or merge is not None:
-        raise PromoteError("--shard writes a partial state, not a report: drop --engine/--output/--merge and "
-                           "render the report with `promote merge PARTIAL...`")
-    index, count = parse_shard(shard)
-    problem = _writable(partial)
-    if problem:
-        raise PromoteError(f"--partial {partial}: cannot write there: {problem}")
-    options = CheckOptions(stages=stages, progress=default_mode(progress, stderr_is_tty=sys.stderr.isatty()))
-    code = write_shard(contract, index, count, partial, options)
-    console.message(f"promote: wrote shard {index}/{count} to {partial}" + (
-        " (a kernel failed: the merged report will say so, exit 3)" if code else ""))
-    ctx.exit(code)
-
-
-def _writable(path: Path) -> str | None:
-    from promote.atomic import writable_problem
-
-    return writable_problem(path)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
