@@ -8,11 +8,12 @@ and the run exits 3 — a crash is never a pass and never a silent gap.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ class CheckOptions:
     progress: str | bool | None = None  # progress.py mode: "tty", "lines" or None (True: tty)
     command: str = ""
     merge: Path | None = None  # an earlier JSON report whose stages fill the ones not selected here
+    engine: str = "local"  # local | ray: where the offline pass runs (scale/ray_engine.py)
+    address: str | None = None  # Ray cluster address (None: $RAY_ADDRESS, else a local Ray started here)
+    workers: int = 2  # Ray actors, one shard each
 
 
 def _commit(contract_dir: str) -> str | None:
@@ -68,12 +72,15 @@ def _with_environment(contract: Contract, command: str) -> str:
 
 def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
               kernels: Mapping[str, Kernel] | None = None, evalset: EvalSet | None = None,
-              earlier: Sequence[StageResult] = ()) -> Report:
+              earlier: Sequence[StageResult] = (),
+              offline: Callable[[StageContext, set[str]], dict[str, Any]] | None = None) -> Report:
     """Evaluate a contract (a path, or an already typed ``Contract``) into a Report.
 
     ``kernels`` (``{"reference": ..., "candidate": ...}``) and ``evalset`` replace what the contract
     would build — a fault-wrapped candidate, kernels kept open across runs, an in-memory eval set;
     injected kernels are not closed. ``earlier`` results fill stages not selected (as ``--merge``).
+    ``offline`` replaces the in-process offline pass (``promote merge``'s partials); ``options.engine``
+    ``ray`` runs it as Ray actors (``scale/ray_engine.py``).
     Raises UsageError/ContractError (exit 2) for bad input.
     """
     options = options or CheckOptions()
@@ -85,8 +92,14 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
             print(problem, file=sys.stderr)
     present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
     wanted = frozenset(set(options.stages) & present if options.stages else present)
+    if offline is None and options.engine == "ray":
+        from promote.scale.ray_engine import ray_offline
+
+        def offline(ctx: StageContext, stages: set[str]) -> dict[str, Any]:
+            return ray_offline(ctx, stages, address=options.address, workers=options.workers)
+
     ctx = StageContext(contract, wanted, progress=progress_printer(options.progress), evalset_given=evalset,
-                       kernels_given=kernels)
+                       kernels_given=kernels, offline_engine=offline)
     if any(BY_NAME[s].needs_evalset for s in wanted):
         ctx.evalset  # noqa: B018 - read (and check) the eval set before any kernel runs
     results = ctx.results
@@ -139,3 +152,59 @@ def _data_facts(contract: Contract, evalset: EvalSet | None) -> dict[str, Any]:
     if evalset is None:
         return {"path": contract.data.display_path, "samples": 0, "positions": 0, "read": False}
     return {"path": contract.data.display_path, "samples": len(evalset.samples), "positions": evalset.positions}
+
+
+def write_shard(contract_path: str, index: int, count: int, out: Path, options: CheckOptions | None = None) -> int:
+    """`promote check --shard I/N --partial OUT`: compute shard ``index`` of ``count``, write its partial.
+
+    Returns the exit code: 0 when written, 3 when a kernel crashed (the partial records the error,
+    so ``promote merge`` reports it as a single run would).
+    """
+    from promote.atomic import write_text_atomic
+    from promote.scale.compute import compute_partial, offline_stages
+
+    options = options or CheckOptions()
+    contract, problems = load_contract(contract_path)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
+    wanted = frozenset(set(options.stages) & present if options.stages else present)
+    if not offline_stages(contract, wanted):
+        from promote.errors import UsageError
+
+        raise UsageError(f"{contract.source.display_path}: --shard computes the shared offline pass (numerics, "
+                         "slices), and no such stage is selected or present")
+    ctx = StageContext(contract, wanted, progress=progress_printer(options.progress))
+    ctx.evalset  # noqa: B018 - a bad data file is exit 2 before any kernel runs
+    try:
+        partial = compute_partial(ctx, index, count)
+    finally:
+        ctx.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, partial.to_bytes().decode("ascii"))  # JSON with ensure_ascii: plain ASCII
+    return 3 if partial.error else 0
+
+
+def run_merge(paths: Sequence[Path], options: CheckOptions | None = None, *, contract: str | None = None) -> Report:
+    """`promote merge`: the report of the run the partials at ``paths`` make up (see scale/merge.py).
+
+    The contract is the one the partials name (``contract`` overrides the path, e.g. on another
+    machine); it must still have the partials' interpolated sha256.
+    """
+    from promote.scale.merge import check_partials, merged_offline
+    from promote.scale.partial import Partial
+
+    partials = [(str(p), Partial.read(p)) for p in paths]
+    check_partials(partials)
+    first = partials[0][1]
+    path = contract or first.contract["path"]
+    if not Path(path).is_file():
+        from promote.errors import UsageError
+
+        raise UsageError(f"{partials[0][0]}: the contract it was computed from, {path}, does not exist here; "
+                         "pass it with --contract PATH")
+    stages = (*first.stages, *(s for s in STAGE_NAMES if not BY_NAME[s].shared_pass))
+    options = options or CheckOptions()
+    command = options.command or shlex.join(["promote", "merge", *map(str, paths)])
+    options = replace(options, stages=stages, command=command)
+    return run_check(path, options, offline=lambda ctx, _stages: merged_offline(ctx, partials))

@@ -34,6 +34,8 @@ class StageContext:
     results: list[StageResult] = field(default_factory=list)  # earlier stages of this run, in order
     fingerprints: dict[str, Any] = field(default_factory=lambda: {"reference": None, "candidate": None})
     cache: dict[str, Any] = field(default_factory=dict)  # per-run state shared by stages (the offline pass)
+    # Replaces the in-process offline pass (``stages.offline``): merged partials or Ray shards (``scale/``).
+    offline_engine: Callable[[StageContext, set[str]], dict[str, Any]] | None = None
     _evalset: EvalSet | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 

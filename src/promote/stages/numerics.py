@@ -251,12 +251,12 @@ def run_numerics(
                          max_samples=spec.localize.max_samples,
                          batch_size=min(reference.spec.batch_size, candidate.spec.batch_size))
         result.details["localize"] = found
-        result.notes.append(_localize_note(found))
+        result.notes.append(localize_note(found))
         result.duration_s = time.perf_counter() - start
     return result
 
 
-def _localize_note(found: dict[str, Any]) -> str:
+def localize_note(found: dict[str, Any]) -> str:
     first = found["first_divergent"]
     if first is None:
         return (f"localize: no module drifts beyond {found['factor']:g}× its own noise floor "

@@ -22,7 +22,8 @@ OFFLINE = ("numerics", "slices")
 def offline_result(ctx: StageContext, stage: str) -> StageResult:
     """The result of offline stage ``stage``, running the shared pass on first use."""
     if "offline" not in ctx.cache:
-        ctx.cache["offline"] = _run(ctx, {s for s in OFFLINE if s in ctx.wanted})
+        engine = ctx.offline_engine or _run  # merged shards (promote merge, --engine ray) or this process
+        ctx.cache["offline"] = engine(ctx, {s for s in OFFLINE if s in ctx.wanted})
     return ctx.cache["offline"][stage]()
 
 

@@ -1,0 +1,52 @@
+"""The deterministic split of an eval set into shards, at batch boundaries.
+
+Why batches: a kernel's numerics depend on the batch a sample is computed in (padding length,
+blocked matmuls), so a shard that re-batched its samples would not reproduce a single-process run.
+The split is therefore defined on the batches of the single-process run: the eval set in file
+order, cut into batches of ``min(reference.batch_size, candidate.batch_size)``, and shard ``I`` of
+``N`` takes the contiguous batches ``[floor(I·B/N), floor((I+1)·B/N))`` of the ``B`` batches. It
+depends only on the data file and the contract (no hash seeds, no host), so every machine computes
+the same split, and each shard re-batches its samples into exactly the batches the single run used.
+The partial file records the shard's sample ids; ``promote merge`` checks them against this split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from promote.data import Sample
+from promote.errors import UsageError
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (0 ≤ I < N) → (I, N); a clear usage error otherwise."""
+    index, sep, count = str(text).partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = -1
+    if not sep or n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text!r}: expected I/N with 0 ≤ I < N, e.g. --shard 0/4 (the first of 4 shards)")
+    return i, n
+
+
+def shard_bounds(total: int, batch_size: int, index: int, count: int) -> tuple[int, int]:
+    """Sample range [start, end) of shard ``index`` of ``count`` (contiguous whole batches)."""
+    nbatches = math.ceil(total / batch_size) if total else 0
+    first, last = index * nbatches // count, (index + 1) * nbatches // count
+    return min(first * batch_size, total), min(last * batch_size, total)
+
+
+def shard_samples(samples: Sequence[Sample], batch_size: int, index: int, count: int) -> tuple[Sample, ...]:
+    start, end = shard_bounds(len(samples), batch_size, index, count)
+    return tuple(samples[start:end])
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """sha256 of the ids in order: two partials cut from the same eval set agree on it."""
+    digest = hashlib.sha256()
+    for sample_id in ids:
+        digest.update(sample_id.encode("utf-8") + b"\n")
+    return digest.hexdigest()
