@@ -200,14 +200,46 @@ records_kernel = obj(
     ["kind", "path"],
 )
 
+openai_kernel = obj(
+    "A model behind a serving API over HTTP (vLLM, an OpenAI-compatible server, SGLang, TGI): each sample's "
+    "token ids are sent as a token-id prompt and the teacher-forced prompt log-probs that come back are "
+    "compared like a local kernel's outputs (docs/runtime.md).",
+    {
+        "kind": {"const": "openai", "description": "Kernel kind: `openai` scores prompts through a serving API."},
+        "url": string("API base, e.g. `http://127.0.0.1:8000/v1` (`${VLLM_URL}` interpolation works). SGLang "
+                      "and TGI native routes are taken from the same base without `/v1`."),
+        "model": string("Served model name (vLLM `--served-model-name`)."),
+        "api": described_enum({
+            "vllm": "`/v1/completions` with `prompt_logprobs` (vLLM's extension; default).",
+            "openai": "the legacy echo route: `echo`, `logprobs`, `max_tokens: 0`, `return_tokens_as_token_ids`.",
+            "sglang": "native `/generate` with `return_logprob`, `logprob_start_len: 0`, `top_logprobs_num`.",
+            "tgi": "native `/generate` with `decoder_input_details` (actual tokens only: refused for scoring).",
+        }, "Which request/response shape the server speaks. Default `vllm`."),
+        "top_k": {"oneOf": [{"const": "all"}, {"type": "integer", "minimum": 1, "maximum": 1_000_000}],
+                  "description": "Alternatives per position. `all` (default): the whole vocabulary (vLLM "
+                                 "`--max-logprobs -1`), every metric exact. A number K: top-K log-probs plus the "
+                                 "actual token's, KL/TV/drift become certified bounds."},
+        "timeout_s": number("Seconds to wait for one answer. Default 60.", exclusiveMinimum=0),
+        "retries": integer("Retries of a request that failed with 429/5xx, a timeout or a refused connection "
+                           "(exponential backoff, `Retry-After` honoured). Default 3.", minimum=0, maximum=100),
+        "backoff_s": number("First retry delay in seconds, doubled each retry. Default 0.5.", minimum=0),
+        "concurrency": integer("Requests in flight at once. Default 4.", minimum=1, maximum=1024),
+        "api_key_env": string("Environment variable holding the API key, sent as a Bearer token and masked in "
+                              "every output.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+        "batch_size": integer("Samples per step (each is its own request). Default 16.", minimum=1,
+                              maximum=BATCH_MAX),
+    },
+    ["kind", "url", "model"],
+)
+
 KINDS = {"torch": "an nn.Module run in-process", "onnx": "an ONNX graph through onnxruntime",
-         "records": "outputs recorded by another engine"}
+         "records": "outputs recorded by another engine", "openai": "a model behind a serving API over HTTP"}
 kernel = {
     "description": "How to obtain one kernel's outputs. Chosen by `kind`.",
     "type": "object",
     "required": ["kind"],
     "properties": {"kind": described_enum(KINDS, "Kernel kind.")},
-    "oneOf": [torch_kernel, onnx_kernel, records_kernel],
+    "oneOf": [torch_kernel, onnx_kernel, records_kernel, openai_kernel],
 }
 
 data = obj(
