@@ -119,10 +119,13 @@ def cli() -> None:
 @click.option("--comment", "comment_mode", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
               help="auto: in GitHub mode on a pull request, post or update the sticky PR comment (needs "
                    "GITHUB_TOKEN or GH_TOKEN). off: never.")
+@click.option("--metrics-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write what stage 3 (runtime) measured to this file in Prometheus exposition format.")
 @click.pass_context
 def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
           outputs: tuple[tuple[str, Path], ...], fail_on: str, all_stages: bool, progress: bool | None,
-          colour: bool | None, github: bool | None, comment_mode: str, merge: Path | None) -> None:
+          colour: bool | None, github: bool | None, comment_mode: str, merge: Path | None,
+          metrics_out: Path | None) -> None:
     """Run the contract's stages and print a report; the exit code is the gate.
 
     Publishing (summary, annotations, comment) never changes the exit code: a comment that cannot be
@@ -144,6 +147,8 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     _check_output_paths(outputs)
     report = run_check(contract, options)
     json_written = _write_outputs(report, outputs)
+    if metrics_out is not None:
+        _write_metrics(report, metrics_out)
     from promote.report.render import RENDERERS
 
     colour_on = fmt == "text" and _use_colour(colour)
@@ -166,6 +171,19 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
         if comment_mode == "auto":
             _comment_from_check(report)
     ctx.exit(report.exit_code)
+
+
+def _write_metrics(report, path: Path) -> None:  # noqa: ANN001 - a Report
+    """--metrics-out: never changes the exit code; says when there was nothing to write or it failed."""
+    from promote.report.prometheus import write_metrics
+
+    try:
+        written = write_metrics(report, path)
+    except OSError as exc:
+        console.message(f"promote: error: cannot write --metrics-out {path}: {exc.strerror or exc}")
+        return
+    console.message(f"promote: wrote runtime metrics to {path}" if written else
+                    f"promote: --metrics-out {path}: no runtime stage ran, nothing written")
 
 
 def _check_output_paths(outputs: tuple[tuple[str, Path], ...]) -> None:

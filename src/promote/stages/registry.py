@@ -58,5 +58,11 @@ def _slices(ctx: StageContext) -> StageResult:
     return offline_result(ctx, "slices")
 
 
-RUNNERS: dict[str, Runner] = {"numerics": _numerics, "slices": _slices}
+def _runtime(ctx: StageContext) -> StageResult:
+    from promote.stages.runtime import run_runtime
+
+    return run_runtime(ctx)
+
+
+RUNNERS: dict[str, Runner] = {"numerics": _numerics, "slices": _slices, "runtime": _runtime}
 STAGES: dict[str, Stage] = {d.name: Stage(d, RUNNERS.get(d.name)) for d in DECLS}
