@@ -20,9 +20,9 @@ EXAMPLE = REPO / "examples" / "tiny_llama"
 
 @pytest.fixture(scope="module")
 def short_evalset(tmp_path_factory) -> Path:
-    """10 short prompts: full-vocabulary answers stay small, so timed passes take seconds."""
+    """8 short prompts: full-vocabulary answers stay small, so timed passes take seconds."""
     path = tmp_path_factory.mktemp("rt") / "eval.jsonl"
-    lines = (EXAMPLE / "eval.jsonl").read_text().splitlines()[:10]
+    lines = (EXAMPLE / "eval.jsonl").read_text().splitlines()[:8]
     with open(path, "w") as out:
         for line in lines:
             record = json.loads(line)
@@ -41,7 +41,7 @@ def proxies(vllm_fp32):
 
 
 def runtime_contract(tmp_path: Path, evalset: Path, cand_url: str, base_url: str, *, looks: int = 1,
-                     clauses: list | None = None, repeats: int = 3) -> Path:
+                     clauses: list | None = None, repeats: int = 3, levels: tuple = (1,)) -> Path:
     doc = {
         "version": 1, "name": "runtime-test",
         "reference": {"kind": "torch", "model": str(EXAMPLE / "model.py") + ":build"},
@@ -49,7 +49,7 @@ def runtime_contract(tmp_path: Path, evalset: Path, cand_url: str, base_url: str
         "data": {"path": str(evalset)},
         "runtime": {
             "baseline": {"kind": "openai", "url": base_url, "model": "tiny-llama", "top_k": "all"},
-            "warmup": 2, "repeats": repeats, "concurrency": [1, 3], "looks": looks, "resamples": 999,
+            "warmup": 2, "repeats": repeats, "concurrency": list(levels), "looks": looks, "resamples": 999,
             "clauses": clauses or [{"id": "p50-ratio", "metric": "latency_ms", "stat": "p50", "max_ratio": 1.1}],
         },
     }
@@ -103,13 +103,14 @@ def test_determinism_batch_invariance_and_metrics_out(vllm_fp32, short_evalset, 
                {"id": "batch", "metric": "batch_invariance", "concurrency": 3, "max": 1e-2},
                {"id": "tps", "metric": "throughput_tps", "concurrency": 3, "min": 1.0},
                {"id": "per-token", "metric": "latency_per_token_ms", "stat": "p99", "max": 60_000}]
-    path = runtime_contract(tmp_path, short_evalset, vllm_fp32.url, vllm_fp32.url, clauses=clauses, repeats=1)
+    path = runtime_contract(tmp_path, short_evalset, vllm_fp32.url, vllm_fp32.url, clauses=clauses, repeats=1,
+                            levels=(1, 3))
     metrics = tmp_path / "runtime.prom"
     result, report = run(path, tmp_path, "--metrics-out", str(metrics))
     assert result.exit_code == 0, result.output
     assert clause(report, "rerun")["observed"] is not None and clause(report, "batch")["observed"] is not None
     text = metrics.read_text()
-    assert 'promote_runtime_latency_seconds{kernel="candidate",concurrency="3",quantile="0.5"}' in text
+    assert 'promote_runtime_latency_seconds{concurrency="3",kernel="candidate",quantile="0.5"}' in text
     assert "promote_runtime_rerun_drift" in text
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -34,7 +34,8 @@ def run_runtime(ctx: StageContext) -> StageResult:
         for kernel in (baseline, candidate):
             kernel.bind(ctx.evalset)
         base_rt, cand_rt = measure([baseline, candidate], samples, levels=spec.concurrency,
-                                   warmup=spec.warmup or 0, repeats=spec.repeats or 1)
+                                   warmup=spec.warmup or 0, repeats=spec.repeats or 1,
+                                   rerun=any(c.metric == "rerun_equal" for c in spec.clauses))
     except EvaluationError as exc:
         message = redact_message(exc.format_message())
         console.message(f"promote: error: {message}")

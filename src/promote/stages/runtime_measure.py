@@ -131,7 +131,7 @@ def _kind(kernel: Kernel, exc: PromoteError) -> str:
 
 
 def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, ...], warmup: int,
-            repeats: int) -> list[KernelRuntime]:
+            repeats: int, rerun: bool = True) -> list[KernelRuntime]:
     """Measure every kernel at every level, paired chunk by chunk; see the module docstring."""
     runtimes = [KernelRuntime(k.label) for k in kernels]
     for index, kernel in enumerate(kernels):
@@ -144,9 +144,9 @@ def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, 
     for c in plan:
         for rt in runtimes:
             rt.levels.setdefault(c, Level(c))
-        passes = repeats + (1 if c == 1 else 0)  # concurrency 1 once more, untimed: rerun_equal
+        passes = repeats + (1 if c == 1 and rerun else 0)  # concurrency 1 once more, untimed: rerun_equal
         for rep in range(passes):
-            timed = not (c == 1 and rep == passes - 1) or passes == 1
+            timed = not (c == 1 and rerun and rep == passes - 1) or passes == 1
             record = "first" if (c == 1 and rep == 0) else ("rerun" if c == 1 else "batch")
             starts = {id(rt): 0.0 for rt in runtimes}
             for n, offset in enumerate(range(0, len(samples), c)):
