@@ -25,7 +25,7 @@ class Faults:
     retry_after: str | None = None
     malformed: bool = False
     drop_prompt_logprobs: bool = False
-    shift_token: bool = False  # report another token id at position 1
+    shift_token: bool = False  # answer for one token fewer than the prompt has
     hang_s: float = 0.0
     api_key: str | None = None
     seen_auth: list[str] = field(default_factory=list)
@@ -89,7 +89,7 @@ class Proxy:
                         if f.drop_prompt_logprobs:
                             choice.pop("prompt_logprobs", None)
                         elif choice.get("prompt_logprobs"):
-                            choice["prompt_logprobs"][1] = {"99999": {"logprob": -1.0, "rank": 1}}
+                            choice["prompt_logprobs"] = choice["prompt_logprobs"][:-1]
                     body = json.dumps(answer).encode()
                 self._send(status, body)
 

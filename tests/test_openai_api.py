@@ -98,3 +98,13 @@ def test_400_is_not_retried(httpserver):
         client.post(httpserver.url_for("/x"), {})
     assert info.value.status == 400 and info.value.detail == "too many logprobs" and client.retried == 0
     assert not math.isnan(client.requests) and client.requests == 1
+
+
+def test_vllm_topk_answer_must_score_the_prompt_tokens():
+    entry = {"3": {"logprob": -0.1, "rank": 1}, "4": {"logprob": -2.0, "rank": 2}}
+    answer = {"choices": [{"prompt_logprobs": [None, entry, entry]}]}
+    with pytest.raises(apis.ShapeError, match="token mismatch"):
+        apis.parse("vllm", answer, [1, 7, 9], 2)
+    ok = {"choices": [{"prompt_logprobs": [None, {**entry, "7": {"logprob": -3.0, "rank": 5}}, entry]}]}
+    scored = apis.parse("vllm", ok, [1, 7, 4], 2)
+    assert scored.target.tolist() == [-3.0, -2.0] and scored.top_ids.tolist() == [[3, 4], [3, 4]]

@@ -103,6 +103,8 @@ def _vllm(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
         n = len(entries) if isinstance(entries, list) else "not a list"
         raise ShapeError(f"`prompt_logprobs` has {n} entries for a prompt of {len(ids)} tokens; the server "
                          "tokenized the prompt differently (token mismatch)")
+    if top_k == ALL:
+        return _vllm_dense(entries, ids)
     rows = []
     for t in range(1, len(ids)):
         entry = entries[t]
@@ -113,6 +115,34 @@ def _vllm(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
         except (TypeError, ValueError, KeyError):
             raise ShapeError(f"`prompt_logprobs[{t}]` is not {{token id: {{logprob, rank}}}}") from None
     return _assemble(rows, ids, top_k)
+
+
+def _vllm_dense(entries: list[Any], ids: list[int]) -> Scored:
+    """The full-vocabulary answer straight into arrays (the hot path: V entries per position)."""
+    n = len(ids) - 1
+    first = entries[1] if n > 0 else {}
+    vocab = len(first) if isinstance(first, dict) else 0
+    dense = np.empty((n, vocab), dtype=np.float64)
+    for t in range(n):
+        entry = entries[t + 1]
+        if not isinstance(entry, dict) or len(entry) != vocab:
+            got = len(entry) if isinstance(entry, dict) else "no"
+            raise ShapeError(f"a full-vocabulary answer must list every token id at every position; position "
+                             f"{t + 1} lists {got} ids, position 1 lists {vocab}")
+        try:
+            keys = np.fromiter(entry.keys(), dtype=np.int64, count=vocab)
+            values = np.fromiter((v["logprob"] for v in entry.values()), dtype=np.float64, count=vocab)
+        except (TypeError, ValueError, KeyError):
+            raise ShapeError(f"`prompt_logprobs[{t + 1}]` is not {{token id: {{logprob, rank}}}}") from None
+        if keys.min() < 0 or keys.max() >= vocab:
+            raise ShapeError(f"a full-vocabulary answer must list every token id at every position; position "
+                             f"{t + 1} has ids outside 0..{vocab - 1}")
+        dense[t, keys] = values
+        if ids[t + 1] >= vocab:
+            raise ShapeError(f"position {t + 1} has no entry for the prompt's token id {ids[t + 1]} (token "
+                             "mismatch: the server scored other tokens than it was sent)")
+    target = dense[np.arange(n), np.asarray(ids[1:], dtype=np.int64)] if n else np.empty(0)
+    return Scored(target=target, dense=dense)
 
 
 def _assemble(rows: list[dict[int, tuple[float, int]]], ids: list[int], top_k: int | str) -> Scored:

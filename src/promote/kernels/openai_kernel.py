@@ -34,6 +34,7 @@ from promote.redact import register_secret
 
 class OpenAIKernel(Kernel):
     kind = "openai"
+    counts_in_fingerprint = True  # requests/retries/errors: fingerprinted again when the run ends
 
     def describe(self) -> str:
         return f"openai, {self.spec.api} {self.spec.model} at {self.spec.url}"
