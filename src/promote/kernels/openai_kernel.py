@@ -61,6 +61,12 @@ class OpenAIKernel(Kernel):
         self._lock = threading.Lock()
         self.values_are = "unknown"
         self._probe()
+        if spec.top_k == apis.ALL:
+            self.notes.append(f"{self.label}: the whole vocabulary through HTTP as {self.values_are}: every metric "
+                              "is exact")
+        else:
+            self.notes.append(f"{self.label}: top-{spec.top_k} through HTTP: log_ratio, abs_log_ratio and "
+                              "ratio_outside are exact; KL, TV, logit drift and argmax are certified bounds")
 
     def _probe(self) -> None:
         """One short request: is the server up, does it score prompts, does it allow ``top_k``?"""

@@ -73,6 +73,7 @@ class KernelRuntime:
     rerun_drift: float | None = None
     batch_drift: float | None = None
     peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated, when torch runs on a GPU here
     first: dict[str, np.ndarray] = field(default_factory=dict)  # sample id → values at concurrency 1
 
 
@@ -130,6 +131,14 @@ def _kind(kernel: Kernel, exc: PromoteError) -> str:
     return type(exc).__name__
 
 
+def _cuda_peak_mb() -> float | None:
+    """Peak GPU memory torch allocated in this process (None without torch loaded or without a GPU)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return float(torch.cuda.max_memory_allocated()) / 2**20
+
+
 def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, ...], warmup: int,
             repeats: int, rerun: bool = True) -> list[KernelRuntime]:
     """Measure every kernel at every level, paired chunk by chunk; see the module docstring."""
@@ -164,7 +173,9 @@ def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, 
                 for rt in runtimes:
                     rt.levels[c].wall_s += starts[id(rt)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+    gpu = _cuda_peak_mb()
     for kernel, rt in zip(kernels, runtimes, strict=True):
         rt.peak_rss_mb = float(peak) if _local(kernel) else None
+        rt.peak_gpu_mb = gpu if _local(kernel) else None
         rt.first.clear()
     return runtimes
