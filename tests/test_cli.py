@@ -109,7 +109,7 @@ def test_nan_outputs_fail_every_divergence_clause(mini):
     assert result.exit_code == 1
 
 
-def test_unimplemented_stage_is_an_error_not_a_pass(mini):
+def test_unimplemented_stage_is_an_error_not_a_pass(mini, runtime_unimplemented):
     path = mini.contract(extra={"runtime": {"clauses": [{"id": "p99", "metric": "latency_ms", "stat": "p99",
                                                          "max_ratio": 1.1}]}})
     result = invoke("check", str(path), "--format", "json")
@@ -254,7 +254,8 @@ def test_cuda_requested_without_a_cuda_device_is_a_clear_exit_3(mini, monkeypatc
     assert "internal error" not in result.stderr
 
 
-def test_merge_takes_unselected_stages_from_an_earlier_report_of_the_same_contract(mini, tmp_path):
+def test_merge_takes_unselected_stages_from_an_earlier_report_of_the_same_contract(mini, tmp_path,
+                                                                                  runtime_unimplemented):
     hot = mini.contract(candidate="build_hot", extra={"runtime": {"clauses": [
         {"id": "p99", "metric": "latency_ms", "stat": "p99", "max_ratio": 1.1}]}})
     earlier = tmp_path / "numerics.json"

@@ -42,7 +42,7 @@ def test_a_model_file_can_import_a_sibling_module(mini, monkeypatch):
     sys.modules.pop("model", None)
 
 
-def test_merge_refuses_a_report_made_with_another_value_of_a_variable(mini, tmp_path):
+def test_merge_refuses_a_report_made_with_another_value_of_a_variable(mini, tmp_path, runtime_unimplemented):
     contract = mini.contract(candidate="${CAND}", extra={"runtime": {"clauses": [
         {"id": "p99", "metric": "latency_ms", "stat": "p99", "max_ratio": 1.1}]}})
     earlier = tmp_path / "numerics.json"

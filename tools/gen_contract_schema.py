@@ -217,14 +217,46 @@ records_kernel = obj(
     ["kind", "path"],
 )
 
+openai_kernel = obj(
+    "A model behind a serving API over HTTP (vLLM, an OpenAI-compatible server, SGLang, TGI): each sample's "
+    "token ids are sent as a token-id prompt and the teacher-forced prompt log-probs that come back are "
+    "compared like a local kernel's outputs (docs/runtime.md).",
+    {
+        "kind": {"const": "openai", "description": "Kernel kind: `openai` scores prompts through a serving API."},
+        "url": string("API base, e.g. `http://127.0.0.1:8000/v1` (`${VLLM_URL}` interpolation works). SGLang "
+                      "and TGI native routes are taken from the same base without `/v1`."),
+        "model": string("Served model name (vLLM `--served-model-name`)."),
+        "api": described_enum({
+            "vllm": "`/v1/completions` with `prompt_logprobs` (vLLM's extension; default).",
+            "openai": "the legacy echo route: `echo`, `logprobs`, `max_tokens: 0`, `return_tokens_as_token_ids`.",
+            "sglang": "native `/generate` with `return_logprob`, `logprob_start_len: 0`, `top_logprobs_num`.",
+            "tgi": "native `/generate` with `decoder_input_details` (actual tokens only: refused for scoring).",
+        }, "Which request/response shape the server speaks. Default `vllm`."),
+        "top_k": {"oneOf": [{"const": "all"}, {"type": "integer", "minimum": 1, "maximum": 1_000_000}],
+                  "description": "Alternatives per position. `all` (default): the whole vocabulary (vLLM "
+                                 "`--max-logprobs -1`), every metric exact. A number K: top-K log-probs plus the "
+                                 "actual token's, KL/TV/drift become certified bounds."},
+        "timeout_s": number("Seconds to wait for one answer. Default 60.", exclusiveMinimum=0),
+        "retries": integer("Retries of a request that failed with 429/5xx, a timeout or a refused connection "
+                           "(exponential backoff, `Retry-After` honoured). Default 3.", minimum=0, maximum=100),
+        "backoff_s": number("First retry delay in seconds, doubled each retry. Default 0.5.", minimum=0),
+        "concurrency": integer("Requests in flight at once. Default 4.", minimum=1, maximum=1024),
+        "api_key_env": string("Environment variable holding the API key, sent as a Bearer token and masked in "
+                              "every output.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
+        "batch_size": integer("Samples per step (each is its own request). Default 16.", minimum=1,
+                              maximum=BATCH_MAX),
+    },
+    ["kind", "url", "model"],
+)
+
 KINDS = {"torch": "an nn.Module run in-process", "onnx": "an ONNX graph through onnxruntime",
-         "records": "outputs recorded by another engine"}
+         "records": "outputs recorded by another engine", "openai": "a model behind a serving API over HTTP"}
 kernel = {
     "description": "How to obtain one kernel's outputs. Chosen by `kind`.",
     "type": "object",
     "required": ["kind"],
     "properties": {"kind": described_enum(KINDS, "Kernel kind.")},
-    "oneOf": [torch_kernel, onnx_kernel, records_kernel],
+    "oneOf": [torch_kernel, onnx_kernel, records_kernel, openai_kernel],
 }
 
 data = obj(
@@ -424,15 +456,31 @@ statistical_clause = obj(
 )
 
 runtime_clause = obj(
-    "A bound on a runtime measurement of the candidate against the reference (or a baseline).",
+    "A bound on a runtime measurement of the candidate, absolute or against the baseline (docs/runtime.md).",
     {
         **clause_common(),
-        "metric": {"enum": ["latency_ms", "throughput_tps", "peak_memory_mb", "error_rate", "rerun_equal",
-                            "batch_invariant"], "description": "Runtime metric."},
-        "stat": described_enum(STATS, "Statistic over timed runs."),
+        "metric": described_enum({
+            "latency_ms": "Per-request latency in milliseconds (monotonic clock, client side).",
+            "latency_per_token_ms": "Per-request latency divided by the request's prompt tokens.",
+            "throughput_tps": "Prompt tokens per second over the timed requests at one concurrency.",
+            "peak_memory_mb": "Peak resident memory of promote's process (local kernels only).",
+            "error_rate": "Fraction of timed requests that failed (after retries).",
+            "rerun_equal": "Largest drift between two runs of the same prompts at concurrency 1 (0: bitwise equal).",
+            "batch_invariance": "Largest drift of a prompt's values alone vs inside a concurrent batch.",
+            "batch_invariant": "Alias of `batch_invariance`.",
+        }, "Runtime metric."),
+        "stat": described_enum({k: v for k, v in STATS.items() if k in ("mean", "p50", "p90", "p99", "max", "min")},
+                               "Statistic over timed requests (latency metrics). Default `p50`."),
         **bound_props,
-        "max_ratio": number("Largest allowed candidate / baseline ratio.", exclusiveMinimum=0),
-        "require": {"type": "boolean", "description": "For boolean metrics: the value required."},
+        "max_ratio": number("Largest allowed candidate / baseline ratio of the statistic (latency metrics): "
+                            "judged on the paired bootstrap CI of the ratio.", exclusiveMinimum=0),
+        "require": {"type": "boolean", "description": "`rerun_equal`/`batch_invariance`: `true` demands bitwise "
+                    "equal values."},
+        "concurrency": integer("Which measured load level the clause reads (one of `runtime.concurrency`). "
+                               "Default 1.", minimum=1, maximum=1024),
+        "paired": {"type": "boolean", "description": "`max_ratio`: `true` (default) judges paired per-request "
+                   "ratios (same prompts both sides) by bootstrap; `false` treats traffic as unpaired and uses "
+                   "the Mann–Whitney U test."},
     },
     ["id", "metric"],
 )
@@ -569,10 +617,28 @@ statistical = obj(
     ["clauses"],
 )
 runtime = stage(
-    "runtime", ".",
+    "runtime", ": latency, throughput, errors, memory and determinism of the candidate, measured paired with a "
+    "baseline (docs/runtime.md).",
     {
-        "warmup": integer("Untimed warm-up runs.", minimum=0, maximum=1_000_000),
-        "repeats": integer("Timed runs.", minimum=1, maximum=1_000_000),
+        "warmup": integer("Untimed warm-up requests per kernel (reported apart). Default 0.", minimum=0,
+                          maximum=1_000_000),
+        "repeats": integer("Timed passes over the requests at each concurrency. Default 1.", minimum=1,
+                           maximum=1_000_000),
+        "requests": integer("Eval-set samples used as requests (the first N). Default all.", minimum=1,
+                            maximum=COUNT_MAX),
+        "concurrency": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 1024},
+                        "minItems": 1, "description": "Load levels measured: requests in flight at once "
+                        "(`openai`), or samples per batch (local kernels). Level 1 is always measured. "
+                        "Default [1]."},
+        "baseline": {**kernel, "description": "The kernel the candidate's runtime is compared "
+                     "with (e.g. the serving build in production). Default: the reference kernel."},
+        "alpha": number("Level of each one-sided test; intervals are two-sided 1 − 2·alpha/looks. Default 0.05.",
+                        exclusiveMinimum=0, exclusiveMaximum=0.5),
+        "looks": integer("How many times the canary window will be judged: each look spends alpha/looks "
+                         "(Bonferroni alpha spending), so repeated looks do not inflate false alarms. Default 1.",
+                         minimum=1, maximum=10_000),
+        "resamples": integer("Bootstrap resamples per interval. Default 2000.", minimum=99, maximum=100_000),
+        "seed": integer("Seed of the bootstrap. Default 0.", minimum=0, maximum=2**32 - 1),
     },
     runtime_clause,
 )

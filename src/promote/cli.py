@@ -131,11 +131,14 @@ def cli() -> None:
                    "local Ray started for this run.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="--engine ray: actors (one shard each), each with both kernels and 1 torch thread.")
+@click.option("--metrics-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write what stage 3 (runtime) measured to this file in Prometheus exposition format.")
 @click.pass_context
 def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
           outputs: tuple[tuple[str, Path], ...], fail_on: str, all_stages: bool, progress: bool | None,
           colour: bool | None, github: bool | None, comment_mode: str, merge: Path | None, shard: str | None,
-          partial: Path | None, engine: str, address: str | None, workers: int) -> None:
+          partial: Path | None, engine: str, address: str | None, workers: int,
+          metrics_out: Path | None) -> None:
     """Run the contract's stages and print a report; the exit code is the gate.
 
     Publishing (summary, annotations, comment) never changes the exit code: a comment that cannot be
@@ -161,8 +164,8 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
                            command=shlex.join(command), merge=merge, engine=engine, address=address, workers=workers)
     github = _github_mode(github)
     console.set_github(github)  # every message from here on is fenced in GitHub mode (console.py)
-    _check_output_paths(outputs)
-    _emit(ctx, run_check(contract, options), fmt, outputs, colour, github, comment_mode)
+    _check_output_paths(outputs, metrics_out=metrics_out)
+    _emit(ctx, run_check(contract, options), fmt, outputs, colour, github, comment_mode, metrics_out=metrics_out)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -202,9 +205,11 @@ def merge(ctx: click.Context, partials: tuple[Path, ...], contract: str | None, 
 
 
 def _emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path], ...],  # noqa: ANN001 - a Report
-          colour: bool | None, github: bool, comment_mode: str) -> None:
+          colour: bool | None, github: bool, comment_mode: str, *, metrics_out: Path | None = None) -> None:
     """Write the --output files, print the report, publish in GitHub mode, exit with the gate's code."""
     json_written = _write_outputs(report, outputs)
+    if metrics_out is not None:
+        _write_metrics(report, metrics_out)
     from promote.report.render import RENDERERS
 
     colour_on = fmt == "text" and _use_colour(colour)
@@ -229,14 +234,31 @@ def _emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path],
     ctx.exit(report.exit_code)
 
 
-def _check_output_paths(outputs: tuple[tuple[str, Path], ...]) -> None:
-    """Every --output path must be writable before any kernel runs (exit 2), so a typo costs nothing."""
+def _write_metrics(report, path: Path) -> None:  # noqa: ANN001 - a Report
+    """--metrics-out: never changes the exit code; says when there was nothing to write or it failed."""
+    from promote.report.prometheus import write_metrics
+
+    try:
+        written = write_metrics(report, path)
+    except OSError as exc:
+        console.message(f"promote: error: cannot write --metrics-out {path}: {exc.strerror or exc}")
+        return
+    console.message(f"promote: wrote runtime metrics to {path}" if written else
+                    f"promote: --metrics-out {path}: no runtime stage ran, nothing written")
+
+
+def _check_output_paths(outputs: tuple[tuple[str, Path], ...], *, metrics_out: Path | None = None) -> None:
+    """Every --output (and --metrics-out) path must be writable before any kernel runs (exit 2), so a
+    typo costs nothing."""
     from promote.atomic import writable_problem
 
     for out_fmt, path in outputs:
         problem = writable_problem(path)
         if problem:
             raise PromoteError(f"--output {out_fmt}={path}: cannot write the report there: {problem}")
+    problem = writable_problem(metrics_out) if metrics_out is not None else None
+    if problem:
+        raise PromoteError(f"--metrics-out {metrics_out}: cannot write the metrics there: {problem}")
 
 
 def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None:  # noqa: ANN001 - a Report

@@ -39,7 +39,7 @@ STAGES: tuple[StageDecl, ...] = (
     StageDecl("slices", "statistical", "Stage 2, statistical slice tests (S)", needs_evalset=True,
               needs_kernels=True, shared_pass=True, evaluated=True),
     StageDecl("runtime", "runtime", "Stage 3, canary runtime checks (R)", needs_evalset=True, needs_kernels=True,
-              shared_pass=False, evaluated=False),
+              shared_pass=False, evaluated=True),
     StageDecl("observability", "observability", "Stage 4, observability sign-off (O)", needs_evalset=False,
               needs_kernels=False, shared_pass=False, evaluated=True),
 )

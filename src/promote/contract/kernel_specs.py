@@ -70,9 +70,28 @@ class RecordsKernelSpec:
         return {"kind": self.kind, "path": self.path_display, "batch_size": self.batch_size}
 
 
-KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec
+@dataclass(frozen=True)
+class OpenAIKernelSpec:
+    """`kind: openai` — a model behind a serving API (vLLM, OpenAI-compatible, SGLang, TGI) over HTTP."""
 
-KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec
+    kind: str
+    url: str
+    model: str
+    api: str = "vllm"
+    top_k: int | str = "all"
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    concurrency: int = 4
+    api_key_env: str | None = None
+    batch_size: int = 16
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.url, "model": self.model, "api": self.api, "top_k": self.top_k,
+                "concurrency": self.concurrency, "batch_size": self.batch_size}
+
+
+KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec | OpenAIKernelSpec
 
 
 def resolve_path(doc: LoadedDocument, value: str) -> Path:
@@ -93,6 +112,13 @@ def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: l
     """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
     if raw["kind"] in ("onnx", "records"):
         return _file_kernel(doc, role, raw, problems)
+    if raw["kind"] == "openai":
+        return OpenAIKernelSpec(
+            kind="openai", url=raw["url"], model=raw["model"], api=raw.get("api", "vllm"),
+            top_k=raw.get("top_k", "all"), timeout_s=float(raw.get("timeout_s", 60.0)),
+            retries=raw.get("retries", 3), backoff_s=float(raw.get("backoff_s", 0.5)),
+            concurrency=raw.get("concurrency", 4), api_key_env=raw.get("api_key_env"),
+            batch_size=raw.get("batch_size", 16))
     return _torch_kernel(doc, role, raw, problems)
 
 

@@ -347,6 +347,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         f"(looked for {inputs_file}); paths are relative to the contract file"))
     slices = parse_slices(doc, data.get("slices", []), problems)
     statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
+    runtime = parse_runtime(doc, data["runtime"], problems) if "runtime" in data else None
     if any(p.severity == "error" for p in problems):
         return None, problems
     contract = Contract(
@@ -359,7 +360,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         numerical=_numerical(doc, data["numerical"], raw_data.get("task", "causal-lm")) if "numerical" in data
         else None,
         statistical=statistical,
-        runtime=parse_runtime(doc, data["runtime"]) if "runtime" in data else None,
+        runtime=runtime,
         observability=parse_observability(doc, data["observability"]) if "observability" in data else None,
         escalation=_escalation(data.get("escalation")),
         consistency_ignore=acknowledged(data),

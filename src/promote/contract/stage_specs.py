@@ -40,12 +40,27 @@ class RuntimeSpec:
     clauses: tuple[RuntimeClause, ...]
     warmup: int | None = None
     repeats: int | None = None
+    concurrency: tuple[int, ...] = (1,)
+    baseline: Any = None  # a kernel spec (contract/kernel_specs.py); None: the reference kernel
+    alpha: float = 0.05
+    looks: int = 1
+    resamples: int = 2000
+    seed: int = 0
+    requests: int | None = None  # samples of the eval set timed (default: all)
 
 
-def parse_runtime(doc: LoadedDocument, raw: dict[str, Any]) -> RuntimeSpec:
+def parse_runtime(doc: LoadedDocument, raw: dict[str, Any], problems: list | None = None) -> RuntimeSpec:
+    from promote.contract.kernel_specs import kernel_spec
+
+    baseline = kernel_spec(doc, "baseline", raw["baseline"], problems if problems is not None else []) \
+        if "baseline" in raw else None
     clauses = tuple(
         RuntimeClause(id=c["id"], metric=c["metric"], stat=c.get("stat"), max=c.get("max"), min=c.get("min"),
                       max_ratio=c.get("max_ratio"), require=c.get("require"), description=c.get("description"),
                       line=doc.locate(("runtime", "clauses", i))[0], raw=dict(c))
         for i, c in enumerate(raw["clauses"]))
-    return RuntimeSpec(clauses=clauses, warmup=raw.get("warmup"), repeats=raw.get("repeats"))
+    return RuntimeSpec(clauses=clauses, warmup=raw.get("warmup"), repeats=raw.get("repeats"),
+                       concurrency=tuple(raw.get("concurrency", (1,))), baseline=baseline,
+                       alpha=raw.get("alpha", 0.05), looks=raw.get("looks", 1), resamples=raw.get("resamples", 2000),
+                       seed=raw.get("seed", 0), requests=raw.get("requests"))
+

@@ -50,6 +50,13 @@ def _records(spec: Any, role: str) -> Kernel:
     return RecordsKernel(spec, role=role)
 
 
+@register_kind("openai")
+def _openai(spec: Any, role: str) -> Kernel:
+    from promote.kernels.openai_kernel import OpenAIKernel
+
+    return OpenAIKernel(spec, role=role)
+
+
 def build_kernel(spec: Any, *, role: str) -> Kernel:
     """Construct the kernel a contract's `reference`/`candidate` spec describes."""
     factory = KERNEL_KINDS.get(spec.kind)

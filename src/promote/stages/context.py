@@ -68,7 +68,12 @@ class StageContext:
         return self.cache["kernels"]
 
     def close(self) -> None:
-        """Close the kernels this run built (injected ones stay open for their owner)."""
+        """Close the kernels this run built (injected ones stay open for their owner). Kernels whose
+        fingerprint counts what happened (an HTTP kernel's requests, retries, errors) are
+        fingerprinted again first, so the report covers the whole run, not just the opening."""
+        for role, kernel in zip(("reference", "candidate"), self.cache.get("kernels", ()), strict=False):
+            if getattr(kernel, "counts_in_fingerprint", False):
+                self.fingerprints[role] = kernel.fingerprint()
         self._stack.close()
         self.cache.pop("kernels", None)
 

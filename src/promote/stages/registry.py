@@ -58,11 +58,18 @@ def _slices(ctx: StageContext) -> StageResult:
     return offline_result(ctx, "slices")
 
 
+def _runtime(ctx: StageContext) -> StageResult:
+    from promote.stages.runtime import run_runtime
+
+    return run_runtime(ctx)
+
+
 def _observability(ctx: StageContext) -> StageResult:
     from promote.stages.observability import run_observability
 
     return run_observability(ctx)
 
 
-RUNNERS: dict[str, Runner] = {"numerics": _numerics, "slices": _slices, "observability": _observability}
+RUNNERS: dict[str, Runner] = {"numerics": _numerics, "slices": _slices, "runtime": _runtime,
+                              "observability": _observability}
 STAGES: dict[str, Stage] = {d.name: Stage(d, RUNNERS.get(d.name)) for d in DECLS}

@@ -1,0 +1,235 @@
+"""Request and response shapes of the serving APIs the `openai` kernel speaks (no HTTP here).
+
+Every API is asked for teacher-forced log-probs of the *prompt* (the eval sample's token ids, sent as
+ids, never as text) and every answer becomes one :class:`Scored` per sample, aligned by token id:
+position ``t`` holds the distribution that predicts ``input_ids[t + 1]``. Never aligned by decoded
+text (two ids can decode alike). Shapes: research/promotion-anchors.md §5.
+
+* ``vllm``: ``/v1/completions`` with ``prompt_logprobs: k`` (``-1``: the whole vocabulary); answer
+  ``choices[0].prompt_logprobs = [null, {"<id>": {logprob, rank, decoded_token}}, …]``.
+* ``openai``: the legacy echo route, ``echo: true, logprobs: k, max_tokens: 0,
+  return_tokens_as_token_ids: true``; answer ``choices[0].logprobs.{tokens, token_logprobs,
+  top_logprobs}`` keyed ``"token_id:N"``.
+* ``sglang``: native ``/generate`` with ``input_ids``, ``return_logprob``, ``logprob_start_len: 0``,
+  ``top_logprobs_num``; answer ``meta_info.input_token_logprobs = [[logprob, id, text], …]`` and
+  ``input_top_logprobs``.
+* ``tgi``: native ``/generate`` with ``decoder_input_details``; ``details.prefill = [{id, logprob}]``
+  gives the actual tokens' log-probs only (TGI has no top-n for prompt positions).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ALL = "all"
+APIS = ("vllm", "openai", "sglang", "tgi")
+# Where each API lives relative to the contract's `url` (the /v1 base of an OpenAI-compatible server).
+ROUTES = {"vllm": "/completions", "openai": "/completions", "sglang": "/generate", "tgi": "/generate"}
+
+
+class ShapeError(ValueError):
+    """The answer does not have the documented shape, or does not match the prompt; the message says how."""
+
+
+@dataclass
+class Scored:
+    """One sample's teacher-forced scores: ``target`` [T-1] log-prob of each next token, and either
+    ``dense`` [T-1, V] (every id: logits or log-probs) or ``top_ids``/``top_values`` [T-1, K]."""
+
+    target: np.ndarray
+    dense: np.ndarray | None = None
+    top_ids: np.ndarray | None = None
+    top_values: np.ndarray | None = None
+
+
+def root_url(url: str) -> str:
+    """The server root for native routes (SGLang/TGI `/generate`): the `url` without a trailing /v1."""
+    url = url.rstrip("/")
+    return url[:-3] if url.endswith("/v1") else url
+
+
+def endpoint(api: str, url: str) -> str:
+    base = url.rstrip("/") if api in ("vllm", "openai") else root_url(url)
+    return base + ROUTES[api]
+
+
+def request_body(api: str, model: str, ids: list[int], top_k: int | str, text: str | None = None) -> dict[str, Any]:
+    """The JSON body that scores ``ids`` teacher-forced with ``top_k`` alternatives per position."""
+    k = -1 if top_k == ALL else int(top_k)
+    if api == "vllm":
+        return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": k}
+    if api == "openai":
+        return {"model": model, "prompt": ids, "max_tokens": 0, "temperature": 0, "echo": True, "logprobs": k,
+                "return_tokens_as_token_ids": True}
+    if api == "sglang":
+        return {"input_ids": ids, "sampling_params": {"max_new_tokens": 0, "temperature": 0},
+                "return_logprob": True, "logprob_start_len": 0, "top_logprobs_num": k}
+    if api == "tgi":
+        return {"inputs": text or "", "parameters": {"max_new_tokens": 1, "details": True,
+                                                      "decoder_input_details": True, "do_sample": False}}
+    raise ValueError(f"unknown api {api!r}")
+
+
+def parse(api: str, body: Any, ids: list[int], top_k: int | str) -> Scored:
+    """Turn one answer into a :class:`Scored`; :class:`ShapeError` names what is missing or wrong."""
+    if not isinstance(body, dict):
+        raise ShapeError(f"the answer is a JSON {type(body).__name__}, not an object")
+    if api == "vllm":
+        return _vllm(body, ids, top_k)
+    if api == "openai":
+        return _echo(body, ids, top_k)
+    if api == "sglang":
+        return _sglang(body, ids, top_k)
+    return _tgi(body, ids)
+
+
+def _choice(body: dict[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ShapeError("the answer has no `choices[0]`")
+    return choices[0]
+
+
+def _vllm(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
+    entries = _choice(body).get("prompt_logprobs")
+    if entries is None:
+        raise ShapeError("`choices[0].prompt_logprobs` is missing: this server does not return prompt log-probs "
+                         "(a vLLM extension); use `api: openai` (echo + logprobs) or `api: sglang`")
+    if not isinstance(entries, list) or len(entries) != len(ids):
+        n = len(entries) if isinstance(entries, list) else "not a list"
+        raise ShapeError(f"`prompt_logprobs` has {n} entries for a prompt of {len(ids)} tokens; the server "
+                         "tokenized the prompt differently (token mismatch)")
+    if top_k == ALL:
+        return _vllm_dense(entries, ids)
+    rows = []
+    for t in range(1, len(ids)):
+        entry = entries[t]
+        if not isinstance(entry, dict):
+            raise ShapeError(f"`prompt_logprobs[{t}]` is not an object")
+        try:
+            rows.append({int(key): (float(v["logprob"]), int(v.get("rank") or 0)) for key, v in entry.items()})
+        except (TypeError, ValueError, KeyError):
+            raise ShapeError(f"`prompt_logprobs[{t}]` is not {{token id: {{logprob, rank}}}}") from None
+    return _assemble(rows, ids, top_k)
+
+
+def _vllm_dense(entries: list[Any], ids: list[int]) -> Scored:
+    """The full-vocabulary answer straight into arrays (the hot path: V entries per position)."""
+    n = len(ids) - 1
+    first = entries[1] if n > 0 else {}
+    vocab = len(first) if isinstance(first, dict) else 0
+    dense = np.empty((n, vocab), dtype=np.float64)
+    for t in range(n):
+        entry = entries[t + 1]
+        if not isinstance(entry, dict) or len(entry) != vocab:
+            got = len(entry) if isinstance(entry, dict) else "no"
+            raise ShapeError(f"a full-vocabulary answer must list every token id at every position; position "
+                             f"{t + 1} lists {got} ids, position 1 lists {vocab}")
+        try:
+            keys = np.fromiter(entry.keys(), dtype=np.int64, count=vocab)
+            values = np.fromiter((v["logprob"] for v in entry.values()), dtype=np.float64, count=vocab)
+        except (TypeError, ValueError, KeyError):
+            raise ShapeError(f"`prompt_logprobs[{t + 1}]` is not {{token id: {{logprob, rank}}}}") from None
+        if keys.min() < 0 or keys.max() >= vocab:
+            raise ShapeError(f"a full-vocabulary answer must list every token id at every position; position "
+                             f"{t + 1} has ids outside 0..{vocab - 1}")
+        dense[t, keys] = values
+        if ids[t + 1] >= vocab:
+            raise ShapeError(f"position {t + 1} has no entry for the prompt's token id {ids[t + 1]} (token "
+                             "mismatch: the server scored other tokens than it was sent)")
+    target = dense[np.arange(n), np.asarray(ids[1:], dtype=np.int64)] if n else np.empty(0)
+    return Scored(target=target, dense=dense)
+
+
+def _assemble(rows: list[dict[int, tuple[float, int]]], ids: list[int], top_k: int | str) -> Scored:
+    """Rows of {id: (value, rank)} (rank 0 = unknown: order by value) → a Scored."""
+    n = len(rows)
+    target = np.empty(n, dtype=np.float64)
+    for t, row in enumerate(rows):
+        actual = ids[t + 1]
+        if actual not in row:
+            raise ShapeError(f"position {t + 1} has no entry for the prompt's token id {actual} (token mismatch: "
+                             "the server scored other tokens than it was sent)")
+        target[t] = row[actual][0]
+    if top_k == ALL:
+        width = max((len(r) for r in rows), default=0)
+        vocab = max((max(r) for r in rows if r), default=-1) + 1
+        if any(len(r) != width for r in rows) or width != vocab:
+            raise ShapeError(f"a full-vocabulary answer must list every token id at every position; got "
+                             f"{min(len(r) for r in rows)}..{width} ids of a vocabulary of {vocab}")
+        dense = np.empty((n, vocab), dtype=np.float64)
+        for t, row in enumerate(rows):
+            dense[t, list(row)] = [v for v, _ in row.values()]
+        return Scored(target=target, dense=dense)
+    k = int(top_k)
+    top_ids = np.zeros((n, k), dtype=np.int64)
+    top_values = np.full((n, k), -math.inf, dtype=np.float64)
+    for t, row in enumerate(rows):
+        ranked = sorted(row.items(), key=lambda kv: (kv[1][1] if kv[1][1] > 0 else math.inf, -kv[1][0]))
+        best = [kv for kv in ranked if kv[1][1] <= k] if all(kv[1][1] > 0 for kv in ranked) else ranked
+        best = sorted(best, key=lambda kv: -kv[1][0])[:k]
+        if len(best) < k:
+            raise ShapeError(f"position {t + 1} lists {len(best)} alternatives, fewer than top_k = {k}")
+        top_ids[t] = [i for i, _ in best]
+        top_values[t] = [v for _, (v, _) in best]
+    return Scored(target=target, top_ids=top_ids, top_values=top_values)
+
+
+def _token_id(key: str) -> int:
+    if not key.startswith("token_id:"):
+        raise ShapeError(f"top log-probs are keyed by text ({key!r}), not `token_id:N`: the server ignores "
+                         "`return_tokens_as_token_ids`; decoded text cannot be aligned to token ids, use "
+                         "`api: vllm` or `api: sglang`")
+    return int(key.split(":", 1)[1])
+
+
+def _echo(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
+    lp = _choice(body).get("logprobs")
+    if not isinstance(lp, dict) or "top_logprobs" not in lp or "tokens" not in lp:
+        raise ShapeError("`choices[0].logprobs` with `tokens` and `top_logprobs` is missing: the server does not "
+                         "score echoed prompts; use `api: vllm` (prompt_logprobs) or `api: sglang`")
+    tokens, tops, token_lps = lp["tokens"], lp["top_logprobs"], lp.get("token_logprobs") or []
+    if len(tokens) < len(ids) or [_token_id(x) for x in tokens[: len(ids)]] != list(ids):
+        raise ShapeError("the echoed tokens differ from the prompt's token ids (token mismatch)")
+    rows = []
+    for t in range(1, len(ids)):
+        top = tops[t] or {}
+        row = {_token_id(key): (float(value), 0) for key, value in top.items()}
+        if ids[t] not in row and t < len(token_lps) and token_lps[t] is not None:
+            row[ids[t]] = (float(token_lps[t]), 0)
+        rows.append(row)
+    return _assemble(rows, ids, top_k)
+
+
+def _sglang(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
+    meta = body.get("meta_info")
+    if not isinstance(meta, dict) or "input_token_logprobs" not in meta:
+        raise ShapeError("`meta_info.input_token_logprobs` is missing: send `return_logprob: true` and "
+                         "`logprob_start_len: 0` to SGLang's native /generate")
+    tokens = meta["input_token_logprobs"]
+    tops = meta.get("input_top_logprobs") or [None] * len(tokens)
+    if len(tokens) != len(ids) or [int(x[1]) for x in tokens] != list(ids):
+        raise ShapeError(f"`input_token_logprobs` lists {len(tokens)} tokens that differ from the prompt's "
+                         f"{len(ids)} token ids (token mismatch)")
+    rows = []
+    for t in range(1, len(ids)):
+        row = {int(i): (float(v), 0) for v, i, *_ in (tops[t] or [])}
+        row.setdefault(ids[t], (float(tokens[t][0]), 0))
+        rows.append(row)
+    return _assemble(rows, ids, top_k)
+
+
+def _tgi(body: dict[str, Any], ids: list[int]) -> Scored:
+    details = body.get("details")
+    prefill = details.get("prefill") if isinstance(details, dict) else None
+    if not isinstance(prefill, list) or not prefill:
+        raise ShapeError("`details.prefill` is missing: send `decoder_input_details: true` (not with streaming)")
+    got = [int(p["id"]) for p in prefill]
+    if got != list(ids):
+        raise ShapeError(f"`details.prefill` lists {len(got)} tokens that differ from the prompt's {len(ids)} "
+                         "token ids (token mismatch)")
+    return Scored(target=np.array([float(p["logprob"]) for p in prefill[1:]], dtype=np.float64))

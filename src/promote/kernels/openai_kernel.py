@@ -1,0 +1,157 @@
+"""`kind: openai`: a kernel behind an HTTP serving API (vLLM, an OpenAI-compatible server, SGLang, TGI).
+
+Each eval sample's token ids are sent as a token-id prompt; the teacher-forced prompt log-probs that
+come back (openai_api.py) become the same ``Outputs`` a local kernel gives, so every stage-1/2 metric
+works through HTTP:
+
+* ``top_k: all`` (vLLM ``--max-logprobs -1``): every token id at every position → full ``logits``
+  rows; with ``--logprobs-mode raw_logits`` they are the engine's logits, otherwise its log-probs
+  (the same distribution). Every metric is exact.
+* ``top_k: K``: top-K ids and log-probs plus the actual token's log-prob → the records' top-k path:
+  log-ratio metrics are exact, KL/TV/drift are certified bounds (docs/records.md).
+
+Opening the kernel sends one probe request, so a server that is down, lacks prompt log-probs or caps
+``top_k`` below what the contract asks fails before the eval set runs, with the fix in the message.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from promote.data import Batch
+from promote.errors import EvaluationError, UsageError
+from promote.kernels import openai_api as apis
+from promote.kernels.base import Kernel, Outputs
+from promote.kernels.http_client import Client, HttpFailure
+from promote.redact import register_secret
+
+
+class OpenAIKernel(Kernel):
+    kind = "openai"
+    counts_in_fingerprint = True  # requests/retries/errors: fingerprinted again when the run ends
+
+    def describe(self) -> str:
+        return f"openai, {self.spec.api} {self.spec.model} at {self.spec.url}"
+
+    def _open_impl(self) -> None:
+        spec = self.spec
+        key = None
+        if spec.api_key_env:
+            key = os.environ.get(spec.api_key_env)
+            if not key:
+                raise UsageError(f"{self.label}: `api_key_env: {spec.api_key_env}` names an environment variable "
+                                 "that is not set; export it (the key is sent as a Bearer token, never printed)")
+            register_secret(key)
+        if spec.api == "tgi":
+            raise UsageError(f"{self.label}: TGI's /generate returns prompt log-probs for the actual tokens only (no "
+                             "top-n at prompt positions) and takes text, not token ids, so it cannot be compared "
+                             "teacher-forced; serve the model with vLLM (`api: vllm`) or SGLang (`api: sglang`)")
+        if spec.top_k == apis.ALL and spec.api == "sglang":
+            raise UsageError(f"{self.label}: `top_k: all` needs vLLM (`--max-logprobs -1`); SGLang returns at most "
+                             "`top_logprobs_num` alternatives: give `top_k` a number")
+        self.client = Client(timeout_s=spec.timeout_s, retries=spec.retries, backoff_s=spec.backoff_s, api_key=key)
+        self.endpoint = apis.endpoint(spec.api, spec.url)
+        self.latencies: list[tuple[str, float, int]] = []  # (sample id, seconds, prompt tokens)
+        self._lock = threading.Lock()
+        self.values_are = "unknown"
+        self._probe()
+        if spec.top_k == apis.ALL:
+            self.notes.append(f"{self.label}: the whole vocabulary through HTTP as {self.values_are}: every metric "
+                              "is exact")
+        else:
+            self.notes.append(f"{self.label}: top-{spec.top_k} through HTTP: log_ratio, abs_log_ratio and "
+                              "ratio_outside are exact; KL, TV, logit drift and argmax are certified bounds")
+
+    def _probe(self) -> None:
+        """One short request: is the server up, does it score prompts, does it allow ``top_k``?"""
+        ids = [0, 1, 2, 3]
+        scored = self._score(ids, "probe")
+        if scored.dense is not None:
+            self.vocab = scored.dense.shape[1]
+            total = float(np.log(np.exp(scored.dense[0] - scored.dense[0].max()).sum()) + scored.dense[0].max())
+            self.values_are = "log-probs" if abs(total) < 1e-3 else "raw logits"
+        elif scored.top_values is not None and float(np.max(scored.top_values)) > 1e-4:
+            raise UsageError(f"{self.label}: the server returns raw logits (`--logprobs-mode raw_logits`), which a "
+                             "top-k answer cannot normalise; use `top_k: all` (with `--max-logprobs -1`) or restart "
+                             "the server with `--logprobs-mode raw_logprobs`")
+        else:
+            self.values_are = "log-probs"
+
+    def _fail(self, failure: HttpFailure, what: str) -> Exception:
+        spec, where = self.spec, self.endpoint
+        if failure.status == 400 and ("logprob" in failure.detail.lower()):
+            asked = "the whole vocabulary (`top_k: all`)" if spec.top_k == apis.ALL else f"`top_k: {spec.top_k}`"
+            return UsageError(f"{self.label}: the server refused {asked} at {where} (HTTP 400: {failure.detail}). "
+                              "vLLM caps log-probs at `--max-logprobs` (default 20): restart it with "
+                              "`--max-logprobs -1` for the whole vocabulary, or lower `top_k` to what it allows")
+        if failure.status in (400, 404, 422):
+            return UsageError(f"{self.label}: {where} answered HTTP {failure.status} ({failure.detail}); does "
+                              f"the server speak `api: {spec.api}` and serve model `{spec.model}`?")
+        retries = f" after {self.client.retried} retries" if self.client.retried else ""
+        return EvaluationError(f"{self.label}: {what} at {where} failed{retries}: {failure}"
+                               + (f" ({failure.detail})" if failure.detail else ""))
+
+    def _score(self, ids: list[int], sample_id: str) -> apis.Scored:
+        body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
+        start = time.monotonic()
+        try:
+            answer = self.client.post(self.endpoint, body)
+        except HttpFailure as failure:
+            raise self._fail(failure, f"scoring sample `{sample_id}`") from None
+        seconds = time.monotonic() - start
+        try:
+            scored = apis.parse(self.spec.api, answer, ids, self.spec.top_k)
+        except apis.ShapeError as exc:
+            raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint}: {exc}") \
+                from None
+        if sample_id != "probe":
+            with self._lock:
+                self.latencies.append((sample_id, seconds, len(ids)))
+        return scored
+
+    def _run_impl(self, batch: Batch) -> Outputs:
+        b, t = batch.input_ids.shape
+        prompts = [list(map(int, s.input_ids)) for s in batch.samples]
+        workers = max(1, min(self.spec.concurrency, b))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            scored = list(pool.map(self._score, prompts, [s.id for s in batch.samples]))
+        mask = np.zeros((b, t), dtype=bool)
+        for row, s in enumerate(scored):
+            mask[row, : len(s.target)] = True
+        if scored and scored[0].dense is not None:
+            logits = np.zeros((b, t, self.vocab), dtype=np.float32)
+            for row, s in enumerate(scored):
+                logits[row, : len(s.target)] = s.dense
+            return Outputs(logits=logits, mask=mask, source=self.endpoint)
+        if scored and scored[0].top_ids is None:
+            raise UsageError(f"{self.label}: `api: {self.spec.api}` gives the actual tokens' log-probs only")
+        k = int(self.spec.top_k)
+        ids = np.zeros((b, t, k), dtype=np.int64)
+        values = np.zeros((b, t, k), dtype=np.float32)
+        target = np.zeros((b, t), dtype=np.float32)
+        for row, s in enumerate(scored):
+            n = len(s.target)
+            ids[row, :n], values[row, :n], target[row, :n] = s.top_ids, s.top_values, s.target
+        return Outputs(topk_ids=ids, topk_logprobs=values, target_logprobs=target, mask=mask, source=self.endpoint,
+                       mass_tol=1e-4 * (k + 16))
+
+    def _fingerprint_impl(self) -> dict[str, Any]:
+        exact = self.spec.top_k == apis.ALL
+        version = None
+        if self.spec.api == "vllm":
+            try:
+                version = self.client.get(apis.root_url(self.spec.url) + "/version").get("version")
+            except (HttpFailure, AttributeError):
+                version = None
+        return {"url": self.spec.url, "api": self.spec.api, "model": self.spec.model, "server_version": version,
+                "top_k": self.spec.top_k, "values": self.values_are,
+                "exact_metrics": "all" if exact else "log_ratio, abs_log_ratio, ratio_outside (KL, TV, drift, "
+                                                      "argmax: certified bounds from the top-k)",
+                "requests": self.client.requests, "retries": self.client.retried,
+                "errors": dict(self.client.errors)}
