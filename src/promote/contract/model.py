@@ -14,6 +14,7 @@ from typing import Any
 
 from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.evaluable import crossed_ranges, unevaluable_values
+from promote.contract.fault_specs import CalibrationSpec, parse_calibration
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -125,6 +126,7 @@ class Contract:
     escalation: Escalation = field(default_factory=Escalation)
     #: Consistency warning ids the contract acknowledges (`consistency.ignore`, top level and numerical).
     consistency_ignore: tuple[str, ...] = ()
+    calibration: CalibrationSpec = field(default_factory=CalibrationSpec)  # `promote calibrate` (fault_specs.py)
 
     @property
     def path(self) -> Path:
@@ -341,6 +343,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
                                         f"(looked for {inputs_file}); paths are relative to the contract file"))
     slices = parse_slices(doc, data.get("slices", []), problems)
     statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
+    calibration = parse_calibration(doc, data.get("calibration"), problems)
     if any(p.severity == "error" for p in problems):
         return None, problems
     contract = Contract(
@@ -357,6 +360,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         observability=parse_observability(doc, data["observability"]) if "observability" in data else None,
         escalation=_escalation(data.get("escalation")),
         consistency_ignore=acknowledged(data),
+        calibration=calibration,
     )
     return contract, problems
 
