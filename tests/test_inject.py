@@ -122,3 +122,13 @@ def test_bad_faults_are_exit_2_with_the_line(tmp_path):
     contract, _ = load_contract(path)
     with pytest.raises(UsageError, match="no module `no.such`"):
         build_kernel(contract.candidate, role="candidate").open()
+
+
+def test_an_all_nan_candidate_row_is_scored_as_non_finite_not_a_crash():
+    from promote.metrics.distribution import token_metrics
+
+    ref = np.zeros((3, 8), dtype=np.float32)
+    cand = ref.copy()
+    cand[1] = np.nan  # what an fp16 overflow leaves at every logit of a position
+    values = token_metrics(ref, cand, np.zeros(3, dtype=np.int64))
+    assert values["nonfinite"].tolist() == [0.0, 8.0, 0.0] and np.isnan(values["kl"][1])
