@@ -29,8 +29,22 @@ def test_bitwise_reproducible_reference_reports_zero_floor_and_never_divides(min
     assert result.exit_code == 0
     _, hot = check(mini.contract("hot.yaml", candidate="build_hot", clauses=RATIO, numerical=FLOOR))
     hot_kl = next(c for c in hot["stages"][0]["clauses"] if c["id"] == "kl-floor")
-    assert hot_kl["status"] == "inconclusive"
-    assert "floor is exactly 0" in hot_kl["message"]
+    # issue 13: a zero floor no longer makes every drift inconclusive; drift above the outputs' float32
+    # resolution is the candidate's own and fails (it was `inconclusive` before, even at mean KL 1.16)
+    assert hot_kl["status"] == "fail"
+    assert "floor is exactly 0" in hot_kl["message"] and "float32 resolution" in hot_kl["message"]
+    assert 0 < hot_kl["evidence"]["float_resolution"] < hot_kl["observed"]
+
+
+def test_float_resolution_follows_the_bound_chain():
+    from promote.bounds import FLOAT32_EPS, float_resolution, kl_bound, tv_bound
+
+    z = 30.0
+    assert float_resolution("logit_drift", z) == FLOAT32_EPS * 30
+    assert float_resolution("logit_osc", z) == 2 * FLOAT32_EPS * 30
+    assert float_resolution("tv", z) == tv_bound(2 * FLOAT32_EPS * 30)
+    assert float_resolution("kl", z) == kl_bound(2 * FLOAT32_EPS * 30) < 1e-11  # below fp32 batch noise
+    assert float_resolution("nonfinite", z) == 0
 
 
 def test_batch_variant_reference_has_a_floor_and_ratios_are_judged(mini):

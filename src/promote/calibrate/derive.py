@@ -81,7 +81,7 @@ def _round_up(x: float) -> float:
     if x == 0 or not math.isfinite(x):
         return x
     e = math.floor(math.log10(abs(x))) - 1
-    return math.ceil(x / 10**e) * 10**e if x > 0 else math.floor(x / 10**e) * 10**e
+    return float(f"{math.ceil(round(x / 10**e, 9))}e{e}")  # toward +inf; printed without binary noise
 
 
 def _round_down(x: float) -> float:
