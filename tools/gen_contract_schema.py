@@ -372,9 +372,21 @@ noise_floor = obj(
                     "items": {"enum": ["rerun", "batch_size", "odd_batch"], "description": "A perturbation."},
                     "description": "Perturbations: `rerun` (same batches again: nondeterminism), `batch_size` "
                                    "(every sample alone, batch 1 vs N), `odd_batch` (batches of "
-                                   "`odd_batch_size`). Default all three."},
+                                   "`odd_batch_size`). Each costs one extra pass of each floored kernel. Default "
+                                   "[rerun, odd_batch]: the per-sample batch-1 run only when asked."},
         "odd_batch_size": integer("Batch size of the `odd_batch` perturbation. Default 3.", minimum=1,
                                   maximum=BATCH_MAX),
+        "kernels": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"enum": ["reference", "candidate"], "description": "A kernel."},
+                    "description": "Whose own noise is measured: each kernel against itself under the "
+                                   "perturbations. The floor of a statistic is the largest over kernels and "
+                                   "perturbations, so a bf16 candidate's own batch noise counts as legitimate. "
+                                   "Default [reference]."},
+        "cache": string("Directory where measured floors are kept and reused by later runs of the same kernels "
+                        "on the same eval set (key: each floored kernel's spec, referenced files' size and "
+                        "mtime, fingerprint, the eval set's ids and tokens, the perturbations); relative to the "
+                        "contract file. Default: $PROMOTE_FLOOR_CACHE, else no cache (floors are still reused "
+                        "within one process, e.g. across `promote calibrate` rows)."),
     },
 )
 

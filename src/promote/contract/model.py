@@ -74,8 +74,10 @@ class NumericalClause:
 
 @dataclass(frozen=True)
 class NoiseFloorSpec:
-    perturb: tuple[str, ...] = ("rerun", "batch_size", "odd_batch")
+    perturb: tuple[str, ...] = ("rerun", "odd_batch")  # each costs one extra pass; batch 1 only when asked
     odd_batch_size: int = 3
+    kernels: tuple[str, ...] = ("reference",)  # whose own noise: the reference, and/or the candidate
+    cache: Path | None = None  # directory of cached floors (keyed by kernels and eval set), or None
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,11 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     floor = raw.get("noise_floor")
     noise_floor = None
     if floor is not None:
+        cache = floor.get("cache") or os.environ.get("PROMOTE_FLOOR_CACHE") or None
         noise_floor = NoiseFloorSpec(perturb=tuple(floor.get("perturb", NoiseFloorSpec.perturb)),
-                                     odd_batch_size=floor.get("odd_batch_size", 3))
+                                     odd_batch_size=floor.get("odd_batch_size", 3),
+                                     kernels=tuple(floor.get("kernels", NoiseFloorSpec.kernels)),
+                                     cache=resolve_path(doc, cache).resolve() if cache else None)
     localize = raw.get("localize", False)
     if localize is True:
         localize = {}

@@ -206,8 +206,16 @@ def run_numerics(
     """
     start = time.perf_counter()
     acc, floor = prepare(spec)
+    key = None
+    if floor:  # a floor measured before for these kernels and this eval set is reused (floor_cache.py)
+        from promote.stages import floor_cache
+
+        key = floor_cache.floor_key(floor, {"reference": reference, "candidate": candidate}, evalset)
+        floor_cache.load(floor, key)
     kernel_pass(evalset, reference, candidate, [acc, *consumers], tie_margin=spec.tie_margin,
-                floors=floor.floors() if floor else (), progress=progress)
+                floors=floor.floors() if floor and not floor.cached else (), progress=progress)
+    if floor and key and not floor.cached:
+        floor_cache.store(floor, key)
     result = stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
     if spec.localize:
         found = localize(evalset, reference, candidate, factor=spec.localize.factor,
