@@ -85,10 +85,6 @@ class FaultSpec:
             return f"perturb {self.layer} (scale {self.scale:g}, σ {self.sigma:g}×RMS)"
         return f
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"fault": self.fault, "describe": self.describe()}
-        return out
-
 
 def _where(raw: dict[str, Any] | None) -> Where:
     raw = raw or {}
