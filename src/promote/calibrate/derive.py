@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def _with_bounds(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, An
 
 
 def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet, kernels: dict[str, Any]) -> dict[str, Any]:
-    path = contract.path.with_name(f".{contract.path.stem}.derived-check.yaml")
+    path = contract.path.with_name(f".{contract.path.stem}.derived-check-{os.getpid()}.yaml")  # relative paths hold
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     try:
         derived, _ = load_contract(path)
