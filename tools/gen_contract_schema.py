@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from promote.contract.fault_specs import BUILTIN_FAULTS, FAULTS  # noqa: E402 - the fault injectors
 from promote.sections import BY_SECTION, STAGE_NAMES  # noqa: E402 - the stage registry
 from promote.sections import STAGES as STAGE_DECLS  # noqa: E402
 
@@ -153,6 +154,62 @@ def clause_common() -> dict:
     }
 
 
+fault = obj(
+    "One planted fault (docs/calibration.md): deterministic given `seed`, batch invariant, each documented with "
+    "the size of drift it produces.",
+    {
+        "fault": described_enum(FAULTS, "Which fault."),
+        "dtype": {"enum": ["bf16", "fp16"], "description": "`cast`: the dtype rounded to. Default `bf16`."},
+        "scope": {"enum": ["logits", "model"], "description": "`cast`: round the output logits only, or cast "
+                  "the whole model (torch kernels). Default `logits`."},
+        "t": number("`temperature`: the divisor of the logits (0.9 sharpens, 1.1 flattens).", exclusiveMinimum=0),
+        "sigma": number("`noise`: standard deviation of the Gaussian added to each selected logit (nats). "
+                        "`layer`: noise standard deviation relative to the module output's RMS.", minimum=0),
+        "scale": number("`layer`: factor the module's output is multiplied by. Default 1."),
+        "layer": string("`overflow`: the module (a `named_modules()` name, e.g. `blocks.1.mlp`) whose output "
+                        "overflows."),
+        "module": string("`layer`: the module (a `named_modules()` name) whose output is perturbed."),
+        "longer_than": integer("`overflow`: positions ≥ this overflow, so only inputs longer than it are hit.",
+                               minimum=0, maximum=COUNT_MAX),
+        "where": obj("`noise`: which positions are hit; every condition given must hold (default: all).", {
+            "tags": {"type": "object", "additionalProperties": {"type": "string"},
+                     "description": "Sample tags that must equal these values, e.g. `{script: cyrillic}`."},
+            "token_ids": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": COUNT_MAX},
+                          "minItems": 2, "maxItems": 2,
+                          "description": "[lo, hi): the input token at the position lies in this id range."},
+            "positions_from": integer("Positions t ≥ this.", minimum=0, maximum=COUNT_MAX),
+        }),
+        "seed": integer("Seed of the random draws (per sample: seed and crc32 of the sample id). Default 0.",
+                        minimum=0, maximum=2**32 - 1),
+    },
+    ["fault"],
+)
+inject = {
+    "description": "Faults planted into this kernel (one mapping or a list, applied in order), for `promote "
+                   "calibrate` and fault drills: output faults (`cast` logits, `temperature`, `noise`) on any kind, "
+                   "model faults (`cast` model, `tf32`, `int8-dynamic`, `overflow`, `layer`) on `kind: torch`.",
+    "oneOf": [fault, {"type": "array", "items": fault, "minItems": 1}],
+}
+
+calibration = obj(
+    "How `promote calibrate` exercises this contract (docs/calibration.md): which faults it must catch, extra "
+    "named faults, and the calibration split `--derive` uses.",
+    {
+        "faults": {"type": "object", "additionalProperties": fault,
+                   "description": "Named faults beyond the built-in ones ("
+                                  + ", ".join(f"`{k}`" for k in BUILTIN_FAULTS) + "), e.g. a slice-only fault."},
+        "covers": {"type": "array", "uniqueItems": True, "items": {"type": "string"},
+                   "description": "Faults (built-in or named under `faults`) this contract claims to catch: "
+                                  "`calibrate` exits 1 when one of them is missed."},
+        "split": number("`--derive`: fraction of the eval set (by sample, seeded) used to derive bounds; the rest "
+                        "checks them out of sample. Default 0.5.", exclusiveMinimum=0, exclusiveMaximum=1),
+        "seed": integer("`--derive`: seed of the split. Default 0.", minimum=0, maximum=2**32 - 1),
+        "margin": number("`--derive`: relative margin added on top of each derived bound. Default 0.2.",
+                         minimum=0, maximum=10),
+    },
+)
+
+
 torch_kernel = obj(
     "A PyTorch module run in-process by promote.",
     {
@@ -177,6 +234,7 @@ torch_kernel = obj(
                                    "`off` (or `false`): eager. Default `off`."},
         "compile_mode": {"enum": COMPILE_MODES, "description": "torch.compile `mode` (with `compile: inductor`). "
                          "Default: torch's `default`."},
+        "inject": inject,
     },
     ["kind", "model"],
 )
@@ -199,6 +257,7 @@ onnx_kernel = obj(
         "input_name": string("Graph input that receives input_ids, when the graph has several inputs."),
         "output_name": string("Graph output holding the logits, when the graph has several outputs "
                               "(default: the only output, or the one named `logits`)."),
+        "inject": inject,
     },
     ["kind", "path"],
 )
@@ -213,6 +272,7 @@ records_kernel = obj(
                        "sample ids."),
         "batch_size": integer("Samples read per step (memory is batch·T·V floats). Default 16.", minimum=1,
                           maximum=BATCH_MAX),
+        "inject": inject,
     },
     ["kind", "path"],
 )
@@ -365,9 +425,21 @@ noise_floor = obj(
                     "items": {"enum": ["rerun", "batch_size", "odd_batch"], "description": "A perturbation."},
                     "description": "Perturbations: `rerun` (same batches again: nondeterminism), `batch_size` "
                                    "(every sample alone, batch 1 vs N), `odd_batch` (batches of "
-                                   "`odd_batch_size`). Default all three."},
+                                   "`odd_batch_size`). Each costs one extra pass of each floored kernel. Default "
+                                   "[rerun, odd_batch]: the per-sample batch-1 run only when asked."},
         "odd_batch_size": integer("Batch size of the `odd_batch` perturbation. Default 3.", minimum=1,
                                   maximum=BATCH_MAX),
+        "kernels": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"enum": ["reference", "candidate"], "description": "A kernel."},
+                    "description": "Whose own noise is measured: each kernel against itself under the "
+                                   "perturbations. The floor of a statistic is the largest over kernels and "
+                                   "perturbations, so a bf16 candidate's own batch noise counts as legitimate. "
+                                   "Default [reference]."},
+        "cache": string("Directory where measured floors are kept and reused by later runs of the same kernels "
+                        "on the same eval set (key: each floored kernel's spec, referenced files' size and "
+                        "mtime, fingerprint, the eval set's ids and tokens, the perturbations); relative to the "
+                        "contract file. Default: $PROMOTE_FLOOR_CACHE, else no cache (floors are still reused "
+                        "within one process, e.g. across `promote calibrate` rows)."),
     },
 )
 
@@ -732,6 +804,7 @@ schema = obj(
         "consistency": consistency("Top level: applies to the whole contract (the same as "
                                    "`numerical.consistency`)."),
         "escalation": escalation,
+        "calibration": calibration,
     },
     ["version", "name", "reference", "candidate", "data"],
 )

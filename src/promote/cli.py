@@ -494,6 +494,15 @@ def init(path: Path, force: bool) -> None:
     click.echo(f"wrote {path}; edit the kernels and data paths, then run: promote validate {path}")
 
 
+def _add_calibrate() -> None:
+    from promote.calibrate.command import calibrate_command  # click only at import; the work is lazy
+
+    cli.add_command(calibrate_command)
+
+
+_add_calibrate()
+
+
 def main() -> None:
     """Console-script entry: click handles PromoteError (with its exit code); anything else is a bug,
     reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate.

@@ -6,11 +6,16 @@ to exist, so a typo in a path is a located `validate` error, not a crash at run 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from promote.contract.fault_specs import FaultSpec, fault_from_dict, parse_inject
 from promote.contract.load import LoadedDocument, Problem
+
+
+def _injected(faults: tuple[FaultSpec, ...]) -> dict[str, Any]:
+    return {"inject": [f.describe() for f in faults]} if faults else {}
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,13 @@ class TorchKernelSpec:
     threads: int | None = None
     compile: str = "off"
     compile_mode: str | None = None
+    inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
 
     def summary(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model, "weights": self.weights_display,
                 "precision": self.precision, "device": self.device, "batch_size": self.batch_size,
-                "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})"}
+                "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})",
+                **_injected(self.inject)}
 
 
 @dataclass(frozen=True)
@@ -50,11 +57,12 @@ class OnnxKernelSpec:
     batch_size: int = 16
     input_name: str | None = None
     output_name: str | None = None
+    inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
 
     def summary(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path_display, "providers": list(self.providers),
                 "graph_optimization": self.graph_optimization, "threads": self.threads,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, **_injected(self.inject)}
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,10 @@ class RecordsKernelSpec:
     path: Path
     path_display: str
     batch_size: int = 16
+    inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path_display, "batch_size": self.batch_size}
+        return {"kind": self.kind, "path": self.path_display, "batch_size": self.batch_size, **_injected(self.inject)}
 
 
 @dataclass(frozen=True)
@@ -85,10 +94,11 @@ class OpenAIKernelSpec:
     concurrency: int = 4
     api_key_env: str | None = None
     batch_size: int = 16
+    inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
 
     def summary(self) -> dict[str, Any]:
         return {"kind": self.kind, "url": self.url, "model": self.model, "api": self.api, "top_k": self.top_k,
-                "concurrency": self.concurrency, "batch_size": self.batch_size}
+                "concurrency": self.concurrency, "batch_size": self.batch_size, **_injected(self.inject)}
 
 
 KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec | OpenAIKernelSpec
@@ -110,16 +120,26 @@ def display_path(doc: LoadedDocument, value: str) -> str:
 
 def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
     """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
+    spec: KernelSpec
     if raw["kind"] in ("onnx", "records"):
-        return _file_kernel(doc, role, raw, problems)
-    if raw["kind"] == "openai":
-        return OpenAIKernelSpec(
+        spec = _file_kernel(doc, role, raw, problems)
+    elif raw["kind"] == "openai":
+        spec = OpenAIKernelSpec(
             kind="openai", url=raw["url"], model=raw["model"], api=raw.get("api", "vllm"),
             top_k=raw.get("top_k", "all"), timeout_s=float(raw.get("timeout_s", 60.0)),
             retries=raw.get("retries", 3), backoff_s=float(raw.get("backoff_s", 0.5)),
             concurrency=raw.get("concurrency", 4), api_key_env=raw.get("api_key_env"),
             batch_size=raw.get("batch_size", 16))
-    return _torch_kernel(doc, role, raw, problems)
+    else:
+        spec = _torch_kernel(doc, role, raw, problems)
+    if "inject" not in raw:
+        return spec
+    items, messages = parse_inject(raw["inject"])
+    for message in messages:
+        problems.append(doc.problem((role, "inject"), f"{message} (docs/calibration.md lists the faults)"))
+    if messages:
+        return spec
+    return replace(spec, inject=tuple(fault_from_dict(item) for item in items))
 
 
 def _file_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any],

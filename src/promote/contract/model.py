@@ -14,6 +14,7 @@ from typing import Any
 
 from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.evaluable import crossed_ranges, unevaluable_values
+from promote.contract.fault_specs import CalibrationSpec, parse_calibration
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -75,8 +76,10 @@ class NumericalClause:
 
 @dataclass(frozen=True)
 class NoiseFloorSpec:
-    perturb: tuple[str, ...] = ("rerun", "batch_size", "odd_batch")
+    perturb: tuple[str, ...] = ("rerun", "odd_batch")  # each costs one extra pass; batch 1 only when asked
     odd_batch_size: int = 3
+    kernels: tuple[str, ...] = ("reference",)  # whose own noise: the reference, and/or the candidate
+    cache: Path | None = None  # directory of cached floors (keyed by kernels and eval set), or None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class Contract:
     escalation: Escalation = field(default_factory=Escalation)
     #: Consistency warning ids the contract acknowledges (`consistency.ignore`, top level and numerical).
     consistency_ignore: tuple[str, ...] = ()
+    calibration: CalibrationSpec = field(default_factory=CalibrationSpec)  # `promote calibrate` (fault_specs.py)
 
     @property
     def path(self) -> Path:
@@ -201,8 +205,11 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     floor = raw.get("noise_floor")
     noise_floor = None
     if floor is not None:
+        cache = floor.get("cache") or os.environ.get("PROMOTE_FLOOR_CACHE") or None
         noise_floor = NoiseFloorSpec(perturb=tuple(floor.get("perturb", NoiseFloorSpec.perturb)),
-                                     odd_batch_size=floor.get("odd_batch_size", 3))
+                                     odd_batch_size=floor.get("odd_batch_size", 3),
+                                     kernels=tuple(floor.get("kernels", NoiseFloorSpec.kernels)),
+                                     cache=resolve_path(doc, cache).resolve() if cache else None)
     localize = raw.get("localize", False)
     if localize is True:
         localize = {}
@@ -348,6 +355,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     slices = parse_slices(doc, data.get("slices", []), problems)
     statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
     runtime = parse_runtime(doc, data["runtime"], problems) if "runtime" in data else None
+    calibration = parse_calibration(doc, data.get("calibration"), problems)
     if any(p.severity == "error" for p in problems):
         return None, problems
     contract = Contract(
@@ -364,6 +372,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         observability=parse_observability(doc, data["observability"]) if "observability" in data else None,
         escalation=_escalation(data.get("escalation")),
         consistency_ignore=acknowledged(data),
+        calibration=calibration,
     )
     return contract, problems
 

@@ -23,11 +23,12 @@ class NumericsAccumulator(Mergeable):
     """Per-metric summaries plus the counters that decide vacuity."""
 
     KIND: ClassVar[str] = "numerics"
-    VERSION: ClassVar[int] = 2  # 2: the drift profile (engine/profile.py); `sampled` loads as False when absent
+    VERSION: ClassVar[int] = 3  # 2: the drift profile (engine/profile.py); 3: ref_abs_max (float resolution)
     STATE: ClassVar[tuple[Field, ...]] = (
         Field("summaries", dict, "custom"), Field("unavailable", set, "union"), Field("positions", int, "sum"),
         Field("samples", int, "sum"), Field("degenerate_positions", int, "sum"), Field("tie_flips", int, "sum"),
         Field("bounded", set, "custom"), Field("sampled", bool, "max"), Field("profile", DriftProfile, "custom"),
+        Field("ref_abs_max", float, "max"),
     )
 
     def __init__(self, metrics: tuple[str, ...] = METRIC_NAMES, *, parameterized: tuple[str, ...] = ()) -> None:
@@ -103,6 +104,10 @@ class NumericsAccumulator(Mergeable):
             self.degenerate_positions += int((is_degenerate(scored.ref_logits)
                                               & is_degenerate(scored.cand_logits)).sum())
         self.tie_flips += int(scored.values["tie_flip"].sum())
+        if scored.ref_logits is not None and scored.ref_logits.size:  # the outputs' scale: float resolution
+            finite = np.abs(scored.ref_logits[np.isfinite(scored.ref_logits)])
+            if finite.size:
+                self.ref_abs_max = max(self.ref_abs_max, float(finite.max()))
 
     @staticmethod
     def _values(name: str, scored: ScoredBatch) -> np.ndarray | None:

@@ -46,6 +46,7 @@ class Floor:
     kind: str  # rerun | batch_size | odd_batch
     consumer: Consumer
     odd_batch_size: int = 3
+    kernel: str = "reference"  # whose own noise: "reference" or "candidate"
 
 
 def perturbed_logits(kernel: Kernel, batch: Batch, kind: str, *, odd_batch_size: int) -> np.ndarray:
@@ -65,14 +66,15 @@ def perturbed_logits(kernel: Kernel, batch: Batch, kind: str, *, odd_batch_size:
     return out
 
 
-def _feed_floors(floors: Sequence[Floor], reference: Kernel, batch: Batch, base: Outputs, *,
+def _feed_floors(floors: Sequence[Floor], kernels: dict[str, Kernel], batch: Batch, bases: dict[str, Outputs], *,
                  tie_margin: float) -> None:
-    mask = batch.scored_mask() if base.mask is None else batch.scored_mask() & base.mask
-    rows, cols = np.nonzero(mask)
-    targets = batch.input_ids[rows, cols + 1]
-    ref = base.logits[rows, cols]
     for floor in floors:
-        other = perturbed_logits(reference, batch, floor.kind, odd_batch_size=floor.odd_batch_size)[rows, cols]
+        kernel, base = kernels[floor.kernel], bases[floor.kernel]
+        mask = batch.scored_mask() if base.mask is None else batch.scored_mask() & base.mask
+        rows, cols = np.nonzero(mask)
+        targets = batch.input_ids[rows, cols + 1]
+        ref = base.logits[rows, cols]
+        other = perturbed_logits(kernel, batch, floor.kind, odd_batch_size=floor.odd_batch_size)[rows, cols]
         values = token_metrics(ref, other, targets, tie_margin=tie_margin)
         floor.consumer.update(ScoredBatch(batch, rows, cols, targets, ref, other, values))
 
@@ -94,11 +96,13 @@ def kernel_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel, consumer
     done = 0
     for batch in batches(chosen, batch_size):
         ref_out = reference.run(batch)
-        scored = score_outputs(batch, ref_out, candidate.run(batch), tie_margin=tie_margin, labels=labels)
+        cand_out = candidate.run(batch)
+        scored = score_outputs(batch, ref_out, cand_out, tie_margin=tie_margin, labels=labels)
         for consumer in consumers:
             consumer.update(scored)
         if floors:
-            _feed_floors(floors, reference, batch, ref_out, tie_margin=tie_margin)
+            _feed_floors(floors, {"reference": reference, "candidate": candidate}, batch,
+                         {"reference": ref_out, "candidate": cand_out}, tie_margin=tie_margin)
         done += len(batch.samples)
         if progress:
             progress(done, len(chosen))
@@ -106,12 +110,17 @@ def kernel_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel, consumer
 
 
 def floor_pass(evalset: EvalSet, reference: Kernel, floors: Sequence[Floor], *, tie_margin: float,
-               batch_size: int | None = None, samples: Sequence[Sample] | None = None) -> float:
-    """The noise floor's own pass: the reference's batch-N outputs against each perturbation."""
+               batch_size: int | None = None, samples: Sequence[Sample] | None = None,
+               candidate: Kernel | None = None) -> float:
+    """The noise floor's own pass: each floored kernel's batch-N outputs against each perturbation."""
     start = time.perf_counter()
-    reference.bind(evalset)
+    kernels = {"reference": reference, **({"candidate": candidate} if candidate is not None else {})}
+    for kernel in kernels.values():
+        kernel.bind(evalset)
     for batch in batches(_samples(evalset, samples), batch_size or reference.spec.batch_size):
-        _feed_floors(floors, reference, batch, reference.run(batch), tie_margin=tie_margin)
+        wanted = {f.kernel for f in floors}
+        bases = {role: kernels[role].run(batch) for role in wanted}
+        _feed_floors(floors, kernels, batch, bases, tie_margin=tie_margin)
     return time.perf_counter() - start
 
 

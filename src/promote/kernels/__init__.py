@@ -62,4 +62,10 @@ def build_kernel(spec: Any, *, role: str) -> Kernel:
     factory = KERNEL_KINDS.get(spec.kind)
     if factory is None:
         raise ValueError(f"unknown kernel kind {spec.kind!r}; registered: {', '.join(sorted(KERNEL_KINDS))}")
-    return factory(spec, role)
+    kernel = factory(spec, role)
+    faults = getattr(spec, "inject", ())
+    if faults:  # `inject:` wraps any kind (kernels/inject.py)
+        from promote.kernels.inject import InjectedKernel
+
+        return InjectedKernel(kernel, tuple(faults))
+    return kernel

@@ -155,11 +155,13 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
                 d = ac - ar
                 d_hi = max(d_hi, d if finite else -np.inf)
                 d_lo = min(d_lo, d if finite else np.inf)
+        # Bounded searches: a row of NaN never equals its "maximum", and an unbounded scan read past
+        # the row (a segfault on an all-NaN candidate row, e.g. an fp16 overflow).
         am_r = 0
-        while np.float64(a[am_r]) != m_r:
+        while am_r < vocab - 1 and np.float64(a[am_r]) != m_r:
             am_r += 1
         am_c = 0
-        while np.float64(b[am_c]) != m_c:
+        while am_c < vocab - 1 and np.float64(b[am_c]) != m_c:
             am_c += 1
         agree = am_r == am_c
         flip_at_tie = 0.0

@@ -97,6 +97,52 @@ def bootstrap_p_value(replicates: np.ndarray, bound: float, *, null_side: str) -
     return (hits + 1) / (r.size + 1)
 
 
+def tail_p_value(replicates: np.ndarray, estimate: float, bound: float, *, null_side: str) -> float:
+    """One-sided p-value for H0 "the statistic is on ``null_side`` of ``bound``", not floored by R.
+
+    Where the bound falls inside the bootstrap distribution this is ``bootstrap_p_value``
+    ((hits + 1)/(R + 1)). When the observed value lies beyond **every** replicate (no hit), the count
+    says only p < 1/(R + 1); the tail is then read from a normal fitted to the replicates (centre: the
+    estimate, scale: their standard deviation) and p = min(1/(R + 1), normal tail). The result is
+    monotone in ``bound``, so ``tail_endpoint`` inverts it exactly (docs/statistics.md §5): a CI forty
+    standard errors beyond the bound gets p ≈ 0, and a Holm correction over hundreds of slices can
+    still declare it failing.
+    """
+    r = np.asarray(replicates, dtype=np.float64)
+    hits = int((r >= bound).sum()) if null_side == "above" else int((r <= bound).sum())
+    floor = 1.0 / (r.size + 1)
+    if hits:
+        return (hits + 1) / (r.size + 1)
+    sd = float(np.std(r))
+    if not sd > 0 or not math.isfinite(sd):
+        return 0.0 if bound != estimate else floor
+    z = (bound - estimate) / sd
+    tail = float(stats.norm.cdf(z) if null_side == "below" else stats.norm.sf(z))
+    return min(floor, tail)
+
+
+def tail_endpoint(replicates: np.ndarray, estimate: float, level: float, *, side: str) -> float:
+    """The interval end dual to ``tail_p_value`` at one-sided level ``level``.
+
+    ``side="lo"``: the largest bound with p("statistic ≤ bound") ≤ level — a bound below it is
+    rejected; ``"hi"`` mirrors it. Hence "the interval lies beyond the bound" ⇔ "p ≤ level", the
+    property that keeps multiplicity-adjusted intervals and adjusted p-values from disagreeing.
+    """
+    r = np.sort(np.asarray(replicates, dtype=np.float64))
+    n = r.size
+    k = math.floor(level * (n + 1) - 1 + 1e-9)  # replicates that may lie on the null side
+    if k >= 1:
+        return float(r[min(k, n - 1)] if side == "lo" else r[max(n - 1 - k, 0)])
+    edge = float(r[0] if side == "lo" else r[-1])
+    if level >= 1.0 / (n + 1):
+        return edge
+    sd = float(np.std(r))
+    if not sd > 0 or not math.isfinite(sd):
+        return estimate
+    z = float(stats.norm.isf(level))
+    return min(edge, estimate - z * sd) if side == "lo" else max(edge, estimate + z * sd)
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Exact (conditional binomial) two-sided McNemar p-value from the two discordant counts."""
     m = b + c

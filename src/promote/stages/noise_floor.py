@@ -24,16 +24,24 @@ from promote.vocabulary import DIVERGENCE_METRICS
 FLOOR_METRICS = DIVERGENCE_METRICS  # only these have a floor a ratio can be taken against
 
 
+def floor_name(kernel: str, kind: str) -> str:
+    """The reference's floors keep the perturbation's name; the candidate's are `candidate:KIND`."""
+    return kind if kernel == "reference" else f"{kernel}:{kind}"
+
+
 class NoiseFloor:
-    """Per perturbation, a NumericsAccumulator of the reference against itself (fed by the engine)."""
+    """Per floored kernel and perturbation, a NumericsAccumulator of that kernel against itself."""
 
     def __init__(self, spec: NoiseFloorSpec) -> None:
         self.spec = spec
-        self.accumulators = {kind: NumericsAccumulator(FLOOR_METRICS) for kind in spec.perturb}
+        self.accumulators = {floor_name(k, kind): NumericsAccumulator(FLOOR_METRICS)
+                             for k in spec.kernels for kind in spec.perturb}
+        self.cached = False  # True when the summaries came from the floor cache (no extra pass ran)
 
     def floors(self) -> list[Floor]:
-        """The comparisons the engine runs: one per perturbation, each feeding its accumulator."""
-        return [Floor(kind, acc, odd_batch_size=self.spec.odd_batch_size) for kind, acc in self.accumulators.items()]
+        """The comparisons the engine runs: one per kernel and perturbation, each feeding its accumulator."""
+        return [Floor(kind, self.accumulators[floor_name(k, kind)], odd_batch_size=self.spec.odd_batch_size, kernel=k)
+                for k in self.spec.kernels for kind in self.spec.perturb]
 
     def merge(self, other: NoiseFloor) -> NoiseFloor:
         """Fold another shard's floor summaries into this one (per perturbation); returns self."""
@@ -54,6 +62,8 @@ class NoiseFloor:
         }
         return {
             "perturbations": list(self.accumulators),
+            "kernels": list(self.spec.kernels),
+            "cached": self.cached,
             "per_perturbation": per_kind,
             "floor": {m: {s: _json_number(self.floor(m, s)) for s in STAT_NAMES} for m in FLOOR_METRICS},
         }

@@ -45,6 +45,7 @@ class Item:
     p_fail_adjusted: float | None = None
     p_difference: float | None = None
     p_difference_adjusted: float | None = None
+    adjusted: stats.Interval | None = None  # the interval at the multiplicity-adjusted level (slices.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,9 +61,11 @@ def bounds_of(clause: StatisticalClause) -> tuple[float | None, float | None]:
     return clause.max, clause.min
 
 
-def _seed(spec: StatisticalSpec, clause: StatisticalClause, label: str | None) -> int:
-    """Per-item seed: stable across runs and independent of which other slices exist."""
-    return (spec.seed * 1_000_003 + zlib.crc32(f"{clause.id}|{label}".encode())) % (2**32)
+def slice_seed(spec: StatisticalSpec, label: str | None) -> int:
+    """One seed per slice, shared by every clause and metric on it: the same sequences are resampled
+    for all of them, so a slice's intervals agree across clauses. Stable across runs and independent
+    of which other slices exist."""
+    return (spec.seed * 1_000_003 + zlib.crc32(f"slice|{label or '(all)'}".encode())) % (2**32)
 
 
 def _per_sequence(seq: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,7 +82,7 @@ def _ratio_statistic(num: np.ndarray, den: np.ndarray):  # noqa: ANN202
     return statistic
 
 
-def _quantile_statistic(values: np.ndarray, owner: np.ndarray, n: int, q: float):  # noqa: ANN202
+def quantile_statistic(values: np.ndarray, owner: np.ndarray, n: int, q: float):  # noqa: ANN202
     """Quantile ("higher" method, as in the numerics summaries) of all positions of the resampled
     sequences, computed with per-sequence multiplicities instead of materialising the resample."""
     order = np.argsort(values, kind="stable")
@@ -98,12 +101,25 @@ def _quantile_statistic(values: np.ndarray, owner: np.ndarray, n: int, q: float)
     return statistic
 
 
-def _bootstrap(spec: StatisticalSpec, clause: StatisticalClause, label: str | None, n: int, statistic: Any,
-               *, width: int = 1) -> stats.Interval:
-    """Bootstrap with at most ~4M temporaries per chunk (``width``: elements per replicate)."""
+def _bootstrap(spec: StatisticalSpec, label: str | None, n: int, statistic: Any, *, width: int = 1) -> stats.Interval:
+    """Sequence bootstrap with at most ~4M temporaries per chunk (``width``: elements per replicate).
+
+    The interval's ends are the ones dual to ``stats.tail_p_value`` at α (order statistics of the
+    replicates, a normal tail beyond them), so "the interval lies beyond the bound" ⇔ "p ≤ α".
+    """
     batch = max(1, int(4_000_000 // max(width, n, 1)))
-    return stats.sequence_bootstrap(n, statistic, confidence=1 - 2 * spec.alpha, n_resamples=spec.resamples,
-                                    seed=_seed(spec, clause, label), batch=batch)
+    iv = stats.sequence_bootstrap(n, statistic, confidence=1 - 2 * spec.alpha, n_resamples=spec.resamples,
+                                  seed=slice_seed(spec, label), batch=batch)
+    return at_level(iv, spec.alpha)
+
+
+def at_level(iv: stats.Interval, alpha: float) -> stats.Interval:
+    """The interval whose each end is a one-sided level-``alpha`` test (dual to ``tail_p_value``)."""
+    r = iv.replicates
+    if r is None or r.size == 0:
+        return iv
+    return stats.Interval(iv.estimate, stats.tail_endpoint(r, iv.estimate, alpha, side="lo"),
+                          stats.tail_endpoint(r, iv.estimate, alpha, side="hi"), 1 - 2 * alpha, r, iv.method)
 
 
 def _p_fail_bootstrap(iv: stats.Interval, upper: float | None, lower: float | None) -> float | None:
@@ -111,14 +127,17 @@ def _p_fail_bootstrap(iv: stats.Interval, upper: float | None, lower: float | No
         return None
     ps = []
     if upper is not None:
-        ps.append(stats.bootstrap_p_value(iv.replicates, upper, null_side="below"))
+        ps.append(stats.tail_p_value(iv.replicates, iv.estimate, upper, null_side="below"))
     if lower is not None:
-        ps.append(stats.bootstrap_p_value(iv.replicates, lower, null_side="above"))
+        ps.append(stats.tail_p_value(iv.replicates, iv.estimate, lower, null_side="above"))
     return min(ps)
 
 
+_quantile_statistic = quantile_statistic  # the name the tests and older callers use
+
+
 def divergence_item(spec: StatisticalSpec, clause: StatisticalClause, item: Item, table: PositionTable,
-                    mask: np.ndarray, n_samples: int) -> None:
+                    mask: np.ndarray, n_samples: int, cache: dict | None = None) -> None:
     """Judge a per-slice statistic of a divergence metric against its `max`/`min`."""
     values = table.values[clause.metric][mask]
     seq = table.seq[mask]
@@ -128,17 +147,22 @@ def divergence_item(spec: StatisticalSpec, clause: StatisticalClause, item: Item
         item.interval = stats.Interval(math.nan, math.nan, math.nan, 1 - 2 * spec.alpha)
         item.outcome, item.reason = "fail", f"non-finite logits at {int(np.isnan(values).sum())} positions"
         return
-    if stat in ("max", "min", "sum"):
+    key = (item.label, clause.metric, stat)  # one resampling per slice: shared by every clause on it
+    if cache is not None and key in cache:
+        item.interval = cache[key]
+    elif stat in ("max", "min", "sum"):
         observed = float({"max": np.max, "min": np.min, "sum": np.sum}[stat](values))
         item.interval = stats.Interval(observed, observed, observed, 1.0, None, method="observed")
     elif stat == "mean":
         used, sums, counts = _per_sequence(seq, values, n_samples)
-        item.interval = _bootstrap(spec, clause, item.label, used.size, _ratio_statistic(sums, counts))
+        item.interval = _bootstrap(spec, item.label, used.size, _ratio_statistic(sums, counts))
     else:
         used, inverse = np.unique(seq, return_inverse=True)
-        item.interval = _bootstrap(spec, clause, item.label, used.size,
-                                   _quantile_statistic(values, inverse, used.size, QUANTILE_STATS[stat]),
+        item.interval = _bootstrap(spec, item.label, used.size,
+                                   quantile_statistic(values, inverse, used.size, QUANTILE_STATS[stat]),
                                    width=values.size)
+    if cache is not None:
+        cache[key] = item.interval
     item.judgement = stats.judge_interval(item.interval, upper=upper, lower=lower)
     item.outcome = item.judgement.outcome
     item.p_fail = _p_fail_bootstrap(item.interval, upper, lower)
@@ -181,7 +205,7 @@ def task_item(spec: StatisticalSpec, clause: StatisticalClause, item: Item, tabl
     else:
         if clause.test == "wilcoxon":
             item.p_difference = stats.wilcoxon_p(np.asarray(cand) - np.asarray(ref))
-    item.interval = _bootstrap(spec, clause, item.label, used.size, diff)
+    item.interval = _bootstrap(spec, item.label, used.size, diff)
     item.judgement = stats.judge_interval(item.interval, upper=upper, lower=lower)
     item.outcome = item.judgement.outcome
     item.p_fail = _p_fail_bootstrap(item.interval, upper, lower)
@@ -192,7 +216,7 @@ def task_item(spec: StatisticalSpec, clause: StatisticalClause, item: Item, tabl
 
 
 def slice_summary(spec: StatisticalSpec, table: PositionTable, mask: np.ndarray, n_samples: int,
-                  label: str) -> dict[str, Any]:
+                  label: str, cache: dict | None = None) -> dict[str, Any]:
     """Every numerical metric on one slice: mean with its sequence-bootstrap CI, p99 and max.
 
     Descriptive (not judged, not in the multiplicity family): it shows where each metric stands in
@@ -211,10 +235,10 @@ def slice_summary(spec: StatisticalSpec, table: PositionTable, mask: np.ndarray,
             out[metric] = {"mean": None, "ci": None, "p99": None, "max": None, "nonfinite_positions":
                            int(np.isnan(values).sum())}
             continue
-        used, sums, counts = _per_sequence(seq, values, n_samples)
-        iv = stats.sequence_bootstrap(used.size, _ratio_statistic(sums, counts), confidence=1 - 2 * spec.alpha,
-                                      n_resamples=spec.resamples, seed=zlib.crc32(f"{metric}|{label}".encode())
-                                      + spec.seed, batch=max(1, 4_000_000 // max(used.size, 1)))
+        iv = cache.get((label, metric, "mean")) if cache is not None else None
+        if iv is None:
+            used, sums, counts = _per_sequence(seq, values, n_samples)
+            iv = _bootstrap(spec, label, used.size, _ratio_statistic(sums, counts))
         out[metric] = {"mean": iv.estimate, "ci": [finite_or_none(iv.lo), finite_or_none(iv.hi)],
                        "p99": float(np.percentile(values, 99, method="higher")), "max": float(values.max())}
     return out

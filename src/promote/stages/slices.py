@@ -26,7 +26,7 @@ from promote.errors import UsageError
 from promote.metrics import stats
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, finite_or_none, format_value, worst_status
 from promote.stages.slice_data import SliceCollector, check_task_fields, clause_needs, task_items
-from promote.stages.slice_eval import Item, bounds_of, divergence_item, slice_summary, task_item
+from promote.stages.slice_eval import Item, at_level, bounds_of, divergence_item, slice_summary, task_item
 from promote.stages.slice_keys import Family, derive, is_position_key
 
 STAGE = "slices"
@@ -72,7 +72,7 @@ def _evaluate(spec: StatisticalSpec, clause: StatisticalClause, item: Item, ctx:
     if clause.is_task:
         task_item(spec, clause, item, ctx["table"], mask, members, ctx["n"], ctx["tasks"].get(clause.metric))
     else:
-        divergence_item(spec, clause, item, ctx["table"], mask, ctx["n"])
+        divergence_item(spec, clause, item, ctx["table"], mask, ctx["n"], ctx["cache"])
     if item.scored < spec.min_samples and not item.reason.startswith("non-finite"):
         beyond = " (its interval lies beyond the bound)" if item.outcome == "fail" else ""
         item.outcome, item.p_fail = "inconclusive", None
@@ -99,10 +99,31 @@ def _items(spec: StatisticalSpec, clause: StatisticalClause, families: list[Fami
     return out
 
 
+def _adjusted_interval(spec: StatisticalSpec, item: Item) -> stats.Interval | None:
+    """The item's interval at the level its "fail" claim is tested at after the correction.
+
+    For Holm the item of raw p and adjusted p̃ is rejected iff p ≤ α·p/p̃, so its effective one-sided
+    level is α·p/p̃ (between α/K and α); BH likewise. The interval at that level, computed from the
+    same tail that gave p (``tail_endpoint``, or the Bonett–Price normal form), lies beyond the bound
+    exactly when p̃ ≤ α: the reported interval and the adjusted p-value cannot disagree.
+    """
+    iv, p, adj = item.interval, item.p_fail, item.p_fail_adjusted
+    if iv is None or p is None or adj is None:
+        return None
+    level = spec.alpha if adj <= 0 or spec.correction == "none" else spec.alpha * min(1.0, p / adj)
+    if iv.method == "bonett-price":
+        flips = item.extra["flips"]
+        return stats.flip_change_interval(flips["reference_right_candidate_wrong"],
+                                          flips["reference_wrong_candidate_right"], item.extra["items"],
+                                          confidence=1 - 2 * level)
+    return at_level(iv, level)
+
+
 def _correct(spec: StatisticalSpec, items: list[Item]) -> int:
     tested = [i for i in items if i.p_fail is not None]
     for i, p in zip(tested, stats.adjust([i.p_fail for i in tested], spec.correction), strict=True):
         i.p_fail_adjusted = float(p)
+        i.adjusted = _adjusted_interval(spec, i)
     with_diff = [i for i in items if i.p_difference is not None]
     for i, p in zip(with_diff, stats.adjust([i.p_difference for i in with_diff], spec.correction), strict=True):
         i.p_difference_adjusted = float(p)
@@ -157,13 +178,17 @@ def _finalise(spec: StatisticalSpec, item: Item, family_size: int) -> tuple[str,
     if item.outcome == "fail" and observed:
         return clause.severity, f"{head}, beyond {limit} ({counts})"
     if item.outcome == "fail":
-        p, adj = item.p_fail, item.p_fail_adjusted
-        if adj is None or adj <= spec.alpha:
+        p, adj, wide = item.p_fail, item.p_fail_adjusted, item.adjusted
+        upper, lower = bounds_of(clause)
+        beyond = adj is None or wide is None or stats.judge_interval(wide, upper=upper, lower=lower).outcome == "fail"
+        shown = (f"; {spec.correction}-adjusted {round(100 * wide.level, 4):g}% CI [{format_value(wide.lo)}, "
+                 f"{format_value(wide.hi)}]") if wide is not None and spec.correction != "none" else ""
+        if beyond:
             corr = f", {spec.correction}-adjusted {format_value(adj)} over {family_size} tests" \
                 if spec.correction != "none" else ""
-            return clause.severity, f"{head}, beyond {limit}: p = {format_value(p)}{corr} ({counts})"
+            return clause.severity, f"{head}{shown}, beyond {limit}: p = {format_value(p)}{corr} ({counts})"
         return "inconclusive", (f"{head} lies beyond {limit}, but not after {spec.correction} correction over "
-                                f"{family_size} tests (p = {format_value(p)}, adjusted {format_value(adj)}) "
+                                f"{family_size} tests{shown} (p = {format_value(p)}, adjusted {format_value(adj)}) "
                                 f"({counts})")
     j = item.judgement
     more = stats.more_samples_needed(item.scored, iv.estimate, j.relevant_bound, j.half_width) if j else None
@@ -184,6 +209,9 @@ def _evidence(spec: StatisticalSpec, item: Item) -> dict[str, Any]:
     if iv is not None:
         ev.update(estimate=finite_or_none(iv.estimate), ci=[finite_or_none(iv.lo), finite_or_none(iv.hi)],
                   ci_level=iv.level, ci_method=iv.method)
+    if item.adjusted is not None:
+        ev.update(ci_adjusted=[finite_or_none(item.adjusted.lo), finite_or_none(item.adjusted.hi)],
+                  ci_adjusted_level=item.adjusted.level)
     for key in ("p_fail", "p_fail_adjusted", "p_difference", "p_difference_adjusted"):
         if getattr(item, key) is not None:
             ev[key] = getattr(item, key)
@@ -228,7 +256,7 @@ def run_slices(contract: Contract, collector: SliceCollector, *, duration_s: flo
     notes: list[str] = [n for f in families for n in (f"slices `{f.name}`: {x}" for x in f.notes)]
     tasks = {c.metric: task_items(c.metric, collector.evalset, table)
              for c in spec.clauses if c.metric in _SAMPLE_LEVEL_TASKS}
-    ctx = {"table": table, "n": len(collector.evalset.samples), "tasks": tasks, "notes": notes}
+    ctx = {"table": table, "n": len(collector.evalset.samples), "tasks": tasks, "notes": notes, "cache": {}}
     per_clause = [(c, _items(spec, c, families, ctx)) for c in spec.clauses]
     family_size = _correct(spec, [i for _, items in per_clause for i in items])
     results: list[ClauseResult] = []
@@ -252,8 +280,9 @@ def run_slices(contract: Contract, collector: SliceCollector, *, duration_s: flo
     smallest_p = 1 / (spec.resamples + 1)
     if spec.correction == "holm" and family_size and smallest_p * family_size > spec.alpha:
         notes.append(f"{family_size} tests with holm need p ≤ {format_value(spec.alpha / family_size)} to declare "
-                     f"a failure, but the smallest bootstrap p-value is {format_value(smallest_p)}: raise "
-                     "`statistical.resamples`")
+                     f"a failure, below the resampled resolution {format_value(smallest_p)}: such p-values come "
+                     "from the normal tail fitted to the bootstrap distribution (docs/statistics.md §5); raise "
+                     "`statistical.resamples` to rest them on resampled tails alone")
     details = {
         "alpha": spec.alpha, "ci_level": 1 - 2 * spec.alpha, "correction": spec.correction,
         "tests_corrected": family_size, "min_samples": spec.min_samples, "resamples": spec.resamples,
@@ -261,7 +290,8 @@ def run_slices(contract: Contract, collector: SliceCollector, *, duration_s: flo
         "families": [{"name": f.name, "by": list(f.keys), "position_level": f.position_level, "notes": f.notes,
                       "slices": [{"label": s.label, "samples": s.samples, "positions": s.positions,
                                   "scored_samples": int(np.unique(table.seq[s.position_mask]).size),
-                                  "metrics": slice_summary(spec, table, s.position_mask, ctx["n"], s.label)}
+                                  "metrics": slice_summary(spec, table, s.position_mask, ctx["n"], s.label,
+                                                           ctx["cache"])}
                                  for s in f.slices]} for f in families],
     }
     return StageResult(name=STAGE, status=worst_status([r.status for r in results]), clauses=results,

@@ -1,0 +1,259 @@
+"""`promote calibrate --derive`: bounds measured on honest runs, validated out of sample.
+
+The eval set is split by sample (seeded, `calibration.split`, default half) into a *calibration* part,
+on which every bound is derived from the honest candidate's drift, and a disjoint *held-out* part,
+on which the derived contract is checked: a bound that only holds on the data it was fitted to is
+reported as such (exit 1). The rules (docs/calibration.md):
+
+- `mean`, upper bound: the one-sided 95 % upper confidence bound of the mean (sequence bootstrap),
+  times (1 + margin). Lower bound (e.g. argmax agreement): the 95 % lower confidence bound, moved
+  away by the margin of the shortfall from perfect (1 − (1 − LCB)(1 + margin)).
+- quantiles `pXX`: the 95 % sequence-bootstrap upper bound of the quantile, times (1 + margin).
+- `max`: never "k × calibration max" (the largest of m new values beats the largest of n old ones
+  with probability m/(n + m)). A peaks-over-threshold rule: the top k = max(30, √n) calibration
+  values over the threshold u (the (k+1)-th largest) have an exponential tail with mean excess β,
+  so P(X > u + y) ≈ (k/n)·e^(−y/β); the bound for the largest of M positions (M = the whole eval
+  set) to stay below it with probability 95 % is u + β·ln(M·k/(0.05·n)), times (1 + margin).
+- `nonfinite`: 0, always. Statistical (per-slice) clauses: the largest per-slice 95 % upper bound
+  over the clause's slices (each slice's value reported), times (1 + margin).
+- Floor-relative clauses (`max_floor_ratio`), task margins and other statistics are kept as written
+  (reported as `kept`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from promote.calibrate.replay import ReplayKernel
+from promote.contract.model import Contract, load_contract
+from promote.data import EvalSet, load_evalset
+from promote.engine.passes import kernel_pass
+from promote.engine.scoring import ScoredBatch
+from promote.errors import UsageError
+from promote.kernels import build_kernel
+from promote.metrics import stats
+from promote.metrics.summary import QUANTILE_STATS
+from promote.run import CheckOptions, run_check
+from promote.stages.slice_eval import quantile_statistic
+
+CONFIDENCE = 0.95
+RESAMPLES = 1000
+EXCEED = 0.05  # P(the eval set's max exceeds a derived `max` bound) the POT rule allows
+
+
+class _Values:
+    """Per-position metric values of one pass, with the sample index of each position."""
+
+    def __init__(self, index: dict[str, int]) -> None:
+        self.index = index
+        self.values: dict[str, list[np.ndarray]] = {}
+        self.seq: list[np.ndarray] = []
+
+    def update(self, scored: ScoredBatch) -> None:
+        self.seq.append(np.array([self.index[scored.batch.samples[r].id] for r in scored.rows], dtype=np.int64))
+        for name, v in scored.values.items():
+            self.values.setdefault(name, []).append(np.asarray(v, dtype=np.float64))
+
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return np.concatenate(self.seq), {k: np.concatenate(v) for k, v in self.values.items()}
+
+
+def split(evalset: EvalSet, fraction: float, seed: int) -> tuple[EvalSet, EvalSet]:
+    """Disjoint calibration and held-out subsets, by sample, in file order."""
+    n = len(evalset.samples)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(n)[: max(1, round(fraction * n))]] = True
+    cal = tuple(s for s, c in zip(evalset.samples, chosen, strict=True) if c)
+    held = tuple(s for s, c in zip(evalset.samples, chosen, strict=True) if not c)
+    if not held:
+        raise UsageError("calibration.split leaves no held-out samples; lower it")
+    return dataclasses.replace(evalset, samples=cal), dataclasses.replace(evalset, samples=held)
+
+
+def _round_up(x: float) -> float:
+    """Two significant digits, rounded away from the data (a derived bound never shrinks in print)."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    e = math.floor(math.log10(abs(x))) - 1
+    return float(f"{math.ceil(round(x / 10**e, 9))}e{e}")  # toward +inf; printed without binary noise
+
+
+def _round_down(x: float) -> float:
+    return -_round_up(-x)
+
+
+def _sequence_ucb(values: np.ndarray, seq: np.ndarray, stat: str, *, lower: bool = False) -> tuple[float, float]:
+    """(estimate, one-sided 95 % bound) of ``stat`` by a sequence bootstrap."""
+    used, inverse = np.unique(seq, return_inverse=True)
+    if stat == "mean":
+        counts = np.bincount(inverse).astype(np.float64)
+        sums = np.bincount(inverse, weights=values)
+
+        def statistic(idx: np.ndarray) -> np.ndarray:
+            return sums[idx].sum(axis=-1) / counts[idx].sum(axis=-1)
+        width = used.size
+    else:
+        statistic = quantile_statistic(values, inverse, used.size, QUANTILE_STATS[stat])
+        width = values.size
+    iv = stats.sequence_bootstrap(used.size, statistic, confidence=1 - 2 * (1 - CONFIDENCE), n_resamples=RESAMPLES,
+                                  seed=0, batch=max(1, 2_000_000 // max(width, 1)))
+    return iv.estimate, (iv.lo if lower else iv.hi)
+
+
+def pot_max_bound(values: np.ndarray, total: int) -> tuple[float, dict[str, Any]]:
+    """Peaks-over-threshold bound for the max of ``total`` positions (module docstring)."""
+    v = np.sort(values)[::-1]
+    n = v.size
+    k = int(min(max(30, math.ceil(math.sqrt(n))), max(n - 1, 1)))
+    u = float(v[k]) if n > k else float(v[-1])
+    beta = float(np.mean(v[:k] - u)) if k else 0.0
+    bound = u + beta * math.log(max(total * k / (EXCEED * n), 1.0)) if beta > 0 else float(v[0])
+    return bound, {"threshold": u, "exceedances": k, "mean_excess": beta, "positions": n, "target_positions": total}
+
+
+def _derive_numerical(clause: Any, seq: np.ndarray, values: dict[str, np.ndarray], total: int,
+                      margin: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"clause": clause.id, "stage": "numerics", "metric": clause.metric, "stat": clause.stat,
+                           "op": "max" if clause.max is not None else "min",
+                           "written": clause.max if clause.max is not None else clause.min}
+    v = values.get(clause.metric)
+    if clause.max_floor_ratio is not None or v is None or (clause.max is None and clause.min is None):
+        return {**row, "rule": "kept (floor-relative or not a per-position metric)", "bound": row["written"]}
+    if clause.metric == "nonfinite":
+        return {**row, "rule": "exact: no non-finite value is allowed", "calibration": float(v.max()), "bound": 0}
+    if clause.stat == "max" and clause.max is not None:
+        b, detail = pot_max_bound(v, total)
+        return {**row, "rule": f"peaks-over-threshold max for {total} positions at 95 %, × (1 + {margin:g})",
+                "calibration": float(v.max()), "detail": detail, "bound": _round_up(b * (1 + margin))}
+    if clause.stat == "mean" or clause.stat in QUANTILE_STATS:
+        lower = clause.max is None
+        est, conf = _sequence_ucb(v, seq, clause.stat, lower=lower)
+        if not lower:
+            return {**row, "rule": f"95 % UCB of {clause.stat} (sequence bootstrap) × (1 + {margin:g})",
+                    "calibration": est, "confidence_bound": conf, "bound": _round_up(conf * (1 + margin))}
+        perfect = 1.0 if clause.metric == "argmax_agree" else conf
+        bound = perfect - (perfect - conf) * (1 + margin) if perfect != conf else conf * (1 - margin)
+        return {**row, "rule": f"95 % LCB of {clause.stat}, shortfall × (1 + {margin:g})", "calibration": est,
+                "confidence_bound": conf, "bound": _round_down(bound)}
+    return {**row, "rule": f"kept (no derivation rule for stat `{clause.stat}`)", "bound": row["written"]}
+
+
+def _derive_statistical(contract: Contract, cal: EvalSet, kernels: dict[str, Any], margin: float) -> list[dict]:
+    """Per-slice upper confidence bounds of each statistical clause from a run on the calibration split."""
+    spec = contract.statistical
+    if spec is None:
+        return []
+    report = run_check(contract, CheckOptions(stages=("slices",)), kernels=kernels, evalset=cal)
+    rows = []
+    for clause in spec.clauses:
+        results = [r for s in report.stages if s.name == "slices" for r in s.clauses if r.id == clause.id]
+        row = {"clause": clause.id, "stage": "slices", "metric": clause.metric, "stat": clause.stat,
+               "op": "max" if clause.max is not None else "min", "written": clause.max}
+        if clause.is_task or clause.max is None or clause.stat not in ("mean", "max_over_slices"):
+            rows.append({**row, "rule": "kept (task margin or lower bound)", "bound": row["written"]})
+            continue
+        per_slice = {}
+        for r in results:
+            for entry in r.evidence.get("slices") or [{"slice": r.slice, "ci": r.evidence.get("ci")}]:
+                ci = entry.get("ci") or [None, None]
+                if ci[1] is not None:
+                    per_slice[entry["slice"] or "(all)"] = ci[1]
+        if not per_slice:
+            rows.append({**row, "rule": "kept (no slice could be judged on the calibration split)",
+                         "bound": row["written"]})
+            continue
+        worst = max(per_slice.values())
+        rows.append({**row, "rule": f"largest per-slice 95 % UCB of the mean × (1 + {margin:g})",
+                     "calibration": worst, "per_slice": per_slice, "bound": _round_up(worst * (1 + margin))})
+    return rows
+
+
+def derive(contract: Contract, *, evalset: EvalSet | None = None) -> dict[str, Any]:
+    """Derive bounds on the calibration split and check them on the held-out split."""
+    if contract.numerical is None and contract.statistical is None:
+        raise UsageError(f"{contract.source.display_path}: --derive needs `numerical` or `statistical` clauses")
+    spec = contract.calibration
+    evalset = evalset or load_evalset(contract.data)
+    cal, held = split(evalset, spec.split, spec.seed)
+    ref = ReplayKernel(build_kernel(contract.reference, role="reference"))
+    cand = ReplayKernel(build_kernel(contract.candidate, role="candidate"))
+    kernels = {"reference": ref, "candidate": cand}
+    try:
+        with ref, cand:
+            collector = _Values({s.id: i for i, s in enumerate(cal.samples)})
+            tie = contract.numerical.tie_margin if contract.numerical else 1e-3
+            kernel_pass(cal, ref, cand, [collector], tie_margin=tie)
+            seq, values = collector.arrays()
+            rows = [_derive_numerical(c, seq, values, evalset.positions, spec.margin)
+                    for c in (contract.numerical.clauses if contract.numerical else ())]
+            rows += _derive_statistical(contract, cal, kernels, spec.margin)
+            derived_doc = _with_bounds(contract, rows)
+            checked = _held_out(contract, derived_doc, held, kernels)
+    finally:
+        ref.close()
+        cand.close()
+    problems = []
+    for row in rows:
+        row["held_out"] = checked.get(row["clause"])
+        if row["held_out"] and row["held_out"]["status"] == "fail":
+            problems.append(f"derived bound of `{row['clause']}` ({row['op']} {row['bound']}) fails on the held-out "
+                            f"split: {row['held_out']['message']}")
+    return {"split": {"fraction": spec.split, "seed": spec.seed, "calibration_samples": len(cal.samples),
+                      "held_out_samples": len(held.samples)}, "margin": spec.margin, "bounds": rows,
+            "problems": problems, "document": derived_doc}
+
+
+def _with_bounds(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    doc = yaml.safe_load(contract.source.text)
+    by_id = {r["clause"]: r for r in rows}
+    for section in ("numerical", "statistical"):
+        for clause in (doc.get(section) or {}).get("clauses", []):
+            row = by_id.get(clause.get("id"))
+            if row and row["bound"] is not None and not row["rule"].startswith("kept"):
+                clause[row["op"]] = row["bound"]
+    return doc
+
+
+def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet, kernels: dict[str, Any]) -> dict[str, Any]:
+    path = contract.path.with_name(f".{contract.path.stem}.derived-check-{os.getpid()}.yaml")  # relative paths hold
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    try:
+        derived, _ = load_contract(path)
+        present = {"numerics": derived.numerical, "slices": derived.statistical}
+        stages = tuple(s for s, section in present.items() if section is not None)
+        report = run_check(dataclasses.replace(derived, numerical=_no_floor(derived)),
+                           CheckOptions(stages=stages, all_stages=True), kernels=kernels, evalset=held)
+    finally:
+        path.unlink(missing_ok=True)
+    out: dict[str, Any] = {}
+    for stage in report.stages:
+        for r in stage.clauses:
+            prev = out.get(r.id)
+            if prev is None or (r.status == "fail" and prev["status"] != "fail"):
+                out[r.id] = {"status": r.status, "observed": r.observed, "slice": r.slice, "message": r.message}
+    return out
+
+
+def _no_floor(contract: Contract) -> Any:
+    num = contract.numerical
+    return num if num is None or num.noise_floor is None else dataclasses.replace(num, noise_floor=None)
+
+
+def write_derived(contract: Contract, derived: dict[str, Any], path: Path) -> Contract:
+    """Write the contract with the derived bounds next to the original; return it typed."""
+    if path.resolve().parent != contract.path.resolve().parent:
+        raise UsageError(f"--derive {path}: write the derived contract next to {contract.source.display_path} "
+                         "(the paths inside it are relative to that directory)")
+    header = ("# Bounds derived by `promote calibrate --derive` from honest runs on a calibration split and "
+              "checked on the held-out rest\n# (docs/calibration.md); rerun it after changing kernels or data.\n")
+    doc = derived.pop("document")
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+    loaded, _ = load_contract(path)
+    return loaded

@@ -1,0 +1,225 @@
+"""`promote calibrate`: is the contract shown to pass conforming kernels and fail violating ones?
+
+The contract is checked (numerics and slices, the stages that judge outputs) against the honest
+candidate, the legitimate-noise variants on **both** kernels (rerun, odd batches, and with
+``batch_one`` each sample alone), and every fault; each run reuses the reference's outputs
+(``replay.py``) instead of recomputing them. The result is a table variant × clause →
+caught / missed / inconclusive (faults) or pass / fail (honest and legitimate variants) with the
+observed value and bound, as JSON (schemas/calibration.schema.json) and markdown. The exit code is
+1 when a legitimate variant fails or a fault the contract ``covers:`` is missed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from promote.calibrate.replay import RebatchKernel, ReplayKernel
+from promote.contract.fault_specs import fault_from_dict, fault_problem
+from promote.contract.model import Contract
+from promote.data import EvalSet, load_evalset
+from promote.errors import UsageError
+from promote.kernels import build_kernel
+from promote.kernels.base import Kernel
+from promote.kernels.inject import InjectedKernel
+from promote.results import ClauseResult, finite_or_none
+from promote.run import CheckOptions, run_check
+
+SCHEMA_ID = "promote-calibration/1"
+JUDGED_STAGES = ("numerics", "slices")
+_RANK = {"error": 5, "fail": 4, "warn": 4, "vacuous": 3, "inconclusive": 2, "pass": 1, "skipped": 0}
+
+
+@dataclass
+class Variant:
+    """One row of the table: which kernels, and what the contract should do with them."""
+
+    name: str
+    kind: str  # honest | legit | fault
+    description: str
+    kernels: Callable[[], dict[str, Kernel]]
+    covered: bool | None = None
+    owned: list[Kernel] = field(default_factory=list)  # kernels built for this row, closed after it
+
+
+def _cell(results: list[ClauseResult], kind: str) -> dict[str, Any]:
+    """One clause (all its slices) in one variant: the worst result, read as caught/missed for faults."""
+    worst = max(results, key=lambda r: (_RANK.get(r.status, 0), r.slice or ""))
+    status = worst.status
+    if kind == "fault":
+        verdict = {"fail": "caught", "warn": "caught", "pass": "missed"}.get(status, "inconclusive")
+        if status == "error":
+            verdict = "error"
+    else:
+        verdict = status if status in ("pass", "fail", "error") else ("fail" if status == "warn" else "inconclusive")
+    bounds = [{"op": b.op, "value": finite_or_none(b.value)} for b in worst.bounds]
+    observed = worst.observed
+    return {"status": status, "result": verdict, "slice": worst.slice,
+            "observed": finite_or_none(observed) if isinstance(observed, float) else observed,
+            "bounds": bounds, "message": worst.message,
+            "slices_failing": sum(r.status in ("fail", "warn") for r in results), "slices": len(results)}
+
+
+def _row_outcome(kind: str, cells: dict[str, dict[str, Any]]) -> str:
+    results = [c["result"] for c in cells.values()]
+    if "error" in results:
+        return "error"
+    if kind == "fault":
+        return "caught" if "caught" in results else ("inconclusive" if "inconclusive" in results else "missed")
+    return "fail" if "fail" in results else ("inconclusive" if "inconclusive" in results else "pass")
+
+
+def resolve_faults(contract: Contract, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """The faults to plant: ``names`` (built-in or `calibration.faults`), default every covered one
+    plus the built-ins. Unknown names are a usage error (exit 2)."""
+    known = contract.calibration.all_faults()
+    chosen = list(names) if names else list(dict.fromkeys([*contract.calibration.covers, *known]))
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise UsageError(f"--faults: unknown fault {', '.join(f'`{n}`' for n in unknown)}; known: {', '.join(known)} "
+                         f"(add more under `calibration.faults` in {contract.source.display_path})")
+    for name in chosen:
+        problem = fault_problem(known[name])
+        if problem:
+            raise UsageError(f"fault `{name}`: {problem}")
+    return {n: known[n] for n in chosen}
+
+
+def variants(contract: Contract, faults: dict[str, dict[str, Any]], *, batch_one: bool = False,
+             odd_batch_size: int = 3) -> tuple[list[Variant], Callable[[], None]]:
+    """The rows, built lazily around one replayed reference and one replayed honest candidate."""
+    ref = ReplayKernel(build_kernel(contract.reference, role="reference"))
+    cand = ReplayKernel(build_kernel(contract.candidate, role="candidate"))
+    honest = {"reference": ref, "candidate": cand}
+    rows = [Variant("honest", "honest", "the candidate as declared", lambda: honest),
+            Variant("candidate-rerun", "legit", "the candidate run again (nondeterminism)",
+                    lambda: {"reference": ref, "candidate": cand.inner}),
+            Variant("candidate-odd-batch", "legit", f"the candidate in batches of {odd_batch_size}",
+                    lambda: {"reference": ref, "candidate": RebatchKernel(cand.inner, odd_batch_size)}),
+            Variant("reference-rerun", "legit", "the reference run again",
+                    lambda: {"reference": ref.inner, "candidate": cand}),
+            Variant("reference-odd-batch", "legit", f"the reference in batches of {odd_batch_size}",
+                    lambda: {"reference": RebatchKernel(ref.inner, odd_batch_size), "candidate": cand})]
+    if batch_one:
+        rows += [Variant("candidate-batch-1", "legit", "each sample alone through the candidate",
+                         lambda: {"reference": ref, "candidate": RebatchKernel(cand.inner, 1)}),
+                 Variant("reference-batch-1", "legit", "each sample alone through the reference",
+                         lambda: {"reference": RebatchKernel(ref.inner, 1), "candidate": cand})]
+    covers = set(contract.calibration.covers)
+    for name, raw in faults.items():
+        spec = fault_from_dict(raw)
+        row = Variant(name, "fault", spec.describe(), lambda: {}, covered=name in covers)
+
+        def build(spec=spec, row=row) -> dict[str, Kernel]:
+            if spec.needs_module:  # the model changes: a fresh candidate
+                inner = build_kernel(dataclasses.replace(contract.candidate, inject=()), role="candidate")
+                kernel = InjectedKernel(inner, (spec,))
+                row.owned.append(kernel)
+            else:  # output faults act on the honest candidate's replayed outputs
+                kernel = InjectedKernel(cand, (spec,))
+            return {"reference": ref, "candidate": kernel}
+
+        row.kernels = build
+        rows.append(row)
+
+    def close() -> None:
+        for kernel in (ref, cand):
+            kernel.close()
+
+    return rows, close
+
+
+def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_one: bool = False,
+              evalset: EvalSet | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every variant and return the calibration document (schemas/calibration.schema.json)."""
+    chosen = resolve_faults(contract, faults)
+    evalset = evalset or load_evalset(contract.data)
+    stages = tuple(s for s in JUDGED_STAGES if s in _present(contract))
+    if not stages:
+        raise UsageError(f"{contract.source.display_path}: calibrate judges `numerical` and `statistical` clauses; "
+                         "this contract has neither")
+    rows, close = variants(contract, chosen, batch_one=batch_one)
+    out_rows = []
+    clauses: dict[str, dict[str, Any]] = {}
+    try:
+        for row in rows:
+            if progress:
+                progress(f"calibrate: {row.name} ({row.description})")
+            try:
+                report = run_check(contract, CheckOptions(stages=stages, all_stages=True),
+                                   kernels=row.kernels(), evalset=evalset)
+            finally:
+                for kernel in row.owned:
+                    kernel.close()
+            by_id: dict[str, list[ClauseResult]] = {}
+            for stage in report.stages:
+                if stage.name not in stages:
+                    continue
+                for r in stage.clauses:
+                    by_id.setdefault(r.id, []).append(r)
+                    clauses.setdefault(r.id, {"id": r.id, "stage": stage.name, "metric": r.metric, "stat": r.stat,
+                                              "bounds": [{"op": b.op, "value": finite_or_none(b.value)}
+                                                         for b in r.bounds]})
+            cells = {cid: _cell(results, row.kind) for cid, results in by_id.items()}
+            out_rows.append({"name": row.name, "kind": row.kind, "description": row.description,
+                             "covered": row.covered, "outcome": _row_outcome(row.kind, cells), "cells": cells})
+    finally:
+        close()
+    problems = []
+    for row in out_rows:
+        if row["kind"] in ("honest", "legit") and row["outcome"] in ("fail", "error"):
+            failing = [c for c, cell in row["cells"].items() if cell["result"] in ("fail", "error")]
+            problems.append(f"{row['kind']} variant `{row['name']}` fails {', '.join(failing)}: the contract "
+                            "rejects a conforming kernel")
+        if row["kind"] == "fault" and row["covered"] and row["outcome"] != "caught":
+            problems.append(f"fault `{row['name']}` ({row['description']}) is covered but {row['outcome']}")
+    return {"schema": SCHEMA_ID, "contract": {"name": contract.name, "path": contract.source.display_path,
+                                              "sha256": contract.sha256},
+            "samples": len(evalset.samples), "clauses": list(clauses.values()), "variants": out_rows,
+            "problems": problems, "exit_code": 1 if problems else 0}
+
+
+def _present(contract: Contract) -> list[str]:
+    return [s for s, present in (("numerics", contract.numerical), ("slices", contract.statistical)) if present]
+
+
+def _value(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.3g}"
+    return str(x)
+
+
+def to_markdown(doc: dict[str, Any]) -> str:
+    """The table: one row per variant, one column per clause, each cell `result observed / bound`."""
+    ids = [c["id"] for c in doc["clauses"]]
+    mark = {"caught": "✅ caught", "missed": "❌ missed", "pass": "✅ pass", "fail": "❌ fail",
+            "inconclusive": "❔ inconclusive", "error": "💥 error"}
+    lines = [f"# Calibration of `{_escape(doc['contract']['name'])}`", "",
+             f"{doc['samples']} samples; faults must be caught, honest and legitimate variants must pass.", "",
+             "| variant | kind | outcome | " + " | ".join(f"`{_escape(i)}`" for i in ids) + " |",
+             "|---|---|---|" + "---|" * len(ids)]
+    for row in doc["variants"]:
+        cells = []
+        for cid in ids:
+            cell = row["cells"].get(cid)
+            if cell is None:
+                cells.append("–")
+                continue
+            bound = ", ".join(f"{b['op']} {_value(b['value'])}" for b in cell["bounds"])
+            where = f" [{_escape(cell['slice'])}]" if cell["slice"] else ""
+            cells.append(f"{cell['result']} {_value(cell['observed'])}{where} ({bound})")
+        covered = " (covered)" if row["covered"] else ""
+        outcome = mark.get(row["outcome"], row["outcome"])
+        lines.append(f"| {_escape(row['name'])}{covered} | {row['kind']} | {outcome} | " + " | ".join(cells) + " |")
+    lines += ["", "Problems:" if doc["problems"] else "No problems: every legitimate variant passes and every "
+              "covered fault is caught.", *[f"- {_escape(p)}" for p in doc["problems"]], ""]
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,113 @@
+"""`promote calibrate` (issue 13, items 2, 3 and 6): the shipped tiny_lm contract passes the honest
+candidate and rerun/odd-batch noise on both kernels and catches every fault it covers; `--derive`
+writes bounds by documented out-of-sample rules; a missed covered fault or a failing legitimate
+variant exits 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from promote.cli import cli
+from promote.resources import load_schema
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_lm"
+LIMIT = 40  # the first 40 samples hold long inputs (> 128 tokens) and tokens 48–58, so every fault has a target
+
+
+def _tiny(tmp: Path, *, limit: int = LIMIT, **calibration) -> Path:
+    for name in ("model.py", "weights.safetensors", "eval.jsonl"):
+        (tmp / name).symlink_to(EXAMPLE / name)
+    doc = yaml.safe_load((EXAMPLE / "contract.yaml").read_text())
+    doc["data"]["limit"] = limit
+    doc["calibration"].update(calibration)
+    path = tmp / "contract.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _calibrate(*args: str):
+    result = CliRunner().invoke(cli, ["calibrate", *args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cal")
+    path = _tiny(tmp)
+    result = _calibrate(str(path), "--json", str(tmp / "cal.json"), "--markdown", str(tmp / "cal.md"))
+    return result, json.loads((tmp / "cal.json").read_text()), (tmp / "cal.md").read_text()
+
+
+def test_shipped_contract_calibration_table(table):
+    result, doc, markdown = table
+    assert result.exit_code == 0, doc["problems"]
+    jsonschema.validate(doc, load_schema("calibration"))
+    rows = {r["name"]: r for r in doc["variants"]}
+    for name in ("honest", "candidate-rerun", "candidate-odd-batch", "reference-rerun", "reference-odd-batch"):
+        assert rows[name]["outcome"] == "pass", (name, rows[name]["cells"])
+    covered = ["temperature-0.9", "temperature-1.1", "int8-dynamic", "slice-noise", "overflow-long"]
+    assert [n for n in covered if rows[n]["covered"] and rows[n]["outcome"] == "caught"] == covered
+    caught = {name: {c for c, cell in rows[name]["cells"].items() if cell["result"] == "caught"} for name in covered}
+    assert {"kl-mean", "osc-p99"} <= caught["temperature-0.9"] and {"kl-mean", "osc-p99"} <= caught["temperature-1.1"]
+    assert "kl-mean" in caught["int8-dynamic"]
+    assert "osc-max" in caught["slice-noise"]  # 1 % of tokens: the tail sees it
+    assert "finite" in caught["overflow-long"]  # non-finite logits on inputs longer than 128
+    assert rows["temperature-0.9"]["cells"]["argmax"]["result"] == "missed"  # temperature keeps the argmax
+    cell = rows["temperature-0.9"]["cells"]["kl-mean"]
+    assert cell["observed"] > cell["bounds"][0]["value"]
+    assert "| temperature-0.9 (covered) | fault | ✅ caught |" in markdown
+
+
+def test_a_missed_covered_fault_exits_1(tmp_path):
+    path = _tiny(tmp_path, limit=12, covers=["bf16-logits"])
+    result = _calibrate(str(path), "--faults", "bf16-logits", "--format", "json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert any("`bf16-logits`" in p and "covered but missed" in p for p in doc["problems"])
+
+
+def test_unknown_fault_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["calibrate", str(_tiny(tmp_path, limit=4)), "--faults", "nope"])
+    assert result.exit_code == 2 and "unknown fault `nope`" in result.output
+
+
+def test_a_failing_legitimate_variant_exits_1(mini):
+    clauses = [{"id": "drift", "metric": "logit_drift", "stat": "max", "max": 0}]
+    path = mini.contract(reference="build_batchy", candidate="build_batchy", clauses=clauses)
+    result = _calibrate(str(path), "--faults", "temperature-0.9", "--format", "json")
+    doc = json.loads(result.stdout)
+    rows = {r["name"]: r["outcome"] for r in doc["variants"]}
+    assert rows["honest"] == "pass" and rows["candidate-odd-batch"] == "fail" and rows["reference-odd-batch"] == "fail"
+    assert result.exit_code == 1
+    assert any("candidate-odd-batch" in p and "rejects a conforming kernel" in p for p in doc["problems"])
+
+
+def test_derive_writes_out_of_sample_bounds(tmp_path):
+    path = _tiny(tmp_path, limit=LIMIT)
+    out = tmp_path / "derived.yaml"
+    result = _calibrate(str(path), "--derive", str(out), "--faults", "temperature-0.9", "--format", "json")
+    doc = json.loads(result.stdout)
+    jsonschema.validate(doc, load_schema("calibration"))
+    derived = {b["clause"]: b for b in doc["derived"]["bounds"]}
+    split = doc["derived"]["split"]
+    assert split["calibration_samples"] + split["held_out_samples"] == LIMIT
+    assert derived["kl-mean"]["rule"].startswith("95 % UCB of mean")
+    assert derived["kl-mean"]["calibration"] < derived["kl-mean"]["confidence_bound"] < derived["kl-mean"]["bound"]
+    osc = derived["osc-max"]
+    assert osc["rule"].startswith("peaks-over-threshold") and osc["bound"] > osc["calibration"]
+    assert osc["detail"]["target_positions"] > osc["detail"]["positions"]  # the bound is for the whole set
+    assert derived["finite"]["bound"] == 0
+    assert derived["argmax"]["bound"] < derived["argmax"]["calibration"]
+    assert all(b["held_out"]["status"] == "pass" for b in derived.values()), derived
+    written = yaml.safe_load(out.read_text())
+    assert {c["id"]: c.get("max", c.get("min")) for c in written["numerical"]["clauses"]}["kl-mean"] == \
+        derived["kl-mean"]["bound"]
+    assert out.read_text().startswith("# Bounds derived by `promote calibrate --derive`")
+    assert result.exit_code == 0, doc["problems"]
+    assert {r["name"]: r["outcome"] for r in doc["variants"]}["temperature-0.9"] == "caught"
