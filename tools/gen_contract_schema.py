@@ -644,7 +644,8 @@ runtime = stage(
 )
 observability = stage(
     "observability", ": live monitoring (a Prometheus HTTP API) or exposition-format snapshot files. Reads "
-    "no eval set and runs no kernel: a contract whose only stage is this one never reads `data.path`. See "
+    "no eval set and runs no kernel: a contract whose only stage is this one needs no `reference`, `candidate` "
+    "or `data` (and never reads `data.path` when it has them). See "
     "docs/observability.md.",
     {
         "source": obj("Where metrics are read from.", {

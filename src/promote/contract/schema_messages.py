@@ -197,18 +197,13 @@ class Translator:
         has no line), naming the key and why the section needs it (sections.py's needs)."""
         if not isinstance(error.instance, dict):
             return []
-        path = tuple(error.absolute_path)
-        problems = []
-        for section, needed in error.validator_value.items():
-            if section not in error.instance:
-                continue
-            for key in needed:
-                if key not in error.instance:
-                    why = "reads the eval set" if key == "data" else "runs the reference and candidate kernels"
-                    problems.append(self._at((*path, section), f"missing required key `{key}` in {key_name(path)}: "
-                                             f"stage section `{section}` {why}; add `{key}` or remove `{section}` "
-                                             "(only `observability` runs without kernels and data)", key=True))
-        return problems
+        path, have = tuple(error.absolute_path), error.instance
+        why = {"data": "reads the eval set"}
+        return [self._at((*path, section), f"missing required key `{key}` in {key_name(path)}: stage section "
+                         f"`{section}` {why.get(key, 'runs the reference and candidate kernels')}; add `{key}` or "
+                         f"remove `{section}` (only `observability` runs without kernels and data)", key=True)
+                for section, needed in error.validator_value.items() if section in have
+                for key in needed if key not in have]
 
     def _bound(self, error: ValidationError) -> list[Problem]:
         path = tuple(error.absolute_path)
