@@ -8,6 +8,7 @@ canary's burn rate relative to stable is the ratio of their ``errors/requests``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -123,21 +124,37 @@ class AuthProxy:
         self.server.server_close()
 
 
-class LivePrometheus:
-    """``/usr/bin/prometheus`` on a free port with a temporary config and storage, 1 s scrapes."""
+@dataclass
+class ScrapeTarget:
+    """A /metrics endpoint this module did not start (e.g. the real vLLM server): ``host:port``, the
+    job name, and the labels Prometheus attaches to its series (``{version: canary}``)."""
 
-    def __init__(self, exporters: list[Exporter]) -> None:
+    job: str
+    address: str
+    labels: dict[str, str] = field(default_factory=dict)
+    path: str = "/metrics"
+
+
+class LivePrometheus:
+    """``/usr/bin/prometheus`` on a free port with a temporary config and storage, 1 s scrapes of the
+    in-process exporters (ticked here) and of any raw ``targets``."""
+
+    def __init__(self, exporters: list[Exporter], targets: list[ScrapeTarget] | None = None) -> None:
         if not Path(BINARY).exists():
             message = f"{BINARY} not found: apt-get install -y prometheus (stage-4 integration tests)"
             if os.environ.get("CI") == "true":
                 pytest.fail(message)  # a core feature is never skipped in CI
             pytest.skip(message)
         self.exporters = exporters
+        self.targets = list(targets or [])
         self.dir = Path(tempfile.mkdtemp(prefix="promote-prometheus-"))
         self.port = free_port()
         jobs = "\n".join(
             f"  - job_name: {e.version}\n    static_configs:\n      - targets: ['127.0.0.1:{e.port}']\n"
             f"        labels: {{version: {e.version}}}" for e in exporters)
+        jobs += "".join(
+            f"\n  - job_name: {t.job}\n    metrics_path: {t.path}\n    static_configs:\n"
+            f"      - targets: ['{t.address}']\n        labels: {json.dumps(t.labels)}" for t in self.targets)
         (self.dir / "prometheus.yml").write_text(
             f"global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}\nscrape_configs:\n{jobs}\n")
         self.log = (self.dir / "prometheus.log").open("wb")
@@ -167,9 +184,12 @@ class LivePrometheus:
             if self.process.poll() is not None:
                 raise AssertionError(f"prometheus exited: {(self.dir / 'prometheus.log').read_text()[-2000:]}")
             active = requests.get(f"{self.url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
-            return len(active) == len(self.exporters) and all(t["health"] == "up" for t in active)
+            expected = len(self.exporters) + len(self.targets)
+            return len(active) == expected and all(t["health"] == "up" for t in active)
 
-        wait_for(targets_up, "every exporter target to be up")
+        wait_for(targets_up, "every scrape target to be up")
+        if not self.exporters:
+            return
         # rate() needs two scrapes of every version: wait until each has a non-zero request rate.
         wait_for(lambda: len(self.query("rate(serving_requests_total{outcome='ok'}[20s]) > 0"))
                  == len(self.exporters), "a request rate from every exporter")

@@ -82,7 +82,7 @@ def test_contracts_generated_from_the_schema_never_crash(playground, contract, k
     if keep_example_kernels:  # reach the typed build's later checks with kernels and data that exist
         contract.update(reference={"kind": "torch", "model": "model.py:build"},
                         candidate={"kind": "torch", "model": "model.py:build"},
-                        data={**contract["data"], "path": "eval.jsonl"})
+                        data={**contract.get("data", {}), "path": "eval.jsonl"})
     path = playground["tiny_lm"] / "generated.yaml"
     path.write_text(yaml.safe_dump(contract, allow_unicode=True), encoding="utf-8")
     no_crash(path)

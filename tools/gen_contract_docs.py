@@ -41,6 +41,9 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   `consistency: {ignore: [...]}` (top level, or under `numerical`) to acknowledge it. An id that
   matches no current warning is itself a warning.
 - A contract must name at least one stage (`numerical`, `statistical`, `runtime`, `observability`).
+  `reference` and `candidate` are required only with a stage that runs the kernels, `data` only with
+  a stage that reads the eval set: a contract whose only stage is `observability` needs neither (a
+  deploy-time check with the contract alone); a missing one is an error at the stage's key.
   This version evaluates `numerical` and `statistical`; clauses of the other stages are reported as
   `error` (exit 3) when their stage runs, never as `pass`. The statistics behind `statistical` are
   described in `docs/statistics.md`.

@@ -716,7 +716,8 @@ runtime = stage(
 )
 observability = stage(
     "observability", ": live monitoring (a Prometheus HTTP API) or exposition-format snapshot files. Reads "
-    "no eval set and runs no kernel: a contract whose only stage is this one never reads `data.path`. See "
+    "no eval set and runs no kernel: a contract whose only stage is this one needs no `reference`, `candidate` "
+    "or `data` (and never reads `data.path` when it has them). See "
     "docs/observability.md.",
     {
         "source": obj("Where metrics are read from.", {
@@ -785,6 +786,16 @@ escalation = obj(
     },
 )
 
+# What each stage section needs at the top level, from sections.py: a contract whose only stage reads
+# live monitoring (observability) needs no kernels and no eval set; `numerical` without `reference` is
+# an error at the `numerical` key (contract/schema_messages.py words it).
+DEPENDENT_REQUIRED = {
+    d.section: [*(("reference", "candidate") if d.needs_kernels else ()), *(("data",) if d.needs_evalset else ())]
+    for d in STAGE_DECLS if d.needs_kernels or d.needs_evalset
+}
+KERNEL_STAGES = " (" + ", ".join(f"`{d.section}`" for d in STAGE_DECLS if d.needs_kernels) + ")"
+DATA_STAGES = " (" + ", ".join(f"`{d.section}`" for d in STAGE_DECLS if d.needs_evalset) + ")"
+
 schema = obj(
     "A kernel contract: how far a candidate (inference) kernel may drift from its reference kernel. Every "
     "number must be finite (`.nan`, `.inf` are errors), integers are written as integers and are capped "
@@ -795,9 +806,12 @@ schema = obj(
         "name": string("Contract name, shown in reports and used in the PR comment marker.", minLength=1,
                        maxLength=200),
         "description": string("What this contract protects and why."),
-        "reference": {**kernel, "description": "The reference kernel K_ref (e.g. the fp32 training kernel)."},
-        "candidate": {**kernel, "description": "The candidate kernel K_cand being promoted."},
-        "data": data,
+        "reference": {**kernel, "description": "The reference kernel K_ref (e.g. the fp32 training kernel). "
+                      "Required when a stage that runs the kernels is present" + KERNEL_STAGES + "."},
+        "candidate": {**kernel, "description": "The candidate kernel K_cand being promoted. Required when a stage "
+                      "that runs the kernels is present" + KERNEL_STAGES + "."},
+        "data": {**data, "description": data["description"] + " Required when a stage that reads the eval set is "
+                 "present" + DATA_STAGES + "."},
         "slices": {"type": "array", "items": slice_def, "description": "Slice families (statistical stage)."},
         **{d.section: {"numerical": numerical, "statistical": statistical, "runtime": runtime,
                        "observability": observability}[d.section] for d in STAGE_DECLS},
@@ -806,7 +820,8 @@ schema = obj(
         "escalation": escalation,
         "calibration": calibration,
     },
-    ["version", "name", "reference", "candidate", "data"],
+    ["version", "name"],
+    dependentRequired=DEPENDENT_REQUIRED,
 )
 schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
           "$id": "https://promote.dev/schemas/contract.schema.json", "title": "promote kernel contract", **schema}

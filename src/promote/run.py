@@ -132,8 +132,7 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
         tool_version=__version__,
         contract={"name": contract.name, "path": contract.source.display_path, "sha256": contract.sha256,
                   "raw_sha256": contract.raw_sha256, "description": contract.description},
-        kernels={role: {"spec": getattr(contract, role).summary(), "fingerprint": ctx.fingerprints[role]}
-                 for role in ("reference", "candidate")},
+        kernels=_kernel_facts(contract, ctx.fingerprints),
         data=_data_facts(contract, ctx.evalset_loaded),
         stages=results,
         decision=decision,
@@ -147,8 +146,19 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
     )
 
 
-def _data_facts(contract: Contract, evalset: EvalSet | None) -> dict[str, Any]:
-    """The report's `data` block; ``read: false`` when no selected stage needed the eval set."""
+def _kernel_facts(contract: Contract, fingerprints: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's `kernels` block; None for a contract without kernels (observability only)."""
+    if contract.reference is None or contract.candidate is None:
+        return None
+    return {role: {"spec": getattr(contract, role).summary(), "fingerprint": fingerprints[role]}
+            for role in ("reference", "candidate")}
+
+
+def _data_facts(contract: Contract, evalset: EvalSet | None) -> dict[str, Any] | None:
+    """The report's `data` block; ``read: false`` when no selected stage needed the eval set, None when
+    the contract has no eval set (observability only)."""
+    if contract.data is None:
+        return None
     if evalset is None:
         return {"path": contract.data.display_path, "samples": 0, "positions": 0, "read": False}
     return {"path": contract.data.display_path, "samples": len(evalset.samples), "positions": evalset.positions}

@@ -119,9 +119,10 @@ class Contract:
     name: str
     description: str | None
     source: LoadedDocument
-    reference: KernelSpec
-    candidate: KernelSpec
-    data: DataSpec
+    # None in a contract whose stages need neither (observability only: sections.py's needs).
+    reference: KernelSpec | None
+    candidate: KernelSpec | None
+    data: DataSpec | None
     slices: tuple[SliceDef, ...]
     numerical: NumericalSpec | None
     statistical: StatisticalSpec | None = None
@@ -253,6 +254,8 @@ _TENSOR_KEYS = ("output", "rel_floor", "vacuous_below", "on_nonfinite")
 
 def _task_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
     """Metrics and clause keys must fit `data.task`: an LM metric means nothing on a tensor output."""
+    if "data" not in doc.data:
+        return  # no eval set (observability only): no task to fit
     task = doc.data["data"].get("task", "causal-lm")
     for index, clause in enumerate((doc.data.get("numerical") or {}).get("clauses", [])):
         metric = clause["metric"]
@@ -297,6 +300,8 @@ def _live_kernel_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
     """Features that re-run kernels need kernels that can run: records cannot be re-run, and module
     hooks exist only on torch modules."""
     numerical = doc.data.get("numerical") or {}
+    if not all(role in doc.data for role in ("reference", "candidate")):
+        return  # no kernels (observability only; the schema requires both for any stage that runs them)
     kinds = {role: doc.data[role]["kind"] for role in ("reference", "candidate")}
     if "noise_floor" in numerical and kinds["reference"] == "records":
         problems.append(doc.problem(("numerical", "noise_floor"), "a noise floor re-runs the reference, but a "
@@ -306,6 +311,26 @@ def _live_kernel_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
         problems.append(doc.problem(("numerical", "localize"), "`localize` hooks module outputs and needs two "
                                     f"`torch` kernels (here: reference {kinds['reference']}, candidate "
                                     f"{kinds['candidate']})", key=True))
+
+
+def _data_spec(doc: LoadedDocument, present: list[str], problems: list[Problem]) -> DataSpec:
+    """The eval set; its files must exist only when a present stage reads it (observability does not)."""
+    raw_data = doc.data["data"]
+    data_path = resolve_path(doc, raw_data["path"]).resolve()
+    needs_data = any(BY_SECTION[s].needs_evalset for s in present)
+    if needs_data and not data_path.is_file():
+        problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
+                                    f"{data_path}); paths are relative to the contract file"))
+    inputs_file = inputs_display = None
+    if "inputs_file" in raw_data:
+        inputs_file = resolve_path(doc, raw_data["inputs_file"]).resolve()
+        inputs_display = display_path(doc, raw_data["inputs_file"])
+        if needs_data and not inputs_file.is_file():
+            problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
+                                        f"(looked for {inputs_file}); paths are relative to the contract file"))
+    return DataSpec(path=data_path, display_path=display_path(doc, raw_data["path"]),
+                    task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit"),
+                    inputs_file=inputs_file, inputs_file_display=inputs_display)
 
 
 def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]:
@@ -337,21 +362,9 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     _live_kernel_checks(doc, problems)
     problems.extend(observability_problems(doc))
     problems.extend(sampled_problems(doc))
-    reference = kernel_spec(doc, "reference", data["reference"], problems)
-    candidate = kernel_spec(doc, "candidate", data["candidate"], problems)
-    raw_data = data["data"]
-    data_path = resolve_path(doc, raw_data["path"]).resolve()
-    needs_data = any(BY_SECTION[s].needs_evalset for s in present)  # observability alone reads no eval set
-    if needs_data and not data_path.is_file():
-        problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
-                                    f"{data_path}); paths are relative to the contract file"))
-    inputs_file = inputs_display = None
-    if "inputs_file" in raw_data:
-        inputs_file = resolve_path(doc, raw_data["inputs_file"]).resolve()
-        inputs_display = display_path(doc, raw_data["inputs_file"])
-        if needs_data and not inputs_file.is_file():
-            problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
-                                        f"(looked for {inputs_file}); paths are relative to the contract file"))
+    reference, candidate = (kernel_spec(doc, role, data[role], problems) if role in data else None
+                            for role in ("reference", "candidate"))
+    data_spec = _data_spec(doc, present, problems) if "data" in data else None
     slices = parse_slices(doc, data.get("slices", []), problems)
     statistical = parse_statistical(doc, data["statistical"], slices, problems) if "statistical" in data else None
     runtime = parse_runtime(doc, data["runtime"], problems) if "runtime" in data else None
@@ -361,12 +374,10 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     contract = Contract(
         version=data["version"], name=data["name"], description=data.get("description"), source=doc,
         reference=reference, candidate=candidate,
-        data=DataSpec(path=data_path, display_path=display_path(doc, raw_data["path"]),
-                      task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit"),
-                      inputs_file=inputs_file, inputs_file_display=inputs_display),
+        data=data_spec,
         slices=slices,
-        numerical=_numerical(doc, data["numerical"], raw_data.get("task", "causal-lm")) if "numerical" in data
-        else None,
+        numerical=_numerical(doc, data["numerical"], data_spec.task if data_spec else "causal-lm")
+        if "numerical" in data else None,
         statistical=statistical,
         runtime=runtime,
         observability=parse_observability(doc, data["observability"]) if "observability" in data else None,

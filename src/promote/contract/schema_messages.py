@@ -66,6 +66,7 @@ class Translator:
             "const": self._const,
             "type": self._type,
             "required": self._required,
+            "dependentRequired": self._dependent_required,
             "minimum": self._bound,
             "maximum": self._bound,
             "exclusiveMinimum": self._bound,
@@ -190,6 +191,19 @@ class Translator:
         missing = [key for key in error.validator_value if key not in error.instance]
         # One jsonschema error per missing key, each answered with all of them; _tidy drops repeats.
         return [self._at(path, f"missing required key `{key}` in {key_name(path)}", key=True) for key in missing]
+
+    def _dependent_required(self, error: ValidationError) -> list[Problem]:
+        """``numerical`` without ``reference``: placed at the section that needs the key (the missing key
+        has no line), naming the key and why the section needs it (sections.py's needs)."""
+        if not isinstance(error.instance, dict):
+            return []
+        path, have = tuple(error.absolute_path), error.instance
+        why = {"data": "reads the eval set"}
+        return [self._at((*path, section), f"missing required key `{key}` in {key_name(path)}: stage section "
+                         f"`{section}` {why.get(key, 'runs the reference and candidate kernels')}; add `{key}` or "
+                         f"remove `{section}` (only `observability` runs without kernels and data)", key=True)
+                for section, needed in error.validator_value.items() if section in have
+                for key in needed if key not in have]
 
     def _bound(self, error: ValidationError) -> list[Problem]:
         path = tuple(error.absolute_path)

@@ -23,8 +23,8 @@ SCHEMA_VERSION = 1
 class Report:
     tool_version: str
     contract: dict[str, Any]
-    kernels: dict[str, Any]
-    data: dict[str, Any]
+    kernels: dict[str, Any] | None  # None: the contract has no kernels (observability only)
+    data: dict[str, Any] | None  # None: the contract has no eval set (observability only)
     stages: list[StageResult]
     decision: Decision
     command: str

@@ -42,6 +42,11 @@ LIMITS = {  # rows and cell lengths per mode
     "minimal": {"row_cap": 0, "pass_cap": 0, "cell_limit": 120, "route_cap": 5},
 }
 
+#: What a report says in place of the kernels and eval set of a contract that declares none.
+NO_KERNELS = "no kernels (observability only: the contract declares no reference or candidate)"
+NO_DATA = "no eval set (observability only: the contract declares no data)"
+
+
 class RenderError(Exception):
     """A template failed to render or broke an invariant (a bug in promote or a custom template)."""
 
@@ -68,7 +73,7 @@ def _environment(colour: bool) -> jinja2.Environment:
                        mermaid_label=filters.mermaid_label, mermaid_number=filters.mermaid_number)
     env.globals.update(marks=STATUS_MARKS, titles=VERDICT_TITLES, fence=filters.fence,
                        margin_text=filters.margin_text, compared=filters.compared_cells,
-                       kernel_label=filters.kernel_label)
+                       kernel_label=filters.kernel_label, no_kernels=NO_KERNELS, no_data=NO_DATA)
     return env
 
 
