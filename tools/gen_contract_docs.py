@@ -44,9 +44,10 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   `reference` and `candidate` are required only with a stage that runs the kernels, `data` only with
   a stage that reads the eval set: a contract whose only stage is `observability` needs neither (a
   deploy-time check with the contract alone); a missing one is an error at the stage's key.
-  This version evaluates `numerical` and `statistical`; clauses of the other stages are reported as
-  `error` (exit 3) when their stage runs, never as `pass`. The statistics behind `statistical` are
-  described in `docs/statistics.md`.
+  This version evaluates all four sections (`numerical`, `statistical`, `runtime`, `observability`);
+  a stage declared without an implementation would report its clauses as `error` (exit 3), never
+  `pass`. The statistics behind `statistical` are in `docs/statistics.md`, `runtime` in
+  `docs/runtime.md`, `observability` in `docs/observability.md`.
 
 ## Numbers
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 
 from promote import __version__, console
+from promote.cli_emit import check_output_paths, emit, github_mode
+from promote.cli_emit import token as github_token
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
 from promote.sections import STAGE_NAMES
 
@@ -59,17 +61,6 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number; give a number such as 0.1 or 1e-3", param, ctx)
         return number
-
-
-def _use_colour(flag: bool | None) -> bool:
-    """--color/--no-color wins; then NO_COLOR (off) and FORCE_COLOR (on); else only on a terminal."""
-    if flag is not None:
-        return flag
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return sys.stdout.isatty()
 
 
 class _Group(click.Group):
@@ -162,10 +153,10 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     options = CheckOptions(stages=stages, fail_on=fail_on, all_stages=all_stages,
                            progress=default_mode(progress, stderr_is_tty=sys.stderr.isatty()),
                            command=shlex.join(command), merge=merge, engine=engine, address=address, workers=workers)
-    github = _github_mode(github)
+    github = github_mode(github)
     console.set_github(github)  # every message from here on is fenced in GitHub mode (console.py)
-    _check_output_paths(outputs, metrics_out=metrics_out)
-    _emit(ctx, run_check(contract, options), fmt, outputs, colour, github, comment_mode, metrics_out=metrics_out)
+    check_output_paths(outputs, metrics_out=metrics_out)
+    emit(ctx, run_check(contract, options), fmt, outputs, colour, github, comment_mode, metrics_out=metrics_out)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -195,121 +186,13 @@ def merge(ctx: click.Context, partials: tuple[Path, ...], contract: str | None, 
     """
     from promote.run import CheckOptions, run_merge
 
-    github = _github_mode(github)
+    github = github_mode(github)
     console.set_github(github)
-    _check_output_paths(outputs)
+    check_output_paths(outputs)
     command = shlex.join(["promote", "merge", *map(str, partials), *([f"--contract={contract}"] if contract else []),
                           *([f"--fail-on={fail_on}"] if fail_on != "fail" else [])])
     report = run_merge(partials, CheckOptions(fail_on=fail_on, command=command), contract=contract)
-    _emit(ctx, report, fmt, outputs, colour, github, comment_mode)
-
-
-def _emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path], ...],  # noqa: ANN001 - a Report
-          colour: bool | None, github: bool, comment_mode: str, *, metrics_out: Path | None = None) -> None:
-    """Write the --output files, print the report, publish in GitHub mode, exit with the gate's code."""
-    json_written = _write_outputs(report, outputs)
-    if metrics_out is not None:
-        _write_metrics(report, metrics_out)
-    from promote.report.render import RENDERERS
-
-    colour_on = fmt == "text" and _use_colour(colour)
-    rendered = RENDERERS[fmt](report, colour=colour_on)
-    if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
-        from promote.github.workflow import stop_commands
-
-        start, end = stop_commands()
-        rendered = start + rendered + end
-    elif github:  # JSON, markdown, JUnit: fenced when any line could read as a workflow command
-        rendered = console.guard(rendered, github=True)
-    click.echo(rendered, nl=False, color=colour_on)  # click would strip ANSI on a non-terminal otherwise
-    if github:
-        from promote.publish import Log, publish_github
-
-        try:
-            publish_github(report, json_written=json_written, log=Log(github=True))
-        except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code
-            Log(github=True).warning(f"GitHub outputs not fully written: {type(exc).__name__}: {exc}")
-        if comment_mode == "auto":
-            _comment_from_check(report)
-    ctx.exit(report.exit_code)
-
-
-def _write_metrics(report, path: Path) -> None:  # noqa: ANN001 - a Report
-    """--metrics-out: never changes the exit code; says when there was nothing to write or it failed."""
-    from promote.report.prometheus import write_metrics
-
-    try:
-        written = write_metrics(report, path)
-    except OSError as exc:
-        console.message(f"promote: error: cannot write --metrics-out {path}: {exc.strerror or exc}")
-        return
-    console.message(f"promote: wrote runtime metrics to {path}" if written else
-                    f"promote: --metrics-out {path}: no runtime stage ran, nothing written")
-
-
-def _check_output_paths(outputs: tuple[tuple[str, Path], ...], *, metrics_out: Path | None = None) -> None:
-    """Every --output (and --metrics-out) path must be writable before any kernel runs (exit 2), so a
-    typo costs nothing."""
-    from promote.atomic import writable_problem
-
-    for out_fmt, path in outputs:
-        problem = writable_problem(path)
-        if problem:
-            raise PromoteError(f"--output {out_fmt}={path}: cannot write the report there: {problem}")
-    problem = writable_problem(metrics_out) if metrics_out is not None else None
-    if problem:
-        raise PromoteError(f"--metrics-out {metrics_out}: cannot write the metrics there: {problem}")
-
-
-def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None:  # noqa: ANN001 - a Report
-    """Write each --output atomically; return the JSON path written. A write that still fails (disk
-    full, the directory removed meanwhile) is an error line: the verdict is printed and the gate's
-    exit code stands, since the evaluation itself succeeded."""
-    from promote.atomic import write_text_atomic
-    from promote.report.render import RENDERERS
-
-    json_written: Path | None = None
-    for out_fmt, path in outputs:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, RENDERERS[out_fmt](report))
-        except OSError as exc:
-            console.message(f"promote: error: cannot write {out_fmt} report to {path}: {exc.strerror or exc}; the "
-                            f"verdict below stands (exit {report.exit_code})")
-            continue
-        json_written = path if out_fmt == "json" else json_written
-        console.message(f"promote: wrote {out_fmt} report to {path}")
-    return json_written
-
-
-def _github_mode(flag: bool | None) -> bool:
-    """--github/--no-github wins; else on inside GitHub Actions."""
-    if flag is not None:
-        return flag
-    from promote.github.workflow import in_actions
-
-    return in_actions()
-
-
-def _token() -> str | None:
-    """GITHUB_TOKEN, else GH_TOKEN. Read here and passed on; never printed."""
-    return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
-
-
-def _comment_from_check(report) -> None:  # noqa: ANN001 - a Report; kept untyped to avoid importing at start-up
-    from promote.github.comment import Context
-    from promote.publish import Log, comment_request_for, publish_comment
-
-    log = Log(github=True)
-    try:
-        request = comment_request_for(report, token=_token())
-    except Exception as exc:  # noqa: BLE001 - a rendering bug must not change the gate
-        log.warning(f"PR comment not rendered: {exc}")
-        return
-    try:
-        publish_comment(request, Context.from_env(), log)
-    except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code (or its outputs)
-        log.warning(f"PR comment not posted: {type(exc).__name__}: {exc}")
+    emit(ctx, report, fmt, outputs, colour, github, comment_mode)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -372,7 +255,7 @@ def comment(ctx: click.Context, report_path: Path | None, body_path: Path | None
 
     if (report_path is None) == (body_path is None):
         raise click.UsageError("give exactly one of --report REPORT.json or --body COMMENT.md")
-    token = _token()
+    token = github_token()
     extra = {"api_url": api_url, "repo": repo, "pr": pr, "dry_run": dry_run}
     if artifact_url is not None:
         from promote.report.filters import artifact_url as safe_url
