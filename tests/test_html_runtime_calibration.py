@@ -108,7 +108,8 @@ def _calibration_doc(ids: list[str], variants: list[tuple[str, str, dict[str, st
               "error": "error"}
     rows = []
     for name, kind, cells in variants:
-        rows.append({"name": name, "kind": kind, "description": f"{name} <b>row</b>", "covered": kind == "fault" or None,
+        rows.append({"name": name, "kind": kind, "description": f"{name} <b>row</b>",
+                     "covered": kind == "fault" or None,
                      "outcome": next(iter(cells.values())) if cells else "pass",
                      "cells": {cid: {"status": status[r], "result": r, "slice": None, "observed": 0.125 * (i + 1),
                                      "bounds": [{"op": "max", "value": 0.5}], "message": "m",
@@ -151,8 +152,8 @@ def test_heatmap_from_a_hand_made_document_colours_every_cell_and_escapes_ids():
 def test_calibrate_html_from_a_real_run(mini, tmp_path):
     contract = mini.contract()
     html_path, json_path = tmp_path / "cal.html", tmp_path / "cal.json"
-    result = CliRunner().invoke(cli, ["calibrate", str(contract), "--faults", "temperature-0.9", "--html", str(html_path),
-                                      "--json", str(json_path)], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["calibrate", str(contract), "--faults", "temperature-0.9", "--html",
+                                      str(html_path), "--json", str(json_path)], catch_exceptions=False)
     assert result.exit_code in (0, 1), result.output
     doc = json.loads(json_path.read_text())
     html = html_path.read_text(encoding="utf-8")

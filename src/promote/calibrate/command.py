@@ -35,14 +35,16 @@ Exit codes:
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the markdown table here.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML page with the variant × clause heatmap here (docs/report.md).")
+              help="Also write a self-contained HTML page with the variant × clause heatmap here "
+                   "(docs/report.md).")
 @click.option("--derive", "derive_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Derive every bound from honest runs on a calibration split, check it on the held-out rest, "
                    "and write the contract with the derived bounds here (docs/calibration.md). The fault table is "
                    "then computed against the derived bounds.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...], batch_one: bool, fmt: str,
-                      json_path: Path | None, md_path: Path | None, html_path: Path | None, derive_path: Path | None) -> None:
+                      json_path: Path | None, md_path: Path | None, html_path: Path | None,
+                      derive_path: Path | None) -> None:
     """Check the contract against the honest candidate, legitimate-noise variants and planted faults."""
     from promote import console
     from promote.calibrate.table import calibrate, to_markdown

@@ -31,7 +31,6 @@ from promote.data import Sample, batches
 from promote.errors import PromoteError
 from promote.kernels.base import Kernel, Outputs
 
-
 QUANTILE_STEPS = tuple(range(0, 101, 5))  # percent; compact enough for every level of every kernel
 
 
