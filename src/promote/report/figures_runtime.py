@@ -44,7 +44,8 @@ def latency_cdf(details: dict[str, Any], level: str, report: Report) -> Figure |
     if not curves:
         return None
     bounds = [(c.id, b) for c in latency_bounds(report, int(level)) for b in c.bounds]
-    lo, hi = padded([v for _, _, q in curves for v in q] + [b.value for _, b in bounds])
+    data = [v for _, _, q in curves for v in q]
+    lo, hi = padded(data + [b.value for _, b in bounds if near(b.value, data)])
     height = 260
     bottom = height - BOTTOM
     x = Linear(max(lo, 0.0), hi, 70, 720 - RIGHT)
@@ -62,9 +63,26 @@ def latency_cdf(details: dict[str, Any], level: str, report: Report) -> Figure |
                               f"max {format_value(q[-1])} ms", points=" ".join(
                                   f"{x(v)},{y(s)}" for v, s in zip(q, shares, strict=True))))
     for cid, b in bounds:
-        fig.marks.append(Mark("segment", "bound", f"{cid}: {'≤' if b.op == 'max' else '≥'} {tick(b.value)} ms",
-                              x(b.value), TOP, x(b.value), bottom))
+        at, beyond = clamp(x, b.value)
+        fig.marks.append(Mark("segment", "bound", f"{cid}: {'≤' if b.op == 'max' else '≥'} {tick(b.value)} ms{beyond}",
+                              at, TOP, at, bottom))
+    far = [f"{cid} {tick(b.value)} ms" for cid, b in bounds if not near(b.value, data)]
+    if far:
+        fig.note = f"bounds far beyond the measured latencies, drawn at the edge: {', '.join(far)}"
     return fig
+
+
+def near(value: float, data: list[float]) -> bool:
+    """Whether a bound belongs on the data's axis: within twice the largest value (else it would
+    squash the distribution into one pixel column; it is drawn at the edge instead)."""
+    return 0 <= value <= 2 * max(max(data), 1e-12)
+
+
+def clamp(x: Linear, value: float) -> tuple[float, str]:
+    """The pixel of ``value``, or of the axis end it lies beyond (with a tooltip suffix saying so)."""
+    lo, hi = sorted((x.p0, x.p1))
+    px = x(value)
+    return (min(max(px, lo), hi), "" if lo <= px <= hi else " (beyond the axis, drawn at its edge)")
 
 
 def latency_bounds(report: Report, level: int) -> list[ClauseResult]:
@@ -97,9 +115,9 @@ def ratio_forest(report: Report) -> Figure | None:
     rows = sorted(ratio_clauses(report), key=lambda c: (_margin(c), c.id))
     if not rows:
         return None
-    span = [v for c in rows for v in [c.observed, *(c.interval or []), *(b.value for b in c.bounds)]
-            if v is not None and math.isfinite(v)]
-    lo, hi = padded(span + [1.0])
+    span = [v for c in rows for v in [c.observed, *(c.interval or [])] if v is not None and math.isfinite(v)]
+    lo, hi = padded(span + [1.0] + [b.value for c in rows for b in c.bounds
+                                    if math.isfinite(b.value) and near(b.value, span + [1.0])])
     height = TOP + ROW * len(rows) + BOTTOM
     bottom = TOP + ROW * len(rows)
     x = Linear(lo, hi, LEFT, 720 - RIGHT)
@@ -127,8 +145,9 @@ def ratio_forest(report: Report) -> Figure | None:
         fig.marks.append(Mark("point", f"est {cls}", f"{where} ({c.status})", x(c.observed), y))
         for b in c.bounds:
             if math.isfinite(b.value):
-                fig.marks.append(Mark("segment", "bound", f"{c.id}: max_ratio {format_value(b.value)}",
-                                      x(b.value), y - ROW / 2 + 2, x(b.value), y + ROW / 2 - 2))
+                at, beyond = clamp(x, b.value)
+                fig.marks.append(Mark("segment", "bound", f"{c.id}: max_ratio {format_value(b.value)}{beyond}",
+                                      at, y - ROW / 2 + 2, at, y + ROW / 2 - 2))
     return fig
 
 
