@@ -28,19 +28,23 @@ Exit codes:
               help="Faults to plant (built-in or under `calibration.faults`). Default: every covered fault and "
                    "every built-in one.")
 @click.option("--batch-one", is_flag=True, help="Also run each sample alone through each kernel (slow).")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
-              help="What to print on stdout.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "html"]), default="markdown",
+              show_default=True, help="What to print on stdout (html: the page --html writes).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the calibration document (schemas/calibration.schema.json) here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the markdown table here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML page with the variant × clause heatmap here "
+                   "(docs/report.md).")
 @click.option("--derive", "derive_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Derive every bound from honest runs on a calibration split, check it on the held-out rest, "
                    "and write the contract with the derived bounds here (docs/calibration.md). The fault table is "
                    "then computed against the derived bounds.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...], batch_one: bool, fmt: str,
-                      json_path: Path | None, md_path: Path | None, derive_path: Path | None) -> None:
+                      json_path: Path | None, md_path: Path | None, html_path: Path | None,
+                      derive_path: Path | None) -> None:
     """Check the contract against the honest candidate, legitimate-noise variants and planted faults."""
     from promote import console
     from promote.calibrate.table import calibrate, to_markdown
@@ -71,5 +75,13 @@ def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...]
         json_path.write_text(text, encoding="utf-8")
     if md_path:
         md_path.write_text(markdown, encoding="utf-8")
-    click.echo(text if fmt == "json" else markdown, nl=False)
+    page = None
+    if html_path or fmt == "html":
+        from promote.report.calibration_html import render_calibration_html
+
+        page = render_calibration_html(doc)
+    if html_path:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(page, encoding="utf-8")
+    click.echo({"json": text, "html": page}.get(fmt, markdown), nl=False)
     ctx.exit(doc["exit_code"])

@@ -7,8 +7,8 @@
   with the bounds of clauses on that metric marked.
 
 Each builder returns None when its data is absent, so a section appears only when there is
-something to draw. Runtime and calibration sections are left for when those stages report
-structured distributions (their result shapes were not settled when this was written).
+something to draw. The runtime stage's figures are in figures_runtime.py; the calibration heatmap
+(its own page, `promote calibrate --html`) in calibration_html.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from promote.judgement import margin as margin_of
+from promote.report.figures_runtime import runtime_sections
 from promote.report.model import Report
 from promote.report.svg import Figure, Label, Linear, Log, Mark, Section, padded, shorten, tick, x_axis, y_axis
 from promote.results import ClauseResult, format_value
@@ -208,4 +209,4 @@ def sections(report: Report) -> list[Section]:
         dist = [f for f in (distribution(profile, m, report) for m in metrics) if f is not None]
         if dist:
             out.append(Section("distribution", "Distribution of per-token drift", dist))
-    return out
+    return out + runtime_sections(report)

@@ -77,6 +77,7 @@ def judge_clause(clause: Any, cand: KernelRuntime, base: KernelRuntime | None, *
             if c_lat.size < 5:
                 result.status, result.message = "inconclusive", f"{c_lat.size} paired requests; need at least 5"
                 return result
+            result.evidence["ratio"] = "unpaired" if clause.raw.get("paired", True) is False else "paired"
             if clause.raw.get("paired", True) is False:
                 return _mann_whitney(result, c_lat, b_lat, clause.max_ratio, alpha)
             ratios = c_lat / b_lat

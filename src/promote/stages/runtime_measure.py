@@ -31,6 +31,8 @@ from promote.data import Sample, batches
 from promote.errors import PromoteError
 from promote.kernels.base import Kernel, Outputs
 
+QUANTILE_STEPS = tuple(range(0, 101, 5))  # percent; compact enough for every level of every kernel
+
 
 @dataclass
 class Level:
@@ -63,6 +65,9 @@ class Level:
             "latency_per_token_ms": {f"p{p}": q(per_token, p) for p in (50, 90, 99)},
             "throughput_tps": float(tok[good].sum() / self.wall_s) if self.wall_s > 0 else None,
             "warmup_ms": [w * 1e3 for w in self.warmup_s],
+            # the distribution the HTML report draws (report/figures_runtime.py): 21 quantiles, p0..p100
+            "latency_quantiles_ms": [float(v) for v in np.percentile(lat[good] * 1e3, QUANTILE_STEPS)]
+            if good.any() else [],
         }
 
 
