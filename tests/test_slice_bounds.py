@@ -4,9 +4,16 @@ contract line; `calibrate --derive` writes per-slice bounds where slices differ 
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import jsonschema
+import pytest
+import yaml
+
+from promote.calibrate.derive import SLICE_FACTOR, derive, write_derived
+from promote.contract.model import load_contract
 from promote.contract.statistical import glob_regex
+from promote.resources import load_schema
 from test_slices import FAULTS, KL_SLICE, check, contract, invoke, slice_results
 
 LOOSE, TIGHT = 10.0, 1e-3  # g=b under the group-b fault: mean KL far above 1e-3 and far below 10
@@ -92,3 +99,57 @@ def test_patterns_are_literal_except_star_and_question_mark():
     assert not glob_regex("length=[0,64)").fullmatch("length=0")
     assert glob_regex("script_len:script=latin,*").fullmatch("script_len:script=latin,length=[0,128)")
     assert glob_regex("g=?").fullmatch("g=a") and not glob_regex("g=?").fullmatch("g=ab")
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_lm"
+
+
+def _slices_example(tmp: Path, per_script: int = 24) -> Path:
+    """The slices example on the first ``per_script`` samples of each script, with a candidate that is
+    legitimately noisier on Cyrillic (σ = 0.05 on its logits: mean KL ~1e-3 against ~8e-5 elsewhere)."""
+    for name in ("model.py", "weights.safetensors"):
+        (tmp / name).symlink_to(EXAMPLE / name)
+    lines = (EXAMPLE / "eval.jsonl").read_text().splitlines()
+    (tmp / "eval.jsonl").write_text("\n".join(x for b in range(4) for x in lines[80 * b: 80 * b + per_script]) + "\n")
+    doc = yaml.safe_load((EXAMPLE / "slices.yaml").read_text())
+    doc["candidate"]["model"] = "model.py:build"
+    doc["candidate"]["inject"] = {"fault": "noise", "sigma": 0.05, "where": {"tags": {"script": "cyrillic"}}}
+    doc["slices"] = [s for s in doc["slices"] if s["name"] in ("script", "length", "entropy")]
+    doc.pop("numerical")
+    doc.pop("escalation")
+    doc["statistical"]["min_samples"] = 8
+    doc["statistical"]["clauses"] = [
+        {"id": "slice-kl", "metric": "kl", "stat": "mean", "max": 1e-3, "per_slice": True, "slices": ["script"]},
+        {"id": "worst-kl", "metric": "kl", "stat": "max_over_slices", "max": 1e-3, "slices": ["script", "entropy"]},
+    ]
+    path = tmp / "slices.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_derive_writes_per_slice_bounds_where_slices_differ_and_they_hold_out_of_sample(tmp_path):
+    contract_, _ = load_contract(_slices_example(tmp_path))
+    derived = derive(contract_)
+    assert derived["problems"] == []
+    jsonschema.validate({"split": derived["split"], "margin": derived["margin"], "bounds": derived["bounds"],
+                         "problems": []}, load_schema("calibration")["properties"]["derived"])
+    rows = {r["clause"]: r for r in derived["bounds"] if r["stage"] == "slices"}
+    for row in rows.values():
+        own = {o["slice"]: o for o in row["slice_bounds"]}
+        # Cyrillic is the noisy slice: it sets the clause-wide bound and gets no bound of its own; the
+        # quiet scripts get theirs, each over 2× tighter, derived by the stated rule and passing held out.
+        assert set(own) == {"script=latin", "script=cjk", "script=code"}, row
+        assert row["per_slice"]["script=cyrillic"] == row["calibration"]
+        for label, o in own.items():
+            assert row["bound"] > SLICE_FACTOR * o["bound"] and o["bound"] >= o["confidence_bound"] > o["calibration"]
+            assert o["rule"] == "95 % UCB of the slice mean × (1 + 0.2)"
+            assert o["held_out"]["status"] == "pass" and o["held_out"]["bound"] == o["bound"], (label, o)
+            assert o["held_out"]["observed"] < o["bound"]
+    # Entropy quartiles are cut from the data (labels differ between splits): never given their own bound.
+    assert not any(o["slice"].startswith("entropy") for o in rows["worst-kl"]["slice_bounds"])
+    written = write_derived(contract_, derived, tmp_path / "derived.yaml")
+    (clause,) = [c for c in written.statistical.clauses if c.id == "slice-kl"]
+    assert clause.max == rows["slice-kl"]["bound"]
+    assert clause.for_slice("script=latin")[0].max == {o["slice"]: o for o in rows["slice-kl"]["slice_bounds"]}[
+        "script=latin"]["bound"]
+    assert clause.for_slice("script=cyrillic") == (clause, None)
