@@ -9,12 +9,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from test_slices import FAULTS, KL_SLICE, check, contract, invoke, slice_results
 
 from promote.calibrate.derive import SLICE_FACTOR, derive, write_derived
 from promote.contract.model import load_contract
 from promote.contract.statistical import glob_regex
 from promote.resources import load_schema
-from test_slices import FAULTS, KL_SLICE, check, contract, invoke, slice_results
 
 LOOSE, TIGHT = 10.0, 1e-3  # g=b under the group-b fault: mean KL far above 1e-3 and far below 10
 
