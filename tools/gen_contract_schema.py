@@ -519,6 +519,29 @@ statistical_clause = obj(
                       "false judges the whole eval set. Default false."},
         "slices": {"type": "array", "items": string("A slice family name."), "minItems": 1,
                    "description": "Slice families this clause uses. Default: all of them."},
+        "slice_bounds": {
+            "type": "object", "propertyNames": {"minLength": 1},
+            "description": "Per-slice bounds (`per_slice` or `max_over_slices` clauses): a mapping from a slice-label "
+                           "pattern to the bounds of the slices it matches, so a noisy slice need not set the bound "
+                           "of every other. Labels are the report's: `FAMILY=value` (e.g. `script=latin`, "
+                           "`length=[0,64)`), crossed families `FAMILY:k=v,k2=v2`. In a pattern `*` matches any run "
+                           "of characters and `?` one, everything else is literal. Patterns are tried in order and "
+                           "the first match wins; a slice no pattern matches is judged against the clause's own "
+                           "bound. Each entry sets only bounds of the clause's own kind (`max`/`min`, or "
+                           "`max_drop`/`margin` for task metrics); a bound it leaves out stays the clause's. "
+                           "`promote calibrate --derive` writes these where slices differ (docs/calibration.md).",
+            "additionalProperties": obj(
+                "The bounds of the slices this pattern matches (finite numbers).",
+                {
+                    "max": number("Upper bound for these slices (the clause has `max`)."),
+                    "min": number("Lower bound for these slices (the clause has `min`)."),
+                    "max_drop": number("Largest allowed drop for these slices (task metric with `max_drop`).",
+                                       minimum=0),
+                    "margin": number("Equivalence margin for these slices (task metric with `margin`).", minimum=0),
+                },
+                minProperties=1,
+            ),
+        },
         "test": {"enum": ["mcnemar", "wilcoxon", "paired-bootstrap"], "description": "Difference test reported "
                  "(and corrected for multiplicity) for task metrics: `mcnemar` (exact, binary metrics; default "
                  "for them), `wilcoxon` (signed-rank, continuous; default for them), `paired-bootstrap`."},

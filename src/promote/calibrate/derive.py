@@ -14,8 +14,10 @@ reported as such (exit 1). The rules (docs/calibration.md):
   values over the threshold u (the (k+1)-th largest) have an exponential tail with mean excess β,
   so P(X > u + y) ≈ (k/n)·e^(−y/β); the bound for the largest of M positions (M = the whole eval
   set) to stay below it with probability 95 % is u + β·ln(M·k/(0.05·n)), times (1 + margin).
-- `nonfinite`: 0, always. Statistical (per-slice) clauses: the largest per-slice 95 % upper bound
-  over the clause's slices (each slice's value reported), times (1 + margin).
+- `nonfinite`: 0, always. Statistical (per-slice) clauses: each slice's bound is its 95 % upper
+  confidence bound times (1 + margin); the clause gets the largest (the bound of any slice not seen
+  on the calibration split), and a slice whose own bound is more than ``SLICE_FACTOR`` times smaller
+  gets it as a `slice_bounds` entry, so the noisiest slice does not set the bound of the quiet ones.
 - Floor-relative clauses (`max_floor_ratio`), task margins and other statistics are kept as written
   (reported as `kept`).
 """
@@ -46,6 +48,7 @@ from promote.stages.slice_eval import quantile_statistic
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 EXCEED = 0.05  # P(the eval set's max exceeds a derived `max` bound) the POT rule allows
+SLICE_FACTOR = 2.0  # a slice gets its own bound when the clause-wide one is more than this many times larger
 
 
 class _Values:
@@ -151,6 +154,10 @@ def _derive_statistical(contract: Contract, cal: EvalSet, kernels: dict[str, Any
     if spec is None:
         return []
     report = run_check(contract, CheckOptions(stages=("slices",)), kernels=kernels, evalset=cal)
+    # Quantile buckets are cut from the data, so their labels differ between splits and runs: only tag
+    # families and fixed `buckets` get per-slice bounds.
+    stable = {d.name for d in contract.slices
+              if d.buckets is not None or all(k.startswith("tags.") for k in d.keys)}
     rows = []
     for clause in spec.clauses:
         results = [r for s in report.stages if s.name == "slices" for r in s.clauses if r.id == clause.id]
@@ -159,20 +166,34 @@ def _derive_statistical(contract: Contract, cal: EvalSet, kernels: dict[str, Any
         if clause.is_task or clause.max is None or clause.stat not in ("mean", "max_over_slices"):
             rows.append({**row, "rule": "kept (task margin or lower bound)", "bound": row["written"]})
             continue
-        per_slice = {}
+        per_slice, estimates = {}, {}
         for r in results:
-            for entry in r.evidence.get("slices") or [{"slice": r.slice, "ci": r.evidence.get("ci")}]:
+            for entry in r.evidence.get("slices") or [{"slice": r.slice, "ci": r.evidence.get("ci"),
+                                                       "estimate": r.observed}]:
                 ci = entry.get("ci") or [None, None]
                 if ci[1] is not None:
                     per_slice[entry["slice"] or "(all)"] = ci[1]
+                    estimates[entry["slice"] or "(all)"] = entry.get("estimate")
         if not per_slice:
             rows.append({**row, "rule": "kept (no slice could be judged on the calibration split)",
                          "bound": row["written"]})
             continue
         worst = max(per_slice.values())
-        rows.append({**row, "rule": f"largest per-slice 95 % UCB of the mean × (1 + {margin:g})",
-                     "calibration": worst, "per_slice": per_slice, "bound": _round_up(worst * (1 + margin))})
+        bound = _round_up(worst * (1 + margin))
+        rule = f"95 % UCB of the slice mean × (1 + {margin:g})"
+        own = [{"slice": label, "rule": rule, "calibration": estimates[label], "confidence_bound": ucb,
+                "bound": _round_up(ucb * (1 + margin))}
+               for label, ucb in per_slice.items() if _family(label) in stable and ucb > 0
+               and bound > SLICE_FACTOR * _round_up(ucb * (1 + margin))]
+        rows.append({**row, "rule": f"largest per-slice 95 % UCB of the mean × (1 + {margin:g}); slices whose own "
+                     f"bound is over {SLICE_FACTOR:g}× smaller get it (`slice_bounds`)", "calibration": worst,
+                     "per_slice": per_slice, "slice_bounds": own, "bound": bound})
     return rows
+
+
+def _family(label: str) -> str:
+    """The family of a slice label: `FAMILY=value` or, crossed, `FAMILY:k=v,...`."""
+    return label.split("=", 1)[0].split(":", 1)[0]
 
 
 def derive(contract: Contract, *, evalset: EvalSet | None = None) -> dict[str, Any]:
@@ -199,12 +220,18 @@ def derive(contract: Contract, *, evalset: EvalSet | None = None) -> dict[str, A
     finally:
         ref.close()
         cand.close()
+    checked, by_slice = checked
     problems = []
     for row in rows:
         row["held_out"] = checked.get(row["clause"])
         if row["held_out"] and row["held_out"]["status"] == "fail":
             problems.append(f"derived bound of `{row['clause']}` ({row['op']} {row['bound']}) fails on the held-out "
                             f"split: {row['held_out']['message']}")
+        for own in row.get("slice_bounds") or ():
+            own["held_out"] = by_slice.get((row["clause"], own["slice"]))
+            if own["held_out"] and own["held_out"]["status"] == "fail":
+                problems.append(f"derived bound of `{row['clause']}` for slice `{own['slice']}` ({row['op']} "
+                                f"{own['bound']}) fails on the held-out split")
     return {"split": {"fraction": spec.split, "seed": spec.seed, "calibration_samples": len(cal.samples),
                       "held_out_samples": len(held.samples)}, "margin": spec.margin, "bounds": rows,
             "problems": problems, "document": derived_doc}
@@ -218,10 +245,18 @@ def _with_bounds(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, An
             row = by_id.get(clause.get("id"))
             if row and row["bound"] is not None and not row["rule"].startswith("kept"):
                 clause[row["op"]] = row["bound"]
+                if row["stage"] == "slices":  # derived per-slice bounds replace any written ones
+                    clause.pop("slice_bounds", None)
+                    if row.get("slice_bounds"):
+                        # a label is its own pattern: only `*` and `?` are wildcards, which labels rarely hold
+                        clause["slice_bounds"] = {o["slice"]: {row["op"]: o["bound"]}
+                                                  for o in row["slice_bounds"]}
     return doc
 
 
-def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet, kernels: dict[str, Any]) -> dict[str, Any]:
+def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet,
+              kernels: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    """Per clause, its worst result on the held-out split; per (clause, slice), that slice's result."""
     path = contract.path.with_name(f".{contract.path.stem}.derived-check-{os.getpid()}.yaml")  # relative paths hold
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     try:
@@ -233,12 +268,20 @@ def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet, kernels: d
     finally:
         path.unlink(missing_ok=True)
     out: dict[str, Any] = {}
+    by_slice: dict[tuple[str, str], Any] = {}
     for stage in report.stages:
         for r in stage.clauses:
             prev = out.get(r.id)
             if prev is None or (r.status == "fail" and prev["status"] != "fail"):
                 out[r.id] = {"status": r.status, "observed": r.observed, "slice": r.slice, "message": r.message}
-    return out
+            if stage.name == "slices":
+                for e in r.evidence.get("slices") or []:
+                    by_slice[(r.id, e["slice"])] = {"status": e["status"], "observed": e.get("estimate"),
+                                                    "bound": (e.get("bounds") or {}).get("max")}
+                if r.slice is not None:
+                    by_slice[(r.id, r.slice)] = {"status": r.status, "observed": r.observed,
+                                                 "bound": r.bounds[0].value if r.bounds else None}
+    return out, by_slice
 
 
 def _no_floor(contract: Contract) -> Any:

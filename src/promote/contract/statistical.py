@@ -6,7 +6,9 @@ which metric) lives in one place. Every problem names the contract line through 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from promote.contract.load import LoadedDocument, Problem
@@ -17,8 +19,8 @@ DERIVED_SLICE_KEYS = ("length", "position", "token_frequency", "entropy", "margi
                       "response_length")
 # Task metrics (vocabulary.py) compare reference and candidate on the same items (paired); the rest
 # are divergences.
-__all__ = ["BINARY_TASK_METRICS", "CONTINUOUS_TASK_METRICS", "DERIVED_SLICE_KEYS", "TASK_METRICS", "SliceDef",
-           "StatisticalClause", "StatisticalSpec", "parse_slices", "parse_statistical"]
+__all__ = ["BINARY_TASK_METRICS", "CONTINUOUS_TASK_METRICS", "DERIVED_SLICE_KEYS", "TASK_METRICS", "SliceBound",
+           "SliceDef", "StatisticalClause", "glob_regex", "StatisticalSpec", "parse_slices", "parse_statistical"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,26 @@ class SliceDef:
     quantiles: int | None
     max_values: int
     line: int | None
+
+
+BOUND_KEYS = ("max", "min", "max_drop", "margin")
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A slice-label pattern: `*` any run of characters, `?` one; everything else literal (labels hold
+    `[`, `(` and `,`, e.g. `length=[0,64)`, which fnmatch would read as a character class)."""
+    return re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern))
+
+
+@dataclass(frozen=True)
+class SliceBound:
+    """One `slice_bounds` entry: a label pattern and the bounds it overrides (None: the clause's own)."""
+
+    pattern: str
+    bounds: tuple[tuple[str, float], ...]
+
+    def matches(self, label: str) -> bool:
+        return glob_regex(self.pattern).fullmatch(label) is not None
 
 
 @dataclass(frozen=True)
@@ -50,10 +72,21 @@ class StatisticalClause:
     severity: str
     description: str | None
     line: int | None
+    slice_bounds: tuple[SliceBound, ...] = ()
 
     @property
     def is_task(self) -> bool:
         return self.metric in TASK_METRICS
+
+    def for_slice(self, label: str | None) -> tuple[StatisticalClause, str | None]:
+        """The clause with the bounds of the first `slice_bounds` pattern matching ``label`` (and that
+        pattern), or the clause itself and None: each slice is judged against its own bound."""
+        if label is None:
+            return self, None
+        for entry in self.slice_bounds:
+            if entry.matches(label):
+                return replace(self, slice_bounds=(), **dict(entry.bounds)), entry.pattern
+        return self, None
 
 
 @dataclass(frozen=True)
@@ -133,10 +166,52 @@ def _statistical_clause(doc: LoadedDocument, i: int, c: dict[str, Any], names: s
             problems.append(doc.problem((*where, "slices"), f"clause `{c['id']}`: no slice family named `{name}`; "
                                         "defined: " + (", ".join(sorted(names)) or "none")))
     return StatisticalClause(
+        slice_bounds=_slice_bounds(doc, where, c, has, names, problems),
         id=c["id"], metric=metric, stat=stat, max=c.get("max"), min=c.get("min"), max_drop=c.get("max_drop"),
         margin=c.get("margin"), per_slice=per_slice, slices=tuple(c["slices"]) if "slices" in c else None,
         test=test, severity=c.get("severity", "fail"), description=c.get("description"), line=doc.locate(where)[0],
     )
+
+
+def _pattern_families(pattern: str, families: set[str]) -> bool:
+    """Whether ``pattern`` can match a label of one of ``families`` (labels are `FAMILY=value` or, for
+    crossed families, `FAMILY:k=v,...`)."""
+    head = re.match(r"[^=:]*", pattern).group(0)  # type: ignore[union-attr]
+    if head == pattern:  # no separator: it names no family; only a wildcard can reach into a label
+        return "*" in pattern
+    return any(glob_regex(head).fullmatch(f) for f in families)
+
+
+def _slice_bounds(doc: LoadedDocument, where: tuple, c: dict[str, Any], has: set[str], names: set[str],
+                  problems: list[Problem]) -> tuple[SliceBound, ...]:
+    raw = c.get("slice_bounds")
+    if not raw:
+        return ()
+    here = (*where, "slice_bounds")
+    if not (c.get("per_slice") or c.get("stat") == "max_over_slices"):
+        problems.append(doc.problem(here, f"clause `{c['id']}`: `slice_bounds` needs `per_slice: true` or "
+                                    "`stat: max_over_slices` (the clause judges the whole eval set, no slice)"))
+    families = set(c.get("slices") or names)
+    kinds = has & set(BOUND_KEYS)
+    out = []
+    for pattern, entry in raw.items():
+        keys = set(entry)
+        if keys - kinds:
+            problems.append(doc.problem((*here, pattern), f"clause `{c['id']}`: slice bound `{pattern}` sets "
+                                        + ", ".join(f"`{k}`" for k in sorted(keys - kinds)) + " but the clause bounds "
+                                        + (", ".join(f"`{k}`" for k in sorted(kinds)) or "nothing")
+                                        + "; a per-slice bound must be of the clause's own kind"))
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                problems.append(doc.problem((*here, pattern, key), f"clause `{c['id']}`: slice bound `{pattern}` "
+                                            f"`{key}` must be a finite number, not {value}"))
+        if families and not _pattern_families(pattern, families):
+            problems.append(doc.problem((*here, pattern), f"clause `{c['id']}`: slice bound pattern `{pattern}` "
+                                        "matches no slice family of the clause (" + ", ".join(sorted(families))
+                                        + "); labels read `FAMILY=value` (crossed: `FAMILY:k=v,...`)",
+                                        severity="warning"))
+        out.append(SliceBound(pattern, tuple((k, float(v)) for k, v in entry.items())))
+    return tuple(out)
 
 
 def parse_statistical(doc: LoadedDocument, raw: dict[str, Any], slices: tuple[SliceDef, ...],

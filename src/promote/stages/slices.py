@@ -94,8 +94,11 @@ def _items(spec: StatisticalSpec, clause: StatisticalClause, families: list[Fami
             scored = int(np.unique(table.seq[s.position_mask]).size)
             if clause.metric in _SAMPLE_LEVEL_TASKS:
                 scored = s.samples if s.positions else 0
-            item = Item(clause, s.label, family.name, s.samples, scored, s.positions)
-            out.append(_evaluate(spec, clause, item, ctx, s.position_mask, s.members))
+            own, pattern = clause.for_slice(s.label)  # the slice's own bound (`slice_bounds`), if any
+            item = Item(own, s.label, family.name, s.samples, scored, s.positions)
+            if pattern is not None:
+                item.extra["slice_bound"] = pattern
+            out.append(_evaluate(spec, own, item, ctx, s.position_mask, s.members))
     return out
 
 
@@ -220,7 +223,8 @@ def _evidence(spec: StatisticalSpec, item: Item) -> dict[str, Any]:
     return ev
 
 
-def _result(spec: StatisticalSpec, clause: StatisticalClause, item: Item, status: str, message: str) -> ClauseResult:
+def _result(spec: StatisticalSpec, item: Item, status: str, message: str) -> ClauseResult:
+    clause = item.clause  # with the slice's own bounds when `slice_bounds` matched it
     upper, lower = bounds_of(clause)
     bounds = [Bound(op, v) for op, v in (("max", upper), ("min", lower)) if v is not None]
     result = ClauseResult(id=clause.id, stage=STAGE, status=status, message=message, metric=clause.metric,
@@ -234,13 +238,15 @@ def _result(spec: StatisticalSpec, clause: StatisticalClause, item: Item, status
 _RANK = {"fail": 3, "warn": 3, "inconclusive": 2, "pass": 1}
 
 
-def _worst(clause: StatisticalClause, judged: list[tuple[Item, str, str]]) -> tuple[Item, str, str]:
-    upper, lower = bounds_of(clause)
+def _worst(judged: list[tuple[Item, str, str]]) -> tuple[Item, str, str]:
+    """The worst slice: by status, then by how far its estimate lies past its own bound."""
 
     def badness(entry: tuple[Item, str, str]) -> tuple[int, float]:
+        upper, lower = bounds_of(entry[0].clause)
         est = entry[0].estimate
-        est = -math.inf if math.isnan(est) else est
-        return _RANK[entry[1]], (est if upper is not None and lower is None else -est)
+        if math.isnan(est):
+            return _RANK[entry[1]], -math.inf
+        return _RANK[entry[1]], (est - (upper or 0.0) if upper is not None and lower is None else (lower or 0.0) - est)
 
     return max(judged, key=badness)
 
@@ -268,15 +274,16 @@ def run_slices(contract: Contract, collector: SliceCollector, *, duration_s: flo
                                             metric=clause.metric, stat=clause.stat,
                                             message="no slice to judge: never a pass"))
                 continue
-            worst, status, message = _worst(clause, judged)
-            result = _result(spec, clause, worst, status, f"worst of {len(judged)} slices: {message}")
+            worst, status, message = _worst(judged)
+            result = _result(spec, worst, status, f"worst of {len(judged)} slices: {message}")
             result.evidence["slices"] = [
                 {"slice": i.label, "status": st, "estimate": finite_or_none(i.estimate),
-                 "ci": [finite_or_none(i.interval.lo), finite_or_none(i.interval.hi)] if i.interval else None}
+                 "ci": [finite_or_none(i.interval.lo), finite_or_none(i.interval.hi)] if i.interval else None,
+                 "bounds": {op: v for op, v in zip(("max", "min"), bounds_of(i.clause), strict=True) if v is not None}}
                 for i, st, _ in sorted(judged, key=lambda e: (-_RANK[e[1]], e[0].label or ""))][:50]
             results.append(result)
         else:
-            results.extend(_result(spec, clause, i, st, msg) for i, st, msg in judged)
+            results.extend(_result(spec, i, st, msg) for i, st, msg in judged)
     smallest_p = 1 / (spec.resamples + 1)
     if spec.correction == "holm" and family_size and smallest_p * family_size > spec.alpha:
         notes.append(f"{family_size} tests with holm need p ≤ {format_value(spec.alpha / family_size)} to declare "
