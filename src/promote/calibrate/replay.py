@@ -12,35 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from promote.data import Batch, EvalSet, TensorBatch
+from promote.data import Batch, TensorBatch
 from promote.engine.passes import perturbed_logits
 from promote.errors import UsageError
-from promote.kernels.base import Kernel, Outputs
+from promote.kernels.base import Kernel, Outputs, WrappedKernel
 
 
-class ReplayKernel(Kernel):
+class ReplayKernel(WrappedKernel):
     """The inner kernel, with each distinct batch computed once and replayed afterwards."""
 
     def __init__(self, inner: Kernel) -> None:
-        super().__init__(inner.spec, role=inner.role)
-        self.inner = inner
-        self.kind = inner.kind
+        super().__init__(inner)
         self.store: dict[tuple[str, ...], Outputs] = {}
         self.replayed = 0
 
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def _open_impl(self) -> None:
-        self.inner.open()
-
-    def _bind_impl(self, evalset: EvalSet) -> None:
-        self.inner.bind(evalset)
-
     def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
-        if not isinstance(batch, Batch):
-            raise UsageError("promote calibrate supports `data.task: causal-lm` only")
-        key = tuple(s.id for s in batch.samples)
+        key = tuple(s.id for s in _causal_lm(batch).samples)
         if key in self.store:
             self.replayed += 1
             return self.store[key]
@@ -48,40 +35,26 @@ class ReplayKernel(Kernel):
         self.store[key] = out
         return out
 
-    def _close_impl(self) -> None:
-        self.inner.close()
 
-    def _fingerprint_impl(self) -> dict[str, Any]:
-        inner = self.inner.fingerprint()
-        inner.pop("kind", None)
-        return inner
-
-
-class RebatchKernel(Kernel):
+class RebatchKernel(WrappedKernel):
     """The inner kernel run on sub-batches of ``size`` (1: each sample alone): batch-size noise."""
 
     def __init__(self, inner: Kernel, size: int) -> None:
-        super().__init__(inner.spec, role=inner.role)
-        self.inner = inner
+        super().__init__(inner)
         self.size = size
-        self.kind = inner.kind
 
     def describe(self) -> str:
         return f"{self.inner.describe()}, batches of {self.size}"
 
-    def _open_impl(self) -> None:
-        self.inner.open()
-
-    def _bind_impl(self, evalset: EvalSet) -> None:
-        self.inner.bind(evalset)
-
     def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
-        if not isinstance(batch, Batch):
-            raise UsageError("promote calibrate supports `data.task: causal-lm` only")
         kind = "batch_size" if self.size == 1 else "odd_batch"
-        return Outputs(logits=perturbed_logits(self.inner, batch, kind, odd_batch_size=self.size))
+        return Outputs(logits=perturbed_logits(self.inner, _causal_lm(batch), kind, odd_batch_size=self.size))
 
     def _fingerprint_impl(self) -> dict[str, Any]:
-        inner = self.inner.fingerprint()
-        inner.pop("kind", None)
-        return {**inner, "rebatch": self.size}
+        return {**super()._fingerprint_impl(), "rebatch": self.size}
+
+
+def _causal_lm(batch: Batch | TensorBatch) -> Batch:
+    if not isinstance(batch, Batch):
+        raise UsageError("promote calibrate supports `data.task: causal-lm` only")
+    return batch

@@ -220,6 +220,37 @@ class Kernel(ABC):
         return {}
 
 
+class WrappedKernel(Kernel):
+    """A kernel around another one (fault injectors, calibration's replay and rebatching): the inner
+    kernel's spec, role, kind and lifecycle, so a wrapper only overrides what it changes. Its
+    fingerprint is the inner one's (the outer ``fingerprint()`` adds the kind again)."""
+
+    def __init__(self, inner: Kernel) -> None:
+        super().__init__(inner.spec, role=inner.role)
+        self.inner = inner
+        self.kind = inner.kind
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def _open_impl(self) -> None:
+        self.inner.open()
+
+    def _bind_impl(self, evalset: EvalSet) -> None:
+        self.inner.bind(evalset)
+
+    def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
+        return self.inner.run(batch)
+
+    def _close_impl(self) -> None:
+        self.inner.close()
+
+    def _fingerprint_impl(self) -> dict[str, Any]:
+        inner = self.inner.fingerprint()
+        inner.pop("kind", None)
+        return inner
+
+
 def evaluation_failure(label: str, what: str, exc: BaseException) -> BaseException:
     """What to raise for ``exc`` escaping user code (factory, forward, model import): exit 3 with the
     cause named and no traceback, whatever ``exc`` is — a ``SystemExit(0)`` must never read as a pass.

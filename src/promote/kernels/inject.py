@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from promote.contract.fault_specs import FaultSpec
-from promote.data import Batch, EvalSet, TensorBatch
+from promote.data import Batch, TensorBatch
 from promote.errors import UsageError
-from promote.kernels.base import Kernel, Outputs
+from promote.kernels.base import Kernel, Outputs, WrappedKernel
 
 
 def round_mantissa(x: np.ndarray, keep_bits: int) -> np.ndarray:
@@ -75,14 +75,12 @@ def apply_output_fault(fault: FaultSpec, logits: np.ndarray, batch: Batch) -> np
     raise AssertionError(f"not an output fault: {fault.fault}")
 
 
-class InjectedKernel(Kernel):
+class InjectedKernel(WrappedKernel):
     """A kernel with faults planted: the inner kernel's outputs, wrong in a known, seeded way."""
 
     def __init__(self, inner: Kernel, faults: tuple[FaultSpec, ...]) -> None:
-        super().__init__(inner.spec, role=inner.role)
-        self.inner = inner
+        super().__init__(inner)
         self.faults = faults
-        self.kind = inner.kind
         self._batch: Batch | None = None
         model = [f for f in faults if f.needs_module]
         if model and inner.kind != "torch":
@@ -100,7 +98,7 @@ class InjectedKernel(Kernel):
         return f"{self.inner.describe()} + inject {', '.join(f.describe() for f in self.faults)}"
 
     def _open_impl(self) -> None:
-        self.inner.open()
+        super()._open_impl()
         for fault in self.faults:
             if fault.fault in ("tf32", "overflow", "layer"):
                 self._hook(fault)
@@ -153,9 +151,6 @@ class InjectedKernel(Kernel):
             out = out + (fault.sigma * rms * torch.from_numpy(noise).to(out.device)).to(out.dtype)
         return out
 
-    def _bind_impl(self, evalset: EvalSet) -> None:
-        self.inner.bind(evalset)
-
     def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
         self._batch = batch if isinstance(batch, Batch) else None
         try:
@@ -170,10 +165,5 @@ class InjectedKernel(Kernel):
             outputs = dataclasses.replace(outputs, logits=apply_output_fault(fault, outputs.logits, batch))
         return outputs
 
-    def _close_impl(self) -> None:
-        self.inner.close()
-
     def _fingerprint_impl(self) -> dict[str, Any]:
-        inner = self.inner.fingerprint()
-        inner.pop("kind", None)
-        return {**inner, "inject": [dataclasses.asdict(f) for f in self.faults]}
+        return {**super()._fingerprint_impl(), "inject": [dataclasses.asdict(f) for f in self.faults]}
