@@ -12,7 +12,6 @@ observed value and bound, as JSON (schemas/calibration.schema.json) and markdown
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from promote.errors import UsageError
 from promote.kernels import build_kernel
 from promote.kernels.base import Kernel
 from promote.kernels.inject import InjectedKernel
+from promote.report.calibration_html import cell_value
 from promote.results import ClauseResult, finite_or_none
 from promote.run import CheckOptions, run_check
 
@@ -186,14 +186,6 @@ def _present(contract: Contract) -> list[str]:
     return [s for s, present in (("numerics", contract.numerical), ("slices", contract.statistical)) if present]
 
 
-def _value(x: Any) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.3g}"
-    return str(x)
-
-
 def to_markdown(doc: dict[str, Any]) -> str:
     """The table: one row per variant, one column per clause, each cell `result observed / bound`."""
     ids = [c["id"] for c in doc["clauses"]]
@@ -210,9 +202,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
             if cell is None:
                 cells.append("–")
                 continue
-            bound = ", ".join(f"{b['op']} {_value(b['value'])}" for b in cell["bounds"])
+            bound = ", ".join(f"{b['op']} {cell_value(b['value'])}" for b in cell["bounds"])
             where = f" [{_escape(cell['slice'])}]" if cell["slice"] else ""
-            cells.append(f"{cell['result']} {_value(cell['observed'])}{where} ({bound})")
+            cells.append(f"{cell['result']} {cell_value(cell['observed'])}{where} ({bound})")
         covered = " (covered)" if row["covered"] else ""
         outcome = mark.get(row["outcome"], row["outcome"])
         lines.append(f"| {_escape(row['name'])}{covered} | {row['kind']} | {outcome} | " + " | ".join(cells) + " |")

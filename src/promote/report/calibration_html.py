@@ -23,7 +23,8 @@ OUTCOME_CLASS = {"caught": "pass", "pass": "pass", "missed": "fail", "fail": "fa
                  "inconclusive": "inconclusive"}
 
 
-def _value(x: Any) -> str:
+def cell_value(x: Any) -> str:
+    """A calibration table cell's number as the markdown table and the heatmap tooltips show it."""
     if x is None:
         return "–"
     if isinstance(x, float):
@@ -34,9 +35,10 @@ def _value(x: Any) -> str:
 def _tooltip(row: dict[str, Any], cid: str, cell: dict[str, Any] | None) -> str:
     if cell is None:
         return f"{row['name']} × {cid}: no result"
-    bound = ", ".join(f"{'≤' if b['op'] == 'max' else '≥'} {_value(b['value'])}" for b in cell["bounds"]) or "no bound"
+    bound = ", ".join(f"{'≤' if b['op'] == 'max' else '≥'} {cell_value(b['value'])}"
+                      for b in cell["bounds"]) or "no bound"
     where = f" in slice {cell['slice']}" if cell.get("slice") else ""
-    return (f"{row['name']} × {cid}: {cell['result']} ({cell['status']}), observed {_value(cell['observed'])}"
+    return (f"{row['name']} × {cid}: {cell['result']} ({cell['status']}), observed {cell_value(cell['observed'])}"
             f"{where}, bound {bound}")
 
 
