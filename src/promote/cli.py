@@ -76,6 +76,22 @@ class _Group(click.Group):
             raise Interrupted(signal.SIGINT) from None
 
 
+def _report_options(command):  # noqa: ANN001, ANN202 - a click decorator
+    """--format, --output and --fail-on: the same on every command that produces a report."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+                     help="Report format printed on stdout."),
+        click.option("--output", "outputs", multiple=True, type=OutputSpec(),
+                     help="Also write the report as FMT to PATH (repeatable), e.g. --output json=report.json."),
+        click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
+                     help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still "
+                          "exit 3)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", prog_name="promote")
 def cli() -> None:
@@ -90,12 +106,7 @@ def cli() -> None:
 @click.argument("contract", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES),
               help="Run only these stages (repeatable). Default: every stage the contract has.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Report format printed on stdout.")
-@click.option("--output", "outputs", multiple=True, type=OutputSpec(),
-              help="Also write the report as FMT to PATH (repeatable), e.g. --output json=report.json.")
-@click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
-              help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still exit 3).")
+@_report_options
 @click.option("--all-stages", is_flag=True, help="Keep running later stages after a stage the policy blocks.")
 @click.option("--merge", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="An earlier JSON report of the same contract: stages not selected with --stage are taken from "
@@ -164,12 +175,7 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
 @click.option("--contract", "contract", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="The contract the shards ran (default: the path recorded in the partials); it must have the same "
                    "sha256 after ${VAR} interpolation.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Report format printed on stdout.")
-@click.option("--output", "outputs", multiple=True, type=OutputSpec(),
-              help="Also write the report as FMT to PATH (repeatable), e.g. --output json=report.json.")
-@click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
-              help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still exit 3).")
+@_report_options
 @click.option("--color/--no-color", "colour", default=None, help="Colour the text report (as `check`).")
 @click.option("--github/--no-github", "github", default=None, help="GitHub mode (as `check`).")
 @click.option("--comment", "comment_mode", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
