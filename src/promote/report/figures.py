@@ -19,7 +19,21 @@ from typing import Any
 from promote.judgement import margin as margin_of
 from promote.report.figures_runtime import runtime_sections
 from promote.report.model import Report
-from promote.report.svg import Figure, Label, Linear, Log, Mark, Section, padded, shorten, tick, x_axis, y_axis
+from promote.report.svg import (
+    FAILING,
+    Figure,
+    Label,
+    Linear,
+    Log,
+    Mark,
+    Section,
+    estimate_row,
+    padded,
+    shorten,
+    tick,
+    x_axis,
+    y_axis,
+)
 from promote.results import ClauseResult, format_value
 
 MAX_FOREST_ROWS = 40
@@ -27,7 +41,6 @@ MAX_FORESTS = 8
 ROW = 20
 LEFT, RIGHT, TOP, BOTTOM = 190, 24, 18, 46
 METRIC_NAMES = {"kl": "KL(reference ‖ candidate)", "logit_osc": "logit oscillation"}
-FAILING = ("fail", "error")
 
 
 def _margin(c: ClauseResult) -> float:
@@ -63,15 +76,9 @@ def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
         y = TOP + ROW * i + ROW / 2
         cls = "fail" if c.status in FAILING else ("warn" if c.status not in ("pass", "skipped") else "pass")
         label = c.slice or c.id
-        if c.status in FAILING:
-            fig.grid.insert(0, Mark("rect", "fail-band", "", 0, y - ROW / 2, 720, ROW))  # under the gridlines
         fig.labels.append(Label(LEFT - 8, y + 4, shorten(label, 26), anchor="end", cls=f"row {cls}", full=label))
-        where = f"{label}: {what} = {format_value(c.observed)}"
-        if c.interval and all(v is not None and math.isfinite(v) for v in c.interval):
-            low, high = c.interval
-            fig.marks.append(Mark("segment", f"ci {cls}", f"{where}, interval [{format_value(low)}, "
-                                  f"{format_value(high)}] ({c.status})", x(low), y, x(high), y))
-        fig.marks.append(Mark("point", f"est {cls}", f"{where} ({c.status})", x(c.observed), y))
+        estimate_row(fig, x, y, ROW, status=c.status, observed=c.observed, interval=c.interval, cls=cls,
+                     where=f"{label}: {what} = {format_value(c.observed)}")
     for b in bounds:
         text = f"bound {'≤' if b.op == 'max' else '≥'} {format_value(b.value)}"
         fig.marks.append(Mark("segment", "bound", text, x(b.value), TOP - 6, x(b.value), bottom))

@@ -16,12 +16,24 @@ import math
 from typing import Any
 
 from promote.report.model import Report
-from promote.report.svg import Figure, Label, Linear, Mark, Section, padded, shorten, tick, x_axis, y_axis
+from promote.report.svg import (
+    FAILING,
+    Figure,
+    Label,
+    Linear,
+    Mark,
+    Section,
+    estimate_row,
+    padded,
+    shorten,
+    tick,
+    x_axis,
+    y_axis,
+)
 from promote.results import ClauseResult, format_value
 
 LEFT, RIGHT, TOP, BOTTOM, ROW = 190, 24, 18, 46, 24
 ROLES = (("baseline", "floor", "baseline"), ("candidate", "cand", "candidate"))
-FAILING = ("fail", "error")
 LATENCY_METRICS = ("latency_ms",)
 
 
@@ -132,17 +144,11 @@ def ratio_forest(report: Report) -> Figure | None:
     for i, c in enumerate(rows):
         y = TOP + ROW * i + ROW / 2
         cls = "fail" if c.status in FAILING else ("pass" if c.status == "pass" else "warn")
-        if c.status in FAILING:
-            fig.grid.insert(0, Mark("rect", "fail-band", "", 0, y - ROW / 2, 720, ROW))
         what = f"{c.stat}({c.metric})" if c.metric else c.id
         fig.labels.append(Label(LEFT - 8, y + 4, shorten(f"{c.id} · {what}", 28), anchor="end", cls=f"row {cls}",
                                 full=f"{c.id} · {what}"))
-        where = f"{c.id}: {what} ratio = {format_value(c.observed)}"
-        if c.interval and all(v is not None and math.isfinite(v) for v in c.interval):
-            low, high = c.interval
-            fig.marks.append(Mark("segment", f"ci {cls}", f"{where}, interval [{format_value(low)}, "
-                                  f"{format_value(high)}] ({c.status})", x(low), y, x(high), y))
-        fig.marks.append(Mark("point", f"est {cls}", f"{where} ({c.status})", x(c.observed), y))
+        estimate_row(fig, x, y, ROW, status=c.status, observed=c.observed, interval=c.interval, cls=cls,
+                     where=f"{c.id}: {what} ratio = {format_value(c.observed)}")
         for b in c.bounds:
             if math.isfinite(b.value):
                 at, beyond = clamp(x, b.value)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+from promote.results import format_value
 
 WIDTH = 720
 
@@ -149,3 +152,19 @@ def y_axis(fig: Figure, scale: Linear | Log, values: list[float], *, x0: float, 
         fig.grid.append(Mark("segment", "grid", "", x0, y, x1, y))
         fig.labels.append(Label(x0 - 6, y + 4, tick(value), anchor="end"))
     fig.labels.append(Label(4, 11, title, anchor="start", cls="axis"))
+
+
+FAILING = ("fail", "error")  # statuses drawn on a red band
+
+
+def estimate_row(fig: Figure, x: Any, y: float, row: float, *, status: str, observed: float | None,
+                 interval: Any, cls: str, where: str) -> None:
+    """One row of an interval figure (slice forest plot, runtime ratios): a red band under a failing
+    row, the interval as a segment when it is finite, and the estimate as a point."""
+    if status in FAILING:
+        fig.grid.insert(0, Mark("rect", "fail-band", "", 0, y - row / 2, 720, row))  # under the gridlines
+    if interval and all(v is not None and math.isfinite(v) for v in interval):
+        low, high = interval
+        text = f"{where}, interval [{format_value(low)}, {format_value(high)}] ({status})"
+        fig.marks.append(Mark("segment", f"ci {cls}", text, x(low), y, x(high), y))
+    fig.marks.append(Mark("point", f"est {cls}", f"{where} ({status})", x(observed), y))
