@@ -29,32 +29,25 @@ def register_kind(kind: str) -> Callable[[KernelFactory], KernelFactory]:
     return add
 
 
-@register_kind("torch")
-def _torch(spec: Any, role: str) -> Kernel:
-    from promote.kernels.torch_kernel import TorchKernel
+def _lazy(module: str, name: str) -> KernelFactory:
+    """A factory that imports ``module`` only when a contract uses its kind (torch, onnxruntime and
+    the HTTP client stay unloaded otherwise)."""
 
-    return TorchKernel(spec, role=role)
+    def factory(spec: Any, role: str) -> Kernel:
+        from importlib import import_module
 
+        return getattr(import_module(module), name)(spec, role=role)
 
-@register_kind("onnx")
-def _onnx(spec: Any, role: str) -> Kernel:
-    from promote.kernels.onnx_kernel import OnnxKernel
-
-    return OnnxKernel(spec, role=role)
+    return factory
 
 
-@register_kind("records")
-def _records(spec: Any, role: str) -> Kernel:
-    from promote.kernels.records import RecordsKernel
-
-    return RecordsKernel(spec, role=role)
-
-
-@register_kind("openai")
-def _openai(spec: Any, role: str) -> Kernel:
-    from promote.kernels.openai_kernel import OpenAIKernel
-
-    return OpenAIKernel(spec, role=role)
+for _kind, (_module, _name) in {
+    "torch": ("promote.kernels.torch_kernel", "TorchKernel"),
+    "onnx": ("promote.kernels.onnx_kernel", "OnnxKernel"),
+    "records": ("promote.kernels.records", "RecordsKernel"),
+    "openai": ("promote.kernels.openai_kernel", "OpenAIKernel"),
+}.items():
+    register_kind(_kind)(_lazy(_module, _name))
 
 
 def build_kernel(spec: Any, *, role: str) -> Kernel:
