@@ -2,9 +2,10 @@
 
 The server's view is vLLM's ``vllm:e2e_request_latency_seconds`` histogram (``/metrics``: the
 increase of ``_sum`` over the increase of ``_count`` during the run is its mean per request); the
-client's view is the `openai` kernel's monotonic per-request time, which includes the HTTP round
-trip, JSON decoding and building the outputs. Their difference is what promote adds. Run against a
-server already up (tools/vllm_server.py), or let the script start one:
+client's view is the `openai` kernel's per-request wire time (sent → last byte received: what stage 3
+times) plus promote's own decoding and mapping to arrays (`client_decode_parse_ms`, timed apart).
+The wire time minus the server's e2e is the HTTP transfer and the server's rendering of the answer.
+Run against a server already up (tools/vllm_server.py), or let the script start one:
 
     python bench/bench_client_overhead.py --url http://127.0.0.1:PORT/v1 [--top-k all|5] [--requests 40]
     python bench/bench_client_overhead.py --start   # starts and stops the tiny_llama fp32 server
@@ -55,15 +56,15 @@ def run(url: str, top_k: str, requests: int) -> dict:
         for i in range(requests):
             kernel.run(next(batches([samples[i % len(samples)]], 1)))
         after = server_e2e(base)
-    client = np.array([s for _, s, _ in kernel.latencies])
+    wire = np.array([s for _, s, _ in kernel.latencies])
     decode = decode_ms(kernel, samples[0])
     n = after[1] - before[1]
     server_mean = (after[0] - before[0]) / n if n else float("nan")
-    return {"top_k": top_k, "requests": requests, "client_mean_ms": client.mean() * 1e3,
-            "client_p50_ms": float(np.median(client)) * 1e3, "server_e2e_mean_ms": server_mean * 1e3,
-            "overhead_mean_ms": (client.mean() - server_mean) * 1e3,
-            "overhead_share": (client.mean() - server_mean) / client.mean(),
-            "client_decode_parse_ms": decode}
+    return {"top_k": top_k, "requests": requests, "wire_mean_ms": wire.mean() * 1e3,
+            "wire_p50_ms": float(np.median(wire)) * 1e3, "server_e2e_mean_ms": server_mean * 1e3,
+            "transfer_and_rendering_ms": (wire.mean() - server_mean) * 1e3,
+            "client_decode_parse_ms": decode,
+            "promote_share": decode / (wire.mean() * 1e3 + decode)}
 
 
 def decode_ms(kernel: OpenAIKernel, sample) -> float:  # noqa: ANN001 - a Sample

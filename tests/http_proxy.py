@@ -58,6 +58,7 @@ class Proxy:
                 self.wfile.write(body)
 
             def _forward(self, data: bytes | None) -> None:
+                received = time.monotonic()
                 f = proxy.faults
                 with proxy._lock:
                     f.served += 1
@@ -70,7 +71,6 @@ class Proxy:
                     return self._send(f.fail_status, b'{"error": {"message": "planted failure"}}', extra)
                 if f.hang_s:
                     time.sleep(f.hang_s)
-                start = time.monotonic()
                 request = urllib.request.Request(proxy.upstream + self.path, data=data,
                                                  headers={"Content-Type": "application/json"},
                                                  method="POST" if data is not None else "GET")
@@ -79,8 +79,8 @@ class Proxy:
                         status, body = resp.status, resp.read()
                 except urllib.error.HTTPError as exc:
                     status, body = exc.code, exc.read()
-                if f.slowdown:
-                    time.sleep(f.slowdown * (time.monotonic() - start))
+                if f.slowdown:  # a fraction of everything this request cost so far, the proxy's own work included
+                    time.sleep(f.slowdown * (time.monotonic() - received))
                 if f.malformed:
                     body = b'{"choices": [ this is not json'
                 elif (f.drop_prompt_logprobs or f.shift_token) and status == 200 and data is not None:

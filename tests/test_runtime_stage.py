@@ -91,3 +91,52 @@ def test_runtime_stage_with_torch_kernels(mini, tmp_path):
     assert measured["peak_rss_mb"] > 10 and measured["levels"]["3"]["requests"] == 48
     assert len(measured["levels"]["1"]["warmup_ms"]) == 2
     assert "promote_runtime_peak_rss_bytes" in metrics.read_text()
+
+
+class _WireKernel:
+    """An HTTP-like kernel (kind openai) whose call takes longer than its request's wire time: the
+    difference stands for promote's own JSON decoding, which stage 3 must not time."""
+
+    kind = "openai"
+    label = "candidate"
+
+    def __init__(self, wire: float) -> None:
+        self.wire = wire
+
+    def run(self, batch):
+        import time
+
+        from promote.kernels.base import Outputs
+
+        time.sleep(0.05)  # the "decoding": longer than every wire time below
+        b, t = batch.input_ids.shape
+        return Outputs(logits=np.zeros((b, t, 4), np.float32), request_s=np.full(b, self.wire))
+
+
+def test_http_latency_is_the_wire_time_not_the_decoding():
+    from promote.data import Sample
+    from promote.stages.runtime_measure import measure
+
+    samples = [Sample(id=f"s{i}", input_ids=tuple(range(5)), tags={}, line=i + 1) for i in range(4)]
+    runtimes = measure([_WireKernel(0.003), _WireKernel(0.004)], samples, levels=(1, 2), warmup=0, repeats=1)
+    for rt, wire in zip(runtimes, (0.003, 0.004), strict=True):
+        assert rt.levels[1].latencies == [wire] * 4 and rt.levels[2].latencies == [wire] * 4
+
+
+def test_client_post_timed_stops_the_clock_before_decoding(httpserver, monkeypatch):
+    import time
+
+    from promote.kernels import http_client
+
+    httpserver.expect_request("/v1/completions", method="POST").respond_with_json({"ok": True})
+    decode = http_client._decode
+
+    def slow_decode(raw, url):
+        time.sleep(0.5)
+        return decode(raw, url)
+
+    monkeypatch.setattr(http_client, "_decode", slow_decode)
+    started = time.perf_counter()
+    answer, seconds = http_client.Client().post_timed(httpserver.url_for("/v1/completions"), {"a": 1})
+    assert answer == {"ok": True}
+    assert seconds < 0.5 <= time.perf_counter() - started

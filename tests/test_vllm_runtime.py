@@ -74,7 +74,7 @@ def test_planted_30_percent_slowdown_fails(proxies, short_evalset, tmp_path):
     base, canary = proxies
     canary.faults.slowdown = 0.3
     try:
-        result, report = run(runtime_contract(tmp_path, short_evalset, canary.url, base.url), tmp_path)
+        result, report = run(runtime_contract(tmp_path, short_evalset, canary.url, base.url, repeats=4), tmp_path)
     finally:
         canary.reset()
     assert result.exit_code == 1, result.output

@@ -45,6 +45,10 @@ class Outputs:
     flattened by ``keypaths.flatten_outputs``; an ONNX model's output names). ``dtypes`` holds
     the source dtype of an array numpy had to widen (``bfloat16`` arrives as float32), so ulps and
     dtype checks use the dtype the model actually produced.
+
+    ``request_s`` float [B], HTTP kernels only: each row's wire time (request sent → last byte of the
+    answer), which stage 3 times instead of the call's wall time so promote's own decoding does not
+    dilute latency ratios.
     """
 
     logits: np.ndarray | None = None
@@ -56,6 +60,7 @@ class Outputs:
     mass_tol: float | None = None  # rounding of Σ exp(topk_logprobs) in the records' dtype
     named: dict[str, np.ndarray] | None = None
     dtypes: dict[str, str] = field(default_factory=dict)
+    request_s: np.ndarray | None = None
 
     @property
     def is_topk(self) -> bool:

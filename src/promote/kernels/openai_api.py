@@ -38,12 +38,14 @@ class ShapeError(ValueError):
 @dataclass
 class Scored:
     """One sample's teacher-forced scores: ``target`` [T-1] log-prob of each next token, and either
-    ``dense`` [T-1, V] (every id: logits or log-probs) or ``top_ids``/``top_values`` [T-1, K]."""
+    ``dense`` [T-1, V] (every id: logits or log-probs) or ``top_ids``/``top_values`` [T-1, K];
+    ``seconds`` the request's wire time, set by the kernel that sent it."""
 
     target: np.ndarray
     dense: np.ndarray | None = None
     top_ids: np.ndarray | None = None
     top_values: np.ndarray | None = None
+    seconds: float = float("nan")
 
 
 def root_url(url: str) -> str:

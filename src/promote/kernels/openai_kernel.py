@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -98,13 +97,12 @@ class OpenAIKernel(Kernel):
                                + (f" ({failure.detail})" if failure.detail else ""))
 
     def _score(self, ids: list[int], sample_id: str) -> apis.Scored:
+        """One prompt scored; ``Scored.seconds`` is its wire time (Client.post_timed), not promote's decoding."""
         body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
-        start = time.monotonic()
         try:
-            answer = self.client.post(self.endpoint, body)
+            answer, seconds = self.client.post_timed(self.endpoint, body)
         except HttpFailure as failure:
             raise self._fail(failure, f"scoring sample `{sample_id}`") from None
-        seconds = time.monotonic() - start
         try:
             scored = apis.parse(self.spec.api, answer, ids, self.spec.top_k)
         except apis.ShapeError as exc:
@@ -113,6 +111,7 @@ class OpenAIKernel(Kernel):
         if sample_id != "probe":
             with self._lock:
                 self.latencies.append((sample_id, seconds, len(ids)))
+        scored.seconds = seconds
         return scored
 
     def _run_impl(self, batch: Batch) -> Outputs:
@@ -124,11 +123,12 @@ class OpenAIKernel(Kernel):
         mask = np.zeros((b, t), dtype=bool)
         for row, s in enumerate(scored):
             mask[row, : len(s.target)] = True
+        wire = np.array([s.seconds for s in scored], dtype=np.float64)
         if scored and scored[0].dense is not None:
             logits = np.zeros((b, t, self.vocab), dtype=np.float32)
             for row, s in enumerate(scored):
                 logits[row, : len(s.target)] = s.dense
-            return Outputs(logits=logits, mask=mask, source=self.endpoint)
+            return Outputs(logits=logits, mask=mask, source=self.endpoint, request_s=wire)
         if scored and scored[0].top_ids is None:
             raise UsageError(f"{self.label}: `api: {self.spec.api}` gives the actual tokens' log-probs only")
         k = int(self.spec.top_k)
@@ -139,7 +139,7 @@ class OpenAIKernel(Kernel):
             n = len(s.target)
             ids[row, :n], values[row, :n], target[row, :n] = s.top_ids, s.top_values, s.target
         return Outputs(topk_ids=ids, topk_logprobs=values, target_logprobs=target, mask=mask, source=self.endpoint,
-                       mass_tol=1e-4 * (k + 16))
+                       mass_tol=1e-4 * (k + 16), request_s=wire)
 
     def _fingerprint_impl(self) -> dict[str, Any]:
         exact = self.spec.top_k == apis.ALL

@@ -3,7 +3,9 @@
 One *request* is one eval sample. An `openai` kernel sends ``c`` requests at once (concurrency ``c``:
 the server batches them as it would live traffic); a local kernel (torch, onnx) runs ``c`` samples as
 one batch, so its "concurrency" is its batch size and each sample's latency is that batch's time.
-Clocks are monotonic (``time.perf_counter``). Warm-up requests run first and are reported apart.
+Clocks are monotonic (``time.perf_counter``). An HTTP request's latency is its wire time (sent → last
+byte of the answer, ``Outputs.request_s``): promote's JSON decoding would add the same constant to
+both sides and pull every ratio towards 1. Warm-up requests run first and are reported apart.
 
 Baseline and candidate are measured *paired*: the same samples, chunk by chunk, alternating which
 kernel goes first, so machine load that drifts during the run hits both sides alike and the
@@ -103,6 +105,8 @@ def _chunk(kernel: Kernel, chunk: list[Sample], rt: KernelRuntime, level: Level,
             out = kernel.run(batch)
         except PromoteError as exc:
             return time.perf_counter() - start, None, _kind(kernel, exc)
+        if out.request_s is not None and len(out.request_s) == 1:  # an HTTP request: its wire time
+            return float(out.request_s[0]), out, None
         return time.perf_counter() - start, out, None
 
     if _local(kernel):
