@@ -20,11 +20,17 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_lm"
 LIMIT = 40  # the first 40 samples hold long inputs (> 128 tokens) and tokens 48–58, so every fault has a target
 
 
-def _tiny(tmp: Path, *, limit: int = LIMIT, **calibration) -> Path:
+def _tiny(tmp: Path, *, limit: int | None = LIMIT, **calibration) -> Path:
+    """The shipped contract on the first `limit` samples (None: all 320). On a subset its per-script
+    slices hold fewer than `min_samples` sequences, so the slice stage is left out there."""
     for name in ("model.py", "weights.safetensors", "eval.jsonl"):
         (tmp / name).symlink_to(EXAMPLE / name)
     doc = yaml.safe_load((EXAMPLE / "contract.yaml").read_text())
-    doc["data"]["limit"] = limit
+    if limit is not None:
+        doc["data"]["limit"] = limit
+        doc.pop("statistical")
+        doc.pop("slices")
+        doc["calibration"]["covers"].remove("bf16-model")  # caught by the slice stage only
     doc["calibration"].update(calibration)
     path = tmp / "contract.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -38,8 +44,9 @@ def _calibrate(*args: str):
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
+    """The full table of the shipped contract on the whole eval set (~30 s on 2 cores)."""
     tmp = tmp_path_factory.mktemp("cal")
-    path = _tiny(tmp)
+    path = _tiny(tmp, limit=None)
     result = _calibrate(str(path), "--json", str(tmp / "cal.json"), "--markdown", str(tmp / "cal.md"))
     return result, json.loads((tmp / "cal.json").read_text()), (tmp / "cal.md").read_text()
 
@@ -51,13 +58,23 @@ def test_shipped_contract_calibration_table(table):
     rows = {r["name"]: r for r in doc["variants"]}
     for name in ("honest", "candidate-rerun", "candidate-odd-batch", "reference-rerun", "reference-odd-batch"):
         assert rows[name]["outcome"] == "pass", (name, rows[name]["cells"])
-    covered = ["temperature-0.9", "temperature-1.1", "int8-dynamic", "slice-noise", "overflow-long"]
+    covered = ["temperature-0.9", "temperature-1.1", "int8-dynamic", "slice-noise", "overflow-long", "bf16-model"]
     assert [n for n in covered if rows[n]["covered"] and rows[n]["outcome"] == "caught"] == covered
     caught = {name: {c for c, cell in rows[name]["cells"].items() if cell["result"] == "caught"} for name in covered}
     assert {"kl-mean", "osc-p99"} <= caught["temperature-0.9"] and {"kl-mean", "osc-p99"} <= caught["temperature-1.1"]
     assert "kl-mean" in caught["int8-dynamic"]
     assert "osc-max" in caught["slice-noise"]  # 1 % of tokens: the tail sees it
     assert "finite" in caught["overflow-long"]  # non-finite logits on inputs longer than 128
+    # A whole-model bf16 cast drifts ~1.2× the bf16-autocast candidate: inside every aggregate bound
+    # but one borderline, and caught where it is largest, on code, by that slice's own derived bound.
+    bf16 = rows["bf16-model"]["cells"]
+    assert bf16["kl-mean"]["result"] == "missed" and bf16["slice-kl"]["result"] == "caught"
+    assert bf16["slice-kl"]["slice"] == "script=code"
+    assert bf16["slice-kl"]["observed"] > bf16["slice-kl"]["bounds"][0]["value"] == 8.2e-5
+    honest = rows["honest"]["cells"]["slice-kl"]
+    assert honest["status"] == "pass" and honest["observed"] < honest["bounds"][0]["value"]
+    for name in ("fp16-model", "bf16-logits", "fp16-logits", "tf32"):  # not faults for a bf16 candidate
+        assert not rows[name]["covered"] and rows[name]["outcome"] == "missed", (name, rows[name]["outcome"])
     assert rows["temperature-0.9"]["cells"]["argmax"]["result"] == "missed"  # temperature keeps the argmax
     cell = rows["temperature-0.9"]["cells"]["kl-mean"]
     assert cell["observed"] > cell["bounds"][0]["value"]
@@ -91,8 +108,14 @@ def test_a_failing_legitimate_variant_exits_1(mini):
 def test_derive_writes_out_of_sample_bounds(tmp_path):
     path = _tiny(tmp_path, limit=LIMIT)
     out = tmp_path / "derived.yaml"
-    result = _calibrate(str(path), "--derive", str(out), "--faults", "temperature-0.9", "--format", "json")
+    result = _calibrate(str(path), "--derive", str(out), "--faults", "temperature-0.9", "--format", "json",
+                        "--markdown", str(tmp_path / "cal.md"))
     doc = json.loads(result.stdout)
+    markdown = (tmp_path / "cal.md").read_text()
+    assert "## Derived bounds" in markdown and "held out: 20 (seed 0); margin 0.2." in markdown
+    kl_row = next(line for line in markdown.splitlines() if line.startswith("| `kl-mean` |"))
+    held = doc["derived"]["bounds"][0]["held_out"]["observed"]
+    assert "95 % UCB of mean" in kl_row and kl_row.endswith(f" | pass {held:.3g} |")
     jsonschema.validate(doc, load_schema("calibration"))
     derived = {b["clause"]: b for b in doc["derived"]["bounds"]}
     split = doc["derived"]["split"]
@@ -111,3 +134,13 @@ def test_derive_writes_out_of_sample_bounds(tmp_path):
     assert out.read_text().startswith("# Bounds derived by `promote calibrate --derive`")
     assert result.exit_code == 0, doc["problems"]
     assert {r["name"]: r["outcome"] for r in doc["variants"]}["temperature-0.9"] == "caught"
+
+
+def test_an_unwritable_output_is_exit_2_before_any_kernel_runs(tmp_path):
+    (tmp_path / "file").write_text("x")
+    path = _tiny(tmp_path, limit=4)
+    for flag in ("--json", "--markdown", "--html"):
+        result = CliRunner().invoke(cli, ["calibrate", str(path), flag, str(tmp_path / "file" / "out")])
+        assert result.exit_code == 2, result.output
+        assert f"{flag} {tmp_path / 'file' / 'out'}: cannot write there" in result.output
+        assert "calibrate: honest" not in result.output  # nothing ran

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from promote.errors import EXIT_COULD_NOT_EVALUATE, EvaluationError
+from promote.errors import EXIT_COULD_NOT_EVALUATE, EvaluationError, PromoteError
 
 CALIBRATE_EXIT_CODES = """\b
 Exit codes:
@@ -47,9 +47,15 @@ def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...]
                       derive_path: Path | None) -> None:
     """Check the contract against the honest candidate, legitimate-noise variants and planted faults."""
     from promote import console
+    from promote.atomic import writable_problem, write_text_atomic
     from promote.calibrate.table import calibrate, to_markdown
     from promote.contract.model import load_contract
 
+    for flag, path in (("--json", json_path), ("--markdown", md_path), ("--html", html_path),
+                       ("--derive", derive_path)):
+        problem = writable_problem(path) if path is not None else None
+        if problem:  # before any kernel runs, so a typo costs nothing
+            raise PromoteError(f"{flag} {path}: cannot write there: {problem}")
     loaded, _ = load_contract(contract)
     names = [n for item in faults for n in item.split(",") if n]
     derived = None
@@ -71,17 +77,13 @@ def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...]
             doc["exit_code"] = 1
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     markdown = to_markdown(doc)
-    if json_path:
-        json_path.write_text(text, encoding="utf-8")
-    if md_path:
-        md_path.write_text(markdown, encoding="utf-8")
     page = None
     if html_path or fmt == "html":
         from promote.report.calibration_html import render_calibration_html
 
         page = render_calibration_html(doc)
-    if html_path:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(page, encoding="utf-8")
+    for path, content in ((json_path, text), (md_path, markdown), (html_path, page)):
+        if path is not None:
+            write_text_atomic(path, content)
     click.echo({"json": text, "html": page}.get(fmt, markdown), nl=False)
     ctx.exit(doc["exit_code"])

@@ -208,9 +208,34 @@ def to_markdown(doc: dict[str, Any]) -> str:
         covered = " (covered)" if row["covered"] else ""
         outcome = mark.get(row["outcome"], row["outcome"])
         lines.append(f"| {_escape(row['name'])}{covered} | {row['kind']} | {outcome} | " + " | ".join(cells) + " |")
+    if doc.get("derived"):
+        lines += _derived_markdown(doc["derived"])
     lines += ["", "Problems:" if doc["problems"] else "No problems: every legitimate variant passes and every "
               "covered fault is caught.", *[f"- {_escape(p)}" for p in doc["problems"]], ""]
     return "\n".join(lines)
+
+
+def _derived_markdown(derived: dict[str, Any]) -> list[str]:
+    """`--derive`'s bounds, one row per clause and per slice bound: rule, calibration value, bound and
+    the held-out check, the same fields as the JSON's ``derived.bounds``."""
+    split = derived["split"]
+    lines = ["", "## Derived bounds", "",
+             f"Calibration split: {split['calibration_samples']} samples, held out: {split['held_out_samples']} "
+             f"(seed {split['seed']}); margin {derived['margin']:g}.", "",
+             "| clause | rule | calibration | confidence bound | bound | held out |", "|---|---|---|---|---|---|"]
+
+    def row(name: str, entry: dict[str, Any], op: str) -> str:
+        held = entry.get("held_out") or {}
+        check = f"{held['status']} {cell_value(held.get('observed'))}" if held else "–"
+        bound = f"{op} {cell_value(entry.get('bound'))}" if entry.get("bound") is not None else "–"
+        return (f"| {name} | {_escape(entry.get('rule', ''))} | {cell_value(entry.get('calibration'))} | "
+                f"{cell_value(entry.get('confidence_bound'))} | {bound} | {check} |")
+
+    for entry in derived["bounds"]:
+        lines.append(row(f"`{_escape(entry['clause'])}`", entry, entry["op"]))
+        for own in entry.get("slice_bounds") or ():
+            lines.append(row(f"`{_escape(entry['clause'])}` [{_escape(own['slice'])}]", own, entry["op"]))
+    return lines
 
 
 def _escape(text: str) -> str:
