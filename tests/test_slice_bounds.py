@@ -11,7 +11,7 @@ import pytest
 import yaml
 from test_slices import FAULTS, KL_SLICE, check, contract, invoke, slice_results
 
-from promote.calibrate.derive import SLICE_FACTOR, derive, write_derived
+from promote.calibrate.derive import derive, slice_factor, write_derived
 from promote.contract.model import load_contract
 from promote.contract.statistical import glob_regex
 from promote.resources import load_schema
@@ -136,12 +136,13 @@ def test_derive_writes_per_slice_bounds_where_slices_differ_and_they_hold_out_of
     rows = {r["clause"]: r for r in derived["bounds"] if r["stage"] == "slices"}
     for row in rows.values():
         own = {o["slice"]: o for o in row["slice_bounds"]}
-        # Cyrillic is the noisy slice: it sets the clause-wide bound and gets no bound of its own; the
-        # quiet scripts get theirs, each over 2× tighter, derived by the stated rule and passing held out.
+        # Cyrillic is the noisy slice: it sets the clause-wide bound and gets no bound of its own; the quiet
+        # scripts get theirs, each over (1 + margin)× tighter (here ~10×), by the stated rule, passing held out.
         assert set(own) == {"script=latin", "script=cjk", "script=code"}, row
         assert row["per_slice"]["script=cyrillic"] == row["calibration"]
         for label, o in own.items():
-            assert row["bound"] > SLICE_FACTOR * o["bound"] and o["bound"] >= o["confidence_bound"] > o["calibration"]
+            assert row["bound"] > slice_factor(0.2) * o["bound"]
+            assert o["bound"] >= o["confidence_bound"] > o["calibration"]
             assert o["rule"] == "95 % UCB of the slice mean × (1 + 0.2)"
             assert o["held_out"]["status"] == "pass" and o["held_out"]["bound"] == o["bound"], (label, o)
             assert o["held_out"]["observed"] < o["bound"]

@@ -16,8 +16,9 @@ reported as such (exit 1). The rules (docs/calibration.md):
   set) to stay below it with probability 95 % is u + β·ln(M·k/(0.05·n)), times (1 + margin).
 - `nonfinite`: 0, always. Statistical (per-slice) clauses: each slice's bound is its 95 % upper
   confidence bound times (1 + margin); the clause gets the largest (the bound of any slice not seen
-  on the calibration split), and a slice whose own bound is more than ``SLICE_FACTOR`` times smaller
-  gets it as a `slice_bounds` entry, so the noisiest slice does not set the bound of the quiet ones.
+  on the calibration split), and a slice whose own bound is more than (1 + margin) times smaller gets
+  it as a `slice_bounds` entry, so the noisiest slice does not set the bound of the quiet ones: past
+  that factor a drift the margin calls out of band for the slice would still pass the shared bound.
 - Floor-relative clauses (`max_floor_ratio`), task margins and other statistics are kept as written
   (reported as `kept`).
 """
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from promote.atomic import write_text_atomic
 from promote.calibrate.replay import ReplayKernel
 from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
@@ -48,7 +50,6 @@ from promote.stages.slice_eval import quantile_statistic
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 EXCEED = 0.05  # P(the eval set's max exceeds a derived `max` bound) the POT rule allows
-SLICE_FACTOR = 2.0  # a slice gets its own bound when the clause-wide one is more than this many times larger
 
 
 class _Values:
@@ -184,11 +185,18 @@ def _derive_statistical(contract: Contract, cal: EvalSet, kernels: dict[str, Any
         own = [{"slice": label, "rule": rule, "calibration": estimates[label], "confidence_bound": ucb,
                 "bound": _round_up(ucb * (1 + margin))}
                for label, ucb in per_slice.items() if _family(label) in stable and ucb > 0
-               and bound > SLICE_FACTOR * _round_up(ucb * (1 + margin))]
+               and bound > slice_factor(margin) * _round_up(ucb * (1 + margin))]
         rows.append({**row, "rule": f"largest per-slice 95 % UCB of the mean × (1 + {margin:g}); slices whose own "
-                     f"bound is over {SLICE_FACTOR:g}× smaller get it (`slice_bounds`)", "calibration": worst,
+                     f"bound is over {slice_factor(margin):g}× smaller get it (`slice_bounds`)", "calibration": worst,
                      "per_slice": per_slice, "slice_bounds": own, "bound": bound})
     return rows
+
+
+def slice_factor(margin: float) -> float:
+    """How much looser the clause-wide bound must be than a slice's own for the slice to get its own:
+    1 + margin, the factor by which the slice's drift could grow beyond its own derived bound (itself
+    already margin above its UCB) and still pass the shared one."""
+    return 1.0 + margin
 
 
 def _family(label: str) -> str:
@@ -297,6 +305,6 @@ def write_derived(contract: Contract, derived: dict[str, Any], path: Path) -> Co
     header = ("# Bounds derived by `promote calibrate --derive` from honest runs on a calibration split and "
               "checked on the held-out rest\n# (docs/calibration.md); rerun it after changing kernels or data.\n")
     doc = derived.pop("document")
-    path.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+    write_text_atomic(path, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
     loaded, _ = load_contract(path)
     return loaded
