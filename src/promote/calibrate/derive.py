@@ -10,10 +10,12 @@ reported as such (exit 1). The rules (docs/calibration.md):
   away by the margin of the shortfall from perfect (1 − (1 − LCB)(1 + margin)).
 - quantiles `pXX`: the 95 % sequence-bootstrap upper bound of the quantile, times (1 + margin).
 - `max`: never "k × calibration max" (the largest of m new values beats the largest of n old ones
-  with probability m/(n + m)). A peaks-over-threshold rule: the top k = max(30, √n) calibration
-  values over the threshold u (the (k+1)-th largest) have an exponential tail with mean excess β,
-  so P(X > u + y) ≈ (k/n)·e^(−y/β); the bound for the largest of M positions (M = the whole eval
-  set) to stay below it with probability 95 % is u + β·ln(M·k/(0.05·n)), times (1 + margin).
+  with probability m/(n + m)). A peaks-over-threshold rule: the top k = max(30, 2 % of n) calibration
+  values exceed the threshold u (the (k+1)-th largest) by amounts with a generalised Pareto tail,
+  P(X > u + y) ≈ (k/n)·(1 + ξy/σ)^(−1/ξ): shape ξ the maximum-likelihood one plus its standard
+  error (1 + ξ)/√k, held to [0, 0.95], scale σ refitted at it (ξ = 0: the exponential, u + σ·ln(·)).
+  The bound is the level the largest of M positions (M = the whole eval set) stays below with
+  probability 95 %, u + σ/ξ·((M·k/(0.05·n))^ξ − 1), never below the calibration max, × (1 + margin).
 - `nonfinite`: 0, always. Statistical (per-slice) clauses: each slice's bound is its 95 % upper
   confidence bound times (1 + margin); the clause gets the largest (the bound of any slice not seen
   on the calibration split), and a slice whose own bound is more than (1 + margin) times smaller gets
@@ -50,6 +52,8 @@ from promote.stages.slice_eval import quantile_statistic
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 EXCEED = 0.05  # P(the eval set's max exceeds a derived `max` bound) the POT rule allows
+MAX_SHAPE = 0.95  # the heaviest tail the POT rule fits (a finite mean excess needs shape < 1)
+TAIL_FRACTION = 0.02  # the POT rule's exceedances: the top 2 % of the calibration values (at least 30)
 
 
 class _Values:
@@ -93,6 +97,12 @@ def _round_down(x: float) -> float:
     return -_round_up(-x)
 
 
+def _round_down_digits(x: float) -> float:
+    """A bound just below 1 (0.99981…) rounded down at the second significant digit of its distance
+    from 1, so the printed bound keeps the rule's meaning (0.99981 → 0.9998, not 0.99)."""
+    return 1.0 - _round_up(1.0 - x) if x < 1.0 else x
+
+
 def _sequence_ucb(values: np.ndarray, seq: np.ndarray, stat: str, *, lower: bool = False) -> tuple[float, float]:
     """(estimate, one-sided 95 % bound) of ``stat`` by a sequence bootstrap."""
     used, inverse = np.unique(seq, return_inverse=True)
@@ -111,15 +121,60 @@ def _sequence_ucb(values: np.ndarray, seq: np.ndarray, stat: str, *, lower: bool
     return iv.estimate, (iv.lo if lower else iv.hi)
 
 
+def _gpd_level(ratio: float, shape: float, scale: float) -> float:
+    """The excess y a generalised Pareto tail (shape 0: the exponential) exceeds with probability 1 / ratio."""
+    return scale * math.log(ratio) if shape < 1e-12 else scale / shape * (ratio**shape - 1.0)
+
+
+def _gpd_fit(excess: np.ndarray) -> tuple[float, float, float]:
+    """(shape, scale, MLE shape) of the excesses: the maximum-likelihood shape (scipy.stats.genpareto)
+    raised by one standard error, (1 + ξ)/√k, held to [0, MAX_SHAPE], and the scale refitted at that
+    shape. Why raised: the MLE shape of k ~ 100 excesses is noisy, and an underestimate is a bound the
+    eval set beats (with the bare MLE, fresh Pareto maxima beat it in 18 of 60 draws at n = 4000).
+    A negative shape (a bounded tail) is read as the exponential, which bounds it from above; an
+    unusable fit falls back to the exponential too (its MLE scale is the mean excess)."""
+    import warnings
+
+    from scipy.stats import genpareto
+
+    mean = float(np.mean(excess))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mle, _, _ = genpareto.fit(excess, floc=0)
+            shape = min(max(mle + (1.0 + max(mle, 0.0)) / math.sqrt(excess.size), 0.0), MAX_SHAPE)
+            if not math.isfinite(shape) or shape <= 0:
+                return 0.0, mean, float(mle)
+            _, _, scale = genpareto.fit(excess, f0=shape, floc=0)
+    except (ValueError, RuntimeError, FloatingPointError):
+        return 0.0, mean, float("nan")
+    if not (math.isfinite(scale) and scale > 0):
+        return 0.0, mean, float(mle)
+    return float(shape), float(scale), float(mle)
+
+
 def pot_max_bound(values: np.ndarray, total: int) -> tuple[float, dict[str, Any]]:
-    """Peaks-over-threshold bound for the max of ``total`` positions (module docstring)."""
-    v = np.sort(values)[::-1]
+    """Peaks-over-threshold bound for the max of ``total`` positions (module docstring): the top k
+    values' excesses over the threshold u follow a generalised Pareto tail (``_gpd_fit``). Why not the
+    exponential alone (the first version): on heavy tails it is badly wrong — the largest of 2n fresh
+    Pareto(2.5) values beat its bound in 93 of 100 draws, lognormal ones in 74 — and on fp32 fusion
+    noise (ONNX Runtime, the tiny model) it put the bound for the whole set *below* the calibration
+    max. k is 2 % of the values (at least 30): enough excesses for the shape's fit, few enough that
+    they are the tail (docs/calibration.md has the coverage measured on six tail families)."""
+    v = np.sort(np.asarray(values, dtype=np.float64))[::-1]
     n = v.size
-    k = int(min(max(30, math.ceil(math.sqrt(n))), max(n - 1, 1)))
+    k = int(min(max(30, math.ceil(TAIL_FRACTION * n)), max(n - 1, 1)))
     u = float(v[k]) if n > k else float(v[-1])
-    beta = float(np.mean(v[:k] - u)) if k else 0.0
-    bound = u + beta * math.log(max(total * k / (EXCEED * n), 1.0)) if beta > 0 else float(v[0])
-    return bound, {"threshold": u, "exceedances": k, "mean_excess": beta, "positions": n, "target_positions": total}
+    excess = v[:k] - u
+    beta = float(np.mean(excess)) if k else 0.0
+    detail: dict[str, Any] = {"threshold": u, "exceedances": k, "mean_excess": beta, "positions": n,
+                              "target_positions": total}
+    if not beta > 0:
+        return float(v[0]), {**detail, "shape": 0.0, "scale": 0.0}
+    shape, scale, mle = _gpd_fit(excess)
+    ratio = max(total * k / (EXCEED * n), 1.0)  # P(one position beyond the bound) = EXCEED / total
+    bound = max(u + _gpd_level(ratio, shape, scale), float(v[0]))
+    return bound, {**detail, "shape": shape, "shape_mle": mle if math.isfinite(mle) else None, "scale": scale}
 
 
 def _derive_numerical(clause: Any, seq: np.ndarray, values: dict[str, np.ndarray], total: int,
@@ -134,7 +189,9 @@ def _derive_numerical(clause: Any, seq: np.ndarray, values: dict[str, np.ndarray
         return {**row, "rule": "exact: no non-finite value is allowed", "calibration": float(v.max()), "bound": 0}
     if clause.stat == "max" and clause.max is not None:
         b, detail = pot_max_bound(v, total)
-        return {**row, "rule": f"peaks-over-threshold max for {total} positions at 95 %, × (1 + {margin:g})",
+        tail = "exponential tail" if detail["shape"] == 0 else f"generalised Pareto tail ξ = {detail['shape']:.2f}"
+        return {**row, "rule": f"peaks-over-threshold max for {total} positions at 95 % ({tail}), "
+                f"× (1 + {margin:g})",
                 "calibration": float(v.max()), "detail": detail, "bound": _round_up(b * (1 + margin))}
     if clause.stat == "mean" or clause.stat in QUANTILE_STATS:
         lower = clause.max is None
@@ -142,6 +199,13 @@ def _derive_numerical(clause: Any, seq: np.ndarray, values: dict[str, np.ndarray
         if not lower:
             return {**row, "rule": f"95 % UCB of {clause.stat} (sequence bootstrap) × (1 + {margin:g})",
                     "calibration": est, "confidence_bound": conf, "bound": _round_up(conf * (1 + margin))}
+        if clause.metric == "argmax_agree" and conf >= 1.0:
+            # No disagreement on the calibration split: the bootstrap's LCB is 1 and says nothing, and
+            # `× (1 − margin)` would allow 20 % flips. The rule of three bounds the rate instead: none in
+            # n positions puts it below 3/n with 95 % confidence.
+            return {**row, "rule": f"no disagreement in {v.size} positions: rule of three, 1 − (3/n)·(1 + {margin:g})",
+                    "calibration": est, "confidence_bound": 1.0 - 3.0 / v.size,
+                    "bound": _round_down_digits(1.0 - 3.0 / v.size * (1 + margin))}
         perfect = 1.0 if clause.metric == "argmax_agree" else conf
         bound = perfect - (perfect - conf) * (1 + margin) if perfect != conf else conf * (1 - margin)
         return {**row, "rule": f"95 % LCB of {clause.stat}, shortfall × (1 + {margin:g})", "calibration": est,

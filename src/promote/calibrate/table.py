@@ -72,20 +72,32 @@ def _row_outcome(kind: str, cells: dict[str, dict[str, Any]]) -> str:
     return "fail" if "fail" in results else ("inconclusive" if "inconclusive" in results else "pass")
 
 
-def resolve_faults(contract: Contract, names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    """The faults to plant: ``names`` (built-in or `calibration.faults`), default every covered one
-    plus the built-ins. Unknown names are a usage error (exit 2)."""
-    known = contract.calibration.all_faults()
-    chosen = list(names) if names else list(dict.fromkeys([*contract.calibration.covers, *known]))
+def resolve_faults(contract: Contract, names: Sequence[str] | None) -> tuple[dict[str, dict[str, Any]], list[dict]]:
+    """The faults to plant and the ones left out: ``names`` (built-in or `calibration.faults`), default
+    every covered one plus the built-ins. By default a built-in fault that changes the model is left
+    out (and listed, with why) when the candidate is not `kind: torch`, so `promote calibrate` runs on
+    any contract; such a fault asked for with ``--faults``, and an unknown name, are usage errors
+    (exit 2) before any kernel runs."""
+    cal = contract.calibration
+    known = cal.all_faults()
+    chosen = list(names) if names else list(dict.fromkeys([*cal.covers, *known]))
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise UsageError(f"--faults: unknown fault {', '.join(f'`{n}`' for n in unknown)}; known: {', '.join(known)} "
                          f"(add more under `calibration.faults` in {contract.source.display_path})")
-    for name in chosen:
+    skipped = []
+    for name in list(chosen):
         problem = fault_problem(known[name])
         if problem:
             raise UsageError(f"fault `{name}`: {problem}")
-    return {n: known[n] for n in chosen}
+        if contract.candidate.kind != "torch" and fault_from_dict(known[name]).needs_module:
+            why = f"changes the model, which needs a `kind: torch` candidate (this one is `{contract.candidate.kind}`)"
+            if names:  # (`covers` and `calibration.faults` cannot hold one: the contract check rejects it)
+                raise UsageError(f"--faults: fault `{name}` {why}; output faults (cast logits, temperature, noise) "
+                                 "work on any kernel")
+            chosen.remove(name)
+            skipped.append({"name": name, "reason": why})
+    return {n: known[n] for n in chosen}, skipped
 
 
 def variants(contract: Contract, faults: dict[str, dict[str, Any]], *, batch_one: bool = False,
@@ -135,7 +147,7 @@ def variants(contract: Contract, faults: dict[str, dict[str, Any]], *, batch_one
 def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_one: bool = False,
               evalset: EvalSet | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every variant and return the calibration document (schemas/calibration.schema.json)."""
-    chosen = resolve_faults(contract, faults)
+    chosen, skipped = resolve_faults(contract, faults)
     evalset = evalset or load_evalset(contract.data)
     stages = tuple(s for s in JUDGED_STAGES if s in _present(contract))
     if not stages:
@@ -179,7 +191,7 @@ def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_
     return {"schema": SCHEMA_ID, "contract": {"name": contract.name, "path": contract.source.display_path,
                                               "sha256": contract.sha256},
             "samples": len(evalset.samples), "clauses": list(clauses.values()), "variants": out_rows,
-            "problems": problems, "exit_code": 1 if problems else 0}
+            "skipped": skipped, "problems": problems, "exit_code": 1 if problems else 0}
 
 
 def _present(contract: Contract) -> list[str]:
@@ -208,6 +220,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
         covered = " (covered)" if row["covered"] else ""
         outcome = mark.get(row["outcome"], row["outcome"])
         lines.append(f"| {_escape(row['name'])}{covered} | {row['kind']} | {outcome} | " + " | ".join(cells) + " |")
+    if doc.get("skipped"):
+        lines += ["", "Not planted: " + "; ".join(f"`{_escape(s['name'])}` ({_escape(s['reason'])})"
+                                                 for s in doc["skipped"]) + "."]
     if doc.get("derived"):
         lines += _derived_markdown(doc["derived"])
     lines += ["", "Problems:" if doc["problems"] else "No problems: every legitimate variant passes and every "

@@ -175,3 +175,42 @@ def parse_calibration(doc: LoadedDocument, raw: dict[str, Any] | None, problems:
     return CalibrationSpec(faults=faults, covers=tuple(raw.get("covers") or ()), split=float(raw.get("split", 0.5)),
                            seed=int(raw.get("seed", 0)), margin=float(raw.get("margin", 0.2)),
                            line=doc.locate(("calibration",))[0])
+
+
+def model_fault_problems(doc: LoadedDocument) -> list[Problem]:
+    """A fault that changes the model (a whole-model cast, tf32, int8-dynamic, overflow, layer) can
+    only be planted in a `kind: torch` kernel: on any other kernel `inject:` is a contract error, and so
+    is such a fault under the calibration's `covers` or `faults` when the candidate is not torch (the
+    calibration plants them in the candidate). Found here so that `validate` rejects what `check` and
+    `calibrate` could not run."""
+    data, problems = doc.data, []
+    why = "changes the model, which only a `kind: torch` kernel allows; output faults (cast logits, temperature, " \
+          "noise) work on any kernel"
+
+    def needs_module(item: Any) -> bool:
+        return isinstance(item, dict) and fault_problem(item) is None and fault_from_dict(item).needs_module
+
+    for role in ("reference", "candidate"):
+        spec = data.get(role)
+        if not isinstance(spec, dict) or spec.get("kind", "torch") == "torch" or spec.get("inject") is None:
+            continue
+        raw = spec["inject"]
+        for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
+            if needs_module(item):
+                path = (role, "inject", i) if isinstance(raw, list) else (role, "inject")
+                problems.append(doc.problem(path, f"fault `{item['fault']}` on this `kind: {spec.get('kind')}` "
+                                            f"kernel {why}"))
+    candidate = data.get("candidate")
+    cal = data.get("calibration")
+    if not isinstance(cal, dict) or not isinstance(candidate, dict) or candidate.get("kind", "torch") == "torch":
+        return problems
+    declared = cal.get("faults") or {}
+    for name, item in declared.items():
+        if needs_module(item):
+            problems.append(doc.problem(("calibration", "faults", name), f"fault `{name}` {why}, and the candidate "
+                                        f"is `kind: {candidate.get('kind')}`"))
+    for i, name in enumerate(cal.get("covers") or []):
+        if name not in declared and needs_module(BUILTIN_FAULTS.get(name)):
+            problems.append(doc.problem(("calibration", "covers", i), f"`covers` names `{name}`, which {why}; the "
+                                        f"candidate is `kind: {candidate.get('kind')}`"))
+    return problems

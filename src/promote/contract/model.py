@@ -14,7 +14,7 @@ from typing import Any
 
 from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.evaluable import crossed_ranges, unevaluable_values
-from promote.contract.fault_specs import CalibrationSpec, parse_calibration
+from promote.contract.fault_specs import CalibrationSpec, model_fault_problems, parse_calibration
 from promote.contract.kernel_specs import (
     KernelSpec,
     display_path,
@@ -362,6 +362,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     _live_kernel_checks(doc, problems)
     problems.extend(observability_problems(doc))
     problems.extend(sampled_problems(doc))
+    problems.extend(model_fault_problems(doc))
     reference, candidate = (kernel_spec(doc, role, data[role], problems) if role in data else None
                             for role in ("reference", "candidate"))
     data_spec = _data_spec(doc, present, problems) if "data" in data else None

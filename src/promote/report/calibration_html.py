@@ -28,7 +28,10 @@ def cell_value(x: Any) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.3g}"
+        if math.isnan(x):
+            return "nan"
+        shown = f"{x:.3g}"
+        return f"{x:.6g}" if shown in ("1", "-1") and x != round(x) else shown  # 0.99981 is not "1"
     return str(x)
 
 
