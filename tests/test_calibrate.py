@@ -228,3 +228,12 @@ def test_argmax_with_no_disagreement_is_bounded_by_the_rule_of_three():
     assert row["rule"].startswith("no disagreement in 20000 positions: rule of three")
     assert row["bound"] == pytest.approx(1 - 3 / n * 1.2, abs=1e-12)  # 1 − 1.8e-4 (two digits of the shortfall)
     assert cell_value(row["bound"]) == "0.99982" and cell_value(1.0) == "1"
+
+
+def test_a_contract_without_judged_clauses_is_exit_2_not_an_internal_error():
+    observability_only = Path(__file__).resolve().parents[1] / "examples" / "observability" / "contract.yaml"
+    for extra in ([], ["--faults", "temperature-0.9"]):
+        result = CliRunner().invoke(cli, ["calibrate", str(observability_only), *extra])
+        assert result.exit_code == 2, result.output
+        assert "calibrate judges `numerical` and `statistical` clauses" in result.output
+        assert "internal error" not in result.output

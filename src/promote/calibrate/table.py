@@ -147,12 +147,12 @@ def variants(contract: Contract, faults: dict[str, dict[str, Any]], *, batch_one
 def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_one: bool = False,
               evalset: EvalSet | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every variant and return the calibration document (schemas/calibration.schema.json)."""
-    chosen, skipped = resolve_faults(contract, faults)
-    evalset = evalset or load_evalset(contract.data)
     stages = tuple(s for s in JUDGED_STAGES if s in _present(contract))
-    if not stages:
+    if not stages:  # first: a contract without them may have no kernels or data either (observability only)
         raise UsageError(f"{contract.source.display_path}: calibrate judges `numerical` and `statistical` clauses; "
                          "this contract has neither")
+    chosen, skipped = resolve_faults(contract, faults)
+    evalset = evalset or load_evalset(contract.data)
     rows, close = variants(contract, chosen, batch_one=batch_one)
     out_rows = []
     clauses: dict[str, dict[str, Any]] = {}
