@@ -93,6 +93,19 @@ def test_runtime_stage_with_torch_kernels(mini, tmp_path):
     assert "promote_runtime_peak_rss_bytes" in metrics.read_text()
 
 
+def test_time_to_first_token_of_a_kernel_that_cannot_stream_is_an_error_not_a_pass(mini):
+    path = mini.contract(extra={"runtime": {"warmup": 0, "repeats": 1, "clauses": [
+        {"id": "ttft", "metric": "ttft_ms", "max": 1e9},
+        {"id": "ttft-ratio", "metric": "ttft_ms", "max_ratio": 1e9}]}})
+    result = CliRunner().invoke(cli, ["check", str(path), "--stage", "runtime", "--format", "json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    stage = next(s for s in json.loads(result.stdout)["stages"] if s["name"] == "runtime")
+    for c in stage["clauses"]:
+        assert c["status"] == "error" and "does not stream" in c["message"], c
+    assert stage["details"]["runtime"]["measured"]["candidate"]["streams"] is False
+
+
 class _WireKernel:
     """An HTTP-like kernel (kind openai) whose call takes longer than its request's wire time: the
     difference stands for promote's own JSON decoding, which stage 3 must not time."""

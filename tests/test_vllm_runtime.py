@@ -102,16 +102,27 @@ def test_determinism_batch_invariance_and_metrics_out(vllm_fp32, short_evalset, 
     clauses = [{"id": "rerun", "metric": "rerun_equal", "max": 1e-3},
                {"id": "batch", "metric": "batch_invariance", "concurrency": 3, "max": 1e-2},
                {"id": "tps", "metric": "throughput_tps", "concurrency": 3, "min": 1.0},
-               {"id": "per-token", "metric": "latency_per_token_ms", "stat": "p99", "max": 60_000}]
+               {"id": "per-token", "metric": "latency_per_token_ms", "stat": "p99", "max": 60_000},
+               {"id": "ttft", "metric": "ttft_ms", "stat": "p90", "max": 60_000},
+               {"id": "ttft-ratio", "metric": "ttft_ms", "stat": "p50", "max_ratio": 100.0}]
     path = runtime_contract(tmp_path, short_evalset, vllm_fp32.url, vllm_fp32.url, clauses=clauses, repeats=1,
                             levels=(1, 3))
     metrics = tmp_path / "runtime.prom"
     result, report = run(path, tmp_path, "--metrics-out", str(metrics))
     assert result.exit_code == 0, result.output
     assert clause(report, "rerun")["observed"] is not None and clause(report, "batch")["observed"] is not None
+    # Time to first token from streamed generations, measured for both kernels at both levels.
+    ttft = clause(report, "ttft")
+    assert ttft["status"] == "pass" and 0 < ttft["observed"] < 60_000, ttft
+    assert clause(report, "ttft-ratio")["status"] == "pass"
+    measured = next(s for s in report["stages"] if s["name"] == "runtime")["details"]["runtime"]["measured"]
+    for role in ("baseline", "candidate"):
+        for level in ("1", "3"):
+            assert measured[role]["levels"][level]["ttft_ms"]["p50"] > 0, (role, level)
     text = metrics.read_text()
     assert 'promote_runtime_latency_seconds{concurrency="3",kernel="candidate",quantile="0.5"}' in text
     assert "promote_runtime_rerun_drift" in text
+    assert 'promote_runtime_ttft_seconds{concurrency="3",kernel="candidate",quantile="0.9"}' in text
     from prometheus_client.parser import text_string_to_metric_families
 
     names = {f.name for f in text_string_to_metric_families(text)}

@@ -555,8 +555,12 @@ runtime_clause = obj(
     {
         **clause_common(),
         "metric": described_enum({
-            "latency_ms": "Per-request latency in milliseconds (monotonic clock, client side).",
+            "latency_ms": "Per-request latency in milliseconds (monotonic clock, client side; an `openai` "
+                          "kernel's wire time, sent to last byte, promote's decoding excluded).",
             "latency_per_token_ms": "Per-request latency divided by the request's prompt tokens.",
+            "ttft_ms": "Time to first token in milliseconds: a streamed one-token generation from each prompt "
+                       "(`openai` kernels with `api: vllm` or `openai`; extra passes, `repeats` per level). A "
+                       "kernel that cannot stream makes the clause `error`.",
             "throughput_tps": "Prompt tokens per second over the timed requests at one concurrency.",
             "peak_memory_mb": "Peak resident memory of promote's process (local kernels only).",
             "error_rate": "Fraction of timed requests that failed (after retries).",

@@ -97,6 +97,12 @@ class Kernel(ABC):
     def describe(self) -> str:
         return self.kind
 
+    def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
+        """Seconds to the first streamed token of a generation from ``ids`` (stage 3's ``ttft_ms``);
+        None for a kernel that does not stream (every local kind; an HTTP kernel whose API's stream
+        promote does not know)."""
+        return None
+
     def open(self) -> None:
         if not self._opened:
             with contained(self.label, "opening the kernel"):
@@ -254,6 +260,9 @@ class WrappedKernel(Kernel):
         inner = self.inner.fingerprint()
         inner.pop("kind", None)
         return inner
+
+    def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
+        return self.inner.time_to_first_token(ids, sample_id)
 
 
 def evaluation_failure(label: str, what: str, exc: BaseException) -> BaseException:

@@ -63,18 +63,38 @@ class Client:
         without decoding the JSON. Why: stage 3 compares the servers' latencies; promote's own decoding
         is the same on both sides, so it would only add a constant that pulls every ratio towards 1
         (a 30 % slower canary read as 16 % on a loaded machine)."""
+        start = time.perf_counter()
+
+        def once(request: urllib.request.Request) -> tuple[Any, float]:
+            raw = _open(request, self.timeout_s)
+            seconds = time.perf_counter() - start
+            return _decode(raw, url), seconds
+
+        return self._retrying(url, body, once)
+
+    def first_event_seconds(self, url: str, body: dict[str, Any]) -> float:
+        """Seconds from the first send of a *streamed* request (``"stream": true``, server-sent events)
+        to the first ``data:`` event carrying an answer — the time to first token when the body asks
+        for generated tokens — with the same retries as :meth:`post`. The rest of the stream is read
+        and dropped; an answer that ends without such an event is ``malformed_json``."""
+        start = time.perf_counter()
+
+        def once(request: urllib.request.Request) -> float:
+            return _first_event(request, self.timeout_s, start)
+
+        return self._retrying(url, body, once)
+
+    def _retrying(self, url: str, body: dict[str, Any], once: Any) -> Any:
+        """``once(request)`` with bounded retries of transient failures (429/5xx, connection, timeout)."""
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         attempt = 0
-        start = time.perf_counter()
         while True:
             self._count("request")
             try:
-                raw = _open(urllib.request.Request(url, data=data, headers=headers, method="POST"), self.timeout_s)
-                seconds = time.perf_counter() - start
-                return _decode(raw, url), seconds
+                return once(urllib.request.Request(url, data=data, headers=headers, method="POST"))
             except HttpFailure as failure:
                 self._count("error", failure.kind)
                 transient = failure.kind in ("connection", "timeout") or (failure.status in RETRY_STATUSES)
@@ -93,9 +113,29 @@ class Client:
 
 
 def _open(request: urllib.request.Request, timeout: float) -> bytes:
+    return _opened(request, timeout, lambda resp: resp.read())
+
+
+def _first_event(request: urllib.request.Request, timeout: float, start: float) -> float:
+    def read(resp: Any) -> float:
+        seconds = None
+        for line in resp:  # server-sent events: `data: {...}` lines, blank lines between, `data: [DONE]` last
+            if seconds is None and line.startswith(b"data:") and line[5:].strip() not in (b"", b"[DONE]"):
+                seconds = time.perf_counter() - start
+        if seconds is None:
+            raise HttpFailure("malformed_json", "the streamed answer held no `data:` event")
+        return seconds
+
+    return _opened(request, timeout, read)
+
+
+def _opened(request: urllib.request.Request, timeout: float, read: Any) -> Any:
+    """``read(response)`` with every failure mapped to an :class:`HttpFailure`."""
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.read()
+            return read(resp)
+    except HttpFailure:
+        raise
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:2000]
         failure = HttpFailure(f"http_{exc.code}", f"HTTP {exc.code}", exc.code, _server_message(detail))

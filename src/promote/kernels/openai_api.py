@@ -76,6 +76,14 @@ def request_body(api: str, model: str, ids: list[int], top_k: int | str, text: s
     raise ValueError(f"unknown api {api!r}")
 
 
+def stream_body(api: str, model: str, ids: list[int]) -> dict[str, Any] | None:
+    """A streamed one-token generation from ``ids`` (time to first token), or None where promote does
+    not know the API's streaming shape (SGLang and TGI stream differently and cannot be checked here)."""
+    if api in ("vllm", "openai"):
+        return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0, "stream": True}
+    return None
+
+
 def parse(api: str, body: Any, ids: list[int], top_k: int | str) -> Scored:
     """Turn one answer into a :class:`Scored`; :class:`ShapeError` names what is missing or wrong."""
     if not isinstance(body, dict):

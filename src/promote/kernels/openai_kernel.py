@@ -114,6 +114,17 @@ class OpenAIKernel(Kernel):
         scored.seconds = seconds
         return scored
 
+    def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
+        """Seconds to the first streamed token of a one-token generation from ``ids`` (stage 3's
+        ``ttft_ms``), or None when this ``api`` has no streaming shape promote knows."""
+        body = apis.stream_body(self.spec.api, self.spec.model, ids)
+        if body is None:
+            return None
+        try:
+            return self.client.first_event_seconds(apis.endpoint(self.spec.api, self.spec.url), body)
+        except HttpFailure as failure:
+            raise self._fail(failure, f"streaming sample `{sample_id}`") from None
+
     def _run_impl(self, batch: Batch) -> Outputs:
         b, t = batch.input_ids.shape
         prompts = [list(map(int, s.input_ids)) for s in batch.samples]

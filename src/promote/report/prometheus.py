@@ -27,6 +27,8 @@ def exposition(report: Any) -> str | None:
                     [*labels, "quantile"], registry=registry)
     per_token = Gauge("promote_runtime_latency_per_token_seconds", "Per-request latency / prompt tokens, quantile.",
                       [*labels, "quantile"], registry=registry)
+    ttft = Gauge("promote_runtime_ttft_seconds", "Time to first token of a streamed generation, quantile.",
+                 [*labels, "quantile"], registry=registry)
     tps = Gauge("promote_runtime_throughput_tokens_per_second", "Prompt tokens per second.", labels,
                 registry=registry)
     errors = Gauge("promote_runtime_error_rate", "Fraction of timed requests that failed.", labels,
@@ -46,6 +48,9 @@ def exposition(report: Any) -> str | None:
             for q, value in summary["latency_per_token_ms"].items():
                 if value is not None:
                     per_token.labels(kernel, level, str(int(q[1:]) / 100)).set(value / 1e3)
+            for q, value in (summary.get("ttft_ms") or {}).items():
+                if q.startswith("p") and value is not None:
+                    ttft.labels(kernel, level, str(int(q[1:]) / 100)).set(value / 1e3)
             for gauge, key in ((tps, "throughput_tps"), (errors, "error_rate"), (requests, "requests")):
                 if summary.get(key) is not None:
                     gauge.labels(kernel, level).set(summary[key])

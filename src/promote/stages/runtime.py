@@ -35,7 +35,8 @@ def run_runtime(ctx: StageContext) -> StageResult:
             kernel.bind(ctx.evalset)
         base_rt, cand_rt = measure([baseline, candidate], samples, levels=spec.concurrency,
                                    warmup=spec.warmup or 0, repeats=spec.repeats or 1,
-                                   rerun=any(c.metric == "rerun_equal" for c in spec.clauses))
+                                   rerun=any(c.metric == "rerun_equal" for c in spec.clauses),
+                                   ttft=any(c.metric == "ttft_ms" for c in spec.clauses))
     except EvaluationError as exc:
         message = redact_message(exc.format_message())
         console.message(f"promote: error: {message}")
@@ -45,7 +46,7 @@ def run_runtime(ctx: StageContext) -> StageResult:
                for c in spec.clauses]
     details = {"alpha_per_look": alpha, "looks": spec.looks, "baseline": baseline.label,
                "measured": {role: {"label": rt.label, "levels": {str(c): lv.summary() for c, lv in rt.levels.items()},
-                                   "rerun_drift": rt.rerun_drift, "batch_drift": rt.batch_drift,
+                                   "rerun_drift": rt.rerun_drift, "batch_drift": rt.batch_drift, "streams": rt.streams,
                                    "peak_rss_mb": rt.peak_rss_mb, "peak_gpu_mb": rt.peak_gpu_mb}
                             for role, rt in (("baseline", base_rt), ("candidate", cand_rt))}}
     notes = [f"{len(samples)} requests per pass at concurrency {', '.join(map(str, sorted(cand_rt.levels)))}; "

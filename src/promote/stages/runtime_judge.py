@@ -8,6 +8,8 @@
   (unpaired traffic) uses the Mann–Whitney U test of "candidate ≤ max_ratio × baseline" in both
   directions instead.
 * ``max`` / ``min`` on latency: bootstrap CI of the candidate's statistic over requests.
+* ``ttft_ms`` (time to first token, streamed passes) is judged exactly like latency; a kernel that
+  cannot stream makes the clause ``error``, never ``pass``.
 * Throughput, error rate, peak memory: one number per run (point judgement).
 * ``rerun_equal`` / ``batch_invariance``: the largest drift of the candidate's own values;
   ``require: true`` demands bitwise equality, ``max`` a drift bound.
@@ -39,6 +41,17 @@ def _stat(values: np.ndarray, stat: str, axis: int = -1) -> np.ndarray:
     return np.percentile(values, _Q.get(stat, 50), axis=axis)
 
 
+LATENCY_METRICS = ("latency_ms", "latency_per_token_ms", "ttft_ms")
+
+
+def _latency_ms(level: Any, metric: str) -> np.ndarray:
+    """Per-request values of a latency metric in ms (NaN for a failed request), aligned across kernels."""
+    if metric == "ttft_ms":
+        return np.asarray(level.ttft, dtype=np.float64) * 1e3
+    scale = 1e3 / (np.asarray(level.tokens, dtype=np.float64) if metric == "latency_per_token_ms" else 1.0)
+    return np.asarray(level.latencies, dtype=np.float64) * scale
+
+
 def _bounds(clause: Any) -> list[Bound]:
     return [Bound(op, v) for op, v in (("max", clause.max), ("min", clause.min)) if v is not None]
 
@@ -63,14 +76,21 @@ def judge_clause(clause: Any, cand: KernelRuntime, base: KernelRuntime | None, *
             return result
         bounds = [Bound("max", 0.0)] if clause.require else _bounds(clause)
         return _point(result, drift, bounds, f"largest drift of the candidate's values: {drift:.3g}")
-    if metric in ("latency_ms", "latency_per_token_ms"):
-        scale = 1e3 / (np.asarray(level.tokens, dtype=np.float64) if metric == "latency_per_token_ms" else 1.0)
-        c_lat = np.asarray(level.latencies, dtype=np.float64) * scale
+    if metric == "ttft_ms" and not (cand.streams and level.ttft):
+        result.message = (f"time to first token is not measurable for {cand.label}: it does not stream (local "
+                          "kernels never do; an `openai` kernel does with `api: vllm` or `openai`)")
+        return result
+    if metric in LATENCY_METRICS:
+        c_lat = _latency_ms(level, metric)
         if clause.max_ratio is not None:
             if base is None or level_c not in base.levels:
                 result.message = "`max_ratio` needs a baseline measured at the same concurrency"
                 return result
-            b_lat = np.asarray(base.levels[level_c].latencies, dtype=np.float64) * scale
+            if metric == "ttft_ms" and not (base.streams and base.levels[level_c].ttft):
+                result.message = (f"`max_ratio` on time to first token needs a baseline that streams; {base.label} "
+                                  "does not")
+                return result
+            b_lat = _latency_ms(base.levels[level_c], metric)
             result.evidence["baseline"] = base.levels[level_c].summary()
             keep = ~(np.isnan(c_lat) | np.isnan(b_lat))
             c_lat, b_lat = c_lat[keep], b_lat[keep]
@@ -91,7 +111,8 @@ def judge_clause(clause: Any, cand: KernelRuntime, base: KernelRuntime | None, *
             verdict = judge([Bound("max", clause.max_ratio)], iv.estimate, iv.lo, iv.hi)
             result.bounds, result.observed = [Bound("max", clause.max_ratio)], iv.estimate
             result.status = verdict.status
-            result.message = (f"{stat} latency ratio candidate/baseline {iv.estimate:.3f} "
+            what = "time-to-first-token" if metric == "ttft_ms" else "latency"
+            result.message = (f"{stat} {what} ratio candidate/baseline {iv.estimate:.3f} "
                               f"[{iv.lo:.3f}, {iv.hi:.3f}] ({confidence:.0%} paired bootstrap, {c_lat.size} "
                               f"requests at concurrency {level_c}) vs max_ratio {clause.max_ratio:g}")
             return result.judged(verdict, low=iv.lo, high=iv.hi, samples=int(c_lat.size))

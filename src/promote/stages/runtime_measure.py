@@ -11,6 +11,10 @@ Baseline and candidate are measured *paired*: the same samples, chunk by chunk, 
 kernel goes first, so machine load that drifts during the run hits both sides alike and the
 per-request ratios (runtime_judge.py) cancel it.
 
+Time to first token needs a generation, which prompt scoring is not (vLLM refuses ``prompt_logprobs``
+with ``stream``): when a clause asks for ``ttft_ms``, each level gets ``repeats`` extra passes of
+streamed one-token generations, paired the same way, timed to the first server-sent event.
+
 Determinism falls out of the same runs: every request's values (logits or log-probs) are kept per
 sample from the first pass at concurrency 1; a second pass at concurrency 1 gives ``rerun_equal``'s
 drift, passes at higher concurrency give ``batch_invariance``'s drift (vllm-project/vllm#11778).
@@ -47,6 +51,7 @@ class Level:
     wall_s: float = 0.0
     errors: Counter = field(default_factory=Counter)
     warmup_s: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)  # s per streamed request (NaN: failed); empty: not measured
 
     @property
     def ok(self) -> np.ndarray:
@@ -66,11 +71,19 @@ class Level:
                 "mean": float(lat[good].mean() * 1e3) if good.any() else None},
             "latency_per_token_ms": {f"p{p}": q(per_token, p) for p in (50, 90, 99)},
             "throughput_tps": float(tok[good].sum() / self.wall_s) if self.wall_s > 0 else None,
+            **({"ttft_ms": _ms_summary(np.asarray(self.ttft, dtype=np.float64))} if self.ttft else {}),
             "warmup_ms": [w * 1e3 for w in self.warmup_s],
             # the distribution the HTML report draws (report/figures_runtime.py): 21 quantiles, p0..p100
             "latency_quantiles_ms": [float(v) for v in np.percentile(lat[good] * 1e3, QUANTILE_STEPS)]
             if good.any() else [],
         }
+
+
+def _ms_summary(seconds: np.ndarray) -> dict[str, float | None]:
+    """p50/p90/p99/mean in ms of the successful (non-NaN) values."""
+    ok = seconds[~np.isnan(seconds)] * 1e3
+    return {**{f"p{p}": float(np.percentile(ok, p)) if ok.size else None for p in (50, 90, 99)},
+            "mean": float(ok.mean()) if ok.size else None}
 
 
 @dataclass
@@ -81,6 +94,7 @@ class KernelRuntime:
     batch_drift: float | None = None
     peak_rss_mb: float | None = None
     peak_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated, when torch runs on a GPU here
+    streams: bool = True  # False: the kernel cannot stream, so ttft_ms is not measurable
     first: dict[str, np.ndarray] = field(default_factory=dict)  # sample id → values at concurrency 1
 
 
@@ -148,9 +162,37 @@ def _cuda_peak_mb() -> float | None:
     return float(torch.cuda.max_memory_allocated()) / 2**20
 
 
+def _ttft_pass(kernels: list[Kernel], runtimes: list[KernelRuntime], samples: list[Sample], c: int) -> None:
+    """One streamed pass at concurrency ``c``, paired chunk by chunk like the scoring passes: each
+    request's time to first token, NaN for a failed one; a kernel that cannot stream is marked."""
+    for n, offset in enumerate(range(0, len(samples), c)):
+        chunk = samples[offset : offset + c]
+        order = list(range(len(kernels)))
+        if n % 2:
+            order.reverse()
+        for i in order:
+            if not runtimes[i].streams:
+                continue
+
+            def one(sample: Sample, kernel: Kernel = kernels[i]) -> float | None:
+                try:
+                    return kernel.time_to_first_token(list(map(int, sample.input_ids)), sample.id)
+                except PromoteError:
+                    return float("nan")
+
+            with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
+                seconds = list(pool.map(one, chunk))
+            if any(s is None for s in seconds):
+                runtimes[i].streams = False
+                runtimes[i].levels[c].ttft.clear()
+                continue
+            runtimes[i].levels[c].ttft.extend(seconds)
+
+
 def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, ...], warmup: int,
-            repeats: int, rerun: bool = True) -> list[KernelRuntime]:
-    """Measure every kernel at every level, paired chunk by chunk; see the module docstring."""
+            repeats: int, rerun: bool = True, ttft: bool = False) -> list[KernelRuntime]:
+    """Measure every kernel at every level, paired chunk by chunk; see the module docstring. With
+    ``ttft``, ``repeats`` streamed passes per level follow the scoring passes (time to first token)."""
     runtimes = [KernelRuntime(k.label) for k in kernels]
     for index, kernel in enumerate(kernels):
         for sample in (samples * (warmup // max(len(samples), 1) + 1))[:warmup]:
@@ -181,6 +223,8 @@ def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, 
             if timed:
                 for rt in runtimes:
                     rt.levels[c].wall_s += starts[id(rt)]
+        for _ in range(repeats if ttft else 0):
+            _ttft_pass(kernels, runtimes, samples, c)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
     gpu = _cuda_peak_mb()
     for kernel, rt in zip(kernels, runtimes, strict=True):
