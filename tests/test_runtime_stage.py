@@ -116,6 +116,9 @@ class _WireKernel:
     def __init__(self, wire: float) -> None:
         self.wire = wire
 
+    def server_rss_bytes(self):
+        return 2.0**30  # what its server's /metrics would say: 1 GiB
+
     def run(self, batch):
         import time
 
@@ -134,6 +137,7 @@ def test_http_latency_is_the_wire_time_not_the_decoding():
     runtimes = measure([_WireKernel(0.003), _WireKernel(0.004)], samples, levels=(1, 2), warmup=0, repeats=1)
     for rt, wire in zip(runtimes, (0.003, 0.004), strict=True):
         assert rt.levels[1].latencies == [wire] * 4 and rt.levels[2].latencies == [wire] * 4
+        assert rt.peak_rss_mb == 1024 and "/metrics" in rt.memory_source  # the server's memory, not ours
 
 
 def test_client_post_timed_stops_the_clock_before_decoding(httpserver, monkeypatch):

@@ -104,7 +104,9 @@ def test_determinism_batch_invariance_and_metrics_out(vllm_fp32, short_evalset, 
                {"id": "tps", "metric": "throughput_tps", "concurrency": 3, "min": 1.0},
                {"id": "per-token", "metric": "latency_per_token_ms", "stat": "p99", "max": 60_000},
                {"id": "ttft", "metric": "ttft_ms", "stat": "p90", "max": 60_000},
-               {"id": "ttft-ratio", "metric": "ttft_ms", "stat": "p50", "max_ratio": 100.0}]
+               {"id": "ttft-ratio", "metric": "ttft_ms", "stat": "p50", "max_ratio": 100.0},
+               {"id": "memory", "metric": "peak_memory_mb", "max": 1_000_000},
+               {"id": "memory-ratio", "metric": "peak_memory_mb", "max_ratio": 1.5}]
     path = runtime_contract(tmp_path, short_evalset, vllm_fp32.url, vllm_fp32.url, clauses=clauses, repeats=1,
                             levels=(1, 3))
     metrics = tmp_path / "runtime.prom"
@@ -119,6 +121,11 @@ def test_determinism_batch_invariance_and_metrics_out(vllm_fp32, short_evalset, 
     for role in ("baseline", "candidate"):
         for level in ("1", "3"):
             assert measured[role]["levels"][level]["ttft_ms"]["p50"] > 0, (role, level)
+    # Memory behind HTTP: the server's own RSS from its /metrics page (one server here: ratio ~1).
+    memory = clause(report, "memory")
+    assert memory["status"] == "pass" and 50 < memory["observed"] < 1_000_000, memory
+    assert "/metrics process_resident_memory_bytes" in measured["candidate"]["memory_source"]
+    assert clause(report, "memory-ratio")["status"] == "pass"
     text = metrics.read_text()
     assert 'promote_runtime_latency_seconds{concurrency="3",kernel="candidate",quantile="0.5"}' in text
     assert "promote_runtime_rerun_drift" in text

@@ -562,7 +562,10 @@ runtime_clause = obj(
                        "(`openai` kernels with `api: vllm` or `openai`; extra passes, `repeats` per level). A "
                        "kernel that cannot stream makes the clause `error`.",
             "throughput_tps": "Prompt tokens per second over the timed requests at one concurrency.",
-            "peak_memory_mb": "Peak resident memory of promote's process (local kernels only).",
+            "peak_memory_mb": "Peak resident memory: promote's process for local kernels; for an `openai` kernel "
+                              "the largest `process_resident_memory_bytes` its server's /metrics reported between "
+                              "passes (error when the server exports none). `max`, `min` or `max_ratio` (vs the "
+                              "baseline's).",
             "error_rate": "Fraction of timed requests that failed (after retries).",
             "rerun_equal": "Largest drift between two runs of the same prompts at concurrency 1 (0: bitwise equal).",
             "batch_invariance": "Largest drift of a prompt's values alone vs inside a concurrent batch.",
@@ -571,8 +574,9 @@ runtime_clause = obj(
         "stat": described_enum({k: v for k, v in STATS.items() if k in ("mean", "p50", "p90", "p99", "max", "min")},
                                "Statistic over timed requests (latency metrics). Default `p50`."),
         **bound_props,
-        "max_ratio": number("Largest allowed candidate / baseline ratio of the statistic (latency metrics): "
-                            "judged on the paired bootstrap CI of the ratio.", exclusiveMinimum=0),
+        "max_ratio": number("Largest allowed candidate / baseline ratio: of the statistic for latency metrics "
+                            "and `ttft_ms` (judged on the paired bootstrap CI of the ratio), of the two peaks for "
+                            "`peak_memory_mb`.", exclusiveMinimum=0),
         "require": {"type": "boolean", "description": "`rerun_equal`/`batch_invariance`: `true` demands bitwise "
                     "equal values."},
         "concurrency": integer("Which measured load level the clause reads (one of `runtime.concurrency`). "

@@ -103,6 +103,11 @@ class Kernel(ABC):
         promote does not know)."""
         return None
 
+    def server_rss_bytes(self) -> float | None:
+        """Resident memory of the process that serves this kernel elsewhere (an HTTP server's
+        `/metrics`); None for a kernel running in promote's own process, whose RSS promote reads itself."""
+        return None
+
     def open(self) -> None:
         if not self._opened:
             with contained(self.label, "opening the kernel"):
@@ -263,6 +268,9 @@ class WrappedKernel(Kernel):
 
     def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
         return self.inner.time_to_first_token(ids, sample_id)
+
+    def server_rss_bytes(self) -> float | None:
+        return self.inner.server_rss_bytes()
 
 
 def evaluation_failure(label: str, what: str, exc: BaseException) -> BaseException:

@@ -107,9 +107,13 @@ class Client:
 
     def get(self, url: str) -> Any:
         """GET with the same error mapping and no retries (probes: /health, /version)."""
+        return _decode(self.get_bytes(url), url)
+
+    def get_bytes(self, url: str) -> bytes:
+        """The raw body of a GET (a Prometheus `/metrics` page), no retries."""
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key
                                          else {})
-        return _decode(_open(request, self.timeout_s), url)
+        return _open(request, self.timeout_s)
 
 
 def _open(request: urllib.request.Request, timeout: float) -> bytes:

@@ -125,6 +125,23 @@ class OpenAIKernel(Kernel):
         except HttpFailure as failure:
             raise self._fail(failure, f"streaming sample `{sample_id}`") from None
 
+    def server_rss_bytes(self) -> float | None:
+        """The serving process's resident memory as its Prometheus `/metrics` page reports it
+        (`process_resident_memory_bytes`, which vLLM and most Python servers export), or None when the
+        page or the series is missing. With vLLM's V1 multiprocessing on, the engine core is another
+        process and is not included (tools/vllm_server.py runs it in-process)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            text = self.client.get_bytes(apis.root_url(self.spec.url) + "/metrics").decode("utf-8", "replace")
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "process_resident_memory_bytes":
+                        return float(sample.value)
+        except (HttpFailure, ValueError):
+            return None
+        return None
+
     def _run_impl(self, batch: Batch) -> Outputs:
         b, t = batch.input_ids.shape
         prompts = [list(map(int, s.input_ids)) for s in batch.samples]

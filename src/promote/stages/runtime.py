@@ -47,7 +47,8 @@ def run_runtime(ctx: StageContext) -> StageResult:
     details = {"alpha_per_look": alpha, "looks": spec.looks, "baseline": baseline.label,
                "measured": {role: {"label": rt.label, "levels": {str(c): lv.summary() for c, lv in rt.levels.items()},
                                    "rerun_drift": rt.rerun_drift, "batch_drift": rt.batch_drift, "streams": rt.streams,
-                                   "peak_rss_mb": rt.peak_rss_mb, "peak_gpu_mb": rt.peak_gpu_mb}
+                                   "peak_rss_mb": rt.peak_rss_mb, "memory_source": rt.memory_source,
+                                   "peak_gpu_mb": rt.peak_gpu_mb}
                             for role, rt in (("baseline", base_rt), ("candidate", cand_rt))}}
     notes = [f"{len(samples)} requests per pass at concurrency {', '.join(map(str, sorted(cand_rt.levels)))}; "
              f"baseline: {baseline.label}; each look judged at alpha {alpha:.3g} ({spec.looks} declared looks)"]

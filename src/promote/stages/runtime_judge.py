@@ -10,7 +10,8 @@
 * ``max`` / ``min`` on latency: bootstrap CI of the candidate's statistic over requests.
 * ``ttft_ms`` (time to first token, streamed passes) is judged exactly like latency; a kernel that
   cannot stream makes the clause ``error``, never ``pass``.
-* Throughput, error rate, peak memory: one number per run (point judgement).
+* Throughput, error rate, peak memory: one number per run (point judgement); memory also as a ratio to
+  the baseline's (``max_ratio``). Behind HTTP, memory is the server's own report (``/metrics``).
 * ``rerun_equal`` / ``batch_invariance``: the largest drift of the candidate's own values;
   ``require: true`` demands bitwise equality, ``max`` a drift bound.
 
@@ -135,9 +136,18 @@ def judge_clause(clause: Any, cand: KernelRuntime, base: KernelRuntime | None, *
         return _point(result, value, _bounds(clause), f"error rate {value:.3g} ({summary['error_kinds']})")
     if metric == "peak_memory_mb":
         if cand.peak_rss_mb is None:
-            result.message = "peak memory is not measurable for a kernel behind HTTP (no process of ours)"
+            result.message = ("peak memory is not measurable for this kernel behind HTTP: its server's /metrics page "
+                              "has no `process_resident_memory_bytes`")
             return result
-        return _point(result, cand.peak_rss_mb, _bounds(clause), f"peak RSS {cand.peak_rss_mb:.0f} MB")
+        where = f"peak RSS {cand.peak_rss_mb:.0f} MB ({cand.memory_source})"
+        if clause.max_ratio is not None:
+            if base is None or base.peak_rss_mb is None:
+                result.message = "`max_ratio` on memory needs a baseline whose memory is measurable"
+                return result
+            ratio = cand.peak_rss_mb / base.peak_rss_mb
+            return _point(result, ratio, [Bound("max", clause.max_ratio)],
+                          f"{where} / baseline {base.peak_rss_mb:.0f} MB = {ratio:.3f}")
+        return _point(result, cand.peak_rss_mb, _bounds(clause), where)
     result.message = f"metric `{metric}` is not measured by this version"
     return result
 

@@ -95,6 +95,8 @@ class KernelRuntime:
     peak_rss_mb: float | None = None
     peak_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated, when torch runs on a GPU here
     streams: bool = True  # False: the kernel cannot stream, so ttft_ms is not measurable
+    memory_source: str | None = None  # what peak_rss_mb is: promote's process, or the server's /metrics
+    server_rss: list[float] = field(default_factory=list)  # bytes, sampled between passes (HTTP kernels)
     first: dict[str, np.ndarray] = field(default_factory=dict)  # sample id → values at concurrency 1
 
 
@@ -194,6 +196,12 @@ def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, 
     """Measure every kernel at every level, paired chunk by chunk; see the module docstring. With
     ``ttft``, ``repeats`` streamed passes per level follow the scoring passes (time to first token)."""
     runtimes = [KernelRuntime(k.label) for k in kernels]
+
+    def sample_servers() -> None:  # an HTTP kernel's server memory, between passes (its peak as far as seen)
+        for kernel, rt in zip(kernels, runtimes, strict=True):
+            if not _local(kernel) and (rss := kernel.server_rss_bytes()) is not None:
+                rt.server_rss.append(rss)
+
     for index, kernel in enumerate(kernels):
         for sample in (samples * (warmup // max(len(samples), 1) + 1))[:warmup]:
             start = time.perf_counter()
@@ -223,12 +231,18 @@ def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, 
             if timed:
                 for rt in runtimes:
                     rt.levels[c].wall_s += starts[id(rt)]
+            sample_servers()
         for _ in range(repeats if ttft else 0):
             _ttft_pass(kernels, runtimes, samples, c)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
     gpu = _cuda_peak_mb()
     for kernel, rt in zip(kernels, runtimes, strict=True):
-        rt.peak_rss_mb = float(peak) if _local(kernel) else None
+        if _local(kernel):
+            rt.peak_rss_mb, rt.memory_source = float(peak), "promote's process (ru_maxrss)"
+        elif rt.server_rss:
+            rt.peak_rss_mb = max(rt.server_rss) / 2**20
+            rt.memory_source = (f"the server's /metrics process_resident_memory_bytes, largest of {len(rt.server_rss)} "
+                                "samples taken between passes")
         rt.peak_gpu_mb = gpu if _local(kernel) else None
         rt.first.clear()
     return runtimes
