@@ -237,3 +237,12 @@ def test_a_contract_without_judged_clauses_is_exit_2_not_an_internal_error():
         assert result.exit_code == 2, result.output
         assert "calibrate judges `numerical` and `statistical` clauses" in result.output
         assert "internal error" not in result.output
+
+
+def test_derive_elsewhere_than_next_to_the_contract_is_exit_2_before_anything_runs(tmp_path):
+    path = _tiny(tmp_path, limit=4)
+    elsewhere = tmp_path / "not" / "here" / "derived.yaml"
+    result = CliRunner().invoke(cli, ["calibrate", str(path), "--derive", str(elsewhere)])
+    assert result.exit_code == 2, result.output
+    assert "write the derived contract next to" in result.output and "calibrate: honest" not in result.output
+    assert not (tmp_path / "not").exists()  # nothing created on the way

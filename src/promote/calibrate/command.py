@@ -51,12 +51,17 @@ def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...]
     from promote.calibrate.table import calibrate, to_markdown
     from promote.contract.model import load_contract
 
+    loaded, _ = load_contract(contract)
+    if derive_path is not None:
+        from promote.calibrate.derive import derive_path_problem
+
+        if problem := derive_path_problem(loaded, derive_path):
+            raise PromoteError(problem)
     for flag, path in (("--json", json_path), ("--markdown", md_path), ("--html", html_path),
                        ("--derive", derive_path)):
         problem = writable_problem(path) if path is not None else None
         if problem:  # before any kernel runs, so a typo costs nothing
             raise PromoteError(f"{flag} {path}: cannot write there: {problem}")
-    loaded, _ = load_contract(contract)
     names = [n for item in faults for n in item.split(",") if n]
     derived = None
     try:

@@ -361,11 +361,19 @@ def _no_floor(contract: Contract) -> Any:
     return num if num is None or num.noise_floor is None else dataclasses.replace(num, noise_floor=None)
 
 
+def derive_path_problem(contract: Contract, path: Path) -> str | None:
+    """Why ``--derive PATH`` cannot hold the derived contract (checked before anything runs): it must
+    sit next to the original, since the paths inside are relative to that directory."""
+    if path.resolve().parent != contract.path.resolve().parent:
+        return (f"--derive {path}: write the derived contract next to {contract.source.display_path} "
+                "(the paths inside it are relative to that directory)")
+    return None
+
+
 def write_derived(contract: Contract, derived: dict[str, Any], path: Path) -> Contract:
     """Write the contract with the derived bounds next to the original; return it typed."""
-    if path.resolve().parent != contract.path.resolve().parent:
-        raise UsageError(f"--derive {path}: write the derived contract next to {contract.source.display_path} "
-                         "(the paths inside it are relative to that directory)")
+    if problem := derive_path_problem(contract, path):
+        raise UsageError(problem)
     header = ("# Bounds derived by `promote calibrate --derive` from honest runs on a calibration split and "
               "checked on the held-out rest\n# (docs/calibration.md); rerun it after changing kernels or data.\n")
     doc = derived.pop("document")
