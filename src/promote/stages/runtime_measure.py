@@ -27,6 +27,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,14 +165,18 @@ def _cuda_peak_mb() -> float | None:
     return float(torch.cuda.max_memory_allocated()) / 2**20
 
 
+def _paired_chunks(samples: list[Sample], c: int, kernels: int) -> Iterator[tuple[list[Sample], list[int]]]:
+    """Chunks of ``c`` samples, each with the order the kernels run it in, alternating chunk by chunk so
+    load that drifts during a pass hits every kernel alike."""
+    for n, offset in enumerate(range(0, len(samples), c)):
+        order = list(range(kernels))
+        yield samples[offset : offset + c], order[::-1] if n % 2 else order
+
+
 def _ttft_pass(kernels: list[Kernel], runtimes: list[KernelRuntime], samples: list[Sample], c: int) -> None:
     """One streamed pass at concurrency ``c``, paired chunk by chunk like the scoring passes: each
     request's time to first token, NaN for a failed one; a kernel that cannot stream is marked."""
-    for n, offset in enumerate(range(0, len(samples), c)):
-        chunk = samples[offset : offset + c]
-        order = list(range(len(kernels)))
-        if n % 2:
-            order.reverse()
+    for chunk, order in _paired_chunks(samples, c, len(kernels)):
         for i in order:
             if not runtimes[i].streams:
                 continue
@@ -217,11 +222,7 @@ def measure(kernels: list[Kernel], samples: list[Sample], *, levels: tuple[int, 
             timed = not (c == 1 and rerun and rep == passes - 1) or passes == 1
             record = "first" if (c == 1 and rep == 0) else ("rerun" if c == 1 else "batch")
             starts = {id(rt): 0.0 for rt in runtimes}
-            for n, offset in enumerate(range(0, len(samples), c)):
-                chunk = samples[offset : offset + c]
-                order = list(range(len(kernels)))
-                if n % 2:
-                    order.reverse()
+            for chunk, order in _paired_chunks(samples, c, len(kernels)):
                 for i in order:
                     rt = runtimes[i]
                     level = rt.levels[c] if timed else Level(c)
