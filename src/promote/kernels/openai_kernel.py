@@ -17,7 +17,6 @@ Opening the kernel sends one probe request, so a server that is down, lacks prom
 from __future__ import annotations
 
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,8 +55,6 @@ class OpenAIKernel(Kernel):
                              "`top_logprobs_num` alternatives: give `top_k` a number")
         self.client = Client(timeout_s=spec.timeout_s, retries=spec.retries, backoff_s=spec.backoff_s, api_key=key)
         self.endpoint = apis.endpoint(spec.api, spec.url)
-        self.latencies: list[tuple[str, float, int]] = []  # (sample id, seconds, prompt tokens)
-        self._lock = threading.Lock()
         self.values_are = "unknown"
         self._probe()
         if spec.top_k == apis.ALL:
@@ -108,9 +105,6 @@ class OpenAIKernel(Kernel):
         except apis.ShapeError as exc:
             raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint}: {exc}") \
                 from None
-        if sample_id != "probe":
-            with self._lock:
-                self.latencies.append((sample_id, seconds, len(ids)))
         scored.seconds = seconds
         return scored
 

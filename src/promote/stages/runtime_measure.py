@@ -68,8 +68,7 @@ class Level:
         return {
             "concurrency": self.concurrency, "requests": int(lat.size), "errors": int((~good).sum()),
             "error_kinds": dict(self.errors), "error_rate": float((~good).mean()) if lat.size else None,
-            "latency_ms": {f"p{p}": q(lat[good] * 1e3, p) for p in (50, 90, 99)} | {
-                "mean": float(lat[good].mean() * 1e3) if good.any() else None},
+            "latency_ms": _ms_summary(lat),
             "latency_per_token_ms": {f"p{p}": q(per_token, p) for p in (50, 90, 99)},
             "throughput_tps": float(tok[good].sum() / self.wall_s) if self.wall_s > 0 else None,
             **({"ttft_ms": _ms_summary(np.asarray(self.ttft, dtype=np.float64))} if self.ttft else {}),
