@@ -112,8 +112,8 @@ def cli() -> None:
               help="An earlier JSON report of the same contract: stages not selected with --stage are taken from "
                    "it, so one report (and PR comment) covers every stage.")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress on stderr: a line updated in place on a terminal, else a plain line every ~10 s. "
-                   "Default: on a terminal, and under CI=true (plain lines); off otherwise.")
+              help="Progress on stderr: a line updated in place on a terminal; elsewhere (a pipe, a file, a CI "
+                   "log) a plain line when the run starts and one every ~5 s. Default: on.")
 @click.option("--color/--no-color", "colour", default=None,
               help="Colour the text report. Default: on a terminal, honouring NO_COLOR and FORCE_COLOR.")
 @click.option("--github/--no-github", "github", default=None,

@@ -24,7 +24,7 @@ from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet
 from promote.kernels.base import Kernel
 from promote.policy import decide
-from promote.progress import progress_printer
+from promote.progress import ProgressPrinter, progress_printer
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
@@ -98,29 +98,16 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
         def offline(ctx: StageContext, stages: set[str]) -> dict[str, Any]:
             return ray_offline(ctx, stages, address=options.address, workers=options.workers)
 
-    ctx = StageContext(contract, wanted, progress=progress_printer(options.progress), evalset_given=evalset,
+    printer = progress_printer(options.progress)
+    ctx = StageContext(contract, wanted, progress=printer, evalset_given=evalset,
                        kernels_given=kernels, offline_engine=offline)
-    if any(BY_NAME[s].needs_evalset for s in wanted):
-        ctx.evalset  # noqa: B018 - read (and check) the eval set before any kernel runs
-    results = ctx.results
-    stopped_by: str | None = None
     try:
-        for stage in STAGES.values():
-            if stage.name not in present:
-                continue
-            if stage.name not in wanted:
-                results.append(ctx.blanket(stage.name, "skipped", f"stage `{stage.name}` not selected (--stage)"))
-            elif stopped_by and not stage.decl.shared_pass:  # costs new work: stop after a blocking stage
-                results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
-                                           "promotion (use --all-stages to run it anyway)"))
-            else:
-                results.append(stage.run(ctx))
-            blocked = decide([results[-1]], contract.escalation).verdict == "block"
-            if blocked and not stopped_by and not options.all_stages:
-                stopped_by = stage.name
+        _run_stages(ctx, present, options, printer)
     finally:
+        if printer:
+            printer.end()
         ctx.close()
-    results = list(results)
+    results = list(ctx.results)
     if earlier:
         results = merge_into(results, {s.name: s for s in earlier}, "results passed to run_check", "earlier")
     if options.merge is not None:
@@ -144,6 +131,32 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
         commit=_commit(str(contract.path.parent)),
         implied=implied_bounds(results),
     )
+
+
+def _run_stages(ctx: StageContext, present: set[str], options: CheckOptions, printer: ProgressPrinter | None) -> None:
+    """Every stage the contract has, in order, into ``ctx.results``: selected ones run (a stage that costs
+    new work is skipped after a blocking one, unless ``--all-stages``), the others are recorded as skipped."""
+    contract, wanted, results = ctx.contract, ctx.wanted, ctx.results
+    if any(BY_NAME[s].needs_evalset for s in wanted):
+        ctx.evalset  # noqa: B018 - read (and check) the eval set before any kernel runs (a bad file: exit 2)
+    if printer:
+        printer.begin(f"checking stages {', '.join(s for s in STAGE_NAMES if s in wanted) or '(none)'}")
+    stopped_by: str | None = None
+    for stage in STAGES.values():
+        if stage.name not in present:
+            continue
+        if stage.name not in wanted:
+            results.append(ctx.blanket(stage.name, "skipped", f"stage `{stage.name}` not selected (--stage)"))
+        elif stopped_by and not stage.decl.shared_pass:  # costs new work: stop after a blocking stage
+            results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
+                                       "promotion (use --all-stages to run it anyway)"))
+        else:
+            if printer:
+                printer.phase(stage.name)
+            results.append(stage.run(ctx))
+        blocked = decide([results[-1]], contract.escalation).verdict == "block"
+        if blocked and not stopped_by and not options.all_stages:
+            stopped_by = stage.name
 
 
 def _kernel_facts(contract: Contract, fingerprints: dict[str, Any]) -> dict[str, Any] | None:
@@ -184,11 +197,17 @@ def write_shard(contract_path: str, index: int, count: int, out: Path, options: 
 
         raise UsageError(f"{contract.source.display_path}: --shard computes the shared offline pass (numerics, "
                          "slices), and no such stage is selected or present")
-    ctx = StageContext(contract, wanted, progress=progress_printer(options.progress))
+    printer = progress_printer(options.progress)
+    ctx = StageContext(contract, wanted, progress=printer)
     ctx.evalset  # noqa: B018 - a bad data file is exit 2 before any kernel runs
     try:
+        if printer:
+            printer.begin(f"computing shard {index} of {count}")
+            printer.phase(f"shard {index}/{count}")
         partial = compute_partial(ctx, index, count)
     finally:
+        if printer:
+            printer.end()
         ctx.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, partial.to_bytes().decode("ascii"))  # JSON with ensure_ascii: plain ASCII
