@@ -38,15 +38,19 @@ def _expected_marks(report: dict) -> dict[str, int]:
     clauses = [c for s in report["stages"] for c in s["clauses"]]
     for cid in dict.fromkeys(c["id"] for c in clauses if c.get("slice") is not None):
         rows = [c for c in clauses if c["id"] == cid and c.get("slice") is not None and c["observed"] is not None]
-        bounds = len(rows[0]["bounds"])
-        out[f"forest-{cid}"] = sum(1 + ("interval" in c) for c in rows[:40]) + bounds
+        shown = rows[:40]
+        own = {tuple((b["op"], b["value"]) for b in c["bounds"]) for c in shown}  # one rule, else a tick per row
+        bounds = len(shown[0]["bounds"]) if len(own) == 1 else sum(len(c["bounds"]) for c in shown)
+        out[f"forest-{cid}"] = sum(1 + ("interval" in c) for c in shown) + bounds
     numerics = next(s for s in report["stages"] if s["name"] == "numerics")
     profile = numerics["details"]["profile"]
+    low = profile["value_bins"]["low"]  # a p99 in the lowest bin is only known to be below it: not drawn
     for metric in ("kl", "logit_osc"):
         marks = 0
         for who in ("candidate", "noise_floor"):
             for stat in ("mean", "p99"):
-                drawn = sum(1 for r in profile[who][metric]["positions"] if (r[stat] or 0) > 0)
+                least = low if stat == "p99" else 0
+                drawn = sum(1 for r in profile[who][metric]["positions"] if (r[stat] or 0) > least)
                 marks += drawn + (drawn > 1)
         out[f"drift-{metric}"] = marks
         bounds = sum(len(c["bounds"]) for c in numerics["clauses"] if c["metric"] == metric)

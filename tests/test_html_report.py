@@ -19,6 +19,7 @@ from promote.engine.profile import DriftProfile, bin_range, value_bins
 from promote.report.figures import sections
 from promote.report.render import render_html, render_markdown, render_text
 from promote.resources import load_schema
+from promote.results import format_value
 
 HOSTILE = ['<script>alert(1)</script>', '</svg><img src=x onerror=alert(1)>', '"quoted" & \'single\'',
            '@octocat please', 'two\nlines']
@@ -91,6 +92,52 @@ def test_figures_draw_every_slice_bucket_and_bound_worst_margin_first():
     assert found["cdf-logit_osc"].mark_count == 2 + 1
 
 
+def test_forest_draws_each_slices_own_bound_on_its_row():
+    """slice_bounds give slices their own bounds: a shared rule would put passing dots beyond "the" bound
+    (the example's report once drew only code's 8.2e-5 while 6 of 8 green dots sat past it)."""
+    bounds = {"script=code": 8.2e-5, "script=latin": 9.2e-5, "script=cjk": 1.3e-4, "script=cyrillic": 1.3e-4}
+    observed = {"script=code": 6.8e-5, "script=latin": 7.4e-5, "script=cjk": 8.8e-5, "script=cyrillic": 1.05e-4}
+    slices = [clause("slice-kl", "pass", observed[name], bound=bound, stage="slices", slice=name)
+              for name, bound in bounds.items()]
+    for c in slices:
+        c.interval = [c.observed * 0.98, c.observed * 1.02]
+    report = make_report(slices)
+    forest = next(f for s in sections(report) for f in s.figures if f.id == "forest-slice-kl")
+    rows = {label.full: label.y - 4 for label in forest.labels if "row" in label.cls}
+    ticks = [m for m in forest.marks if m.cls == "bound"]
+    assert len(ticks) == 4 and "own bound" in forest.caption
+    dots = {m.title.split(":")[0]: m for m in forest.marks if m.kind == "point"}
+    for name, bound in bounds.items():
+        tick = next(t for t in ticks if t.title.startswith(f"{name}:"))
+        assert tick.y1 < rows[name] < tick.y2 and tick.y2 - tick.y1 < 20  # on its own row only
+        assert tick.x1 == tick.x2 and dots[name].x1 < tick.x1  # every passing dot inside its own bound
+        assert tick.title == f"{name}: bound ≤ {format_value(bound)}"
+    shared = make_report([clause("slice-kl", "pass", v, bound=1.3e-4, stage="slices", slice=k)
+                          for k, v in observed.items()])
+    one = next(f for s in sections(shared) for f in s.figures if f.id == "forest-slice-kl")
+    assert len([m for m in one.marks if m.cls == "bound"]) == 1 and "dashed line = bound" in one.caption
+
+
+def test_drift_p99_is_shown_as_the_bin_edge_it_is_and_a_missing_floor_is_explained():
+    """A profile p99 is its bin's upper edge: `≤ x`, and `< 1e-12` for the lowest bin (once printed as a
+    measured "p99 1.00e-12"); a contract without `noise_floor` gets a reason, not "noise floor n/a"."""
+    report, profile = _report_with_profile()
+    exact = _profile(np.zeros(600), np.arange(600) % 200).describe()  # a bitwise-reproducible floor
+    profile["noise_floor"] = exact
+    text = render_text(report)
+    line = next(x for x in text.splitlines() if x.strip().startswith("kl at positions"))
+    assert "p99 ≤ " in line and "noise floor mean 0, p99 < 1e-12)" in line, line
+    assert "1.00e-12" not in text
+    cdf = next(f for s in sections(report) for f in s.figures if f.id == "drift-kl")
+    assert not any("noise floor p99" in m.title for m in cdf.marks) and "below 1e-12" in cdf.note
+    del profile["noise_floor"]
+    for rendered in (render_text(report), render_markdown(report)):
+        assert "No noise floor: the contract sets no `numerical.noise_floor`" in rendered
+    assert "noise floor mean n/a" not in render_text(report)
+    figure = next(f for s in sections(report) for f in s.figures if f.id == "drift-kl")
+    assert "No noise floor" in figure.note
+
+
 def test_no_profile_no_drift_sections():
     report = make_report([clause("kl-mean", "pass", 1e-4, bound=1e-3)])
     assert sections(report) == []
@@ -127,7 +174,9 @@ def test_hostile_names_stay_text_in_html_markdown_and_text(hostile):
 
 
 def test_check_writes_html_and_render_rerenders_every_format(mini, tmp_path):
-    contract = mini.contract(numerical={"noise_floor": {"perturb": ["odd_batch"], "odd_batch_size": 3}})
+    # bf16: a candidate that drifts (identical fp32 kernels have KL 0 everywhere, and nothing to plot)
+    contract = mini.contract(precision="bf16",
+                             numerical={"noise_floor": {"perturb": ["odd_batch"], "odd_batch_size": 3}})
     json_path, html_path = tmp_path / "r.json", tmp_path / "out" / "r.html"
     runner = CliRunner()
     result = runner.invoke(cli, ["check", str(contract), "--output", f"json={json_path}", "--output",

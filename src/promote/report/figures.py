@@ -34,13 +34,15 @@ from promote.report.svg import (
     x_axis,
     y_axis,
 )
-from promote.results import ClauseResult, format_value
+from promote.results import Bound, ClauseResult, format_value
 
 MAX_FOREST_ROWS = 40
 MAX_FORESTS = 8
 ROW = 20
 LEFT, RIGHT, TOP, BOTTOM = 190, 24, 18, 46
 METRIC_NAMES = {"kl": "KL(reference ‖ candidate)", "logit_osc": "logit oscillation"}
+NO_FLOOR = ("No noise floor: the contract sets no `numerical.noise_floor`, so nothing shows how far the reference "
+            "drifts from itself (add e.g. `noise_floor: {perturb: [rerun, odd_batch]}`; docs/metrics.md)")
 
 
 def _margin(c: ClauseResult) -> float:
@@ -49,7 +51,11 @@ def _margin(c: ClauseResult) -> float:
 
 
 def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
-    """One row per slice: the interval as a segment, the estimate as a point, worst margin on top."""
+    """One row per slice: the interval as a segment, the estimate as a point, worst margin on top.
+
+    The bound is one dashed rule when every slice has the same; when slices have bounds of their own
+    (``slice_bounds``), each row gets its own bound as a dashed tick, so no dot is read against another
+    slice's bound."""
     rows = sorted((c for c in clauses if c.observed is not None and math.isfinite(c.observed)),
                   key=lambda c: (_margin(c), c.slice or ""))
     if not rows:
@@ -57,15 +63,16 @@ def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
     omitted = len(rows) - MAX_FOREST_ROWS
     rows = rows[:MAX_FOREST_ROWS]
     first = rows[0]
-    bounds = [b for b in first.bounds if math.isfinite(b.value)]
+    shared = len({tuple((b.op, b.value) for b in _finite_bounds(c)) for c in rows}) == 1
     span = [v for c in rows for v in (c.interval or [c.observed]) if v is not None and math.isfinite(v)]
-    lo, hi = padded(span + [c.observed for c in rows] + [b.value for b in bounds])
+    lo, hi = padded(span + [c.observed for c in rows] + [b.value for c in rows for b in _finite_bounds(c)])
     height = TOP + ROW * len(rows) + BOTTOM
     x = Linear(lo, hi, LEFT, 720 - RIGHT)
     what = f"{first.stat}({first.metric})" if first.metric else "estimate"
     failing = sum(c.status in FAILING for c in rows)
+    rule = "dashed line = bound" if shared else "dashed tick = that slice's own bound"
     fig = Figure(id=f"forest-{clause_id}", title=f"{clause_id}: {what} per slice",
-                 caption=(f"Each row is a slice: dot = estimate, bar = {_interval_name(first)}; dashed line = bound. "
+                 caption=(f"Each row is a slice: dot = estimate, bar = {_interval_name(first)}; {rule}. "
                           "Worst margin on top; failing slices in red."),
                  height=height, legend=[("pass", "within bound"), ("fail", "failing slice"), ("bound", "bound")])
     if omitted > 0:
@@ -79,11 +86,22 @@ def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
         fig.labels.append(Label(LEFT - 8, y + 4, shorten(label, 26), anchor="end", cls=f"row {cls}", full=label))
         estimate_row(fig, x, y, ROW, status=c.status, observed=c.observed, interval=c.interval, cls=cls,
                      where=f"{label}: {what} = {format_value(c.observed)}")
-    for b in bounds:
-        text = f"bound {'≤' if b.op == 'max' else '≥'} {format_value(b.value)}"
-        fig.marks.append(Mark("segment", "bound", text, x(b.value), TOP - 6, x(b.value), bottom))
+        if not shared:
+            for b in _finite_bounds(c):
+                fig.marks.append(Mark("segment", "bound", f"{label}: {_bound_text(b)}", x(b.value), y - ROW / 2 + 1,
+                                      x(b.value), y + ROW / 2 - 1))
+    for b in _finite_bounds(first) if shared else ():
+        fig.marks.append(Mark("segment", "bound", _bound_text(b), x(b.value), TOP - 6, x(b.value), bottom))
     fig.caption += f" {failing} of {len(rows)} shown fail." if failing else ""
     return fig
+
+
+def _finite_bounds(c: ClauseResult) -> tuple[Bound, ...]:
+    return tuple(b for b in c.bounds if math.isfinite(b.value))
+
+
+def _bound_text(b: Bound) -> str:
+    return f"bound {'≤' if b.op == 'max' else '≥'} {format_value(b.value)}"
 
 
 def _interval_name(c: ClauseResult) -> str:
@@ -119,10 +137,16 @@ def drift_along(profile: dict[str, Any], metric: str) -> Figure | None:
     if not buckets:
         return None
     series = []
+    low = float(profile.get("value_bins", {}).get("low") or 0.0)
+    underflow = False  # a p99 in the histogram's lowest bin: only "below `low`" is known, nothing to draw
     for who, stat, cls, name in SERIES:
         rows = {(r["start"], r["end"]): r.get(stat) for r in profile.get(who, {}).get(metric, {}).get("positions", [])}
         if rows:
-            series.append((cls, name, [rows.get(b) for b in buckets]))
+            values = [rows.get(b) for b in buckets]
+            if stat == "p99":
+                underflow |= any(v is not None and 0 < v <= low for v in values)
+                values = [None if v is not None and v <= low else v for v in values]
+            series.append((cls, name, values))
     positive = [v for _, _, vals in series for v in vals if v is not None and v > 0]
     if not positive:
         return None
@@ -150,10 +174,16 @@ def drift_along(profile: dict[str, Any], metric: str) -> Figure | None:
             fig.marks.append(Mark("path", f"line {cls}", label, points=" ".join(f"{px},{py}" for px, py, _, _ in pts)))
         for px, py, (start, end), v in pts:
             where = f"[{start}, {end if end is not None else '∞'})"
-            fig.marks.append(Mark("point", f"dot {cls}", f"{label} at positions {where}: {format_value(v)}", px, py,
-                                  r=2.5))
-    if zero_floor:
-        fig.note = "the noise floor is exactly 0 in some buckets (bitwise reproducible); 0 has no place on a log axis"
+            bound = "≤ " if "p99" in cls else ""  # a p99 is its histogram bin's upper edge
+            fig.marks.append(Mark("point", f"dot {cls}", f"{label} at positions {where}: {bound}{format_value(v)}",
+                                  px, py, r=2.5))
+    notes = ["the noise floor is exactly 0 in some buckets (bitwise reproducible); 0 has no place on a log axis"
+             ] if zero_floor else []
+    if underflow:
+        notes.append(f"a p99 below {tick(low)} (the profile's lowest bin) is not drawn")
+    if "noise_floor" not in profile:
+        notes.append(NO_FLOOR)
+    fig.note = "; ".join(notes)
     return fig
 
 

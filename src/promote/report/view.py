@@ -14,6 +14,7 @@ from typing import Any
 from promote.judgement import margin
 from promote.policy import ACTION_SEVERITY, Action
 from promote.report.model import Report
+from promote.report.svg import tick
 from promote.results import ClauseResult, format_value
 
 _STATUS_RANK = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
@@ -77,6 +78,7 @@ class View:
     provenance: dict[str, Any]
     stats: dict[str, int] = field(default_factory=dict)
     drift: list[DriftRow] = field(default_factory=list)
+    floor_note: str = ""  # why the drift rows have no noise floor (none declared)
 
 
 def _rows(report: Report) -> list[Row]:
@@ -120,6 +122,7 @@ def _drift_rows(report: Report) -> list[DriftRow]:
     if profile is None:
         return []
     rows = []
+    low = float(profile.get("value_bins", {}).get("low") or 0.0)
     for metric in METRIC_NAMES:
         cand = profile["candidate"].get(metric, {}).get("positions", [])
         floor = {(r["start"], r["end"]): r for r in profile.get("noise_floor", {}).get(metric, {}).get("positions", [])}
@@ -129,9 +132,27 @@ def _drift_rows(report: Report) -> list[DriftRow]:
             f = floor.get((r["start"], r["end"]), {})
             end = "∞" if r["end"] is None else str(r["end"])
             rows.append(DriftRow(metric, f"[{r['start']}, {end})", format_value(r["mean"], 3),
-                                 format_value(r["p99"], 3), format_value(f.get("mean"), 3),
-                                 format_value(f.get("p99"), 3), worst=r["mean"] == top))
+                                 _p99_text(r["p99"], low), format_value(f.get("mean"), 3),
+                                 _p99_text(f.get("p99"), low), worst=r["mean"] == top))
     return rows
+
+
+def _p99_text(value: float | None, low: float) -> str:
+    """A profile p99 is the upper edge of its histogram bin (engine/profile.py), so it is shown as the bound
+    it is: ``≤ 4.22e-04``, and ``< 1e-12`` for the lowest bin, whose edge says only "below"."""
+    if value is None or not math.isfinite(value):
+        return format_value(value, 3)
+    if value <= low:
+        return f"< {tick(value)}"
+    return f"≤ {format_value(value, 3)}"
+
+
+def _floor_note(report: Report) -> str:
+    """Why the drift rows have no noise floor, when the contract declared none (else empty)."""
+    from promote.report.figures import NO_FLOOR, profile_of
+
+    profile = profile_of(report)
+    return NO_FLOOR if profile is not None and "noise_floor" not in profile else ""
 
 
 def build_view(report: Report, *, commit: str | None = None) -> View:
@@ -150,7 +171,7 @@ def build_view(report: Report, *, commit: str | None = None) -> View:
     return View(report=report, attention=attention, passing=passing, charts=_charts(report),
                 counts=report.counts(), provenance=provenance,
                 stats={"clauses": len(rows), "attention": len(attention), "passing": len(passing)},
-                drift=_drift_rows(report))
+                drift=_drift_rows(report), floor_note=_floor_note(report))
 
 
 def annotation_items(report: Report) -> list[dict[str, Any]]:
