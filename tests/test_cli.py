@@ -182,6 +182,34 @@ def test_schema_and_version_and_init(tmp_path):
     assert validate(doc, load_schema("contract")) == []
 
 
+def test_init_writes_a_starter_that_runs_as_written(tmp_path):
+    """`promote init` once wrote a contract whose model, weights and data did not exist (5 "not found"):
+    now the example's files come beside it and `promote check` on the result passes as written."""
+    result = invoke("init", str(tmp_path))  # a directory: tmp_path/promote.yaml
+    assert result.exit_code == 0, result.output
+    assert "promote check" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.jsonl", "model.py", "promote.yaml",
+                                                          "weights.safetensors"]
+    checked = invoke("check", str(tmp_path / "promote.yaml"), "--no-progress", "--format", "json")
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    statuses = {c["id"]: c["status"] for s in report["stages"] for c in s["clauses"]}
+    assert statuses and set(statuses.values()) == {"pass"}, statuses
+    assert report["data"]["samples"] == 320
+
+
+def test_init_never_overwrites_a_users_file_and_no_example_writes_the_contract_alone(tmp_path):
+    (tmp_path / "model.py").write_text("# mine\n")
+    refused = invoke("init", str(tmp_path / "promote.yaml"))
+    assert refused.exit_code == 2 and "model.py already exists" in refused.stderr and "--no-example" in refused.stderr
+    assert (tmp_path / "model.py").read_text() == "# mine\n" and not (tmp_path / "promote.yaml").exists()
+    alone = invoke("init", str(tmp_path / "promote.yaml"), "--no-example")
+    assert alone.exit_code == 0 and "edit the kernels and data paths" in alone.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.py", "promote.yaml"]
+    forced = invoke("init", str(tmp_path / "promote.yaml"), "--force")
+    assert forced.exit_code == 0 and (tmp_path / "model.py").read_text() != "# mine\n"
+
+
 def test_help_does_not_import_torch():
     code = "import sys; from promote.cli import cli; cli.main(['--help'], standalone_mode=False); " \
            "assert 'torch' not in sys.modules, 'torch imported'; assert 'numpy' not in sys.modules"

@@ -365,22 +365,22 @@ def schema(which: str) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("promote.yaml"))
-@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
-def init(path: Path, force: bool) -> None:
-    """Write a commented starter contract to PATH (default promote.yaml)."""
-    from promote.resources import data_dir
+@click.argument("path", type=click.Path(path_type=Path), default=Path("promote.yaml"))
+@click.option("--example/--no-example", default=True, show_default=True,
+              help="Copy the embedded example's model.py, weights.safetensors and eval.jsonl beside the contract, "
+                   "so it runs as written; --no-example writes the contract alone.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(path: Path, example: bool, force: bool) -> None:
+    """Write a commented starter contract to PATH (default promote.yaml; a directory: PATH/promote.yaml)."""
+    from promote.starter import write_starter
 
-    if path.exists() and not force:
-        raise PromoteError(f"{path} already exists; pass --force to overwrite it")
-    text = (data_dir("templates") / "starter-contract.yaml").read_text(encoding="utf-8")
-    from promote.atomic import write_text_atomic
-
-    try:
-        write_text_atomic(path, text)
-    except OSError as exc:
-        raise PromoteError(f"cannot write {path}: {exc.strerror}") from None
-    click.echo(f"wrote {path}; edit the kernels and data paths, then run: promote validate {path}")
+    written = write_starter(path, example=example, force=force)
+    if example:
+        click.echo(f"wrote {written[0]} and the example it checks beside it: {', '.join(p.name for p in written[1:])} "
+                   f"(a tiny byte-level LM, fp32 reference vs bf16 candidate)\nrun it:  promote check {written[0]}\n"
+                   "then point its `model`, `weights` and `data.path` at your own model and eval set")
+    else:
+        click.echo(f"wrote {written[0]}; edit the kernels and data paths, then run: promote validate {written[0]}")
 
 
 def _add_calibrate() -> None:

@@ -1,7 +1,9 @@
-"""Find the files promote ships beside its code: JSON Schemas and jinja2 templates.
+"""Find the files promote ships beside its code: JSON Schemas, jinja2 templates and the starter's
+example model.
 
-In a wheel they are packaged as ``promote/_data/{schemas,templates}``; in an editable install or a
-source checkout they live at the repository top level. Both layouts are searched, wheel first.
+In a wheel they are packaged as ``promote/_data/{schemas,templates,starter}``; in an editable install
+or a source checkout they live at the repository top level (the starter's files are those of
+``examples/tiny_lm``). Both layouts are searched, wheel first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise EvaluationError(f"promote is installed without its `{name}/` directory; reinstall the package")
+
+
+def starter_dir(names: tuple[str, ...]) -> Path:
+    """Directory holding the example files ``promote init`` copies (all of ``names``)."""
+    for candidate in (_PACKAGE_DIR / "_data" / "starter", _PACKAGE_DIR.parents[1] / "examples" / "tiny_lm"):
+        if all((candidate / name).is_file() for name in names):
+            return candidate
+    raise EvaluationError("promote is installed without the example files `promote init` copies; reinstall the "
+                          "package, or pass --no-example")
 
 
 @cache
