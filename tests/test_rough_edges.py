@@ -149,3 +149,19 @@ def test_a_contract_acknowledges_a_consistency_warning(mini):
     assert "`chain/osc/tv` acknowledges no current consistency warning" in invoke("validate", str(stale)).stderr
     typo = mini.contract(clauses=CHAIN, extra={"consistency": {"ignore": ["osc/tv"]}})
     assert invoke("validate", str(typo)).exit_code == 2
+
+
+def test_tiny_llama_reference_loads_without_a_progress_bar(capfd):
+    """transformers' "Loading weights" tqdm bar once leaked into reports' logs and test failures (issue 25)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("tiny_llama_model_r25", REPO / "examples/tiny_llama/model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capfd.readouterr()
+    model = module.build()
+    out, err = capfd.readouterr()
+    assert model is not None
+    assert "Loading weights" not in err + out and "\r" not in err + out, err

@@ -89,8 +89,17 @@ def test_runtime_stage_with_torch_kernels(mini, tmp_path):
         ("rerun", "batch", "errors", "memory", "tps"), "pass")
     measured = stage["details"]["runtime"]["measured"]["candidate"]
     assert measured["peak_rss_mb"] > 10 and measured["levels"]["3"]["requests"] == 48
+    errors = next(c for c in stage["clauses"] if c["id"] == "errors")
+    assert errors["message"] == "error rate 0: 0 of 48 requests failed"  # once `error rate 0 ({})`
     assert len(measured["levels"]["1"]["warmup_ms"]) == 2
     assert "promote_runtime_peak_rss_bytes" in metrics.read_text()
+
+
+def test_error_rate_message_counts_requests_and_names_each_kind():
+    from promote.stages.runtime_judge import _error_text
+
+    summary = {"error_rate": 0.03, "errors": 3, "requests": 100, "error_kinds": {"timeout": 2, "HTTP 500": 1}}
+    assert _error_text(summary) == "error rate 0.03: 3 of 100 requests failed (HTTP 500 ×1, timeout ×2)"
 
 
 def test_time_to_first_token_of_a_kernel_that_cannot_stream_is_an_error_not_a_pass(mini):

@@ -30,7 +30,11 @@ class Logits(nn.Module):
 
 def build() -> nn.Module:
     from transformers import LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    # transformers draws a "Loading weights" tqdm bar on stderr, which lands in reports' logs and test
+    # failures as \r-joined noise; loading 21 tensors from a local folder needs no progress bar.
+    hf_logging.disable_progress_bar()
     folder = os.environ.get("PROMOTE_TINY_LLAMA_DIR") or str(MODEL_DIR)
     model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
     return Logits(model).eval()

@@ -133,7 +133,7 @@ def judge_clause(clause: Any, cand: KernelRuntime, base: KernelRuntime | None, *
         return _point(result, value, _bounds(clause), f"throughput {value:.1f} tokens/s at concurrency {level_c}")
     if metric == "error_rate":
         value = summary["error_rate"]
-        return _point(result, value, _bounds(clause), f"error rate {value:.3g} ({summary['error_kinds']})")
+        return _point(result, value, _bounds(clause), _error_text(summary))
     if metric == "peak_memory_mb":
         if cand.peak_rss_mb is None:
             result.message = ("peak memory is not measurable for this kernel behind HTTP: its server's /metrics page "
@@ -177,3 +177,12 @@ def _mann_whitney(result: ClauseResult, cand: np.ndarray, base: np.ndarray, rati
                       f"faster p = {p_faster:.3g} at alpha {alpha:.3g}; median ratio {result.observed:.3f}")
     result.samples = int(cand.size)
     return result
+
+
+def _error_text(summary: dict[str, Any]) -> str:
+    """``error rate 0.02: 2 of 100 requests failed (timeout ×1, HTTP 500 ×1)``; no empty ``({})`` when none did."""
+    kinds = summary.get("error_kinds") or {}
+    what = f" ({', '.join(f'{kind} ×{n}' for kind, n in sorted(kinds.items()))})" if kinds else ""
+    value = summary["error_rate"]
+    rate = "n/a" if value is None else f"{value:.3g}"
+    return f"error rate {rate}: {summary.get('errors', 0)} of {summary.get('requests', 0)} requests failed{what}"
