@@ -35,6 +35,25 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def not_regular(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (``a FIFO (named pipe)``), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def file_problem(path: Path, shown: str, what: str) -> str | None:
+    """None when ``path`` is a regular file, else why not, for a contract check (``what`` `shown` ...)."""
+    if path.is_file():
+        return None
+    other = not_regular(path)
+    if other:
+        return f"{what} `{shown}` is {other}, not a regular file; give a file"
+    return f"{what} `{shown}` not found (looked for {path}); paths are relative to the contract file"
+
+
 def size_text(limit: int) -> str:
     return f"{limit / MIB:g} MiB" if limit >= MIB else f"{limit} bytes"
 
