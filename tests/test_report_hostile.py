@@ -122,3 +122,31 @@ def test_a_fifo_or_a_device_as_report_is_refused_without_hanging(tmp_path):
     assert res.exit_code == 2 and "character device" in res.output
     res = CliRunner().invoke(cli, ["comment", "--report", "/dev/zero", "--dry-run"])
     assert res.exit_code == 2 and "character device" in res.output
+
+
+def test_a_fifo_or_non_standard_json_as_merge_input_is_a_usage_error(tmp_path):
+    from promote.errors import UsageError
+    from promote.report.merge import read_stages
+
+    fifo = tmp_path / "earlier.json"
+    os.mkfifo(fifo)
+    done: list = []
+
+    def read() -> None:
+        try:
+            read_stages(fifo, contract_sha256="ab" * 32)
+        except UsageError as exc:
+            done.append(exc.format_message())
+
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    worker.join(60)
+    if not done:
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("--merge blocked on a FIFO")
+    assert "FIFO" in done[0]
+    path = _report(tmp_path, name="inf.json")
+    path.write_text(path.read_text().replace('"duration_s": 1.25', '"duration_s": Infinity', 1))
+    with pytest.raises(UsageError, match="Infinity"):
+        read_stages(path, contract_sha256="ab" * 32)

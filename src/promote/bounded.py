@@ -82,10 +82,16 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
     limit while read is refused too)."""
     fd = open_regular(path, limit)
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
+        # read(n) allocates n bytes up front: ask for the file's size, then for what it grew by.
+        data = bytearray(handle.read(min(os.fstat(fd).st_size, limit) + 1))
+        while len(data) <= limit:
+            block = handle.read(min(MIB, limit + 1 - len(data)))
+            if not block:
+                break
+            data += block
     if len(data) > limit:
         raise FileTooLarge(errno.EFBIG, f"over the {size_text(limit)} limit for this kind of file", str(path))
-    return data
+    return bytes(data)
 
 
 def check_regular(path: str | os.PathLike[str]) -> None:
