@@ -74,6 +74,7 @@ def test_a_fifo_or_device_as_observability_snapshot_is_refused(tmp_path):
                                                                "clauses": [{"id": "up", "metric": "up", "max": 1}]}}
         contract = tmp_path / "c.yaml"
         contract.write_text(yaml.safe_dump(doc, sort_keys=False))
-        res = _bounded(lambda c=contract: CliRunner().invoke(cli, ["check", str(c), "--format", "json"]), fifo)
-        assert res.exit_code == 2, res.output
-        assert ("FIFO" if source == str(fifo) else "character device") in res.output, res.output
+        for command in ("check", "validate"):
+            res = _bounded(lambda c=contract, cmd=command: CliRunner().invoke(cli, [cmd, str(c)]), fifo)
+            assert res.exit_code == 2, res.output
+            assert ("FIFO" if source == str(fifo) else "character device") in res.output, res.output

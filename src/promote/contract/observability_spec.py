@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from promote.bounded import not_regular
 from promote.contract.kernel_specs import resolve_path
 from promote.contract.load import LoadedDocument, Problem
 from promote.contract.promql import Selector, parse_duration, parse_selector, parse_time
@@ -171,6 +172,11 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
         for key in ("url", "auth", "tls_verify", "ca_file", "timeout"):
             if key in src:
                 bad(("source", key), f"`{key}` applies to `kind: prometheus` only")
+        paths = src.get("path") if isinstance(src.get("path"), list) else [src.get("path")]
+        for given in (p for p in paths if isinstance(p, str)):
+            other = not_regular(resolve_path(doc, given))  # a FIFO would block the run
+            if other:
+                bad(("source", "path"), f"snapshot `{given}` is {other}, not a regular file; give a snapshot file")
     for key in ("timeout", "lookback"):
         if key in src:
             try:
