@@ -65,7 +65,7 @@ def check_partials(partials: Sequence[tuple[str, Partial]]) -> None:
         if index in seen:
             raise UsageError(f"shard {index}/{count} given twice ({seen[index]} and {where}); give each shard once")
         seen[index] = where
-    missing = [i for i in range(count) if i not in seen]  # count <= partial.MAX_SHARDS
+    missing = [i for i in range(count) if i not in seen]  # count <= split.MAX_SHARDS (partial.py)
     if missing:
         names = ", ".join(f"{i}/{count}" for i in missing[:10]) + (f" and {len(missing) - 10} more"
                                                                    if len(missing) > 10 else "")

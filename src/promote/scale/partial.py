@@ -21,12 +21,12 @@ from typing import Any
 from promote import __version__
 from promote.bounded import MIB, read_regular
 from promote.errors import UsageError
+from promote.scale.split import MAX_SHARDS
 
 MAGIC = b"PROMOTE-PARTIAL\n"
 FORMAT = "promote-partial"
 VERSION = 1
 STAGES = ("numerics", "slices")  # the offline stages a partial can hold (stages/offline.py OFFLINE)
-MAX_SHARDS = 100_000  # a forged `count: 1e9` must not make merge list a billion missing shards
 MAX_BYTES = 2048 * MIB  # read no more of a partial file: a few MB each in practice (docs/scale-out.md)
 
 

@@ -22,16 +22,19 @@ from typing import Any
 from promote.data import Sample
 from promote.errors import UsageError
 
+MAX_SHARDS = 100_000  # a forged partial's `count: 1e9` must not make merge list a billion missing shards
+
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``I/N`` (0 ≤ I < N) → (I, N); a clear usage error otherwise."""
+    """``I/N`` (0 ≤ I < N ≤ ``MAX_SHARDS``) → (I, N); a clear usage error otherwise."""
     index, sep, count = str(text).partition("/")
     try:
         i, n = int(index), int(count)
     except ValueError:
         i = n = -1
-    if not sep or n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard {text!r}: expected I/N with 0 ≤ I < N, e.g. --shard 0/4 (the first of 4 shards)")
+    if not sep or not 1 <= n <= MAX_SHARDS or not 0 <= i < n:
+        raise UsageError(f"--shard {text!r}: expected I/N with 0 ≤ I < N ≤ {MAX_SHARDS}, e.g. --shard 0/4 (the first "
+                         "of 4 shards)")
     return i, n
 
 
