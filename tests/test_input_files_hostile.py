@@ -6,37 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from hostile_files import without_blocking
 
 from promote.cli import cli
 from promote.data.jsonl import read_jsonl
 from promote.errors import UsageError
-
-
-def _bounded(call, fifo: Path):  # noqa: ANN001, ANN202
-    """Run ``call`` in a thread; a guard unblocks a FIFO reader and fails if it is still blocked."""
-    done: list = []
-    worker = threading.Thread(target=lambda: done.append(call()), daemon=True)
-    worker.start()
-    worker.join(60)
-    if not done:
-        with open(fifo, "wb"):
-            pass
-        pytest.fail("blocked on a FIFO")
-    return done[0]
-
-
-def _error(call):  # noqa: ANN001, ANN202
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - returned for the caller to check
-        return exc
-    return None
 
 
 def test_a_fifo_data_path_is_named_as_a_fifo_not_as_missing(mini, tmp_path):
@@ -46,10 +25,10 @@ def test_a_fifo_data_path_is_named_as_a_fifo_not_as_missing(mini, tmp_path):
     doc = yaml.safe_load(contract.read_text())
     doc["data"]["path"] = str(fifo)
     contract.write_text(yaml.safe_dump(doc))
-    res = _bounded(lambda: CliRunner().invoke(cli, ["validate", str(contract)]), fifo)
+    res = without_blocking(lambda: CliRunner().invoke(cli, ["validate", str(contract)]), fifo)
     assert res.exit_code == 2 and "is a FIFO (named pipe), not a regular file" in res.output, res.output
     assert "not found" not in res.output
-    error = _bounded(lambda: _error(lambda: read_jsonl(fifo)), fifo)
+    error = without_blocking(lambda: read_jsonl(fifo), fifo)
     assert isinstance(error, UsageError) and "a FIFO" in error.format_message()
     with pytest.raises(UsageError, match="character device"):
         read_jsonl(Path("/dev/zero"))
@@ -75,6 +54,6 @@ def test_a_fifo_or_device_as_observability_snapshot_is_refused(tmp_path):
         contract = tmp_path / "c.yaml"
         contract.write_text(yaml.safe_dump(doc, sort_keys=False))
         for command in ("check", "validate"):
-            res = _bounded(lambda c=contract, cmd=command: CliRunner().invoke(cli, [cmd, str(c)]), fifo)
+            res = without_blocking(lambda c=contract, cmd=command: CliRunner().invoke(cli, [cmd, str(c)]), fifo)
             assert res.exit_code == 2, res.output
             assert ("FIFO" if source == str(fifo) else "character device") in res.output, res.output

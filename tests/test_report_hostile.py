@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hostile_files import without_blocking
 from markdown_it import MarkdownIt
 from reports import clause, make_report
 
@@ -109,15 +109,8 @@ def test_bidi_controls_are_shown_never_obeyed(tmp_path):
 def test_a_fifo_or_a_device_as_report_is_refused_without_hanging(tmp_path):
     fifo = tmp_path / "r.json"
     os.mkfifo(fifo)
-    done: list = []
-    worker = threading.Thread(target=lambda: done.append(_render(fifo)), daemon=True)
-    worker.start()
-    worker.join(60)  # a guard: before the fix the open blocked forever
-    if not done:
-        with open(fifo, "wb"):
-            pass
-        pytest.fail("render blocked on a FIFO")
-    assert done[0].exit_code == 2 and "FIFO" in done[0].output
+    res = without_blocking(lambda: _render(fifo), fifo)
+    assert res.exit_code == 2 and "FIFO" in res.output
     res = _render(Path("/dev/zero"))
     assert res.exit_code == 2 and "character device" in res.output
     res = CliRunner().invoke(cli, ["comment", "--report", "/dev/zero", "--dry-run"])
@@ -130,22 +123,8 @@ def test_a_fifo_or_non_standard_json_as_merge_input_is_a_usage_error(tmp_path):
 
     fifo = tmp_path / "earlier.json"
     os.mkfifo(fifo)
-    done: list = []
-
-    def read() -> None:
-        try:
-            read_stages(fifo, contract_sha256="ab" * 32)
-        except UsageError as exc:
-            done.append(exc.format_message())
-
-    worker = threading.Thread(target=read, daemon=True)
-    worker.start()
-    worker.join(60)
-    if not done:
-        with open(fifo, "wb"):
-            pass
-        pytest.fail("--merge blocked on a FIFO")
-    assert "FIFO" in done[0]
+    error = without_blocking(lambda: read_stages(fifo, contract_sha256="ab" * 32), fifo)
+    assert isinstance(error, UsageError) and "FIFO" in error.format_message()
     path = _report(tmp_path, name="inf.json")
     path.write_text(path.read_text().replace('"duration_s": 1.25', '"duration_s": Infinity', 1))
     with pytest.raises(UsageError, match="Infinity"):

@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hostile_files import without_blocking
 
 from promote.cli import cli
 from promote.errors import UsageError
@@ -140,15 +140,8 @@ def test_a_fifo_or_an_oversized_partial_is_refused_without_hanging(shards, tmp_p
     _, outs = shards
     fifo = tmp_path / "fifo.partial"
     os.mkfifo(fifo)
-    done: list = []
-    worker = threading.Thread(target=lambda: done.append(_merge(outs[0], fifo)), daemon=True)
-    worker.start()
-    worker.join(60)  # a guard: before the fix the open blocked forever
-    if not done:  # unblock the reader so the thread ends, then fail
-        with open(fifo, "wb"):
-            pass
-        pytest.fail("merge blocked on a FIFO")
-    assert done[0].exit_code == 2 and "FIFO" in done[0].output and str(fifo) in done[0].output
+    res = without_blocking(lambda: _merge(outs[0], fifo), fifo)
+    assert res.exit_code == 2 and "FIFO" in res.output and str(fifo) in res.output
     res = _merge(outs[0], Path("/dev/zero"))
     assert res.exit_code == 2 and "character device" in res.output, res.output
     monkeypatch.setattr("promote.scale.partial.MAX_BYTES", 1000)

@@ -10,9 +10,10 @@ isolate``) so right-to-left text cannot reorder the neutral characters around it
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
+
+from promote.redact import map_strings
 
 BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -24,17 +25,4 @@ def neutralise(text: str) -> str:
 def neutralise_data(data: Any) -> Any:
     """``neutralise`` on every string (keys too) in dicts, lists, tuples and dataclasses; ``data`` itself
     when nothing changed (the common case costs one regex search per string)."""
-    if isinstance(data, str):
-        return neutralise(data) if BIDI_CONTROLS.search(data) else data
-    if isinstance(data, dict):
-        items = [(neutralise_data(k), neutralise_data(v)) for k, v in data.items()]
-        same = all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, data.items(), strict=True))
-        return data if same else dict(items)
-    if isinstance(data, (list, tuple)):
-        walked = [neutralise_data(v) for v in data]
-        return data if all(a is b for a, b in zip(walked, data, strict=True)) else type(data)(walked)
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        changes = {f.name: new for f in dataclasses.fields(data) if f.init
-                   for old in [getattr(data, f.name)] for new in [neutralise_data(old)] if new is not old}
-        return dataclasses.replace(data, **changes) if changes else data
-    return data
+    return map_strings(data, lambda text: neutralise(text) if BIDI_CONTROLS.search(text) else text)
