@@ -96,7 +96,7 @@ def test_a_clause_id_with_backticks_stays_inside_its_code_span(tmp_path):
     assert filters.md_code("`") == "`` ` ``" and filters.md_code("a``b") == "```a``b```"
 
 
-def test_bidi_controls_are_shown_never_obeyed(tmp_path):
+def test_bidi_controls_are_shown_never_obeyed(tmp_path, monkeypatch, capsys):
     report = make_report([clause(f"kl{RLO}mean", "fail", 2e-3, bound=1e-3, message=f"drift {RLO}4 ssap"),
                           clause("ok", "pass", 0.0, bound=1.0, slice=f"lang={RLO}he")], name=f"tiny{RLO}lm")
     for text in (render_markdown(report), render_text(report), render_comment(report), render_html(report)):
@@ -104,6 +104,14 @@ def test_bidi_controls_are_shown_never_obeyed(tmp_path):
     html = render_html(report)
     assert "<bdi>tiny[U+202E]lm</bdi>" in html and "unicode-bidi: isolate" in html
     assert RLO in report.to_json() or "\\u202e" in report.to_json()  # the JSON keeps the data as it was
+    from promote.publish import Log, publish_github
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    publish_github(report, json_written=None, log=Log(github=True))
+    annotations = capsys.readouterr().err
+    assert "::error" in annotations and RLO not in annotations and "[U+202E]" in annotations
 
 
 def test_a_fifo_or_a_device_as_report_is_refused_without_hanging(tmp_path):
