@@ -85,3 +85,15 @@ def test_token_ids_beyond_int64_are_a_usage_error_not_an_overflow(tmp_path):
     with pytest.raises(UsageError, match=r"rollout `r`: column `response_ids`"):
         write_rollouts([forged], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fifo_rollout_dump_is_refused_without_blocking(tmp_path):
+    import os
+
+    from hostile_files import without_blocking
+
+    for name in ("d.jsonl", "d.parquet"):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        error = without_blocking(lambda f=fifo: read_rollouts(f), fifo)
+        assert isinstance(error, UsageError) and "FIFO" in error.format_message(), error

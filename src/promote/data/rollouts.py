@@ -45,6 +45,10 @@ class Rollout:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        check_regular(path)  # a FIFO would block the read, a device flood it
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read rollouts ({exc.strerror or exc})") from None
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -58,7 +62,6 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield index, row
         return
     try:
-        check_regular(path)  # a FIFO would block the read
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read rollouts ({exc})") from None
