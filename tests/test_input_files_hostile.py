@@ -57,3 +57,11 @@ def test_a_fifo_or_device_as_observability_snapshot_is_refused(tmp_path):
             res = without_blocking(lambda c=contract, cmd=command: CliRunner().invoke(cli, [cmd, str(c)]), fifo)
             assert res.exit_code == 2, res.output
             assert ("FIFO" if source == str(fifo) else "character device") in res.output, res.output
+
+
+def test_a_fifo_or_device_as_contract_is_refused(tmp_path):
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        res = without_blocking(lambda p=path: CliRunner().invoke(cli, ["validate", p]), fifo)
+        assert res.exit_code == 2 and ("FIFO" in res.output or "character device" in res.output), res.output

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from promote.bounded import MIB, read_regular
 from promote.contract.evaluable import unevaluable_values
 from promote.contract.interpolate import Interpolator
 from promote.contract.problems import (
@@ -61,6 +62,7 @@ _SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL})
 
 #: Aliases can make a tiny file expand exponentially ("billion laughs"); no real contract comes close.
 _MAX_NODES = 1_000_000
+MAX_CONTRACT_BYTES = 16 * MIB  # a contract is KBs; read no more of whatever the path names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def parse_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
 
 def _read(display: str) -> bytes:
     try:
-        return Path(display).read_bytes()
+        return read_regular(display, MAX_CONTRACT_BYTES)  # a FIFO would block, /dev/zero fill memory
     except FileNotFoundError:
         fail(display, f"file not found: {display}")
     except IsADirectoryError:
