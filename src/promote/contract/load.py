@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from promote.bounded import MIB, read_regular
+from promote.bounded import MIB, NotRegularFile, open_regular
 from promote.contract.evaluable import unevaluable_values
 from promote.contract.interpolate import Interpolator
 from promote.contract.problems import (
@@ -103,11 +103,16 @@ def parse_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
 
 def _read(display: str) -> bytes:
     try:
-        return read_regular(display, MAX_CONTRACT_BYTES)  # a FIFO would block, /dev/zero fill memory
+        os.close(open_regular(display, MAX_CONTRACT_BYTES))  # a FIFO would block, /dev/zero fill memory
+        return Path(display).read_bytes()
     except FileNotFoundError:
         fail(display, f"file not found: {display}")
     except IsADirectoryError:
         fail(display, f"{display} is a directory; pass the path of a YAML file")
+    except NotRegularFile as exc:
+        if os.path.isdir(display):
+            fail(display, f"{display} is a directory; pass the path of a YAML file")
+        fail(display, f"cannot read {display}: {exc.strerror}")
     except PermissionError:
         fail(display, f"cannot read {display}: permission denied")
     except OSError as exc:
