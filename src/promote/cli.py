@@ -397,13 +397,15 @@ def main() -> None:
     reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate.
     SIGINT/SIGTERM stop the run with 130/143 (promote/signals.py tells them from user code's own
     KeyboardInterrupt/SystemExit, which are evaluation errors)."""
-    from promote.signals import Interrupted, handling
+    from promote.signals import Interrupted, exit_now, handling, stuck_threads
 
     try:
         with handling():
             cli.main(prog_name="promote")
     except Interrupted as exc:
         console.message(f"\npromote: interrupted by {exc}; stopped without a verdict (exit {exc.exit_code})")
+        if stuck_threads():  # a worker blocked on a server: exiting normally would join it (forever)
+            exit_now(exc.exit_code)
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the one boundary for unexpected errors
         console.message(f"promote: internal error: {type(exc).__name__}: {exc} (please report this bug; "

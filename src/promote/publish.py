@@ -30,6 +30,7 @@ from promote.github.comment import (
     upsert_comment,
 )
 from promote.redact import redact, redact_message
+from promote.report.bidi import neutralise_data
 from promote.report.filters import MARKER_PATTERN, marker, marker_key
 from promote.report.model import Report
 from promote.report.render import render_comment, render_minimal_comment, render_summary
@@ -187,7 +188,8 @@ def _json_path(report: Report, written: Path | None) -> Path:
 
 def publish_github(report: Report, *, json_written: Path | None, log: Log) -> None:
     """GitHub mode: annotations (stderr), job summary, step outputs. Comment handled separately."""
-    workflow.emit(workflow.annotations(annotation_items(report), file=_annotation_file(report)), log.stream)
+    items = annotation_items(neutralise_data(report))  # bidi controls shown, as in every rendering
+    workflow.emit(workflow.annotations(items, file=_annotation_file(report)), log.stream)
     budget = workflow.summary_budget()
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["MASK", "MIN_INTERPOLATED_CHARS", "MIN_SECRET_CHARS", "is_secret_name", "redact", "redact_data",
@@ -121,10 +121,17 @@ def redact_data(data: Any, *, env: Mapping[str, str] | None = None) -> Any:
     secrets = _secret_values(env)
     if not secrets:
         return data
+    return map_strings(data, lambda text: _replace(text, ((s, MASK) for s in secrets)))
+
+
+def map_strings(data: Any, change: Callable[[str], str]) -> Any:
+    """``change`` applied to every string (keys too) inside ``data``: dicts, lists, tuples and
+    dataclasses (copied with the changed fields), anything else as is. Returns ``data`` itself when
+    nothing changed, so the common case copies nothing."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
-            return _replace(value, ((s, MASK) for s in secrets))
+            return change(value)
         if isinstance(value, dict):
             items = [(walk(k), walk(v)) for k, v in value.items()]
             same = all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True))

@@ -45,6 +45,9 @@ class CheckOptions:
     engine: str = "local"  # local | ray: where the offline pass runs (scale/ray_engine.py)
     address: str | None = None  # Ray cluster address (None: $RAY_ADDRESS, else a local Ray started here)
     workers: int = 2  # Ray actors, one shard each
+    # Why kernels may not be built in this run (``promote merge`` without --contract: the partials name
+    # the contract, and a partial only ever yields data); also the note on the stages it skips.
+    no_kernels: str | None = None
 
 
 def _commit(contract_dir: str) -> str | None:
@@ -100,7 +103,7 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
 
     printer = progress_printer(options.progress)
     ctx = StageContext(contract, wanted, progress=printer, evalset_given=evalset,
-                       kernels_given=kernels, offline_engine=offline)
+                       kernels_given=kernels, offline_engine=offline, no_kernels=options.no_kernels)
     try:
         _run_stages(ctx, present, options, printer)
     finally:
@@ -146,7 +149,8 @@ def _run_stages(ctx: StageContext, present: set[str], options: CheckOptions, pri
         if stage.name not in present:
             continue
         if stage.name not in wanted:
-            results.append(ctx.blanket(stage.name, "skipped", f"stage `{stage.name}` not selected (--stage)"))
+            results.append(ctx.blanket(stage.name, "skipped", options.no_kernels
+                                       or f"stage `{stage.name}` not selected (--stage)"))
         elif stopped_by and not stage.decl.shared_pass:  # costs new work: stop after a blocking stage
             results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
                                        "promotion (use --all-stages to run it anyway)"))
@@ -218,7 +222,10 @@ def run_merge(paths: Sequence[Path], options: CheckOptions | None = None, *, con
     """`promote merge`: the report of the run the partials at ``paths`` make up (see scale/merge.py).
 
     The contract is the one the partials name (``contract`` overrides the path, e.g. on another
-    machine); it must still have the partials' interpolated sha256.
+    machine); it must still have the partials' interpolated sha256. A partial may come from anywhere
+    and only ever yields data: without ``contract`` no kernel is built, no user code imported and no
+    server asked, so the stages beyond the partials' offline ones are skipped; naming the contract
+    runs them.
     """
     from promote.scale.merge import check_partials, merged_offline
     from promote.scale.partial import Partial
@@ -232,8 +239,11 @@ def run_merge(paths: Sequence[Path], options: CheckOptions | None = None, *, con
 
         raise UsageError(f"{partials[0][0]}: the contract it was computed from, {path}, does not exist here; "
                          "pass it with --contract PATH")
-    stages = (*first.stages, *(s for s in STAGE_NAMES if not BY_NAME[s].shared_pass))
+    stages = (*first.stages, *(s for s in STAGE_NAMES if not BY_NAME[s].shared_pass and contract))
     options = options or CheckOptions()
     command = options.command or shlex.join(["promote", "merge", *map(str, paths)])
-    options = replace(options, stages=stages, command=command)
+    no_kernels = None if contract else (f"not run: without --contract, `promote merge` computes only the partials' "
+                                        f"offline stages, building no kernel and importing no code from the "
+                                        f"contract a partial names ({path}); pass --contract PATH to run this stage")
+    options = replace(options, stages=stages, command=command, no_kernels=no_kernels)
     return run_check(path, options, offline=lambda ctx, _stages: merged_offline(ctx, partials))

@@ -7,18 +7,31 @@ record the signal and raise :class:`Interrupted`, an exception user code does no
 ``except Exception``/``except KeyboardInterrupt`` do not catch. Code that converts user-code
 exceptions asks :func:`received` first, so a signal stays a signal even when user code catches
 ``Interrupted`` and raises something else.
+
+A signal must end the process within seconds whatever the threads are doing: a worker thread
+blocked on a server that never answers keeps ``with ThreadPoolExecutor`` waiting in ``__exit__``,
+and the interpreter joins such threads again at exit. So the first signal also starts a watchdog
+that ends the process with the signal's code after ``GRACE_S`` (time for ``finally`` blocks to
+close kernels), a second signal ends it at once, and :func:`exit_now` leaves without joining
+threads still blocked. Report files are written atomically (``atomic.py``), so the previous report
+is intact whenever the process ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 
 from promote.errors import EXIT_SIGINT, EXIT_SIGTERM
 
 _CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
 _received: list[int] = []
+GRACE_S = 5.0  # after a signal, cleanup may take this long before the process is ended regardless
 
 
 class Interrupted(BaseException):
@@ -42,8 +55,35 @@ def check() -> None:
         raise Interrupted(signum)
 
 
+def exit_now(code: int) -> None:
+    """End the process with ``code`` now: streams flushed, threads not joined (one blocked on a
+    socket would keep the interpreter alive), no ``atexit`` handlers (the executor's joins those)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def stuck_threads() -> list[threading.Thread]:
+    """Live non-daemon threads other than this one: the interpreter would wait for them at exit."""
+    return [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+
+
+def _watchdog(code: int, name: str) -> None:
+    time.sleep(GRACE_S)
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"\npromote: interrupted by {name}; worker threads did not stop within {GRACE_S:g} s, "
+                         f"ending the process (exit {code})\n")
+    exit_now(code)
+
+
 def _handler(signum: int, frame: object) -> None:
+    code = _CODES.get(signum, 128 + int(signum))
+    if _received:  # a second signal: the user means it
+        exit_now(_CODES.get(_received[0], code))
     _received.append(signum)
+    threading.Thread(target=_watchdog, args=(code, signal.Signals(signum).name), name="promote-signal-watchdog",
+                     daemon=True).start()
     raise Interrupted(signum)
 
 

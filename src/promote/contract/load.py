@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from promote.bounded import MIB, NotRegularFile, open_regular
 from promote.contract.evaluable import unevaluable_values
 from promote.contract.interpolate import Interpolator
 from promote.contract.problems import (
@@ -61,6 +62,7 @@ _SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL})
 
 #: Aliases can make a tiny file expand exponentially ("billion laughs"); no real contract comes close.
 _MAX_NODES = 1_000_000
+MAX_CONTRACT_BYTES = 16 * MIB  # a contract is KBs; read no more of whatever the path names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,11 +103,16 @@ def parse_yaml(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
 
 def _read(display: str) -> bytes:
     try:
+        os.close(open_regular(display, MAX_CONTRACT_BYTES))  # a FIFO would block, /dev/zero fill memory
         return Path(display).read_bytes()
     except FileNotFoundError:
         fail(display, f"file not found: {display}")
     except IsADirectoryError:
         fail(display, f"{display} is a directory; pass the path of a YAML file")
+    except NotRegularFile as exc:
+        if os.path.isdir(display):
+            fail(display, f"{display} is a directory; pass the path of a YAML file")
+        fail(display, f"cannot read {display}: {exc.strerror}")
     except PermissionError:
         fail(display, f"cannot read {display}: permission denied")
     except OSError as exc:

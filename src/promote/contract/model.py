@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promote.bounded import file_problem
 from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.evaluable import crossed_ranges, unevaluable_values
 from promote.contract.fault_specs import CalibrationSpec, model_fault_problems, parse_calibration
@@ -318,16 +319,16 @@ def _data_spec(doc: LoadedDocument, present: list[str], problems: list[Problem])
     raw_data = doc.data["data"]
     data_path = resolve_path(doc, raw_data["path"]).resolve()
     needs_data = any(BY_SECTION[s].needs_evalset for s in present)
-    if needs_data and not data_path.is_file():
-        problems.append(doc.problem(("data", "path"), f"data file `{raw_data['path']}` not found (looked for "
-                                    f"{data_path}); paths are relative to the contract file"))
+    problem = needs_data and file_problem(data_path, raw_data["path"], "data file")
+    if problem:
+        problems.append(doc.problem(("data", "path"), problem))
     inputs_file = inputs_display = None
     if "inputs_file" in raw_data:
         inputs_file = resolve_path(doc, raw_data["inputs_file"]).resolve()
         inputs_display = display_path(doc, raw_data["inputs_file"])
-        if needs_data and not inputs_file.is_file():
-            problems.append(doc.problem(("data", "inputs_file"), f"inputs file `{raw_data['inputs_file']}` not found "
-                                        f"(looked for {inputs_file}); paths are relative to the contract file"))
+        problem = needs_data and file_problem(inputs_file, raw_data["inputs_file"], "inputs file")
+        if problem:
+            problems.append(doc.problem(("data", "inputs_file"), problem))
     return DataSpec(path=data_path, display_path=display_path(doc, raw_data["path"]),
                     task=raw_data.get("task", "causal-lm"), limit=raw_data.get("limit"),
                     inputs_file=inputs_file, inputs_file_display=inputs_display)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from promote.bounded import not_regular
 from promote.contract.kernel_specs import resolve_path
 from promote.contract.load import LoadedDocument, Problem
 from promote.contract.promql import Selector, parse_duration, parse_selector, parse_time
@@ -148,6 +149,16 @@ _BOUNDS = ("max", "min", "max_ratio", "min_ratio", "require", "max_age", "burn_r
 _PROMETHEUS_ONLY = ("query", "window", "baseline_query", "burn_rate")
 
 
+def _not_regular_snapshots(doc: LoadedDocument, given: Any) -> list[str]:
+    """Snapshot paths that exist but are no regular file: a FIFO would block the run, a device flood it."""
+    out = []
+    for path in (p for p in (given if isinstance(given, list) else [given]) if isinstance(p, str)):
+        other = not_regular(resolve_path(doc, path))
+        if other:
+            out.append(f"snapshot `{path}` is {other}, not a regular file; give a snapshot file")
+    return out
+
+
 def observability_problems(doc: LoadedDocument) -> list[Problem]:
     """Every located problem of the `observability:` section that the schema cannot see."""
     section = doc.data.get("observability")
@@ -171,6 +182,8 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
         for key in ("url", "auth", "tls_verify", "ca_file", "timeout"):
             if key in src:
                 bad(("source", key), f"`{key}` applies to `kind: prometheus` only")
+        for message in _not_regular_snapshots(doc, src.get("path")):
+            bad(("source", "path"), message)
     for key in ("timeout", "lookback"):
         if key in src:
             try:

@@ -1,6 +1,7 @@
 """Eval-set reading (DESIGN.md §4 "Eval set"): the JSONL file, checked line by line.
 
-The file is read once and every bad line is reported with its number. Token lists are small; model
+The file is read once, line by line (``data.limit`` stops the read), and every bad line is reported
+with its number; only a regular file is read. Token lists are small; model
 outputs (the large part) are never held whole — see ``engine.py``. Torch-free, so ``promote
 validate`` can use it cheaply. Samples of ``task: tensor`` carry named ``inputs`` instead of
 ``input_ids``; their parsing lives in ``data/tensors.py``.
@@ -9,9 +10,12 @@ validate`` can use it cheaply. Samples of ``task: tensor`` carry named ``inputs`
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from promote.bounded import open_regular
 from promote.data.samples import EvalSet, Sample
 from promote.data.tensors import attach_file_inputs, parse_inline
 from promote.errors import UsageError
@@ -73,6 +77,32 @@ def _tensor_sample(record: dict[str, Any], sample_id: str, display: str, line: i
     return Sample(id=sample_id, input_ids=(), tags=dict(tags), line=line, task=task, inputs=inputs)
 
 
+MAX_LINE_BYTES = 256 * 1024 * 1024  # one sample; a 100k-token sample is under 1 MB
+
+
+def _lines(path: Path, display: str) -> Iterator[tuple[int, str]]:
+    """The file's non-blank lines, read one at a time (``data.limit: N`` reads only the first N samples'
+    lines); only a regular file is opened, so a FIFO or a device cannot block or flood the read."""
+    try:
+        fd = open_regular(path)
+    except FileNotFoundError:
+        raise UsageError(f"{display}: data file not found; fix `data.path` in the contract") from None
+    except OSError as exc:
+        raise UsageError(f"{display}: cannot read the data file: {exc.strerror or exc}; `data.path` must name a "
+                         "JSONL file") from None
+    with os.fdopen(fd, "rb") as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise _fail(display, number, f"line longer than {MAX_LINE_BYTES // 2**20} MiB; one sample per line")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _fail(display, number, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the "
+                                             "line)") from None
+            if text.strip():
+                yield number, text
+
+
 def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None = None, task: str = "causal-lm",
                inputs_file: Path | None = None, inputs_file_display: str | None = None) -> EvalSet:
     """Read and check a JSONL eval set; every problem names the file and line.
@@ -83,23 +113,15 @@ def read_jsonl(path: Path, *, display_path: str | None = None, limit: int | None
         UsageError: unreadable file, malformed JSON, bad fields, duplicate ids, no samples.
     """
     display = display_path or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{display}: data file not found; fix `data.path` in the contract") from None
-    except IsADirectoryError:
-        raise UsageError(f"{display}: is a directory; `data.path` must name a JSONL file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{display}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     samples: list[Sample] = []
     first_line: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
+    for number, raw in _lines(path, display):
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise _fail(display, number, f"malformed JSON at column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise _fail(display, number, "JSON nested too deeply to be a sample") from None
         sample = _parse_sample(record, display, number, task)
         if sample.id in first_line:
             raise _fail(display, number, f"duplicate id `{sample.id}` (first at line {first_line[sample.id]})")

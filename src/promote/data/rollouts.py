@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promote.bounded import check_regular
+from promote.data.jsonl import is_token_id
 from promote.errors import UsageError
 
 # Canonical column names; ``columns=`` maps them onto a dump's own names.
@@ -43,6 +45,10 @@ class Rollout:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        check_regular(path)  # a FIFO would block the read, a device flood it
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read rollouts ({exc.strerror or exc})") from None
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -71,11 +77,24 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield line_no, row
 
 
-def _ints(value: Any, where: str, name: str) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                        for v in value):
-        raise UsageError(f"{where}: column `{name}` must be a list of non-negative token ids")
+#: Above this a log-prob is impossible (a probability over 1); the slack absorbs rounding of an exact 0.
+MAX_LOGPROB = 1e-6
+
+
+def token_ids(value: Any, where: str, name: str) -> tuple[int, ...]:
+    """A column of token ids, each an integer in [0, 2^63) (they travel as int64)."""
+    if not isinstance(value, (list, tuple)) or not all(is_token_id(v) for v in value):
+        raise UsageError(f"{where}: column `{name}` must be a list of token ids (integers in [0, 2^63))")
     return tuple(value)
+
+
+def mask_bits(value: Any, where: str, name: str) -> tuple[bool, ...]:
+    """A response mask as booleans: each entry ``true``/``false`` or the number 0 or 1, nothing else
+    (``bool("0")`` is True, and 2, −1 or 0.5 are not a mask bit: coercing them would score padding)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, bool) or (isinstance(v, (int, float))
+                                                                               and v in (0, 1)) for v in value):
+        raise UsageError(f"{where}: column `{name}` must be a list of mask bits (true/false or 0/1)")
+    return tuple(bool(v) for v in value)
 
 
 def _floats(value: Any, where: str, name: str) -> tuple[float, ...]:
@@ -83,7 +102,7 @@ def _floats(value: Any, where: str, name: str) -> tuple[float, ...]:
                                                         for v in value):
         raise UsageError(f"{where}: column `{name}` must be a list of log-probabilities (numbers)")
     out = tuple(float(v) for v in value)
-    bad = [i for i, v in enumerate(out) if math.isnan(v) or v > 1e-6]
+    bad = [i for i, v in enumerate(out) if math.isnan(v) or v > MAX_LOGPROB]
     if bad:
         raise UsageError(f"{where}: column `{name}` holds {len(bad)} values that are NaN or above 0 (first at "
                          f"response token {bad[0]}: {out[bad[0]]}); log-probabilities are ≤ 0")
@@ -114,12 +133,12 @@ def read_rollouts(path: str | Path, *, columns: Mapping[str, str] | None = None,
         if rid in seen:
             raise UsageError(f"{where}: rollout id `{rid}` repeats {seen[rid]}; ids must be unique")
         seen[rid] = where
-        prompt = _ints(row[names["prompt_ids"]], where, names["prompt_ids"])
-        response = _ints(row[names["response_ids"]], where, names["response_ids"])
+        prompt = token_ids(row[names["prompt_ids"]], where, names["prompt_ids"])
+        response = token_ids(row[names["response_ids"]], where, names["response_ids"])
         engine = _floats(row[names["engine_logprobs"]], where, names["engine_logprobs"])
         trainer = _floats(row[names["trainer_logprobs"]], where, names["trainer_logprobs"])
         raw_mask = row.get(names["response_mask"])
-        mask = tuple(bool(v) for v in raw_mask) if raw_mask is not None else (True,) * len(response)
+        mask = mask_bits(raw_mask, where, names["response_mask"]) if raw_mask is not None else (True,) * len(response)
         lengths = {names["response_ids"]: len(response), names["engine_logprobs"]: len(engine),
                    names["trainer_logprobs"]: len(trainer), names["response_mask"]: len(mask)}
         if len(set(lengths.values())) != 1:
@@ -139,4 +158,4 @@ def read_rollouts(path: str | Path, *, columns: Mapping[str, str] | None = None,
     return out
 
 
-__all__ = ["COLUMNS", "TRL_COLUMNS", "VERL_COLUMNS", "Rollout", "read_rollouts"]
+__all__ = ["COLUMNS", "MAX_LOGPROB", "TRL_COLUMNS", "VERL_COLUMNS", "Rollout", "read_rollouts"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from promote.data import Batch
+from promote.data.rollouts import MAX_LOGPROB
 from promote.engine.topk_scoring import check_vocab, score_topk
 from promote.errors import UsageError
 from promote.kernels.base import Outputs
@@ -95,10 +96,12 @@ def score_sampled(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray) -
     rows, cols = np.nonzero(mask)
     targets = batch.input_ids[rows, cols + 1]
     t_r, t_c = _sampled_logprob(ref, rows, cols, targets), _sampled_logprob(cand, rows, cols, targets)
+    # A sampled token has a finite log-prob ≤ 0 on both sides; anything else (NaN, ±inf — even −inf on
+    # both sides, which is no agreement about a token that was sampled — or a log-prob above 0) is counted
+    # by `nonfinite` and leaves log w undefined, never 0.
     with np.errstate(invalid="ignore"):
-        bad = (np.isnan(t_r) | np.isnan(t_c) | np.isposinf(t_r) | np.isposinf(t_c)
-               | (np.isneginf(t_r) != np.isneginf(t_c)))
-        log_ratio = np.where(bad, np.nan, np.where(np.isneginf(t_r) & np.isneginf(t_c), 0.0, t_r - t_c))
+        bad = ~np.isfinite(t_r) | ~np.isfinite(t_c) | (t_r > MAX_LOGPROB) | (t_c > MAX_LOGPROB)
+        log_ratio = np.where(bad, np.nan, t_r - t_c)
     zeros = np.zeros(rows.size)
     values = {"log_ratio": log_ratio, "abs_log_ratio": np.abs(log_ratio), "nonfinite": bad.astype(np.float64),
               "tie_flip": zeros}

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
+from promote.bounded import MIB, read_regular
 from promote.errors import UsageError
 from promote.observability.series import Series
+
+MAX_SNAPSHOT_BYTES = 256 * MIB  # a /metrics page is KBs to a few MB
 
 
 def _families(text: str, openmetrics: bool) -> Iterable:
@@ -47,7 +49,7 @@ def _bad_line(text: str, openmetrics: bool) -> int | None:
 def read_snapshot(path: str, display: str) -> list[Series]:
     """Every sample of one snapshot file as a one-sample Series (``__name__`` among its labels)."""
     try:
-        raw = Path(path).read_bytes()
+        raw = read_regular(path, MAX_SNAPSHOT_BYTES)  # a FIFO would block, /dev/zero fill memory
         mtime = os.stat(path).st_mtime
     except OSError as exc:
         raise UsageError(f"metrics snapshot `{display}` cannot be read ({exc.strerror or exc}); "

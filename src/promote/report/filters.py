@@ -51,6 +51,21 @@ def md_cell(value: object) -> str:
     return md_text(value)
 
 
+def md_code(value: object, cell: bool = True) -> str:
+    """``value`` as one whole markdown code span: delimited by a backtick run longer than any inside it
+    (a backslash does not escape inside a code span, so ``\\``` could not), padded when it starts or
+    ends with a backtick, on one line; in a table cell (``cell``) ``|`` is escaped, which GFM undoes
+    inside the span. Code spans show HTML, emphasis, links and ``@mentions`` as typed."""
+    text = one_line(value)
+    if cell:
+        text = text.replace("|", "\\|")
+    if not text.strip():
+        return "` `"
+    ticks = fence(text, 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
 def truncate(value: object, limit: int) -> str:
     """At most ``limit`` characters, marking the cut with an ellipsis (used on cell text only)."""
     text = str(value)

@@ -10,13 +10,9 @@ the same file with another candidate in a variable, would be judged against the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jsonschema
-
-from promote.errors import UsageError
-from promote.resources import load_schema
+from promote.errors import PromoteError, UsageError
 from promote.results import StageResult
 
 
@@ -27,17 +23,16 @@ def read_stages(path: Path, *, contract_sha256: str,
     Raises:
         UsageError: unreadable or invalid report, or one made from a different contract.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    from promote.report.load import parse_json, read_text, validate_report
+
+    if not path.exists():
         raise UsageError(f"{path}: report to merge not found; pass a JSON report written by "
-                         "`promote check --output json=PATH`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a readable JSON report ({exc})") from None
-    errors = sorted(jsonschema.Draft202012Validator(load_schema("report")).iter_errors(data), key=str)
-    if errors:
-        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
-        raise UsageError(f"{path}: not a promote report (schema_version 1): at {where}: {errors[0].message}")
+                         "`promote check --output json=PATH`")
+    try:
+        data = parse_json(read_text(path), str(path))
+        validate_report(data, str(path))
+    except PromoteError as exc:
+        raise UsageError(exc.format_message()) from None
     if data["contract"]["sha256"] != contract_sha256:
         if raw_sha256 is not None and data["contract"].get("raw_sha256") == raw_sha256:
             raise UsageError(f"{path}: made from the same contract file but with other values for its ${{VAR}} "

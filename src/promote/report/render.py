@@ -15,6 +15,7 @@ import jinja2
 
 from promote.redact import redact, redact_data
 from promote.report import filters
+from promote.report.bidi import neutralise_data
 from promote.report.model import Report
 from promote.report.view import build_view
 from promote.resources import data_dir
@@ -68,7 +69,7 @@ def _environment(colour: bool) -> jinja2.Environment:
 
         return click.style(text, fg=_TEXT_COLOURS.get(status), bold=status in ("fail", "error"))
 
-    env.filters.update(md_cell=filters.md_cell, md_text=filters.md_text, value=format_value,
+    env.filters.update(md_cell=filters.md_cell, md_text=filters.md_text, md_code=filters.md_code, value=format_value,
                        bounds=filters.bound_text, paint=paint, truncate=filters.truncate, one_line=filters.one_line,
                        mermaid_label=filters.mermaid_label, mermaid_number=filters.mermaid_number)
     env.globals.update(marks=STATUS_MARKS, titles=VERDICT_TITLES, fence=filters.fence,
@@ -88,11 +89,14 @@ def _provenance_json(provenance: dict) -> str:
 
 def _render(template: str, report: Report, *, colour: bool = False, mode: str = "full",
             drop: tuple[str, ...] = (), commit: str | None = None, artifact_url: str | None = None) -> str:
-    report = redact_data(report)  # mask secrets before any filter escapes them out of recognition
+    # Mask secrets before any filter escapes them out of recognition; bidi controls shown, not obeyed.
+    redacted = redact_data(report)
+    report = neutralise_data(redacted)
     view = build_view(report, commit=commit)
     context = {
         "report": report, "view": view, "counts": view.counts, "mode": mode, "drop": drop,
-        "verdict_mark": VERDICT_MARKS.get(report.verdict, "❌"), "marker": filters.marker(report.contract["name"]),
+        "verdict_mark": VERDICT_MARKS.get(report.verdict, "❌"),
+        "marker": filters.marker(redacted.contract["name"]),  # the key publish.py finds the comment by
         "provenance_json": _provenance_json(view.provenance), **LIMITS[mode],
         "artifact_url": filters.artifact_url(artifact_url),
     }
@@ -155,7 +159,7 @@ def render_html(report: Report, *, colour: bool = False) -> str:
     light and dark themes, printable; autoescaped, with secrets masked like every other rendering."""
     from promote.report.figures import sections
 
-    report = redact_data(report)
+    report = neutralise_data(redact_data(report))
     view = build_view(report)
     env = _environment(False)
     env.autoescape = True  # every report string lands in HTML text or attributes
@@ -177,7 +181,7 @@ def render_json(report: Report, *, colour: bool = False) -> str:
 def render_junit(report: Report, *, colour: bool = False) -> str:
     from promote.report.junit import to_junit
 
-    return redact(to_junit(redact_data(report)))
+    return redact(to_junit(neutralise_data(redact_data(report))))
 
 
 RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from promote.data.rollouts import Rollout, read_rollouts
+from promote.data.rollouts import Rollout, mask_bits, read_rollouts, token_ids
 from promote.kernels.records import write_records
 
 
@@ -40,6 +40,11 @@ def write_rollouts(rollouts: Sequence[Rollout], out_dir: str | Path, *,
     ``reference: {kind: records, path: trainer.safetensors}``, ``candidate: {kind: records, path:
     engine.safetensors}``, ``data: {path: eval.jsonl}``.
     """
+    for r in rollouts:  # Rollout objects may be built by hand: the reader's checks, before any file is written
+        where = f"rollout `{r.id}`"
+        token_ids(r.prompt_ids, where, "prompt_ids")
+        token_ids(r.response_ids, where, "response_ids")
+        mask_bits(r.response_mask, where, "response_mask")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     eval_path = out / "eval.jsonl"

@@ -36,6 +36,39 @@ from promote.stages.numerics import judge, summary_keys
 from promote.vocabulary import SAMPLED_METRICS
 
 
+def _logprobs(value: Any, side: str) -> np.ndarray:
+    """Log-probs as float64; bool, complex and non-numeric input is refused (a cast would invent values).
+    Values that are no log-prob (NaN, ±inf, above 0) pass through and are counted by ``nonfinite``."""
+    kind = _kind(value)
+    if kind not in "iuf":
+        raise TypeError(f"RolloutMonitor.add: {side} log-probs must be real numbers, not {_dtype_name(value)}")
+    return _numpy(value, np.float64)
+
+
+def _mask(value: Any) -> np.ndarray:
+    """A response mask: booleans, or numbers that are all 0 or 1 (``bool(2)`` would score padding)."""
+    array = _numpy(value, None)
+    if array.dtype.kind == "b":
+        return array
+    if array.dtype.kind not in "iuf" or not np.isin(array, (0, 1)).all():
+        raise ValueError("RolloutMonitor.add: mask must hold booleans or 0/1, not "
+                         + (_dtype_name(value) if array.dtype.kind not in "iuf" else "other numbers"))
+    return array.astype(bool)
+
+
+def _kind(value: Any) -> str:
+    dtype = getattr(value, "dtype", None)
+    if hasattr(value, "detach"):  # torch: no numpy dtype for bf16, so ask torch
+        if dtype.is_complex:
+            return "c"
+        return "f" if dtype.is_floating_point else ("b" if str(dtype) == "torch.bool" else "i")
+    return np.asarray(value).dtype.kind
+
+
+def _dtype_name(value: Any) -> str:
+    return str(getattr(value, "dtype", None) or np.asarray(value).dtype)
+
+
 def _numpy(value: Any, dtype: Any) -> np.ndarray:
     """A torch tensor (any device, any dtype) or array-like as a numpy array of ``dtype``."""
     if hasattr(value, "detach"):
@@ -113,17 +146,17 @@ class RolloutMonitor:
         """Add one batch: log-probs [B, T] of the sampled tokens from the trainer (π_train) and the engine
         (π_infer), ``mask`` [B, T] (1 = a response token to score; default all), optional sample ``ids``
         (evidence names them; default ``sample-N``) and the sampled ``tokens`` [B, T] (evidence)."""
-        train = _numpy(trainer_logprobs, np.float64)
-        engine = _numpy(engine_logprobs, np.float64)
+        train = _logprobs(trainer_logprobs, "trainer")
+        engine = _logprobs(engine_logprobs, "engine")
         if train.ndim == 1:
             train, engine = train[None], engine[None]
-            mask = None if mask is None else _numpy(mask, bool)[None]
+            mask = None if mask is None else _mask(mask)[None]
             tokens = None if tokens is None else _numpy(tokens, np.int64)[None]
         if train.shape != engine.shape or train.ndim != 2:
             raise ValueError(f"RolloutMonitor.add: trainer {list(train.shape)} and engine {list(engine.shape)} "
                              "log-probs must both be [B, T]")
         b, t = train.shape
-        keep = np.ones((b, t), bool) if mask is None else _numpy(mask, bool)
+        keep = np.ones((b, t), bool) if mask is None else _mask(mask)
         toks = np.zeros((b, t), np.int64) if tokens is None else _numpy(tokens, np.int64)
         if keep.shape != (b, t) or toks.shape != (b, t):
             raise ValueError(f"RolloutMonitor.add: mask {list(keep.shape)} / tokens {list(toks.shape)} must be "
@@ -163,7 +196,13 @@ class RolloutMonitor:
         return self.state.to_bytes()
 
     def load_bytes(self, data: bytes) -> RolloutMonitor:
-        self.state.load_bytes(data)
+        """Replace the state by ``to_bytes`` of a monitor with the same clauses (ValueError otherwise)."""
+        loaded = NumericsAccumulator(self.state.metrics, parameterized=self.state.parameterized).load_bytes(data)
+        lacking = sorted(set(self.state.summaries) - set(loaded.summaries))
+        if lacking:
+            raise ValueError(f"RolloutMonitor.load_bytes: the bytes come from a monitor with other clauses (they lack "
+                             f"{', '.join(lacking)}); load bytes from a monitor built with the same clauses")
+        self.state = loaded
         return self
 
     def value(self, metric: str, stat: str = "mean") -> float:

@@ -17,7 +17,7 @@ from promote.engine.passes import Consumer, kernel_pass
 from promote.errors import EvaluationError, UsageError
 from promote.redact import redact_message
 from promote.scale.partial import Partial
-from promote.scale.split import ids_digest, shard_samples
+from promote.scale.split import content_digest, ids_digest, kernel_files, shard_samples
 from promote.stages.context import StageContext
 from promote.stages.offline import OFFLINE
 
@@ -37,16 +37,25 @@ def batch_size(contract: Contract) -> int:
     return min(contract.reference.batch_size, contract.candidate.batch_size)
 
 
-def describe(contract: Contract, evalset: EvalSet, index: int, count: int, stages: list[str]) -> Partial:
-    """An empty partial for shard ``index`` of ``count``: who it belongs to and which samples it holds."""
+def input_files(contract: Contract) -> dict[str, str]:
+    """Digests of the model and weights files both kernels name (``split.kernel_files``)."""
+    return kernel_files([(role, getattr(contract, role)) for role in ("reference", "candidate")])
+
+
+def describe(contract: Contract, evalset: EvalSet, index: int, count: int, stages: list[str], *,
+             files: dict[str, str] | None = None, content: str | None = None) -> Partial:
+    """An empty partial for shard ``index`` of ``count``: who it belongs to, which samples it holds, and
+    the digests of the eval set's content and the kernels' files (``files``/``content``: computed once
+    by a caller describing many shards)."""
     size = batch_size(contract)
     chosen = shard_samples(evalset.samples, size, index, count)
     return Partial(
         contract={"path": str(contract.path.resolve()), "display": contract.source.display_path,
                   "sha256": contract.sha256, "raw_sha256": contract.raw_sha256, "name": contract.name},
         kernels={}, shard={"index": index, "count": count, "batch_size": size},
-        evalset={"samples": len(evalset.samples), "ids_sha256": ids_digest([s.id for s in evalset.samples])},
-        sample_ids=[s.id for s in chosen], stages=stages)
+        evalset={"samples": len(evalset.samples), "ids_sha256": ids_digest([s.id for s in evalset.samples]),
+                 "content_sha256": content or content_digest(evalset.samples)},
+        sample_ids=[s.id for s in chosen], stages=stages, files=input_files(contract) if files is None else files)
 
 
 def compute_partial(ctx: StageContext, index: int, count: int) -> Partial:

@@ -18,8 +18,9 @@ from typing import Any
 from promote.contract.model import Contract
 from promote.errors import EvaluationError, UsageError
 from promote.results import StageResult
-from promote.scale.compute import describe
+from promote.scale.compute import describe, input_files
 from promote.scale.partial import Partial
+from promote.scale.split import content_digest
 from promote.stages.context import StageContext
 
 
@@ -64,9 +65,10 @@ def check_partials(partials: Sequence[tuple[str, Partial]]) -> None:
         if index in seen:
             raise UsageError(f"shard {index}/{count} given twice ({seen[index]} and {where}); give each shard once")
         seen[index] = where
-    missing = [i for i in range(count) if i not in seen]
+    missing = [i for i in range(count) if i not in seen]  # count <= split.MAX_SHARDS (partial.py)
     if missing:
-        names = ", ".join(f"{i}/{count}" for i in missing)
+        names = ", ".join(f"{i}/{count}" for i in missing[:10]) + (f" and {len(missing) - 10} more"
+                                                                   if len(missing) > 10 else "")
         raise UsageError(f"shard{'s' if len(missing) > 1 else ''} {names} missing: {len(seen)} of {count} partial "
                          "files given; compute the missing shards (promote check CONTRACT --shard I/N --partial OUT)")
 
@@ -79,11 +81,17 @@ def check_against(contract: Contract, ctx: StageContext, partials: Sequence[tupl
                          f"the shards ran ({where}): it or the variables it reads changed; run merge with the same "
                          "contract and environment, or recompute the shards")
     evalset = ctx.evalset
+    files, content = input_files(contract), content_digest(evalset.samples)
     for where, partial in partials:
-        expected = describe(contract, evalset, partial.shard["index"], partial.shard["count"], partial.stages)
+        expected = describe(contract, evalset, partial.shard["index"], partial.shard["count"], partial.stages,
+                            files=files, content=content)
         if partial.evalset != expected.evalset or partial.shard["batch_size"] != expected.shard["batch_size"]:
-            raise UsageError(f"{where}: shard computed on another eval set than {evalset.display_path} (or another "
-                             "batch size); recompute the shards")
+            raise UsageError(f"{where}: shard computed on another eval set than {evalset.display_path} (its ids, "
+                             "tokens or tags differ, or another batch size); recompute the shards")
+        if partial.files != files:
+            changed = sorted(k for k in {*files, *partial.files} if files.get(k) != partial.files.get(k))
+            raise UsageError(f"{where}: shard computed with other kernel files than the contract names now "
+                             f"({', '.join(changed)} differ); recompute the shards with the same model and weights")
         if partial.sample_ids != expected.sample_ids:
             raise UsageError(f"{where}: shard {partial.label} holds other samples than the split gives "
                              f"({len(partial.sample_ids)} vs {len(expected.sample_ids)}); recompute the shard")
@@ -100,11 +108,25 @@ def merged_offline(ctx: StageContext, partials: Sequence[tuple[str, Partial]]) -
         message = f"shard {failed[0][1].label}: {failed[0][1].error}"
         return {s: (lambda s=s: ctx.blanket(s, "error", message)) for s in stages}
     ctx.fingerprints.update(ordered[0][1].kernels)
-    return _fold(ctx, [p for _, p in ordered], stages)
+    return _fold(ctx, ordered, stages)
 
 
-def _fold(ctx: StageContext, partials: list[Partial], stages: list[str]) -> dict[str, Any]:
+def _load(into: Any, where: str, partial: Partial, key: str, blank: Any = _blank) -> None:
+    """Merge state ``key`` of ``partial`` into ``into``; a state that is missing, corrupt or of the wrong
+    shape is a usage error naming the file (a partial from elsewhere is untrusted data)."""
+    if key not in partial.states:
+        raise UsageError(f"{where}: malformed promote partial file (`states.{key}` is missing); recompute the shard")
+    try:
+        into.merge(blank(into).load_bytes(partial.states[key]))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
+            ZeroDivisionError) as exc:  # StateError is a ValueError
+        raise UsageError(f"{where}: corrupt `{key}` state in the partial file ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); recompute the shard") from None
+
+
+def _fold(ctx: StageContext, pairs: list[tuple[str, Partial]], stages: list[str]) -> dict[str, Any]:
     contract, evalset = ctx.contract, ctx.evalset
+    partials = [p for _, p in pairs]
     out: dict[str, Any] = {}
     seconds = sum(p.kernel_seconds.get("pass", 0.0) for p in partials)
     if "numerics" in stages:
@@ -112,11 +134,11 @@ def _fold(ctx: StageContext, partials: list[Partial], stages: list[str]) -> dict
 
         spec = contract.numerical
         acc, floor = prepare(spec)
-        for partial in partials:
-            acc.merge(_blank(acc).load_bytes(partial.states["numerics"]))
+        for where, partial in pairs:
+            _load(acc, where, partial, "numerics")
             if floor is not None:
                 for kind, mine in floor.accumulators.items():
-                    mine.merge(_blank(mine).load_bytes(partial.states[f"floor:{kind}"]))
+                    _load(mine, where, partial, f"floor:{kind}")
         if acc.samples != len(evalset.samples) or acc.positions != evalset.positions:
             raise EvaluationError(f"merged shards cover {acc.samples} of {len(evalset.samples)} samples and "
                                   f"{acc.positions} of {evalset.positions} positions; no verdict on part of the data")
@@ -137,9 +159,8 @@ def _fold(ctx: StageContext, partials: list[Partial], stages: list[str]) -> dict
         from promote.stages.slices import run_slices
 
         collector = prepare_slices(contract, evalset)
-        for partial in partials:
-            part = prepare_slices(contract, evalset).load_bytes(partial.states["slices"])
-            collector.merge(part)
+        for where, partial in pairs:
+            _load(collector, where, partial, "slices", lambda _: prepare_slices(contract, evalset))
         kernel_s = 0.0 if "numerics" in stages else seconds
         out["slices"] = lambda: run_slices(contract, collector, duration_s=kernel_s)
     return out

@@ -2,25 +2,32 @@
 
 Versioned and self-describing, never pickled (a partial from an untrusted machine can only yield
 data): ``MAGIC`` + a JSON document holding the contract's interpolated sha256 (and its path, to find
-it again), both kernels' fingerprints, the shard (index, count, batch size), the eval set's size and
-id digest, the shard's sample ids, and each consumer's state as its own versioned bytes (``state.py``,
-base64). No variable values are stored: ``${VAR}`` values may be secrets, the sha256 covers them.
+it again), both kernels' fingerprints, the digests of their model and weights files, the shard
+(index, count, batch size), the eval set's size, id digest and content digest, the shard's sample
+ids, and each consumer's state as its own versioned bytes (``state.py``, base64). No variable values
+are stored: ``${VAR}`` values may be secrets, the sha256 covers them. Reading checks every field's
+type and range before anything uses it, and reads at most ``MAX_BYTES`` of a regular file.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promote import __version__
+from promote.bounded import MIB, read_regular
 from promote.errors import UsageError
+from promote.scale.split import MAX_SHARDS
 
 MAGIC = b"PROMOTE-PARTIAL\n"
 FORMAT = "promote-partial"
 VERSION = 1
+STAGES = ("numerics", "slices")  # the offline stages a partial can hold (stages/offline.py OFFLINE)
+MAX_BYTES = 2048 * MIB  # read no more of a partial file: a few MB each in practice (docs/scale-out.md)
 
 
 @dataclass
@@ -30,7 +37,7 @@ class Partial:
     contract: dict[str, Any]  # path (absolute), display, sha256, raw_sha256, name
     kernels: dict[str, Any]  # role -> fingerprint
     shard: dict[str, int]  # index, count, batch_size
-    evalset: dict[str, Any]  # samples, ids_sha256
+    evalset: dict[str, Any]  # samples, ids_sha256, content_sha256 (ids, tokens, tags)
     sample_ids: list[str]
     stages: list[str]  # the offline stages computed (numerics, slices)
     states: dict[str, bytes] = field(default_factory=dict)  # numerics | floor:KIND | slices -> state bytes
@@ -38,6 +45,7 @@ class Partial:
     notes: list[str] = field(default_factory=list)  # the kernels' notes (precision fallbacks...)
     localize: dict[str, Any] | None = None  # shard 0 only: it covers the eval set's first samples
     error: str | None = None  # a kernel crashed: the merged offline stages are `error` (exit 3)
+    files: dict[str, str] = field(default_factory=dict)  # role.field -> sha256 of model/weights files
     tool_version: str = __version__
 
     @property
@@ -51,33 +59,91 @@ class Partial:
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> Partial:
-        """Parse a partial; a usage error naming ``where`` for anything else (wrong file, other version)."""
+        """Parse a partial; a usage error naming ``where`` for anything else (wrong file, other version,
+        a field of the wrong type or out of range: a partial may come from an untrusted machine)."""
         if not data.startswith(MAGIC):
             raise UsageError(f"{where}: not a promote partial file (write one with `promote check CONTRACT "
                              "--shard I/N --partial OUT`)")
         try:
-            doc = json.loads(data[len(MAGIC):].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise UsageError(f"{where}: corrupt promote partial file ({exc}); recompute the shard") from None
+            doc = json.loads(data[len(MAGIC):].decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise UsageError(f"{where}: corrupt promote partial file ({type(exc).__name__}: {str(exc)[:200]}); "
+                             "recompute the shard") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise UsageError(f"{where}: not a promote partial file")
         if doc.get("version") != VERSION:
-            raise UsageError(f"{where}: partial format version {doc.get('version')!r} is not {VERSION} (written by "
-                             f"promote {doc.get('tool_version')}); recompute the shard with promote {__version__}")
+            raise UsageError(f"{where}: partial format version {repr(doc.get('version'))[:40]} is not {VERSION} "
+                             f"(written by promote {str(doc.get('tool_version'))[:40]}); recompute the shard with "
+                             f"promote {__version__}")
         doc.pop("format"), doc.pop("version")
         try:
-            doc["states"] = {k: base64.b64decode(v) for k, v in doc["states"].items()}
-            partial = cls(**doc)
-            int(partial.shard["index"]), int(partial.shard["count"]), str(partial.contract["sha256"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UsageError(f"{where}: malformed promote partial file ({type(exc).__name__}: {exc}); "
-                             "recompute the shard") from None
-        return partial
+            _check_fields(doc)
+            doc["states"] = {k: base64.b64decode(v, validate=True) for k, v in doc["states"].items()}
+            return cls(**doc)
+        except (binascii.Error, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{where}: malformed promote partial file ({str(exc)[:300]}); recompute the "
+                             "shard") from None
 
     @classmethod
     def read(cls, path: Path) -> Partial:
         try:
-            data = path.read_bytes()
+            data = read_regular(path, MAX_BYTES)
         except OSError as exc:
             raise UsageError(f"{path}: cannot read the partial file: {exc.strerror or exc}") from None
         return cls.from_bytes(data, str(path))
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(value: Any, what: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"`{what}` must be a list of strings")
+
+
+def _check_fields(doc: dict[str, Any]) -> None:
+    """Every field's type and range, before any of it is used (``promote merge`` sizes lists by
+    ``shard.count`` and indexes states by name). Unknown fields fail in ``Partial(**doc)``."""
+    for key, kind in (("contract", dict), ("kernels", dict), ("shard", dict), ("evalset", dict),
+                      ("states", dict), ("kernel_seconds", dict)):
+        if not isinstance(doc.get(key), kind):
+            raise TypeError(f"`{key}` must be an object")
+    shard = doc["shard"]
+    if set(shard) != {"index", "count", "batch_size"} or not all(_is_int(v) for v in shard.values()):
+        raise TypeError("`shard` must be {index, count, batch_size}, all integers")
+    if not 1 <= shard["count"] <= MAX_SHARDS or not 0 <= shard["index"] < shard["count"]:
+        raise ValueError(f"`shard` {shard['index']}/{shard['count']} is not I/N with 0 <= I < N <= {MAX_SHARDS}")
+    if not 1 <= shard["batch_size"] <= 2**31:
+        raise ValueError(f"`shard.batch_size` {shard['batch_size']} is not a positive batch size")
+    contract = doc["contract"]
+    if not all(isinstance(contract.get(k), str) for k in ("path", "display", "sha256", "raw_sha256")):
+        raise TypeError("`contract` must hold the strings path, display, sha256 and raw_sha256")
+    if not all(isinstance(v, dict) for v in doc["kernels"].values()):
+        raise TypeError("`kernels` must map each role to its fingerprint object")
+    _strings(doc.get("sample_ids"), "sample_ids")
+    _strings(doc.get("stages"), "stages")
+    _strings(doc.get("notes", []), "notes")
+    if not set(doc["stages"]) <= set(STAGES) or len(set(doc["stages"])) != len(doc["stages"]):
+        raise ValueError(f"`stages` must be distinct offline stages ({', '.join(STAGES)})")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in doc["states"].items()):
+        raise TypeError("`states` must map each state's name to its base64 text")
+    if doc.get("error") is None:
+        lacking = [s for s in doc["stages"] if s not in doc["states"]]
+        if lacking:
+            raise KeyError(f"`states.{lacking[0]}` is missing")
+    elif not isinstance(doc["error"], str):
+        raise TypeError("`error` must be a string or null")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc["kernel_seconds"].values()):
+        raise TypeError("`kernel_seconds` must map names to numbers")
+    files = doc.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise TypeError("`files` must map kernel files to their sha256")
+    if doc.get("localize") is not None and not isinstance(doc["localize"], dict):
+        raise TypeError("`localize` must be an object or null")
+    if not isinstance(doc.get("tool_version", ""), str):
+        raise TypeError("`tool_version` must be a string")

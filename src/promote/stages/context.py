@@ -36,6 +36,7 @@ class StageContext:
     cache: dict[str, Any] = field(default_factory=dict)  # per-run state shared by stages (the offline pass)
     # Replaces the in-process offline pass (``stages.offline``): merged partials or Ray shards (``scale/``).
     offline_engine: Callable[[StageContext, set[str]], dict[str, Any]] | None = None
+    no_kernels: str | None = None  # why no kernel may be built in this run (merge without --contract)
     _evalset: EvalSet | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -58,6 +59,10 @@ class StageContext:
             for role in ("reference", "candidate"):
                 kernel = given.get(role)
                 if kernel is None:
+                    if self.no_kernels:
+                        from promote.errors import UsageError
+
+                        raise UsageError(self.no_kernels)
                     kernel = build_kernel(getattr(self.contract, role), role=role)
                     self._stack.enter_context(kernel)
                 else:
