@@ -219,12 +219,12 @@ def test_argmax_with_no_disagreement_is_bounded_by_the_rule_of_three():
 
     import numpy as np
 
-    from promote.calibrate.derive import _derive_numerical
+    from promote.calibrate.rules import derive_numerical
     from promote.report.calibration_html import cell_value
 
     clause = SimpleNamespace(id="argmax", metric="argmax_agree", stat="mean", max=None, min=0.9, max_floor_ratio=None)
     n = 20_000
-    row = _derive_numerical(clause, np.repeat(np.arange(100), n // 100), {"argmax_agree": np.ones(n)}, 2 * n, 0.2)
+    row = derive_numerical(clause, np.repeat(np.arange(100), n // 100), {"argmax_agree": np.ones(n)}, 2 * n, 0.2)
     assert row["rule"].startswith("no disagreement in 20000 positions: rule of three")
     assert row["bound"] == pytest.approx(1 - 3 / n * 1.2, abs=1e-12)  # 1 − 1.8e-4 (two digits of the shortfall)
     assert cell_value(row["bound"]) == "0.99982" and cell_value(1.0) == "1"
