@@ -200,7 +200,8 @@ def _neutral(row: dict[str, Any], clause: Any, seq: np.ndarray, v: np.ndarray, t
     if d == 0:
         if clause.metric in AGREEMENT and op == "min":
             return {**row, "rule": RULES["rule_of_three"].format(n=v.size), "calibration": float(v.mean()),
-                    "confidence_bound": 1.0 - 3.0 / v.size, "bound": _from_one("min", round_up(3.0 / v.size * (1 + margin)))}
+                    "confidence_bound": 1.0 - 3.0 / v.size,
+                    "bound": _from_one("min", round_up(3.0 / v.size * (1 + margin)))}
         return not_derivable(row, REASONS["no_resolution"].format(value=1, metric=clause.metric),
                              calibration=fields["calibration"])
     step = round_up(d * (1 + margin)) if math.isfinite(d) else d
