@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import jsonschema
 import numpy as np
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from promote.calibrate.rules import REASONS, RULES, derive_numerical
 from promote.calibrate.table import LEGEND_NOT_CLAIMED, NOT_CLAIMED, judge, summary_lines, to_markdown
 from promote.cli import cli
+from promote.resources import load_schema
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "calibration.md"
 INF = math.inf
@@ -184,6 +186,7 @@ def test_a_split_too_small_for_a_rule_keeps_the_written_bound_with_a_warning_nev
     result = CliRunner().invoke(cli, ["calibrate", str(path), "--derive", str(out), "--faults", "none",
                                       "--format", "json"])
     doc = json.loads(result.stdout)
+    jsonschema.validate(doc, load_schema("calibration"))
     rows = {r["clause"]: r for r in doc["derived"]["bounds"]}
     assert not rows["argmax"]["derived"] and rows["argmax"]["bound"] == 0.9, rows["argmax"]
     assert rows["argmax"]["reason"].startswith("the calibration split is too small for this rule: it gives min -0.8")
@@ -255,8 +258,11 @@ def test_an_error_row_is_exit_3_and_never_no_problems(mini):
     cast and under autocast alike) is `error`: exit 3, "Could not evaluate", never "No problems"."""
     (mini.root / "model.py").write_text((mini.root / "model.py").read_text() + MIXED)
     path = mini.contract(candidate="build_fp32_only")
-    result = CliRunner().invoke(cli, ["calibrate", str(path), "--faults", "bf16-model,temperature-0.9"])
+    page = path.with_name("cal.html")
+    result = CliRunner().invoke(cli, ["calibrate", str(path), "--faults", "bf16-model,temperature-0.9",
+                                      "--output", f"html={page}"])
     assert result.exit_code == 3, result.output
+    assert "Could not evaluate (1)" in page.read_text() and "None: every legitimate" not in page.read_text()
     assert "| bf16-model | fault | 💥 error |" in result.stdout
     assert "Could not evaluate (exit 3):" in result.stdout and "No problems" not in result.stdout
 
@@ -272,3 +278,18 @@ def test_calibrate_output_fmt_path_like_check_and_the_old_flags_still_work(mini,
     assert "calibration-heatmap" in (tmp_path / "a.html").read_text()
     bad = CliRunner().invoke(cli, ["calibrate", str(path), "--output", "pdf=x.pdf"])
     assert bad.exit_code == 2 and "unknown format 'pdf'" in bad.output
+
+
+def test_a_one_sample_eval_set_is_inconclusive_never_every_legitimate_variant_passes(mini):
+    """Issue 20 item 6: with one sample every legitimate row was `inconclusive`, yet the summary said
+    "every legitimate variant passes" (exit 0). Inconclusive legitimate rows are problems: exit 1."""
+    lines = (mini.root / "eval.jsonl").read_text().splitlines()[:1]
+    (mini.root / "eval.jsonl").write_text(lines[0] + "\n")
+    path = mini.contract(extra={"slices": [{"name": "group", "by": "tags.group"}],
+                                "statistical": {"min_samples": 2, "clauses": [
+                                    {"id": "s", "metric": "kl", "stat": "mean", "max": 1e-3, "per_slice": True,
+                                     "slices": ["group"]}]}})
+    result = CliRunner().invoke(cli, ["calibrate", str(path), "--faults", "none"])
+    assert result.exit_code == 1, result.output
+    assert "| honest | honest | ❔ inconclusive |" in result.stdout and "No problems" not in result.stdout
+    assert "- honest variant `honest` is inconclusive on s: the contract is not shown to pass" in result.stdout
