@@ -16,6 +16,7 @@ import click
 from promote import console
 from promote.atomic import writable_problem, write_text_atomic
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EvaluationError, PromoteError
+from promote.output_spec import OutputSpec
 
 CALIBRATE_EXIT_CODES = """\b
 Exit codes:
@@ -27,20 +28,6 @@ Exit codes:
 FORMATS = ("markdown", "json", "html")
 
 
-class CalibrationOutput(click.ParamType):
-    """``FMT=PATH`` for `calibrate --output`, as on `check` and `merge` (FMT: markdown, json, html)."""
-
-    name = "FMT=PATH"
-
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
-        fmt, sep, path = str(value).partition("=")
-        if not sep or not path:
-            self.fail(f"{value!r} is not FMT=PATH (e.g. json=calibration.json)", param, ctx)
-        if fmt not in FORMATS:
-            self.fail(f"unknown format {fmt!r} in {value!r}; choose from {', '.join(FORMATS)}", param, ctx)
-        return fmt, Path(path)
-
-
 @click.command("calibrate", epilog=CALIBRATE_EXIT_CODES)
 @click.argument("contract", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--faults", "faults", multiple=True, metavar="NAME[,NAME...]|none",
@@ -49,7 +36,7 @@ class CalibrationOutput(click.ParamType):
 @click.option("--batch-one", is_flag=True, help="Also run each sample alone through each kernel (slow).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
               show_default=True, help="What to print on stdout (html: the heatmap page).")
-@click.option("--output", "outputs", multiple=True, type=CalibrationOutput(),
+@click.option("--output", "outputs", multiple=True, type=OutputSpec(FORMATS, example="json=calibration.json"),
               help="Also write the result as FMT to PATH (repeatable), e.g. --output json=calibration.json; json is "
                    "the calibration document (schemas/calibration.schema.json), html the heatmap page.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
