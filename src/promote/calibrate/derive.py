@@ -203,7 +203,8 @@ def derive(contract: Contract, *, evalset: EvalSet | None = None,
 def _refuse_vacuous(contract: Contract, rows: list[dict[str, Any]]) -> None:
     """A clause no rule could bound keeps its written bound, unless that bound cannot fail either:
     then there is no honest bound to write, and --derive stops (exit 2) instead of writing one."""
-    bad = [r for r in rows if not r["derived"] and not can_fail(r["op"], r["written"], r["metric"] or "")]
+    bad = [r for r in rows if not r["derived"] and r["written"] is not None  # (task clauses: `max_drop`, kept)
+           and not can_fail(r["op"], r["written"], r["metric"] or "")]
     if bad:
         lines = "; ".join(f"`{r['clause']}` ({r['reason']}; written {r['op']}: {r['written']})" for r in bad)
         raise UsageError(f"{contract.source.display_path}: --derive cannot bound {lines}. Use a larger eval set or "

@@ -29,13 +29,14 @@ RULES = {
     "ucb": "95 % UCB of {stat} (sequence bootstrap) × (1 + margin)",
     "lcb": "95 % LCB of {stat} (sequence bootstrap) × (1 − margin)",
     "neutral": "distance from 1: the farthest end of the 95 % interval of {stat} from 1, d; 1 {sign} d × (1 + margin)",
-    "neutral_pot": "distance from 1: peaks-over-threshold max of |x − 1| for {total} positions at 95 % ({tail}), d; "
-                   "1 {sign} d × (1 + margin)",
+    "neutral_pot": "distance from 1: peaks-over-threshold max of each position's distance from 1 for {total} "
+                   "positions at 95 % ({tail}), d; 1 {sign} d × (1 + margin)",
     "rule_of_three": "no disagreement in {n} positions: rule of three, 1 − (3/n) × (1 + margin)",
     "rate_of_three": "no such position in {n}: rule of three, (3/n) × (1 + margin)",
     "pot": "peaks-over-threshold max for {total} positions at 95 % ({tail}) × (1 + margin)",
-    "resolution": "every calibration value is 0 (bitwise-equal outputs): float resolution of {precision} outputs, "
-                  "ε = {eps} at max|z_ref| = {z} (docs/metrics.md), × (1 + margin)",
+    "resolution": "zero drift on the calibration split (bitwise-equal outputs): float resolution of {precision} "
+                  "outputs, ε = {eps} at the largest reference logit magnitude Z = {z} (docs/metrics.md), "
+                  "× (1 + margin)",
     "exact": "exact: no non-finite value is allowed",
     "slice_clause": "largest per-slice 95 % UCB of the mean × (1 + margin); slices whose own bound is over "
                     "(1 + margin)× smaller get it (`slice_bounds`)",
