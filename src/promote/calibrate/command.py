@@ -1,8 +1,10 @@
 """The `promote calibrate` command (kept out of cli.py; heavy imports happen when it runs).
 
 Exit codes: 0 every legitimate variant passes and every covered fault is caught (and, with
-``--derive``, every derived bound holds on the held-out split); 1 otherwise; 2 usage or contract
-error; 3 a kernel could not be evaluated.
+``--derive``, every derived bound holds on the held-out split); 1 a legitimate variant fails or is
+inconclusive, a covered fault is not caught, a derived bound fails held out; 2 usage or contract
+error (also a clause --derive cannot bound); 3 a kernel could not be evaluated or a row is an error.
+The summary under the table is built from the same fields (``table.judge``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def calibrate_command(ctx: click.Context, contract: str, faults: tuple[str, ...]
         return
     rendered = _render(doc, {fmt, *(f for f, _ in writes)})
     for out_fmt, path in writes:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as `check --output` does
         write_text_atomic(path, rendered[out_fmt])
     click.echo(rendered[fmt], nl=False)
     ctx.exit(doc["exit_code"])
