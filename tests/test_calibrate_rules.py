@@ -162,10 +162,6 @@ def build_fp32_only():
                 raise RuntimeError("this model runs in float32 only")
             return super().forward(ids)
     return Fussy()
-
-
-def build_loud():
-    return Mini(noise=100.0)
 '''
 
 
@@ -194,7 +190,7 @@ def test_a_split_too_small_for_a_rule_keeps_the_written_bound_with_a_warning_nev
     assert "promote: warning: not derivable: `argmax`" in result.stderr
     assert yaml.safe_load(out.read_text())["numerical"]["clauses"][0]["min"] == 0.9
     loud = yaml.safe_load(out.read_text())
-    loud["candidate"]["model"] = "model.py:build_loud"
+    loud["candidate"]["inject"] = {"fault": "noise", "sigma": 100.0}  # the issue's repro
     loud_path = path.with_name("loud.yaml")
     loud_path.write_text(yaml.safe_dump(loud))
     check = CliRunner().invoke(cli, ["check", str(loud_path), "--format", "json"])
