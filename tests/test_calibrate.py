@@ -44,10 +44,12 @@ def _calibrate(*args: str):
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    """The full table of the shipped contract on the whole eval set (~30 s on 2 cores)."""
+    """The shipped contract's bounds derived again (`--derive`) and its full table against them on the
+    whole eval set (~40 s on 2 cores; the table replays --derive's recorded honest outputs)."""
     tmp = tmp_path_factory.mktemp("cal")
     path = _tiny(tmp, limit=None)
-    result = _calibrate(str(path), "--json", str(tmp / "cal.json"), "--markdown", str(tmp / "cal.md"))
+    result = _calibrate(str(path), "--derive", str(tmp / "derived.yaml"), "--json", str(tmp / "cal.json"),
+                        "--output", f"markdown={tmp / 'cal.md'}")
     return result, json.loads((tmp / "cal.json").read_text()), (tmp / "cal.md").read_text()
 
 
@@ -75,6 +77,18 @@ def test_shipped_contract_calibration_table(table):
     assert honest["status"] == "pass" and honest["observed"] < honest["bounds"][0]["value"]
     for name in ("fp16-model", "bf16-logits", "fp16-logits", "tf32"):  # not faults for a bf16 candidate
         assert not rows[name]["covered"] and rows[name]["outcome"] == "missed", (name, rows[name]["outcome"])
+        assert f"| {name} | fault | ➖ not claimed |" in markdown  # a neutral mark, not "❌ missed"
+    assert "❌ missed" not in markdown and "➖ not claimed: a fault the contract does not list" in markdown
+    # Neutral-1 metrics derived on the distance from 1: the entropy clauses catch a temperature bug
+    # on either side (a ×0.8/×1.2 band around 1 did not), and the derived bounds equal the shipped ones.
+    assert caught["temperature-0.9"] >= {"ent-lo"} and caught["temperature-1.1"] >= {"ent-hi"}
+    assert "top5" in caught["int8-dynamic"] and "top5" in caught["slice-noise"]  # temperature keeps the ranking
+    derived = {b["clause"]: b for b in doc["derived"]["bounds"]}
+    shipped = {c["id"]: c.get("max", c.get("min")) for c in yaml.safe_load((EXAMPLE / "contract.yaml").read_text())
+               ["numerical"]["clauses"]}
+    assert all(b["derived"] for b in derived.values()), [b for b in derived.values() if not b["derived"]]
+    assert {k: derived[k]["bound"] for k in shipped} == shipped
+    assert all(b["held_out"]["status"] == "pass" for b in derived.values())
     assert rows["temperature-0.9"]["cells"]["argmax"]["result"] == "missed"  # temperature keeps the argmax
     cell = rows["temperature-0.9"]["cells"]["kl-mean"]
     assert cell["observed"] > cell["bounds"][0]["value"]
@@ -219,12 +233,12 @@ def test_argmax_with_no_disagreement_is_bounded_by_the_rule_of_three():
 
     import numpy as np
 
-    from promote.calibrate.derive import _derive_numerical
+    from promote.calibrate.rules import derive_numerical
     from promote.report.calibration_html import cell_value
 
     clause = SimpleNamespace(id="argmax", metric="argmax_agree", stat="mean", max=None, min=0.9, max_floor_ratio=None)
     n = 20_000
-    row = _derive_numerical(clause, np.repeat(np.arange(100), n // 100), {"argmax_agree": np.ones(n)}, 2 * n, 0.2)
+    row = derive_numerical(clause, np.repeat(np.arange(100), n // 100), {"argmax_agree": np.ones(n)}, 2 * n, 0.2)
     assert row["rule"].startswith("no disagreement in 20000 positions: rule of three")
     assert row["bound"] == pytest.approx(1 - 3 / n * 1.2, abs=1e-12)  # 1 − 1.8e-4 (two digits of the shortfall)
     assert cell_value(row["bound"]) == "0.99982" and cell_value(1.0) == "1"

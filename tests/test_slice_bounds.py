@@ -143,7 +143,7 @@ def test_derive_writes_per_slice_bounds_where_slices_differ_and_they_hold_out_of
         for label, o in own.items():
             assert row["bound"] > slice_factor(0.2) * o["bound"]
             assert o["bound"] >= o["confidence_bound"] > o["calibration"]
-            assert o["rule"] == "95 % UCB of the slice mean × (1 + 0.2)"
+            assert o["rule"] == "95 % UCB of the slice mean × (1 + margin)"
             assert o["held_out"]["status"] == "pass" and o["held_out"]["bound"] == o["bound"], (label, o)
             assert o["held_out"]["observed"] < o["bound"]
     # Entropy quartiles are cut from the data (labels differ between splits): never given their own bound.

@@ -38,18 +38,23 @@ def log_ratio_bound(osc: float) -> float:
 
 
 FLOAT32_EPS = 2.0**-23  # float32 machine epsilon: the spacing of float32 numbers in [1, 2)
+# Machine epsilon of the number format a kernel precision computes in (mantissa bits: fp32 23, fp16 and
+# tf32 10, bf16 7); `calibrate --derive` sizes a bound from bitwise-equal calibration runs with it.
+PRECISION_EPS = {"fp32": FLOAT32_EPS, "tf32": 2.0**-10, "fp16": 2.0**-10, "fp16-weights": 2.0**-10,
+                 "bf16": 2.0**-7, "bf16-weights": 2.0**-7}
 
 
-def float_resolution(metric: str, logit_abs_max: float) -> float:
+def float_resolution(metric: str, logit_abs_max: float, eps: float = FLOAT32_EPS) -> float:
     """The smallest drift of ``metric`` float32 outputs can express, as the `max_floor_ratio` rule for
     a zero noise floor uses it (docs/metrics.md, "Noise floor").
 
     One float32 step at the largest reference logit Z is at most ε·Z (ε = 2⁻²³), so a logit shift of
     d = ε·Z (oscillation 2εZ) is the resolution of the outputs; the distribution metrics get the
     value that oscillation allows through the bound chain: TV tanh(2εZ/4), KL (2εZ)²/8, |log r| 2εZ.
-    ``nonfinite`` has resolution 0 (one non-finite value is a fact).
+    ``nonfinite`` has resolution 0 (one non-finite value is a fact). ``eps``: another format's epsilon
+    (``PRECISION_EPS``), for outputs computed at a coarser precision.
     """
-    d = FLOAT32_EPS * max(abs(logit_abs_max), 1.0)
+    d = eps * max(abs(logit_abs_max), 1.0)
     osc = 2.0 * d
     return {"logit_drift": d, "logit_osc": osc, "tv": tv_bound(osc), "kl": kl_bound(osc), "kl_rev": kl_bound(osc),
             "abs_log_ratio": log_ratio_bound(osc)}.get(metric, 0.0)

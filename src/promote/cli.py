@@ -21,6 +21,7 @@ from promote import __version__, console
 from promote.cli_emit import check_output_paths, emit, github_mode
 from promote.cli_emit import token as github_token
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
+from promote.output_spec import OutputSpec
 from promote.sections import STAGE_NAMES
 
 STAGES = STAGE_NAMES  # the stage registry's names, in run order (sections.py)
@@ -34,20 +35,6 @@ Exit codes:
   3  could not evaluate (a kernel crashed or exited, a stage is unavailable)
   130  interrupted by Ctrl-C (SIGINT); no verdict
   143  terminated by SIGTERM (e.g. a cancelled CI job); no verdict"""
-
-
-class OutputSpec(click.ParamType):
-    """``FMT=PATH`` for ``--output``; FMT is one of the report formats."""
-
-    name = "FMT=PATH"
-
-    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
-        fmt, sep, path = str(value).partition("=")
-        if not sep or not path:
-            self.fail(f"{value!r} is not FMT=PATH (e.g. json=report.json)", param, ctx)
-        if fmt not in FORMATS:
-            self.fail(f"unknown format {fmt!r} in {value!r}; choose from {', '.join(FORMATS)}", param, ctx)
-        return fmt, Path(path)
 
 
 class FiniteFloat(click.FloatRange):
@@ -81,7 +68,7 @@ def _report_options(command):  # noqa: ANN001, ANN202 - a click decorator
     options = [
         click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
                      help="Report format printed on stdout."),
-        click.option("--output", "outputs", multiple=True, type=OutputSpec(),
+        click.option("--output", "outputs", multiple=True, type=OutputSpec(FORMATS),
                      help="Also write the report as FMT to PATH (repeatable), e.g. --output json=report.json."),
         click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
                      help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still "

@@ -5,12 +5,18 @@ variants, each fault). The reference's outputs do not change between them, so ``
 records them on the first run and replays them after; the honest candidate's outputs are reused the
 same way under output faults (temperature, noise, cast logits) and reference-side variants. A
 batch is replayed only when exactly that batch (the same sample ids in the same order) was
-recorded: a noise floor's sub-batches, or a different batching, still run the real kernel.
+recorded: a noise floor's sub-batches, or a different batching, still run the real kernel; only
+inside ``assembling`` (--derive's runs on its calibration and held-out splits, which never perturb a
+kernel) is a batch of recorded samples put together from their recorded rows instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from promote.data import Batch, TensorBatch
 from promote.engine.passes import perturbed_logits
@@ -24,16 +30,45 @@ class ReplayKernel(WrappedKernel):
     def __init__(self, inner: Kernel) -> None:
         super().__init__(inner)
         self.store: dict[tuple[str, ...], Outputs] = {}
+        self.rows: dict[str, np.ndarray] = {}  # sample id → its recorded logits [length, V] (a view)
         self.replayed = 0
+        self.assemble = False
 
     def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
         key = tuple(s.id for s in _causal_lm(batch).samples)
         if key in self.store:
             self.replayed += 1
             return self.store[key]
+        if self.assemble and all(k in self.rows for k in key):
+            self.replayed += 1
+            return self._assembled(batch)
         out = self.inner.run(batch)
         self.store[key] = out
+        if out.logits is not None and out.mask is None and out.topk_ids is None and out.target_logprobs is None:
+            for row, sample in enumerate(batch.samples):
+                self.rows[sample.id] = out.logits[row, : len(sample.input_ids)]
         return out
+
+    def _assembled(self, batch: Batch) -> Outputs:
+        first = self.rows[batch.samples[0].id]
+        logits = np.zeros((*batch.input_ids.shape, first.shape[-1]), dtype=first.dtype)
+        for row, sample in enumerate(batch.samples):
+            recorded = self.rows[sample.id]
+            logits[row, : recorded.shape[0]] = recorded
+        return Outputs(logits=logits)
+
+
+@contextlib.contextmanager
+def assembling(*kernels: ReplayKernel) -> Iterator[None]:
+    """Within: a batch of recorded samples is put together from their recorded rows (no kernel runs).
+    Only for runs that perturb no kernel (a noise floor's sub-batches must run)."""
+    for kernel in kernels:
+        kernel.assemble = True
+    try:
+        yield
+    finally:
+        for kernel in kernels:
+            kernel.assemble = False
 
 
 class RebatchKernel(WrappedKernel):

@@ -80,7 +80,7 @@ def resolve_faults(contract: Contract, names: Sequence[str] | None) -> tuple[dic
     (exit 2) before any kernel runs."""
     cal = contract.calibration
     known = cal.all_faults()
-    chosen = list(names) if names else list(dict.fromkeys([*cal.covers, *known]))
+    chosen = list(names) if names is not None else list(dict.fromkeys([*cal.covers, *known]))
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise UsageError(f"--faults: unknown fault {', '.join(f'`{n}`' for n in unknown)}; known: {', '.join(known)} "
@@ -92,7 +92,7 @@ def resolve_faults(contract: Contract, names: Sequence[str] | None) -> tuple[dic
             raise UsageError(f"fault `{name}`: {problem}")
         if contract.candidate.kind != "torch" and fault_from_dict(known[name]).needs_module:
             why = f"changes the model, which needs a `kind: torch` candidate (this one is `{contract.candidate.kind}`)"
-            if names:  # (`covers` and `calibration.faults` cannot hold one: the contract check rejects it)
+            if names is not None:  # (`covers` and `calibration.faults` cannot hold one: the contract check rejects it)
                 raise UsageError(f"--faults: fault `{name}` {why}; output faults (cast logits, temperature, noise) "
                                  "work on any kernel")
             chosen.remove(name)
@@ -101,10 +101,14 @@ def resolve_faults(contract: Contract, names: Sequence[str] | None) -> tuple[dic
 
 
 def variants(contract: Contract, faults: dict[str, dict[str, Any]], *, batch_one: bool = False,
-             odd_batch_size: int = 3) -> tuple[list[Variant], Callable[[], None]]:
-    """The rows, built lazily around one replayed reference and one replayed honest candidate."""
-    ref = ReplayKernel(build_kernel(contract.reference, role="reference"))
-    cand = ReplayKernel(build_kernel(contract.candidate, role="candidate"))
+             odd_batch_size: int = 3, kernels: dict[str, ReplayKernel] | None = None
+             ) -> tuple[list[Variant], Callable[[], None]]:
+    """The rows, built lazily around one replayed reference and one replayed honest candidate
+    (``kernels``: those --derive already ran, so their recorded outputs are replayed here too)."""
+    if kernels is None:
+        kernels = {"reference": ReplayKernel(build_kernel(contract.reference, role="reference")),
+                   "candidate": ReplayKernel(build_kernel(contract.candidate, role="candidate"))}
+    ref, cand = kernels["reference"], kernels["candidate"]
     honest = {"reference": ref, "candidate": cand}
     rows = [Variant("honest", "honest", "the candidate as declared", lambda: honest),
             Variant("candidate-rerun", "legit", "the candidate run again (nondeterminism)",
@@ -145,15 +149,17 @@ def variants(contract: Contract, faults: dict[str, dict[str, Any]], *, batch_one
 
 
 def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_one: bool = False,
-              evalset: EvalSet | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every variant and return the calibration document (schemas/calibration.schema.json)."""
+              evalset: EvalSet | None = None, progress: Callable[[str], None] | None = None,
+              kernels: dict[str, ReplayKernel] | None = None) -> dict[str, Any]:
+    """Run every variant and return the calibration document (schemas/calibration.schema.json).
+    ``faults=[]`` plants none (the honest and legitimate rows only); None: the default set."""
     stages = tuple(s for s in JUDGED_STAGES if s in _present(contract))
     if not stages:  # first: a contract without them may have no kernels or data either (observability only)
         raise UsageError(f"{contract.source.display_path}: calibrate judges `numerical` and `statistical` clauses; "
                          "this contract has neither")
     chosen, skipped = resolve_faults(contract, faults)
     evalset = evalset or load_evalset(contract.data)
-    rows, close = variants(contract, chosen, batch_one=batch_one)
+    rows, close = variants(contract, chosen, batch_one=batch_one, kernels=kernels)
     out_rows = []
     clauses: dict[str, dict[str, Any]] = {}
     try:
@@ -180,33 +186,65 @@ def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_
                              "covered": row.covered, "outcome": _row_outcome(row.kind, cells), "cells": cells})
     finally:
         close()
-    problems = []
-    for row in out_rows:
-        if row["kind"] in ("honest", "legit") and row["outcome"] in ("fail", "error"):
-            failing = [c for c, cell in row["cells"].items() if cell["result"] in ("fail", "error")]
-            problems.append(f"{row['kind']} variant `{row['name']}` fails {', '.join(failing)}: the contract "
-                            "rejects a conforming kernel")
-        if row["kind"] == "fault" and row["covered"] and row["outcome"] != "caught":
-            problems.append(f"fault `{row['name']}` ({row['description']}) is covered but {row['outcome']}")
-    return {"schema": SCHEMA_ID, "contract": {"name": contract.name, "path": contract.source.display_path,
-                                              "sha256": contract.sha256},
-            "samples": len(evalset.samples), "clauses": list(clauses.values()), "variants": out_rows,
-            "skipped": skipped, "problems": problems, "exit_code": 1 if problems else 0}
+    doc = {"schema": SCHEMA_ID, "contract": {"name": contract.name, "path": contract.source.display_path,
+                                             "sha256": contract.sha256},
+           "samples": len(evalset.samples), "clauses": list(clauses.values()), "variants": out_rows,
+           "skipped": skipped}
+    return judge(doc)
+
+
+def judge(doc: dict[str, Any], derived_problems: Sequence[str] = ()) -> dict[str, Any]:
+    """The document's `errors`, `problems` and exit code, from its rows (and --derive's held-out
+    problems): a row that could not be evaluated is exit 3; a legitimate row that fails or is
+    inconclusive (the contract is not shown to pass conforming kernels), a covered fault not caught,
+    or a derived bound failing held out is exit 1; else 0."""
+    problems, errors = [], []
+    for row in doc["variants"]:
+        cells = row["cells"]
+        name, kind, outcome = row["name"], row["kind"], row["outcome"]
+        if outcome == "error":
+            bad = [c for c, cell in cells.items() if cell["result"] == "error"]
+            why = next((cells[c]["message"] for c in bad if cells[c].get("message")), "")
+            errors.append(f"{kind} variant `{name}` could not be evaluated ({', '.join(bad)})" + (f": {why}" if why
+                                                                                                 else ""))
+        elif kind in ("honest", "legit") and outcome == "fail":
+            failing = [c for c, cell in cells.items() if cell["result"] == "fail"]
+            problems.append(f"{kind} variant `{name}` fails {', '.join(failing)}: the contract rejects a conforming "
+                            "kernel")
+        elif kind in ("honest", "legit") and outcome == "inconclusive":
+            open_ = [c for c, cell in cells.items() if cell["result"] == "inconclusive"]
+            problems.append(f"{kind} variant `{name}` is inconclusive on {', '.join(open_)}: the contract is not "
+                            "shown to pass a conforming kernel (too few samples to decide?)")
+        elif kind == "fault" and row["covered"] and outcome != "caught":
+            problems.append(f"fault `{name}` ({row['description']}) is covered but {outcome}")
+    problems += derived_problems
+    doc.update(problems=problems, errors=errors, exit_code=3 if errors else 1 if problems else 0)
+    return doc
 
 
 def _present(contract: Contract) -> list[str]:
     return [s for s, present in (("numerics", contract.numerical), ("slices", contract.statistical)) if present]
 
 
+NOT_CLAIMED = "➖ not claimed"
+LEGEND_NOT_CLAIMED = ("➖ not claimed: a fault the contract does not list under `calibration.covers`; missing it is "
+                      "no problem (it may be no fault for this candidate).")
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
-    """The table: one row per variant, one column per clause, each cell `result observed / bound`."""
+    """The table: one row per variant, one column per clause, each cell `result observed / bound`;
+    then the derived bounds and the summary (``summary_lines``)."""
     ids = [c["id"] for c in doc["clauses"]]
     mark = {"caught": "✅ caught", "missed": "❌ missed", "pass": "✅ pass", "fail": "❌ fail",
             "inconclusive": "❔ inconclusive", "error": "💥 error"}
-    lines = [f"# Calibration of `{_escape(doc['contract']['name'])}`", "",
-             f"{doc['samples']} samples; faults must be caught, honest and legitimate variants must pass.", "",
-             "| variant | kind | outcome | " + " | ".join(f"`{_escape(i)}`" for i in ids) + " |",
-             "|---|---|---|" + "---|" * len(ids)]
+    lines = [f"# Calibration of `{_escape(doc['contract']['name'])}`", ""]
+    if doc["variants"]:
+        lines += [f"{doc['samples']} samples; faults must be caught, honest and legitimate variants must pass.", "",
+                  "| variant | kind | outcome | " + " | ".join(f"`{_escape(i)}`" for i in ids) + " |",
+                  "|---|---|---|" + "---|" * len(ids)]
+    else:
+        lines.append(f"{doc['samples']} samples; no variant run (`--faults none` with `--derive`: the bounds only).")
+    unclaimed = False
     for row in doc["variants"]:
         cells = []
         for cid in ids:
@@ -219,15 +257,35 @@ def to_markdown(doc: dict[str, Any]) -> str:
             cells.append(f"{cell['result']} {cell_value(cell['observed'])}{where} ({bound})")
         covered = " (covered)" if row["covered"] else ""
         outcome = mark.get(row["outcome"], row["outcome"])
+        if row["kind"] == "fault" and not row["covered"] and row["outcome"] == "missed":
+            outcome, unclaimed = NOT_CLAIMED, True
         lines.append(f"| {_escape(row['name'])}{covered} | {row['kind']} | {outcome} | " + " | ".join(cells) + " |")
+    if unclaimed:
+        lines += ["", LEGEND_NOT_CLAIMED]
     if doc.get("skipped"):
         lines += ["", "Not planted: " + "; ".join(f"`{_escape(s['name'])}` ({_escape(s['reason'])})"
                                                  for s in doc["skipped"]) + "."]
     if doc.get("derived"):
         lines += _derived_markdown(doc["derived"])
-    lines += ["", "Problems:" if doc["problems"] else "No problems: every legitimate variant passes and every "
-              "covered fault is caught.", *[f"- {_escape(p)}" for p in doc["problems"]], ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *summary_lines(doc), ""])
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    """The verdict under the table, from the same fields as the exit code: errors (exit 3), problems
+    (exit 1), else "No problems", then the clauses --derive could not bound (their written bound kept)."""
+    lines = []
+    if doc.get("errors"):
+        lines += ["Could not evaluate (exit 3):", *[f"- {_escape(e)}" for e in doc["errors"]]]
+    if doc["problems"]:
+        lines += ["Problems:", *[f"- {_escape(p)}" for p in doc["problems"]]]
+    if not lines:
+        lines.append("No problems: every legitimate variant passes and every covered fault is caught."
+                     if doc["variants"] else "No problems: every derived bound holds on the held-out split.")
+    warnings = (doc.get("derived") or {}).get("warnings") or []
+    if warnings:
+        lines += [f"Not derivable ({len(warnings)}; the written bound is kept):",
+                  *[f"- {_escape(w)}" for w in warnings]]
+    return lines
 
 
 def _derived_markdown(derived: dict[str, Any]) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from promote.contract.fault_specs import FaultSpec
 from promote.data import Batch, TensorBatch
-from promote.errors import UsageError
+from promote.errors import EvaluationError, UsageError
 from promote.kernels.base import Kernel, Outputs, WrappedKernel
 
 
@@ -94,9 +94,6 @@ class InjectedKernel(WrappedKernel):
                 inner.spec = dataclasses.replace(inner.spec, precision=precision[("cast", f.dtype)])
         self.spec = inner.spec
 
-    def describe(self) -> str:
-        return f"{self.inner.describe()} + inject {', '.join(f.describe() for f in self.faults)}"
-
     def _open_impl(self) -> None:
         super()._open_impl()
         for fault in self.faults:
@@ -154,7 +151,7 @@ class InjectedKernel(WrappedKernel):
     def _run_impl(self, batch: Batch | TensorBatch) -> Outputs:
         self._batch = batch if isinstance(batch, Batch) else None
         try:
-            outputs = self.inner.run(batch)
+            outputs = self._run_inner(batch)
         finally:
             self._batch = None
         for fault in self.faults:
@@ -165,5 +162,24 @@ class InjectedKernel(WrappedKernel):
             outputs = dataclasses.replace(outputs, logits=apply_output_fault(fault, outputs.logits, batch))
         return outputs
 
+    def _run_inner(self, batch: Batch | TensorBatch) -> Outputs:
+        """The inner kernel's outputs. A whole-model cast whose forward fails (a model that makes its
+        own float32 tensors meets its cast weights: `expected m1 and m2 to have the same dtype`) runs
+        again under autocast to the cast dtype, as `precision: bf16` runs such a model; a forward that
+        fails under autocast too is the error it is."""
+        try:
+            return self.inner.run(batch)
+        except EvaluationError:
+            casts = any(f.fault == "cast" and f.scope == "model" for f in self.faults)
+            if not casts or getattr(self.inner, "autocast_weights", True):
+                raise
+        self.inner.autocast_weights = True  # type: ignore[attr-defined]
+        return self.inner.run(batch)
+
+    def describe(self) -> str:
+        autocast = " (under autocast: the model mixes dtypes)" if getattr(self.inner, "autocast_weights", False) else ""
+        return f"{self.inner.describe()} + inject {', '.join(f.describe() for f in self.faults)}{autocast}"
+
     def _fingerprint_impl(self) -> dict[str, Any]:
-        return {**super()._fingerprint_impl(), "inject": [dataclasses.asdict(f) for f in self.faults]}
+        return {**super()._fingerprint_impl(), "inject": [dataclasses.asdict(f) for f in self.faults],
+                "autocast_weights": bool(getattr(self.inner, "autocast_weights", False))}

@@ -127,6 +127,9 @@ def _logits_of(output: Any) -> torch.Tensor | None:
 
 class TorchKernel(Kernel):
     kind = "torch"
+    # `bf16-weights`/`fp16-weights` also under autocast to that dtype: set by a model-cast fault when
+    # the model's forward mixes dtypes (its own float32 tensors meet the cast weights), as `bf16` runs it.
+    autocast_weights = False
 
     def describe(self) -> str:
         compiled = "" if self.spec.compile == "off" else f", {self.spec.compile}"
@@ -207,6 +210,8 @@ class TorchKernel(Kernel):
                                     forward_context=self.forward_context)
         ids = torch.from_numpy(batch.input_ids).to(self.spec.device)
         autocast_dtype = _AUTOCAST_DTYPES.get(self.spec.precision)
+        if self.autocast_weights:  # a whole-model cast of a model whose forward mixes dtypes (inject.py)
+            autocast_dtype = _WEIGHT_DTYPES.get(self.spec.precision, autocast_dtype)
         autocast = (
             torch.autocast(device_type=self.spec.device, dtype=autocast_dtype)
             if autocast_dtype is not None

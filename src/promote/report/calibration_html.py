@@ -63,7 +63,9 @@ def heatmap(doc: dict[str, Any]) -> Figure:
     for i, row in enumerate(rows):
         y = TOP + ROW * i
         name = row["name"] + (" (covered)" if row.get("covered") else "")
-        cls = "row fail" if row["outcome"] in ("missed", "fail", "error") else "row"
+        unclaimed = row["kind"] == "fault" and not row.get("covered")  # missing it is no problem
+        cls = "row fail" if row["outcome"] in ("fail", "error") or (row["outcome"] == "missed" and not unclaimed) \
+            else "row"
         fig.labels.append(Label(LEFT - 8, y + ROW / 2 + 4, shorten(f"{name} · {row['kind']}", 30), anchor="end",
                                 cls=cls, full=f"{name} · {row['kind']}: {row['description']}"))
         for j, cid in enumerate(ids):
