@@ -127,12 +127,13 @@ def fixed_costs() -> dict:
     import ray
 
     from promote.scale.ray_engine import ShardWorker
+    from promote.stages.shards import ShardComputer
 
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     init_s = time.perf_counter() - start
     start = time.perf_counter()
-    actor = ray.remote(ShardWorker).options(num_cpus=1).remote("unused", {}, [], 1)
+    actor = ray.remote(ShardWorker).options(num_cpus=1).remote(ShardComputer("unused", {}, []), 1)
     ray.get(actor.pid.remote())
     actor_s = time.perf_counter() - start
     ray.kill(actor)

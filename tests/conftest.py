@@ -196,6 +196,11 @@ def runtime_unimplemented(monkeypatch):
     """The runtime stage as a declared stage without a runner: tests of what promote does with an
     unimplemented stage (error, never pass; merge keeps earlier fails) keep their subject now that
     stage 3 has a runner."""
-    from promote.stages import registry
+    import dataclasses
 
-    monkeypatch.setitem(registry.STAGES, "runtime", registry.Stage(registry.STAGES["runtime"].decl, None))
+    from promote import sections
+
+    declared = sections.by_name("runtime")
+    sections.register(dataclasses.replace(declared, plugin=None), replace=True)
+    yield
+    sections.register(declared, replace=True)

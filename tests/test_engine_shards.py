@@ -15,8 +15,8 @@ from promote.engine.accumulate import NumericsAccumulator
 from promote.engine.passes import kernel_pass
 from promote.kernels import build_kernel
 from promote.metrics.summary import MetricSummary
-from promote.stages.numerics import prepare, stage_result
-from promote.stages.slice_data import SliceCollector
+from promote.stages.numerics.judge import prepare, stage_result
+from promote.stages.slices.data import SliceCollector
 from promote.state import ExactSum, StateError
 from promote.vocabulary import METRIC_NAMES
 
@@ -80,8 +80,8 @@ def test_three_shards_merged_from_bytes_equal_one_pass(runs, order):
         part = _load(spec, evalset, shards[index])
         for mine, theirs in zip(merged, part, strict=True):
             mine.merge(theirs)
-    one = stage_result(spec, acc, None, None, 0.0, floor=floor)
-    got = stage_result(spec, merged[0], None, None, 0.0, floor=merged[1])
+    one = stage_result(spec, acc, 0.0, floor=floor)
+    got = stage_result(spec, merged[0], 0.0, floor=merged[1])
     assert _comparable(got) == _comparable(one)  # every clause, statistic, worst position and floor: same bits
     for name, summary in acc.summaries.items():
         other = merged[0].summaries[name]
@@ -155,8 +155,8 @@ def test_tensor_accumulators_of_shards_merge_into_the_one_pass_report():
     from dataclasses import replace
 
     from promote.engine.passes import tensor_pass
-    from promote.stages.tensor_accumulate import TensorAccumulator
-    from promote.stages.tensors import judge
+    from promote.stages.numerics.tensor_accumulate import TensorAccumulator
+    from promote.stages.numerics.tensors import judge
 
     contract, _ = load_contract(str(EXAMPLE.parents[1] / "tiny_mlp" / "contract.yaml"))
     evalset = load_evalset(contract.data)

@@ -84,7 +84,7 @@ def test_candidate_floor_counts_its_own_batch_noise(mini):
 
 
 def test_floor_is_cached_and_reused_for_the_same_kernels_and_data(mini, tmp_path):
-    from promote.stages import floor_cache
+    from promote.stages.numerics import floor_cache
 
     cache = tmp_path / "floors"
     floor = {"noise_floor": {"perturb": ["odd_batch"], "cache": str(cache)}}

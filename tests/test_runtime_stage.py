@@ -11,8 +11,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from promote.cli import cli
-from promote.stages.runtime_judge import judge_clause
-from promote.stages.runtime_measure import KernelRuntime, Level
+from promote.stages.runtime.judge import judge_clause
+from promote.stages.runtime.measure import KernelRuntime, Level
 
 
 def clause(**kw):
@@ -96,7 +96,7 @@ def test_runtime_stage_with_torch_kernels(mini, tmp_path):
 
 
 def test_error_rate_message_counts_requests_and_names_each_kind():
-    from promote.stages.runtime_judge import _error_text
+    from promote.stages.runtime.judge import _error_text
 
     summary = {"error_rate": 0.03, "errors": 3, "requests": 100, "error_kinds": {"timeout": 2, "HTTP 500": 1}}
     assert _error_text(summary) == "error rate 0.03: 3 of 100 requests failed (HTTP 500 ×1, timeout ×2)"
@@ -140,7 +140,7 @@ class _WireKernel:
 
 def test_http_latency_is_the_wire_time_not_the_decoding():
     from promote.data import Sample
-    from promote.stages.runtime_measure import measure
+    from promote.stages.runtime.measure import measure
 
     samples = [Sample(id=f"s{i}", input_ids=tuple(range(5)), tags={}, line=i + 1) for i in range(4)]
     runtimes = measure([_WireKernel(0.003), _WireKernel(0.004)], samples, levels=(1, 2), warmup=0, repeats=1)

@@ -74,19 +74,24 @@ def test_forged_shard_counts_and_indices_are_refused_before_anything_else(shards
     assert MAX_SHARDS == 100_000
 
 
+def _numerics(d: dict) -> dict:
+    return _numerics(d)
+
+
 @pytest.mark.parametrize("mutate", [
-    lambda d: d["states"].pop("numerics"),
-    lambda d: d["states"].update(numerics=d["states"]["numerics"][:-8] + "!!!!!!!!"),
-    lambda d: d["states"].update(numerics=base64.b64encode(b"PROMOTE-STATE\n{").decode()),
-    lambda d: d["states"].update(numerics=base64.b64encode(base64.b64decode(d["states"]["numerics"]).replace(
-        b'"nd":"<f8"', b'"nd":"|O"', 1).replace(b'"nd":"<i8"', b'"nd":"|O"', 1)).decode()),
-    lambda d: d["states"].update(numerics=base64.b64encode(base64.b64decode(d["states"]["numerics"]).replace(
+    lambda d: _numerics(d).pop("summaries"),
+    lambda d: _numerics(d).update(summaries=_numerics(d)["summaries"][:-8] + "!!!!!!!!"),
+    lambda d: _numerics(d).update(summaries=base64.b64encode(b"PROMOTE-STATE\n{").decode()),
+    lambda d: _numerics(d).update(summaries=base64.b64encode(base64.b64decode(_numerics(d)["summaries"])
+                                  .replace(b'"nd":"<f8"', b'"nd":"|O"', 1).replace(b'"nd":"<i8"', b'"nd":"|O"', 1))
+                                  .decode()),
+    lambda d: _numerics(d).update(summaries=base64.b64encode(base64.b64decode(_numerics(d)["summaries"]).replace(
         b'"shape":[', b'"shape":[7,', 1)).decode()),
     lambda d: d.update(sample_ids="s00"),
     lambda d: d.update(kernel_seconds={"pass": "1"}),
     lambda d: d.update(stages=["numerics", "numerics"]),
-    lambda d: d.update(localize=[1]),
-], ids=["missing", "base64", "json", "dtype", "shape", "ids", "seconds", "stages", "localize"])
+    lambda d: d.update(extras=[1]),
+], ids=["missing", "base64", "json", "dtype", "shape", "ids", "seconds", "stages", "extras"])
 def test_a_corrupt_state_or_field_is_exit_2_naming_the_file(shards, tmp_path, mutate):
     _, outs = shards
     doc = _doc(outs[1])

@@ -15,9 +15,9 @@ import pytest
 from scale_support import comparable, example_variant
 
 from promote.run import CheckOptions, run_check
-from promote.scale.merge import merged_offline
 from promote.scale.partial import Partial
 from promote.scale.ray_engine import ShardWorker
+from promote.stages.shards import ShardComputer, from_partials
 
 ray = pytest.importorskip("ray") if os.environ.get("CI") != "true" else __import__("ray")
 SLOW = Path(__file__).resolve().parent / "fixtures" / "ray_slow.py"
@@ -74,13 +74,13 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_result_is_identical(ray_ru
 def test_partials_returned_in_any_order_give_the_same_report(ray_runtime, tmp_path):
     path = example_variant(tmp_path, limit=64)
     actor = ray.remote(ShardWorker).options(num_cpus=1)
-    workers = [actor.remote(str(path), {}, ["numerics"], 1) for _ in range(2)]
+    workers = [actor.remote(ShardComputer(str(path), {}, ["numerics"]), 1) for _ in range(2)]
     blobs = ray.get([workers[i % 2].run.remote(i, 4) for i in range(4)])
     for worker in workers:
         ray.kill(worker)
     partials = [(f"shard {i}", Partial.from_bytes(b, f"shard {i}")) for i, b in enumerate(blobs)]
     reports = [comparable(run_check(str(path), CheckOptions(stages=("numerics",)),
-                                    offline=lambda ctx, _s, order=order: merged_offline(ctx, order)))
+                                    offline=lambda ctx, _s, order=order: from_partials(ctx, order)))
                for order in (partials, partials[::-1], [partials[i] for i in (2, 0, 3, 1)])]
     assert reports[0] == reports[1] == reports[2]
     assert reports[0] == comparable(run_check(str(path), CheckOptions(stages=("numerics",))))

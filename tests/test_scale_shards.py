@@ -79,10 +79,12 @@ def test_partial_files_are_versioned_and_self_describing(sliced):
     assert partial.shard == {"index": 1, "count": 3, "batch_size": 32}
     assert len(partial.sample_ids) == 32 and partial.evalset["samples"] == 96
     assert partial.kernels["reference"]["kind"] == "torch" and len(partial.contract["sha256"]) == 64
-    assert set(partial.states) == {"numerics", "floor:rerun", "floor:odd_batch", "slices"}
-    assert partial.localize is None and Partial.from_bytes(partials[0].read_bytes(), "p0").localize is not None
+    assert {stage: set(states) for stage, states in partial.states.items()} == {
+        "numerics": {"summaries", "floor/rerun", "floor/odd_batch"}, "slices": {"collector"}}
+    first = Partial.from_bytes(partials[0].read_bytes(), "p0")
+    assert partial.extras["numerics"] == {} and "localize" in first.extras["numerics"]  # shard 0 localises
     with pytest.raises(UsageError, match="format version 99"):
-        Partial.from_bytes(data.replace(b'"version":1', b'"version":99', 1), "p1")
+        Partial.from_bytes(data.replace(b'"version":2', b'"version":99', 1), "p1")
     with pytest.raises(UsageError, match="p1: not a promote partial"):
         Partial.from_bytes(b"PROMOTE-STATE\n{}", "p1")
 
@@ -154,6 +156,47 @@ def test_shard_flags_are_checked(mini, tmp_path):
         assert res.exit_code == 2 and needle in res.output, res.output
     res = runner.invoke(cli, ["merge", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "cannot read the partial file" in res.output
+
+
+def test_a_tensor_task_sharded_and_merged_equals_one_process(tmp_path):
+    """`data.task: tensor` goes through the same offline loop: 64 samples in 4 batches of 16, cut into 3
+    shards of whole batches, merged in any order, give the single-process report."""
     tensor = Path(__file__).resolve().parents[1] / "examples" / "tiny_mlp" / "contract.yaml"
-    res = runner.invoke(cli, ["check", str(tensor), "--shard", "0/2", "--partial", str(tmp_path / "t")])
-    assert res.exit_code == 2 and "causal-lm" in res.output
+    single = run_check(str(tensor))
+    outs = [tmp_path / f"t{i}" for i in range(3)]
+    assert [write_shard(str(tensor), i, 3, out) for i, out in enumerate(outs)] == [0, 0, 0]
+    sizes = [len(Partial.read(out).sample_ids) for out in outs]
+    assert sizes == [16, 16, 32] and sum(sizes) == 64
+    for order in (outs, outs[::-1]):
+        merged = run_merge(order)
+        assert comparable(merged) == comparable(single)
+    numerics = single.stages[0]
+    assert numerics.details["task"] == "tensor" and numerics.details["samples"] == 64
+    assert {c.slice for c in numerics.clauses} >= {"output=scores", "output=embedding"}
+
+
+def test_the_noise_floor_cache_works_sharded_like_in_one_process(tmp_path):
+    """A floor measured over shards is stored once merged; a cached floor is loaded by shard 0 only
+    (the other shards skip measuring it), and either way the merged report is the single-process one."""
+    from promote.stages.numerics import floor_cache
+
+    path = example_variant(tmp_path, limit=64)
+    doc = yaml.safe_load(path.read_text())
+    doc["numerical"]["noise_floor"] = {"perturb": ["odd_batch"], "cache": str(tmp_path / "floors")}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    floor_cache._MEMORY.clear()
+    outs = [tmp_path / f"f{i}" for i in range(2)]
+    assert [write_shard(str(path), i, 2, out, ONLY_PASS) for i, out in enumerate(outs)] == [0, 0]
+    assert all(Partial.read(out).loaded["numerics"] == [] for out in outs)  # nothing cached yet: measured
+    measured = run_merge(outs)
+    assert measured.stages[0].details["noise_floor"]["cached"] is False
+    assert len(list((tmp_path / "floors").glob("*.json"))) == 1  # the merged floor was stored
+    floor_cache._MEMORY.clear()  # another process: only the directory remains
+    single = run_check(str(path), ONLY_PASS)
+    assert single.stages[0].details["noise_floor"]["cached"] is True
+    floor_cache._MEMORY.clear()
+    assert [write_shard(str(path), i, 2, out, ONLY_PASS) for i, out in enumerate(outs)] == [0, 0]
+    assert [Partial.read(out).loaded["numerics"] for out in outs] == [["floor/odd_batch"]] * 2
+    cached = run_merge(outs[::-1])
+    assert cached.stages[0].details["noise_floor"]["cached"] is True
+    assert comparable(cached) == comparable(single) == comparable(measured)

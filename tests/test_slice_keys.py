@@ -8,7 +8,7 @@ from scipy import stats as sps
 from scipy.special import softmax
 
 from promote.contract.statistical import SliceDef
-from promote.stages.slice_keys import KeyInputs, derive, reference_entropy, top2_margin
+from promote.stages.slices.keys import KeyInputs, derive, reference_entropy, top2_margin
 
 
 def sdef(by, *, buckets=None, quantiles=None, max_values=50, name="f"):

@@ -14,8 +14,8 @@ from promote.contract.stage_specs import ObservabilitySpec, RuntimeSpec
 from promote.data import load_evalset
 from promote.kernels import KERNEL_KINDS, build_kernel, register_kind
 from promote.run import CheckOptions, run_check
-from promote.sections import STAGE_NAMES, STAGES
-from promote.stages.registry import STAGES as REGISTRY
+from promote.sections import STAGE_NAMES, decls
+from promote.stages.registry import stages
 
 RUNTIME = {"clauses": [{"id": "p99", "metric": "latency_ms", "stat": "p99", "max_ratio": 1.1}]}
 OBSERVABILITY = {"source": {"kind": "prometheus", "url": "http://127.0.0.1:9"},
@@ -27,13 +27,14 @@ def invoke(*args: str):
 
 
 def test_one_registry_feeds_cli_choices_sections_and_runners():
-    assert tuple(REGISTRY) == STAGE_NAMES == ("numerics", "slices", "runtime", "observability")
+    registry = stages()
+    assert tuple(registry) == STAGE_NAMES == ("numerics", "slices", "runtime", "observability")
     stage_option = next(p for p in cli.commands["check"].params if p.name == "stages")
     assert tuple(stage_option.type.choices) == STAGE_NAMES
-    for decl in STAGES:
-        assert REGISTRY[decl.name].implemented == decl.evaluated, decl.name  # a declared stage is never a silent pass
+    for decl in decls():
+        assert registry[decl.name].implemented == decl.evaluated, decl.name  # a declared stage is never a silent pass
     schema = json.loads(invoke("schema").stdout)
-    assert [s for s in schema["properties"] if s in {d.section for d in STAGES}] == [d.section for d in STAGES]
+    assert [s for s in schema["properties"] if s in {d.section for d in decls()}] == [d.section for d in decls()]
 
 
 def test_runtime_and_observability_are_typed_sections(mini):
@@ -43,7 +44,7 @@ def test_runtime_and_observability_are_typed_sections(mini):
     assert isinstance(contract.observability, ObservabilitySpec)
     assert contract.observability.source.kind == "prometheus"
     assert contract.clause_lines("observability")[0][0] == "err-rate"
-    assert contract.sections() == ("numerical", "runtime", "observability")
+    assert contract.present() == tuple(contract.sections) == ("numerical", "runtime", "observability")
 
 
 def test_observability_alone_needs_no_eval_set_and_is_an_error_not_a_pass(mini):

@@ -146,7 +146,7 @@ def test_underpowered_no_significant_difference_is_inconclusive_not_pass():
 
 
 def test_cluster_quantile_statistic_equals_percentile_of_the_materialised_resample():
-    from promote.stages.slice_eval import _quantile_statistic
+    from promote.stages.slices.evaluate import _quantile_statistic
 
     values = RNG.gamma(2.0, size=200)
     owner = np.sort(RNG.integers(0, 30, size=200))

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from promote.contract.model import NumericalClause, NumericalSpec, TensorOptions
+from promote.contract.numerical import NumericalClause, NumericalSpec, TensorOptions
 from promote.data import read_jsonl
 from promote.kernels.base import Kernel, Outputs
-from promote.stages.tensors import run_tensors
+from promote.stages.numerics.tensors import run_tensors
 
 
 class FakeKernel(Kernel):

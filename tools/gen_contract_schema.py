@@ -11,8 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from promote.contract.fault_specs import BUILTIN_FAULTS, FAULTS  # noqa: E402 - the fault injectors
-from promote.sections import BY_SECTION, STAGE_NAMES  # noqa: E402 - the stage registry
-from promote.sections import STAGES as STAGE_DECLS  # noqa: E402
+from promote.sections import by_section, decls, stage_names  # noqa: E402 - the stage registry
 
 METRICS = {
     "kl": "KL(p‖q) per scored position, p = softmax(reference), q = softmax(candidate), in nats.",
@@ -87,7 +86,7 @@ GRAPH_OPTIMIZATIONS = {
 }
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 ACTIONS = ["pass", "warn", "block", "route-to-reference", "shadow-only", "rollback"]
-STAGES = list(STAGE_NAMES)
+STAGES = list(stage_names())
 STATUSES = ["pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped"]
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -690,7 +689,7 @@ observability_clause = obj(
 
 
 def stage(section: str, description: str, extra: dict, clause: dict) -> dict:
-    decl = BY_SECTION[section]
+    decl = by_section(section)
     return obj(f"{decl.title}{description}" + ("" if decl.evaluated else NOT_YET), {
         **extra,
         "clauses": {"type": "array", "items": clause, "minItems": 1, "description": "Clauses of this stage."},
@@ -822,10 +821,10 @@ escalation = obj(
 # an error at the `numerical` key (contract/schema_messages.py words it).
 DEPENDENT_REQUIRED = {
     d.section: [*(("reference", "candidate") if d.needs_kernels else ()), *(("data",) if d.needs_evalset else ())]
-    for d in STAGE_DECLS if d.needs_kernels or d.needs_evalset
+    for d in decls() if d.needs_kernels or d.needs_evalset
 }
-KERNEL_STAGES = " (" + ", ".join(f"`{d.section}`" for d in STAGE_DECLS if d.needs_kernels) + ")"
-DATA_STAGES = " (" + ", ".join(f"`{d.section}`" for d in STAGE_DECLS if d.needs_evalset) + ")"
+KERNEL_STAGES = " (" + ", ".join(f"`{d.section}`" for d in decls() if d.needs_kernels) + ")"
+DATA_STAGES = " (" + ", ".join(f"`{d.section}`" for d in decls() if d.needs_evalset) + ")"
 
 schema = obj(
     "A kernel contract: how far a candidate (inference) kernel may drift from its reference kernel. Every "
@@ -845,7 +844,7 @@ schema = obj(
                  "present" + DATA_STAGES + "."},
         "slices": {"type": "array", "items": slice_def, "description": "Slice families (statistical stage)."},
         **{d.section: {"numerical": numerical, "statistical": statistical, "runtime": runtime,
-                       "observability": observability}[d.section] for d in STAGE_DECLS},
+                       "observability": observability}[d.section] for d in decls()},
         "consistency": consistency("Top level: applies to the whole contract (the same as "
                                    "`numerical.consistency`)."),
         "escalation": escalation,

@@ -218,7 +218,7 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
             continue
         if warnings:
             console.message("\n".join(str(problem) for problem in warnings))
-        console.message(f"{path}: ok (contract `{contract.name}`, stages: {', '.join(contract.sections())})", err=False)
+        console.message(f"{path}: ok (contract `{contract.name}`, stages: {', '.join(contract.present())})", err=False)
     ctx.exit(EXIT_USAGE if failed else 0)
 
 

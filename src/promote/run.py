@@ -29,9 +29,9 @@ from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
 from promote.results import StageResult
-from promote.sections import BY_NAME, STAGE_NAMES, STAGE_SECTIONS
+from promote.sections import by_name, section_of, stage_names
 from promote.stages.context import StageContext
-from promote.stages.registry import STAGES
+from promote.stages.registry import stages as registered_stages
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
         contract, problems = load_contract(contract)
         for problem in problems:  # once, on stderr, as `file:line:col: warning: ...` (the report keeps them too)
             print(problem, file=sys.stderr)
-    present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
+    present = {stage for stage in stage_names() if section_of(stage) in contract.sections}
     wanted = frozenset(set(options.stages) & present if options.stages else present)
     if offline is None and options.engine == "ray":
-        from promote.scale.ray_engine import ray_offline
+        from promote.stages.shards import ray_offline
 
         def offline(ctx: StageContext, stages: set[str]) -> dict[str, Any]:
             return ray_offline(ctx, stages, address=options.address, workers=options.workers)
@@ -140,18 +140,18 @@ def _run_stages(ctx: StageContext, present: set[str], options: CheckOptions, pri
     """Every stage the contract has, in order, into ``ctx.results``: selected ones run (a stage that costs
     new work is skipped after a blocking one, unless ``--all-stages``), the others are recorded as skipped."""
     contract, wanted, results = ctx.contract, ctx.wanted, ctx.results
-    if any(BY_NAME[s].needs_evalset for s in wanted):
+    if any(by_name(s).needs_evalset for s in wanted):
         ctx.evalset  # noqa: B018 - read (and check) the eval set before any kernel runs (a bad file: exit 2)
     if printer:
-        printer.begin(f"checking stages {', '.join(s for s in STAGE_NAMES if s in wanted) or '(none)'}")
+        printer.begin(f"checking stages {', '.join(s for s in stage_names() if s in wanted) or '(none)'}")
     stopped_by: str | None = None
-    for stage in STAGES.values():
+    for stage in registered_stages().values():
         if stage.name not in present:
             continue
         if stage.name not in wanted:
             results.append(ctx.blanket(stage.name, "skipped", options.no_kernels
                                        or f"stage `{stage.name}` not selected (--stage)"))
-        elif stopped_by and not stage.decl.shared_pass:  # costs new work: stop after a blocking stage
+        elif stopped_by and not stage.decl.offline:  # costs new work: stop after a blocking stage
             results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
                                        "promotion (use --all-stages to run it anyway)"))
         else:
@@ -188,15 +188,15 @@ def write_shard(contract_path: str, index: int, count: int, out: Path, options: 
     so ``promote merge`` reports it as a single run would).
     """
     from promote.atomic import write_text_atomic
-    from promote.scale.compute import compute_partial, offline_stages
+    from promote.stages.shards import compute_partial, shard_stages
 
     options = options or CheckOptions()
     contract, problems = load_contract(contract_path)
     for problem in problems:
         print(problem, file=sys.stderr)
-    present = {stage for stage in STAGE_NAMES if STAGE_SECTIONS[stage] in contract.sections()}
+    present = {stage for stage in stage_names() if section_of(stage) in contract.sections}
     wanted = frozenset(set(options.stages) & present if options.stages else present)
-    if not offline_stages(contract, wanted):
+    if not shard_stages(wanted):
         from promote.errors import UsageError
 
         raise UsageError(f"{contract.source.display_path}: --shard computes the shared offline pass (numerics, "
@@ -227,8 +227,9 @@ def run_merge(paths: Sequence[Path], options: CheckOptions | None = None, *, con
     server asked, so the stages beyond the partials' offline ones are skipped; naming the contract
     runs them.
     """
-    from promote.scale.merge import check_partials, merged_offline
+    from promote.scale.merge import check_partials
     from promote.scale.partial import Partial
+    from promote.stages.shards import from_partials
 
     partials = [(str(p), Partial.read(p)) for p in paths]
     check_partials(partials)
@@ -239,11 +240,11 @@ def run_merge(paths: Sequence[Path], options: CheckOptions | None = None, *, con
 
         raise UsageError(f"{partials[0][0]}: the contract it was computed from, {path}, does not exist here; "
                          "pass it with --contract PATH")
-    stages = (*first.stages, *(s for s in STAGE_NAMES if not BY_NAME[s].shared_pass and contract))
+    stages = (*first.stages, *(s for s in stage_names() if not by_name(s).offline and contract))
     options = options or CheckOptions()
     command = options.command or shlex.join(["promote", "merge", *map(str, paths)])
     no_kernels = None if contract else (f"not run: without --contract, `promote merge` computes only the partials' "
                                         f"offline stages, building no kernel and importing no code from the "
                                         f"contract a partial names ({path}); pass --contract PATH to run this stage")
     options = replace(options, stages=stages, command=command, no_kernels=no_kernels)
-    return run_check(path, options, offline=lambda ctx, _stages: merged_offline(ctx, partials))
+    return run_check(path, options, offline=lambda ctx, _stages: from_partials(ctx, partials))

@@ -1,23 +1,30 @@
-"""The stages a contract can have, in run order: the one list every layer reads (no numpy, no torch).
+"""The stages a contract can have, in run order: the one registry every layer reads (no numpy, no torch).
 
-Each entry names a stage, its contract section, what it needs, and how it relates to the others:
+Each entry declares a stage (its name in reports and ``--stage``, its contract section, what it needs)
+and names the package that implements it (``plugin``, ``"module:attribute"``, loaded on first use):
 
 - ``needs_evalset``: the stage reads the eval set (``data.path`` must exist); observability reads
   live monitoring only, so a contract with just that stage never forces the data file to exist.
 - ``needs_kernels``: the stage runs the reference/candidate kernels.
-- ``shared_pass``: the stage is computed from the one offline kernel pass (numerics and slices), so
-  when an earlier stage blocks it costs nothing more and is still reported; stages that cost new work
-  (runtime, observability) stop after a blocking stage unless ``--all-stages``.
-- ``evaluated``: this version of promote implements the stage; a declared but unimplemented stage
-  reports ``error`` (exit 3), never ``pass``. ``stages/registry.py`` checks its runners against it.
+- ``offline``: the stage is computed from the one offline kernel pass (``stages/offline.py``: its
+  consumers are fed by the pass, its judge reads their merged states), so when an earlier stage blocks
+  it costs nothing more and is still reported, and ``--shard``/``merge``/``--engine ray`` compute it;
+  the other stages (runtime, observability) cost new work and stop after a blocking stage unless
+  ``--all-stages``.
+- ``plugin``: the stage's implementation (``stages/api.py``: parser, schema fragment, and ``run`` or
+  ``consumers`` + ``judge``); None for a declared stage this version does not implement, whose clauses
+  report ``error`` (exit 3), never ``pass``.
 
-``contract/`` builds the typed sections from this list, ``stages/registry.py`` attaches a runner to
-each, the CLI's ``--stage`` choices, the run loop, the schema generator and the docs all read it.
+Adding a stage is one package under ``stages/`` and one ``STAGES.register`` line here; a plug-in
+outside ``src/`` registers itself the same way (``tests/toy_plugins.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from promote.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -29,23 +36,70 @@ class StageDecl:
     title: str  # schema / docs heading
     needs_evalset: bool
     needs_kernels: bool
-    shared_pass: bool
-    evaluated: bool
+    offline: bool
+    plugin: Any = None  # "module:attribute" or the object (stages/api.py); None: not implemented
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether this version implements the stage (a declared stage without one reports ``error``)."""
+        return self.plugin is not None
+
+    def implementation(self) -> Any:
+        """The stage object (``stages.api.LiveStage`` / ``OfflineStage``), imported on first use."""
+        if isinstance(self.plugin, str):
+            from importlib import import_module
+
+            module, _, attribute = self.plugin.partition(":")
+            return getattr(import_module(module), attribute)
+        return self.plugin
 
 
-STAGES: tuple[StageDecl, ...] = (
-    StageDecl("numerics", "numerical", "Stage 1, offline numerics (N)", needs_evalset=True, needs_kernels=True,
-              shared_pass=True, evaluated=True),
-    StageDecl("slices", "statistical", "Stage 2, statistical slice tests (S)", needs_evalset=True,
-              needs_kernels=True, shared_pass=True, evaluated=True),
-    StageDecl("runtime", "runtime", "Stage 3, canary runtime checks (R)", needs_evalset=True, needs_kernels=True,
-              shared_pass=False, evaluated=True),
-    StageDecl("observability", "observability", "Stage 4, observability sign-off (O)", needs_evalset=False,
-              needs_kernels=False, shared_pass=False, evaluated=True),
-)
-BY_NAME = {s.name: s for s in STAGES}
-BY_SECTION = {s.section: s for s in STAGES}
-STAGE_NAMES = tuple(s.name for s in STAGES)
-SECTION_NAMES = tuple(s.section for s in STAGES)
-# Contract section of each stage (the report uses stage names; the contract, section names).
-STAGE_SECTIONS = {s.name: s.section for s in STAGES}
+STAGES: Registry[StageDecl] = Registry("stage")
+
+
+def register(decl: StageDecl, *, replace: bool = False) -> StageDecl:
+    STAGES.register(decl.name, decl, replace=replace)
+    return decl
+
+
+register(StageDecl("numerics", "numerical", "Stage 1, offline numerics (N)", needs_evalset=True, needs_kernels=True,
+                   offline=True, plugin="promote.stages.numerics:STAGE"))
+register(StageDecl("slices", "statistical", "Stage 2, statistical slice tests (S)", needs_evalset=True,
+                   needs_kernels=True, offline=True, plugin="promote.stages.slices:STAGE"))
+register(StageDecl("runtime", "runtime", "Stage 3, canary runtime checks (R)", needs_evalset=True,
+                   needs_kernels=True, offline=False, plugin="promote.stages.runtime:STAGE"))
+register(StageDecl("observability", "observability", "Stage 4, observability sign-off (O)", needs_evalset=False,
+                   needs_kernels=False, offline=False, plugin="promote.stages.observability:STAGE"))
+
+# The built-in stages at import time: the CLI's `--stage` choices. Everything else reads the registry
+# through the functions below, so a stage registered later (a plug-in) is seen.
+STAGE_NAMES = STAGES.names()
+
+
+def decls() -> list[StageDecl]:
+    """Every registered stage, in run order."""
+    return [STAGES.get(name) for name in STAGES]
+
+
+def stage_names() -> tuple[str, ...]:
+    return STAGES.names()
+
+
+def section_names() -> tuple[str, ...]:
+    return tuple(d.section for d in decls())
+
+
+def by_name(name: str) -> StageDecl:
+    return STAGES.get(name)
+
+
+def by_section(section: str) -> StageDecl:
+    for decl in decls():
+        if decl.section == section:
+            return decl
+    raise KeyError(f"unknown stage section {section!r}")
+
+
+def section_of(stage: str) -> str:
+    """The contract section of stage ``stage`` (reports use stage names; the contract, sections)."""
+    return STAGES.get(stage).section

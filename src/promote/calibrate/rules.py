@@ -18,7 +18,7 @@ from promote.bounds import PRECISION_EPS, float_resolution
 from promote.calibrate.tail import pot_max_bound
 from promote.metrics import stats
 from promote.metrics.summary import QUANTILE_STATS
-from promote.stages.slice_eval import quantile_statistic
+from promote.stages.slices.evaluate import quantile_statistic
 from promote.vocabulary import parameterized_key
 
 CONFIDENCE = 0.95

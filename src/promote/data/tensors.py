@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -164,24 +164,28 @@ def signature(sample: Sample) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     return tuple(sorted((name, np.dtype(a.dtype).str, tuple(a.shape)) for name, a in sample.inputs.items()))
 
 
-def tensor_batches(evalset: EvalSet, batch_size: int) -> Iterator[TensorBatch]:
-    """Batches of same-signature samples (see the module docstring for the order)."""
+def tensor_batch_groups(samples: Sequence[Sample], batch_size: int) -> list[tuple[Sample, ...]]:
+    """The samples of each batch, in batch order: same-signature samples, in file order within a
+    signature, signatures in order of first appearance. A shard takes whole batches of this list, and
+    re-batching its samples gives exactly these batches again."""
     groups: dict[tuple, list[Sample]] = {}
-    for sample in evalset.samples:
+    for sample in samples:
         groups.setdefault(signature(sample), []).append(sample)
+    return [tuple(members[start : start + batch_size]) for members in groups.values()
+            for start in range(0, len(members), batch_size)]
+
+
+def tensor_batches(evalset: EvalSet, batch_size: int, samples: Sequence[Sample] | None = None
+                   ) -> Iterator[TensorBatch]:
+    """Batches of same-signature samples (see the module docstring for the order)."""
     handle = None
     if evalset.inputs_file is not None:
         from safetensors import safe_open
 
         handle = safe_open(str(evalset.inputs_file), framework="numpy")
-    for members in groups.values():
-        for start in range(0, len(members), batch_size):
-            chunk = tuple(members[start : start + batch_size])
-            inputs = {
-                name: np.stack([_load(s.inputs[name], handle) for s in chunk])
-                for name in chunk[0].inputs
-            }
-            yield TensorBatch(samples=chunk, inputs=inputs)
+    for chunk in tensor_batch_groups(evalset.samples if samples is None else samples, batch_size):
+        inputs = {name: np.stack([_load(s.inputs[name], handle) for s in chunk]) for name in chunk[0].inputs}
+        yield TensorBatch(samples=chunk, inputs=inputs)
 
 
 def _load(value: np.ndarray | FileInput, handle: Any) -> np.ndarray:

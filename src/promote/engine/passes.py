@@ -31,6 +31,7 @@ from promote.kernels.base import Kernel, Outputs
 from promote.metrics.distribution import token_metrics
 
 Progress = Callable[[int, int], None]
+TIE_MARGIN = 1e-3  # reference top-2 margin below which an argmax flip is a near tie (numerical.tie_margin)
 
 
 class Consumer(Protocol):
@@ -125,14 +126,17 @@ def floor_pass(evalset: EvalSet, reference: Kernel, floors: Sequence[Floor], *, 
 
 
 def tensor_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel,
-                update: Callable[[TensorBatch, Outputs, Outputs], None], *, progress: Progress | None = None) -> float:
-    """`task: tensor`: stacked same-signature batches through both kernels, outputs to ``update``."""
+                update: Callable[[TensorBatch, Outputs, Outputs], None], *, progress: Progress | None = None,
+                samples: Sequence[Sample] | None = None) -> float:
+    """`task: tensor`: stacked same-signature batches through both kernels, outputs to ``update``;
+    ``samples`` (a shard: whole batches, ``data.tensors.tensor_batch_groups``) default to the set."""
     start = time.perf_counter()
     batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
+    chosen = _samples(evalset, samples)
     done = 0
-    for batch in tensor_batches(evalset, batch_size):
+    for batch in tensor_batches(evalset, batch_size, chosen):
         update(batch, reference.run(batch), candidate.run(batch))
         done += batch.size
         if progress:
-            progress(done, len(evalset.samples))
+            progress(done, len(chosen))
     return time.perf_counter() - start

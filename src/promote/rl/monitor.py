@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 
-from promote.contract.model import NumericalClause
+from promote.contract.numerical import NumericalClause
 from promote.contract.sampled import rl_param
 from promote.data import Batch, Sample
 from promote.engine.accumulate import NumericsAccumulator
@@ -32,7 +32,7 @@ from promote.engine.scoring import score_outputs
 from promote.kernels.base import Outputs
 from promote.resources import load_schema
 from promote.results import ClauseResult, worst_status
-from promote.stages.numerics import judge, summary_keys
+from promote.stages.numerics.judge import judge, summary_keys
 from promote.vocabulary import SAMPLED_METRICS
 
 

@@ -12,29 +12,14 @@ order-independent (``state.Mergeable``), so the order of files or of Ray's retur
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from promote.contract.model import Contract
-from promote.errors import EvaluationError, UsageError
-from promote.results import StageResult
+from promote.data import EvalSet
+from promote.errors import UsageError
 from promote.scale.compute import describe, input_files
 from promote.scale.partial import Partial
 from promote.scale.split import content_digest
-from promote.stages.context import StageContext
-
-
-@dataclass
-class _Tally:
-    """Stands in for a kernel in ``stage_result``: the shards' summed seconds and their notes."""
-
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-def _blank(acc: Any) -> Any:
-    """An empty accumulator configured like ``acc`` (the state bytes carry no configuration)."""
-    return type(acc)(acc.metrics, parameterized=acc.parameterized)
 
 
 def _same(partials: Sequence[tuple[str, Partial]], what: str, get: Any, fix: str) -> None:
@@ -73,14 +58,13 @@ def check_partials(partials: Sequence[tuple[str, Partial]]) -> None:
                          "files given; compute the missing shards (promote check CONTRACT --shard I/N --partial OUT)")
 
 
-def check_against(contract: Contract, ctx: StageContext, partials: Sequence[tuple[str, Partial]]) -> None:
+def check_against(contract: Contract, evalset: EvalSet, partials: Sequence[tuple[str, Partial]]) -> None:
     """The contract and eval set read here are the ones the shards ran on, sample for sample."""
     where, first = partials[0]
     if contract.sha256 != first.contract["sha256"]:
         raise UsageError(f"{contract.source.display_path}: the contract (after ${{VAR}} interpolation) is not the one "
                          f"the shards ran ({where}): it or the variables it reads changed; run merge with the same "
                          "contract and environment, or recompute the shards")
-    evalset = ctx.evalset
     files, content = input_files(contract), content_digest(evalset.samples)
     for where, partial in partials:
         expected = describe(contract, evalset, partial.shard["index"], partial.shard["count"], partial.stages,
@@ -97,70 +81,34 @@ def check_against(contract: Contract, ctx: StageContext, partials: Sequence[tupl
                              f"({len(partial.sample_ids)} vs {len(expected.sample_ids)}); recompute the shard")
 
 
-def merged_offline(ctx: StageContext, partials: Sequence[tuple[str, Partial]]) -> dict[str, Any]:
-    """The offline stages' results from the partials, as ``stages.offline`` caches them (stage → thunk)."""
-    check_partials(partials)
-    check_against(ctx.contract, ctx, partials)
-    ordered = sorted(partials, key=lambda wp: wp[1].shard["index"])
-    stages = ordered[0][1].stages
-    failed = [(w, p) for w, p in ordered if p.error is not None]
-    if failed:
-        message = f"shard {failed[0][1].label}: {failed[0][1].error}"
-        return {s: (lambda s=s: ctx.blanket(s, "error", message)) for s in stages}
-    ctx.fingerprints.update(ordered[0][1].kernels)
-    return _fold(ctx, ordered, stages)
-
-
-def _load(into: Any, where: str, partial: Partial, key: str, blank: Any = _blank) -> None:
-    """Merge state ``key`` of ``partial`` into ``into``; a state that is missing, corrupt or of the wrong
-    shape is a usage error naming the file (a partial from elsewhere is untrusted data)."""
-    if key not in partial.states:
-        raise UsageError(f"{where}: malformed promote partial file (`states.{key}` is missing); recompute the shard")
+def load_state(into: Any, blank: Any, where: str, partial: Partial, stage: str, key: str) -> None:
+    """Merge state ``key`` of ``stage`` in ``partial`` into ``into`` through ``blank`` (a fresh consumer
+    configured like it: the bytes carry no configuration); a state that is missing, corrupt or of the
+    wrong shape is a usage error naming the file (a partial from elsewhere is untrusted data)."""
+    data = partial.states.get(stage, {}).get(key)
+    if data is None:
+        raise UsageError(f"{where}: malformed promote partial file (`states.{stage}.{key}` is missing); recompute "
+                         "the shard")
     try:
-        into.merge(blank(into).load_bytes(partial.states[key]))
+        into.merge(blank.load_bytes(data))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
             ZeroDivisionError) as exc:  # StateError is a ValueError
-        raise UsageError(f"{where}: corrupt `{key}` state in the partial file ({type(exc).__name__}: "
+        raise UsageError(f"{where}: corrupt `{stage}.{key}` state in the partial file ({type(exc).__name__}: "
                          f"{str(exc)[:200]}); recompute the shard") from None
 
 
-def _fold(ctx: StageContext, pairs: list[tuple[str, Partial]], stages: list[str]) -> dict[str, Any]:
-    contract, evalset = ctx.contract, ctx.evalset
-    partials = [p for _, p in pairs]
-    out: dict[str, Any] = {}
-    seconds = sum(p.kernel_seconds.get("pass", 0.0) for p in partials)
-    if "numerics" in stages:
-        from promote.stages.numerics import localize_note, prepare, stage_result
+def summed_seconds(partials: Sequence[Partial]) -> tuple[float, dict[str, float]]:
+    """The pass's seconds and each kernel's, summed over the shards."""
+    roles: dict[str, float] = {}
+    for partial in partials:
+        for role in ("reference", "candidate"):
+            roles[role] = roles.get(role, 0.0) + partial.kernel_seconds.get(role, 0.0)
+    return sum(p.kernel_seconds.get("pass", 0.0) for p in partials), roles
 
-        spec = contract.numerical
-        acc, floor = prepare(spec)
-        for where, partial in pairs:
-            _load(acc, where, partial, "numerics")
-            if floor is not None:
-                for kind, mine in floor.accumulators.items():
-                    _load(mine, where, partial, f"floor:{kind}")
-        if acc.samples != len(evalset.samples) or acc.positions != evalset.positions:
-            raise EvaluationError(f"merged shards cover {acc.samples} of {len(evalset.samples)} samples and "
-                                  f"{acc.positions} of {evalset.positions} positions; no verdict on part of the data")
-        tallies = [_Tally(), _Tally()]
-        for partial in partials:
-            for tally, role in zip(tallies, ("reference", "candidate"), strict=True):
-                tally.seconds += partial.kernel_seconds.get(role, 0.0)
-                tally.notes.extend(n for n in partial.notes if n not in tally.notes)
-        tallies[1].notes = []  # the notes are the kernels' together: keep them once
-        result: StageResult = stage_result(spec, acc, tallies[0], tallies[1], seconds, floor=floor)  # type: ignore[arg-type]
-        found = partials[0].localize
-        if found is not None:
-            result.details["localize"] = found
-            result.notes.append(localize_note(found))
-        out["numerics"] = lambda: result
-    if "slices" in stages:
-        from promote.stages.slices import prepare as prepare_slices
-        from promote.stages.slices import run_slices
 
-        collector = prepare_slices(contract, evalset)
-        for where, partial in pairs:
-            _load(collector, where, partial, "slices", lambda _: prepare_slices(contract, evalset))
-        kernel_s = 0.0 if "numerics" in stages else seconds
-        out["slices"] = lambda: run_slices(contract, collector, duration_s=kernel_s)
-    return out
+def merged_notes(partials: Sequence[Partial]) -> list[str]:
+    """The kernels' notes of every shard, each once, in shard order."""
+    notes: list[str] = []
+    for partial in partials:
+        notes.extend(n for n in partial.notes if n not in notes)
+    return notes

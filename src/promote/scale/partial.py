@@ -4,7 +4,9 @@ Versioned and self-describing, never pickled (a partial from an untrusted machin
 data): ``MAGIC`` + a JSON document holding the contract's interpolated sha256 (and its path, to find
 it again), both kernels' fingerprints, the digests of their model and weights files, the shard
 (index, count, batch size), the eval set's size, id digest and content digest, the shard's sample
-ids, and each consumer's state as its own versioned bytes (``state.py``, base64). No variable values
+ids, and each offline stage's consumer states as their own versioned bytes (``state.py``, base64), keyed
+stage → the stage's own key (``stages/api.py``), with the stage's JSON extras and the states it loaded
+rather than computed (a cached noise floor). No variable values
 are stored: ``${VAR}`` values may be secrets, the sha256 covers them. Reading checks every field's
 type and range before anything uses it, and reads at most ``MAX_BYTES`` of a regular file.
 """
@@ -25,8 +27,7 @@ from promote.scale.split import MAX_SHARDS
 
 MAGIC = b"PROMOTE-PARTIAL\n"
 FORMAT = "promote-partial"
-VERSION = 1
-STAGES = ("numerics", "slices")  # the offline stages a partial can hold (stages/offline.py OFFLINE)
+VERSION = 2  # 2: states per stage, extras and loaded per stage (issue 21)
 MAX_BYTES = 2048 * MIB  # read no more of a partial file: a few MB each in practice (docs/scale-out.md)
 
 
@@ -39,11 +40,12 @@ class Partial:
     shard: dict[str, int]  # index, count, batch_size
     evalset: dict[str, Any]  # samples, ids_sha256, content_sha256 (ids, tokens, tags)
     sample_ids: list[str]
-    stages: list[str]  # the offline stages computed (numerics, slices)
-    states: dict[str, bytes] = field(default_factory=dict)  # numerics | floor:KIND | slices -> state bytes
+    stages: list[str]  # the offline stages computed, in run order
+    states: dict[str, dict[str, bytes]] = field(default_factory=dict)  # stage -> its key -> state bytes
     kernel_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the kernels' notes (precision fallbacks...)
-    localize: dict[str, Any] | None = None  # shard 0 only: it covers the eval set's first samples
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> its JSON extras
+    loaded: dict[str, list[str]] = field(default_factory=dict)  # stage -> keys loaded, not computed
     error: str | None = None  # a kernel crashed: the merged offline stages are `error` (exit 3)
     files: dict[str, str] = field(default_factory=dict)  # role.field -> sha256 of model/weights files
     tool_version: str = __version__
@@ -54,7 +56,8 @@ class Partial:
 
     def to_bytes(self) -> bytes:
         doc = {"format": FORMAT, "version": VERSION, **asdict(self)}
-        doc["states"] = {k: base64.b64encode(v).decode() for k, v in self.states.items()}
+        doc["states"] = {stage: {k: base64.b64encode(v).decode() for k, v in states.items()}
+                         for stage, states in self.states.items()}
         return MAGIC + json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
     @classmethod
@@ -78,7 +81,8 @@ class Partial:
         doc.pop("format"), doc.pop("version")
         try:
             _check_fields(doc)
-            doc["states"] = {k: base64.b64decode(v, validate=True) for k, v in doc["states"].items()}
+            doc["states"] = {stage: {k: base64.b64decode(v, validate=True) for k, v in states.items()}
+                             for stage, states in doc["states"].items()}
             return cls(**doc)
         except (binascii.Error, KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{where}: malformed promote partial file ({str(exc)[:300]}); recompute the "
@@ -128,10 +132,15 @@ def _check_fields(doc: dict[str, Any]) -> None:
     _strings(doc.get("sample_ids"), "sample_ids")
     _strings(doc.get("stages"), "stages")
     _strings(doc.get("notes", []), "notes")
-    if not set(doc["stages"]) <= set(STAGES) or len(set(doc["stages"])) != len(doc["stages"]):
-        raise ValueError(f"`stages` must be distinct offline stages ({', '.join(STAGES)})")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in doc["states"].items()):
-        raise TypeError("`states` must map each state's name to its base64 text")
+    if len(set(doc["stages"])) != len(doc["stages"]):
+        raise ValueError("`stages` must be distinct")
+    if not all(isinstance(states, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in states.items())
+               for states in doc["states"].values()):
+        raise TypeError("`states` must map each stage to its states' names and base64 texts")
+    for key in ("extras", "loaded"):
+        if not isinstance(doc.get(key, {}), dict) or not all(isinstance(v, (dict, list))
+                                                              for v in doc.get(key, {}).values()):
+            raise TypeError(f"`{key}` must map each stage to its {key}")
     if doc.get("error") is None:
         lacking = [s for s in doc["stages"] if s not in doc["states"]]
         if lacking:
@@ -143,7 +152,5 @@ def _check_fields(doc: dict[str, Any]) -> None:
     files = doc.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise TypeError("`files` must map kernel files to their sha256")
-    if doc.get("localize") is not None and not isinstance(doc["localize"], dict):
-        raise TypeError("`localize` must be an object or null")
     if not isinstance(doc.get("tool_version", ""), str):
         raise TypeError("`tool_version` must be a string")

@@ -2,10 +2,11 @@
 
 Each actor builds both kernels in its own process (logits never travel through the object store;
 only a shard's partial state, a few KB to a few MB of bytes, comes back), sets its torch threads
-explicitly, and runs the shards it is given with ``compute.compute_partial`` — the code behind
-``--shard I/N`` — so a Ray run and a hand-sharded run give the same partials. The driver merges them
-with ``merge.merged_offline``: every shard exactly once, the merged sample count equal to the eval
-set's, so a gate never passes on part of the data. A worker that dies (OOM, node lost, killed) is
+explicitly, and runs the shards it is given with the shard computer it is handed (the offline loop's
+``stages.shards.ShardComputer``, the code behind ``--shard I/N``; this module knows no stage), so a Ray
+run and a hand-sharded run give the same partials. The caller merges them as ``promote merge`` does:
+every shard exactly once, the merged sample count equal to the eval set's, so a gate never passes on
+part of the data. A worker that dies (OOM, node lost, killed) is
 restarted and its task retried (``max_restarts`` / ``max_task_retries``); a failed attempt's output is
 never consumed, so nothing double-counts. Ray is imported only here, only when asked for.
 """
@@ -13,14 +14,11 @@ never consumed, so nothing double-counts. Ray is imported only here, only when a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
-from promote.contract.model import load_contract
 from promote.errors import EvaluationError, PromoteError, UsageError
-from promote.scale.compute import compute_partial, offline_stages
-from promote.scale.merge import merged_offline
 from promote.scale.partial import Partial
-from promote.stages.context import StageContext
 
 RETRIES = 3  # restarts of a dead actor, and retries of the shard it was running
 
@@ -34,28 +32,23 @@ def import_ray() -> Any:
 
 
 class ShardWorker:
-    """A Ray actor's body: the contract loaded and both kernels opened in this process, once."""
+    """A Ray actor's body: ``compute(index, count) -> partial bytes``, built once per actor process."""
 
-    def __init__(self, contract_path: str, env: dict[str, str], stages: list[str], threads: int) -> None:
+    def __init__(self, compute: Callable[[int, int], bytes], threads: int) -> None:
         import numba
         import torch
 
         # Explicit: each actor uses the CPUs it reserved (num_cpus), not every core of the node.
         torch.set_num_threads(threads)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # the fused metric kernels
-        self.setup = (contract_path, env, stages)
-        self.ctx: StageContext | None = None
+        self.compute = compute
 
     def pid(self) -> int:
         return os.getpid()
 
     def run(self, index: int, count: int) -> bytes:
-        """Shard ``index`` of ``count`` as partial bytes; kernels built on the first shard."""
-        if self.ctx is None:
-            path, env, stages = self.setup
-            contract, _ = load_contract(path, env={**os.environ, **env})
-            self.ctx = StageContext(contract, frozenset(stages))
-        return compute_partial(self.ctx, index, count).to_bytes()
+        """Shard ``index`` of ``count`` as partial bytes (the computer opens its kernels on the first)."""
+        return self.compute(index, count)
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -63,12 +56,10 @@ def _cause(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
-def ray_offline(ctx: StageContext, stages: set[str], *, address: str | None = None, workers: int = 2,
-                shards: int | None = None, threads: int = 1) -> dict[str, Any]:
-    """Run the offline stages ``stages`` as ``shards`` (default ``workers``) shards on ``workers`` actors."""
-    contract = ctx.contract
-    chosen = offline_stages(contract, stages)
-    ctx.evalset  # noqa: B018 - a bad data file is a usage error here, before any actor starts
+def run_shards(compute: Callable[[int, int], bytes], *, address: str | None = None, workers: int = 2,
+               shards: int | None = None, threads: int = 1) -> list[tuple[str, Partial]]:
+    """``shards`` (default ``workers``) shards computed by ``compute`` on ``workers`` actors, as
+    ``(where, partial)`` pairs (in completion order: merging is order-independent)."""
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
@@ -81,8 +72,7 @@ def ray_offline(ctx: StageContext, stages: set[str], *, address: str | None = No
     count = shards or workers
     actor_class = ray.remote(ShardWorker).options(num_cpus=threads, max_restarts=RETRIES,
                                                   max_task_retries=RETRIES)
-    actors = [actor_class.remote(str(contract.path.resolve()), contract.variables, chosen, threads)
-              for _ in range(workers)]
+    actors = [actor_class.remote(compute, threads) for _ in range(workers)]
     partials: list[tuple[str, Partial]] = []
     try:
         pending = {actors[i % workers].run.remote(i, count): i for i in range(count)}
@@ -104,4 +94,4 @@ def ray_offline(ctx: StageContext, stages: set[str], *, address: str | None = No
             ray.kill(actor)
         if started:
             ray.shutdown()
-    return merged_offline(ctx, partials)
+    return partials

@@ -84,8 +84,8 @@ class StageContext:
 
     def blanket(self, stage: str, status: str, message: str) -> StageResult:
         """A stage whose every clause gets one status (skipped, or error when it cannot run)."""
-        from promote.sections import STAGE_SECTIONS
+        from promote.sections import section_of
 
         clauses = [ClauseResult(id=cid, stage=stage, status=status, message=message, line=line)
-                   for cid, line in self.contract.clause_lines(STAGE_SECTIONS[stage])]
+                   for cid, line in self.contract.clause_lines(section_of(stage))]
         return StageResult(name=stage, status=status if clauses else "skipped", clauses=clauses, notes=[message])

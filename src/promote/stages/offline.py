@@ -1,72 +1,125 @@
-"""The offline pass: numerics and slices computed from one run of both kernels (DESIGN.md §6).
+"""The one offline loop: consumers of every wanted offline stage → one kernel pass → states keyed by
+stage → (serialise / merge) → judge (DESIGN of issue 21; ``stages/api.py``).
 
-The first offline stage to run triggers the pass; it prepares the consumers of every wanted offline
-stage (numerics summaries and noise floor, the slice collector), runs the engine once, and caches a
-result per stage. Bad slice/task input is a usage error raised before any kernel runs; a kernel that
+The first offline stage to run triggers the pass and caches a result per stage. The same loop serves
+one process (``local``), one shard (``stages/shards.compute_partial``: the states leave as bytes),
+and the fold of shards (``stages/shards.from_partials``: ``promote merge`` and ``--engine ray``), so
+the noise-floor cache, `data.task: tensor` and every stage's extras behave alike in all three. Bad
+input is a usage error raised before any kernel runs (consumers are built first); a kernel that
 crashes makes every wanted offline stage an ``error`` (exit 3), never a silent gap.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from promote import console
+from promote.data import Sample
+from promote.engine.passes import TIE_MARGIN, Floor, kernel_pass, tensor_pass
 from promote.errors import EvaluationError
 from promote.redact import redact_message
 from promote.results import StageResult
+from promote.sections import by_name, decls
+from promote.stages.api import OfflineStage, PassRecord
 from promote.stages.context import StageContext
 
-OFFLINE = ("numerics", "slices")
+Thunk = Callable[[], StageResult]
 
 
 def offline_result(ctx: StageContext, stage: str) -> StageResult:
     """The result of offline stage ``stage``, running the shared pass on first use."""
     if "offline" not in ctx.cache:
-        engine = ctx.offline_engine or _run  # merged shards (promote merge, --engine ray) or this process
-        ctx.cache["offline"] = engine(ctx, {s for s in OFFLINE if s in ctx.wanted})
+        engine = ctx.offline_engine or local  # merged shards (promote merge, --engine ray) or this process
+        ctx.cache["offline"] = engine(ctx, set(wanted_offline(ctx.wanted)))
     return ctx.cache["offline"][stage]()
 
 
-def _run(ctx: StageContext, wanted: set[str]) -> dict:
-    contract, evalset = ctx.contract, ctx.evalset
-    tensor_task = contract.data.task == "tensor"
-    collector = None
-    if "slices" in wanted and not tensor_task:
-        from promote.stages.slices import prepare
+def wanted_offline(wanted: Sequence[str] | set[str] | frozenset[str]) -> list[str]:
+    """The offline stages among ``wanted``, in run order."""
+    return [d.name for d in decls() if d.offline and d.evaluated and d.name in wanted]
 
-        collector = prepare(contract, evalset)
-    out: dict = {}
+
+def implementation(name: str) -> OfflineStage:
+    return by_name(name).implementation()
+
+
+def state_of(consumer: Any) -> Any:
+    """The mergeable state behind a consumer (a ``Floor`` feeds its own consumer)."""
+    return consumer.consumer if isinstance(consumer, Floor) else consumer
+
+
+def build_consumers(ctx: StageContext, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Fresh consumers of each stage, keyed stage → its own key (usage errors before any kernel)."""
+    return {name: implementation(name).consumers(ctx) for name in names}
+
+
+@dataclass
+class PassOutcome:
+    """One pass (a whole run or a shard): each stage's consumers, and the facts for its judge."""
+
+    consumers: dict[str, dict[str, Any]]
+    records: dict[str, PassRecord]
+
+
+def run_pass(ctx: StageContext, names: Sequence[str], consumers: dict[str, dict[str, Any]], *,
+             samples: Sequence[Sample] | None = None, first: bool = True) -> PassOutcome:
+    """Open the kernels, let each stage preload, feed every consumer in one pass over ``samples``
+    (default: the eval set), and collect each stage's extras. EvaluationError when a kernel fails."""
+    reference, candidate = ctx.kernels()
+    kernels = {"reference": reference, "candidate": candidate}
+    before = {role: k.seconds for role, k in kernels.items()}  # kernels kept open across runs or shards
+    loaded = {n: implementation(n).preload(ctx, consumers[n], kernels, first) for n in names}
+    fed = [c for n in names for key, c in consumers[n].items() if key not in loaded[n]]
     start = time.perf_counter()
+    if fed and ctx.contract.data.task == "tensor":  # non-LM outputs compared by key path
+        tensor_pass(ctx.evalset, reference, candidate, lambda b, r, c: [x.update(b.ids, r, c) for x in fed],
+                    progress=ctx.progress, samples=samples)
+    elif fed:
+        margins = [m for m in (implementation(n).tie_margin(ctx) for n in names) if m is not None]
+        kernel_pass(ctx.evalset, reference, candidate, [c for c in fed if not isinstance(c, Floor)],
+                    floors=[c for c in fed if isinstance(c, Floor)], tie_margin=margins[0] if margins else TIE_MARGIN,
+                    progress=ctx.progress, samples=samples)
+    seconds = time.perf_counter() - start
+    spent = {role: k.seconds - before[role] for role, k in kernels.items()}
+    records = {}
+    for index, name in enumerate(names):
+        extras = implementation(name).extras(ctx, consumers[name], kernels, first)
+        records[name] = PassRecord(seconds=seconds if index == 0 else 0.0, kernel_seconds=dict(spent),
+                                   notes=[*reference.notes, *candidate.notes], extras=extras,
+                                   loaded=tuple(loaded[name]))
+    return PassOutcome(consumers, records)
+
+
+def judged(ctx: StageContext, outcome: PassOutcome) -> dict[str, Thunk]:
+    """Each stage's judge over its states (called when the stage's turn in the run comes)."""
+    def thunk(name: str) -> Thunk:
+        states = {key: state_of(c) for key, c in outcome.consumers[name].items()}
+        return lambda: implementation(name).judge(ctx, states, outcome.records[name])
+
+    return {name: thunk(name) for name in outcome.consumers}
+
+
+def errors(ctx: StageContext, names: Sequence[str], message: str) -> dict[str, Thunk]:
+    """Every offline stage ``error`` with ``message`` (already redacted)."""
+    return {name: (lambda name=name: ctx.blanket(name, "error", message)) for name in names}
+
+
+def local(ctx: StageContext, wanted: set[str]) -> dict[str, Thunk]:
+    """The offline stages of this process: one pass over the whole eval set."""
+    names = [n for n in wanted_offline(wanted)]
+    consumers = build_consumers(ctx, names)
     try:
-        reference, candidate = ctx.kernels()
-        if tensor_task:  # non-LM outputs compared by key path (stages/tensors.py)
-            from promote.stages.tensors import run_tensors
-
-            if "numerics" in wanted:
-                numerics = run_tensors(contract.numerical, evalset, reference, candidate, progress=ctx.progress)
-                out["numerics"] = lambda: numerics
-        elif "numerics" in wanted:
-            from promote.stages.numerics import run_numerics
-
-            result = run_numerics(contract.numerical, evalset, reference, candidate,
-                                  consumers=[collector] if collector is not None else [], progress=ctx.progress)
-            out["numerics"] = lambda: result
-        elif collector is not None:
-            from promote.engine.passes import kernel_pass
-
-            tie_margin = contract.numerical.tie_margin if contract.numerical else 1e-3
-            kernel_pass(evalset, reference, candidate, [collector], tie_margin=tie_margin, progress=ctx.progress)
+        outcome = run_pass(ctx, names, consumers)
     except EvaluationError as exc:
         message = redact_message(exc.format_message())  # the report quotes it too: mask before both
         console.message(f"promote: error: {message}")
-        return {stage: (lambda stage=stage: ctx.blanket(stage, "error", message)) for stage in wanted}
-    seconds = time.perf_counter() - start
-    if collector is not None:
-        from promote.stages.slices import run_slices
+        return errors(ctx, names, message)
+    return judged(ctx, outcome)
 
-        kernel_s = 0.0 if "numerics" in wanted else seconds
-        out["slices"] = lambda: run_slices(contract, collector, duration_s=kernel_s)
-    elif "slices" in wanted:
-        out["slices"] = lambda: ctx.blanket("slices", "error", "the statistical slice stage supports "
-                                            "`data.task: causal-lm` only in this version")
-    return out
+
+def merge_states(into: Mapping[str, Any], other: Mapping[str, Any]) -> None:
+    for key, consumer in into.items():
+        state_of(consumer).merge(state_of(other[key]))

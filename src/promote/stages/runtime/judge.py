@@ -31,7 +31,7 @@ from scipy import stats as sps
 from promote.judgement import judge
 from promote.metrics.stats import sequence_bootstrap
 from promote.results import Bound, ClauseResult
-from promote.stages.runtime_measure import KernelRuntime
+from promote.stages.runtime.measure import KernelRuntime
 
 _Q = {"p50": 50, "p90": 90, "p99": 99, "max": 100, "min": 0}
 

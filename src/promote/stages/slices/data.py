@@ -22,7 +22,7 @@ from promote.engine.scoring import ScoredBatch
 from promote.errors import UsageError
 from promote.metrics.distribution import METRIC_NAMES
 from promote.metrics.rl import TOKEN_METRICS as RL_TOKEN_METRICS
-from promote.stages.slice_keys import KeyInputs, is_position_key, reference_entropy, token_counts, top2_margin
+from promote.stages.slices.keys import KeyInputs, is_position_key, reference_entropy, token_counts, top2_margin
 from promote.state import Field, Mergeable, StateError
 
 _NEEDS_FIELD = {"exact_match": "`target` (list of token ids ending input_ids) or `label` (the last token id)",

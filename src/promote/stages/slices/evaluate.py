@@ -20,7 +20,7 @@ from promote.judgement import Verdict
 from promote.metrics import stats
 from promote.metrics.summary import QUANTILE_STATS
 from promote.results import finite_or_none
-from promote.stages.slice_data import PositionTable, TaskItems
+from promote.stages.slices.data import PositionTable, TaskItems
 
 # Below this many discordant items a bootstrap of a flip difference is lumpy (and collapses to a
 # point at zero flips), so the Bonett–Price interval is used instead (docs/statistics.md).

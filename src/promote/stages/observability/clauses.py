@@ -12,7 +12,7 @@ from promote.contract.observability_spec import ObservabilityClause
 from promote.contract.promql import format_duration
 from promote.observability.series import Series
 from promote.results import Bound, ClauseResult, format_value
-from promote.stages.observability_source import (
+from promote.stages.observability.source import (
     Source,
     _labels_slice,
     _result,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from promote import judgement
-from promote.contract.model import NumericalClause, NumericalSpec, TensorOptions
+from promote.contract.numerical import NumericalClause, NumericalSpec, TensorOptions
 from promote.data import EvalSet
 from promote.engine.passes import tensor_pass
 from promote.kernels.base import Kernel
@@ -34,7 +34,7 @@ from promote.metrics.tensor import (
     vacuous_reason,
 )
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, format_value, json_safe, worst_status
-from promote.stages.tensor_accumulate import OutputAccumulator, TensorAccumulator, rel_key
+from promote.stages.numerics.tensor_accumulate import OutputAccumulator, TensorAccumulator, rel_key
 from promote.vocabulary import TENSOR_LEVEL_METRICS
 
 STAGE = "numerics"
@@ -142,21 +142,28 @@ def judge(clause: NumericalClause, acc: TensorAccumulator) -> list[ClauseResult]
     return [judge_output(clause, acc.outputs[p], acc.keys) for p in selected]
 
 
-def run_tensors(
-    spec: NumericalSpec,
-    evalset: EvalSet,
-    reference: Kernel,
-    candidate: Kernel,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-) -> StageResult:
-    """Run both kernels over a `task: tensor` eval set and judge every numerical clause per output."""
-    start = time.perf_counter()
+def tensor_consumer(spec: NumericalSpec) -> TensorAccumulator:
+    """The pass's consumer for a `task: tensor` eval set (``rel`` floors from the clauses)."""
     floors = [c.tensor.rel_floor for c in spec.clauses if c.metric == "rel" and c.tensor and c.tensor.rel_floor
               is not None]
-    acc = TensorAccumulator(floors)
+    return TensorAccumulator(floors)
+
+
+def run_tensors(spec: NumericalSpec, evalset: EvalSet, reference: Kernel, candidate: Kernel, *,
+                progress: Callable[[int, int], None] | None = None) -> StageResult:
+    """Run both kernels over a `task: tensor` eval set and judge every numerical clause per output."""
+    start = time.perf_counter()
+    acc = tensor_consumer(spec)
     tensor_pass(evalset, reference, candidate, lambda batch, ref, cand: acc.update(batch.ids, ref, cand),
                 progress=progress)
+    return tensor_result(spec, acc, time.perf_counter() - start,
+                         {"reference": reference.seconds, "candidate": candidate.seconds})
+
+
+def tensor_result(spec: NumericalSpec, acc: TensorAccumulator, duration_s: float,
+                  kernel_seconds: dict[str, float]) -> StageResult:
+    """Judge every numerical clause per output on the accumulated (possibly merged) state."""
+    start = time.perf_counter()
     clauses = [result for clause in spec.clauses for result in judge(clause, acc)]
     notes = []
     only = {side: [k for k in acc.keys[side] if k not in acc.keys[other]]
@@ -169,7 +176,7 @@ def run_tensors(
         "samples": acc.samples,
         "outputs": {path: out.to_dict() for path, out in acc.outputs.items()},
         "keys": {side: list(keys) for side, keys in acc.keys.items()},
-        "kernel_seconds": {"reference": round(reference.seconds, 6), "candidate": round(candidate.seconds, 6)},
+        "kernel_seconds": {role: round(seconds, 6) for role, seconds in kernel_seconds.items()},
     })
     return StageResult(name=STAGE, status=worst_status([c.status for c in clauses]), clauses=clauses,
-                       duration_s=time.perf_counter() - start, notes=notes, details=details)
+                       duration_s=duration_s + time.perf_counter() - start, notes=notes, details=details)

@@ -25,9 +25,9 @@ from promote.data import EvalSet
 from promote.errors import UsageError
 from promote.metrics import stats
 from promote.results import Bound, ClauseResult, StageResult, bounds_text, finite_or_none, format_value, worst_status
-from promote.stages.slice_data import SliceCollector, check_task_fields, clause_needs, task_items
-from promote.stages.slice_eval import Item, at_level, bounds_of, divergence_item, slice_summary, task_item
-from promote.stages.slice_keys import Family, derive, is_position_key
+from promote.stages.slices.data import SliceCollector, check_task_fields, clause_needs, task_items
+from promote.stages.slices.evaluate import Item, at_level, bounds_of, divergence_item, slice_summary, task_item
+from promote.stages.slices.keys import Family, derive, is_position_key
 
 STAGE = "slices"
 _SAMPLE_LEVEL_TASKS = ("exact_match", "reward", "score")

@@ -21,8 +21,8 @@ from promote.errors import EvaluationError, UsageError
 from promote.observability.prometheus import PrometheusQueryError
 from promote.results import ClauseResult, StageResult, worst_status
 from promote.stages.context import StageContext
-from promote.stages.observability_clauses import evaluate
-from promote.stages.observability_source import STAGE, ContractQueryError, Source, _result
+from promote.stages.observability.clauses import evaluate
+from promote.stages.observability.source import STAGE, ContractQueryError, Source, _result
 
 
 def run_observability(ctx: StageContext) -> StageResult:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from promote.contract.model import NoiseFloorSpec
+from promote.contract.numerical import NoiseFloorSpec
 from promote.engine.accumulate import NumericsAccumulator
 from promote.engine.passes import Floor
 from promote.metrics.summary import STAT_NAMES
@@ -37,6 +37,13 @@ class NoiseFloor:
         self.accumulators = {floor_name(k, kind): NumericsAccumulator(FLOOR_METRICS)
                              for k in spec.kernels for kind in spec.perturb}
         self.cached = False  # True when the summaries came from the floor cache (no extra pass ran)
+
+    @classmethod
+    def of(cls, spec: NoiseFloorSpec, accumulators: dict[str, NumericsAccumulator]) -> NoiseFloor:
+        """A floor over existing accumulators (the states of a pass, or of merged shards)."""
+        floor = cls.__new__(cls)
+        floor.spec, floor.accumulators, floor.cached = spec, dict(accumulators), False
+        return floor
 
     def floors(self) -> list[Floor]:
         """The comparisons the engine runs: one per kernel and perturbation, each feeding its accumulator."""

@@ -17,8 +17,8 @@ from promote.kernels import build_kernel
 from promote.redact import redact_message
 from promote.results import StageResult, worst_status
 from promote.stages.context import StageContext
-from promote.stages.runtime_judge import judge_clause
-from promote.stages.runtime_measure import measure
+from promote.stages.runtime.judge import judge_clause
+from promote.stages.runtime.measure import measure
 
 
 def run_runtime(ctx: StageContext) -> StageResult:

@@ -9,18 +9,14 @@ both sides — are ``vacuous``; a NaN statistic fails its clause.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from promote import judgement
 from promote.bounds import float_resolution, implications
-from promote.contract.model import NumericalClause, NumericalSpec
-from promote.data import EvalSet
+from promote.contract.numerical import NumericalClause, NumericalSpec
 from promote.engine.accumulate import NumericsAccumulator
-from promote.engine.passes import Consumer, kernel_pass
 from promote.engine.profile import POSITION_EDGES, merged, profile_schema
-from promote.kernels.base import Kernel
 from promote.metrics.rl import ESS_PARTS, ess
 from promote.metrics.summary import MetricSummary
 from promote.metrics.topk import BOUNDED_METRICS
@@ -34,8 +30,7 @@ from promote.results import (
     format_value,
     worst_status,
 )
-from promote.stages.localize import localize
-from promote.stages.noise_floor import NoiseFloor
+from promote.stages.numerics.noise_floor import NoiseFloor
 from promote.vocabulary import PARAMETERIZED_METRICS, RL_METRICS, parameterized_key
 
 STAGE = "numerics"
@@ -234,42 +229,6 @@ def summary_keys(clauses: Sequence[NumericalClause]) -> tuple[str, ...]:
     return tuple(sorted(keys))
 
 
-def run_numerics(
-    spec: NumericalSpec,
-    evalset: EvalSet,
-    reference: Kernel,
-    candidate: Kernel,
-    *,
-    consumers: Sequence[Consumer] = (),
-    progress: Callable[[int, int], None] | None = None,
-) -> StageResult:
-    """Run both kernels over the eval set (one engine pass) and judge every numerical clause.
-
-    ``consumers`` (e.g. the slice stage's collector) receive the same scored batches.
-    """
-    start = time.perf_counter()
-    acc, floor = prepare(spec)
-    key = None
-    if floor:  # a floor measured before for these kernels and this eval set is reused (floor_cache.py)
-        from promote.stages import floor_cache
-
-        key = floor_cache.floor_key(floor, {"reference": reference, "candidate": candidate}, evalset)
-        floor_cache.load(floor, key)
-    kernel_pass(evalset, reference, candidate, [acc, *consumers], tie_margin=spec.tie_margin,
-                floors=floor.floors() if floor and not floor.cached else (), progress=progress)
-    if floor and key and not floor.cached:
-        floor_cache.store(floor, key)
-    result = stage_result(spec, acc, reference, candidate, time.perf_counter() - start, floor=floor)
-    if spec.localize:
-        found = localize(evalset, reference, candidate, factor=spec.localize.factor,
-                         max_samples=spec.localize.max_samples,
-                         batch_size=min(reference.spec.batch_size, candidate.spec.batch_size))
-        result.details["localize"] = found
-        result.notes.append(localize_note(found))
-        result.duration_s = time.perf_counter() - start
-    return result
-
-
 def localize_note(found: dict[str, Any]) -> str:
     first = found["first_divergent"]
     if first is None:
@@ -281,26 +240,23 @@ def localize_note(found: dict[str, Any]) -> str:
             f"{found['samples']} samples)")
 
 
-def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, reference: Kernel | None, candidate: Kernel | None,
-                 duration_s: float, *, floor: NoiseFloor | None = None) -> StageResult:
-    """Judge the clauses on accumulated summaries (one pass, or merged shards) and describe the run.
-
-    ``reference``/``candidate`` give kernel timings and notes; None when the state came from shards.
-    """
+def stage_result(spec: NumericalSpec, acc: NumericsAccumulator, duration_s: float, *,
+                 floor: NoiseFloor | None = None, kernel_seconds: dict[str, float] | None = None,
+                 notes: Sequence[str] = ()) -> StageResult:
+    """Judge the clauses on accumulated summaries (one pass, or merged shards) and describe the run;
+    ``kernel_seconds`` and ``notes`` are the kernels' (``stages.api.PassRecord``)."""
     clauses = [judge(c, acc, floor) for c in spec.clauses]
     details = {
         "samples": acc.samples,
         "positions": acc.positions,
         "tie_margin": spec.tie_margin,
-        "kernel_seconds": {role: round(k.seconds, 6) for role, k in (("reference", reference),
-                                                                        ("candidate", candidate)) if k is not None},
+        "kernel_seconds": {role: round(seconds, 6) for role, seconds in (kernel_seconds or {}).items()},
         "metrics": {m: s.to_dict() for m, s in acc.summaries.items()},
     }
     details["bounds"] = implied_by(acc, spec.implications)
     if spec.implications:
         details["implications"] = dict(spec.implications)
-    notes = [*(reference.notes if reference else []), *(candidate.notes if candidate else []),
-             *(floor.notes() if floor else [])]
+    notes = [*notes, *(floor.notes() if floor else [])]
     if acc.bounded:
         notes.append(bounded_note())
     if floor:

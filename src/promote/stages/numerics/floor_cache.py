@@ -15,13 +15,14 @@ import base64
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from promote.atomic import write_text_atomic
+from promote.contract.numerical import NoiseFloorSpec
 from promote.data import EvalSet
-from promote.kernels.base import Kernel
-from promote.stages.noise_floor import NoiseFloor
+from promote.stages.numerics.noise_floor import NoiseFloor
 
 _MEMORY: dict[str, dict[str, bytes]] = {}
 
@@ -48,16 +49,18 @@ def _spec_facts(spec: Any) -> dict[str, Any]:
     return {"spec": json.loads(json.dumps(raw, default=str, sort_keys=True)), "files": files}
 
 
-def floor_key(floor: NoiseFloor, kernels: dict[str, Kernel], evalset: EvalSet) -> str:
-    """sha256 of everything a floor depends on (module docstring)."""
+def floor_key(spec: NoiseFloorSpec, kernels: Mapping[str, Any], fingerprints: Mapping[str, Any],
+              evalset: EvalSet) -> str:
+    """sha256 of everything a floor depends on (module docstring): ``kernels`` are the roles' kernel
+    specs, ``fingerprints`` their fingerprints (from the open kernels, or a shard's partial)."""
     data = hashlib.sha256()
     for sample in evalset.samples:
         data.update(f"{sample.id}\0{','.join(map(str, sample.input_ids))}\n".encode())
-    facts = {"perturb": list(floor.spec.perturb), "odd_batch_size": floor.spec.odd_batch_size,
+    facts = {"perturb": list(spec.perturb), "odd_batch_size": spec.odd_batch_size,
              "data": data.hexdigest(),
-             "kernels": {role: {**_spec_facts(kernels[role].spec), "fingerprint": kernels[role].fingerprint(),
-                                "batch_size": kernels[role].spec.batch_size}
-                         for role in floor.spec.kernels}}
+             "kernels": {role: {**_spec_facts(kernels[role]), "fingerprint": fingerprints[role],
+                                "batch_size": kernels[role].batch_size}
+                         for role in spec.kernels}}
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
