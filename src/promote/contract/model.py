@@ -180,14 +180,37 @@ def _stage_problems(doc: LoadedDocument, present: list[str], problems: list[Prob
                                         key=True, severity="warning"))
 
 
+@dataclass(frozen=True)
+class UnimplementedClause:
+    id: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class UnimplementedSection:
+    """A declared stage this version does not implement: only its clauses' ids and lines (they report
+    ``error``), and the section as written."""
+
+    clauses: tuple[UnimplementedClause, ...]
+    raw: Any
+
+
+def _unimplemented(doc: LoadedDocument, section: str, raw: Any) -> UnimplementedSection:
+    clauses = (raw or {}).get("clauses", []) if isinstance(raw, dict) else []
+    return UnimplementedSection(tuple(UnimplementedClause(c.get("id", f"{section}[{i}]"),
+                                                          doc.locate((section, "clauses", i))[0])
+                                      for i, c in enumerate(clauses)), raw)
+
+
 def _sections(doc: LoadedDocument, parts: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
     """Each present stage section typed by its stage's own parser (``stages.api.Stage.parse``)."""
     out: dict[str, Any] = {}
     for decl in decls():
         if decl.section in doc.data:
             stage = decl.implementation()
-            out[decl.section] = (stage.parse(doc, doc.data[decl.section], problems, parts) if stage is not None
-                                 else doc.data[decl.section])
+            raw = doc.data[decl.section]
+            out[decl.section] = stage.parse(doc, raw, problems, parts) if stage is not None else \
+                _unimplemented(doc, decl.section, raw)
     return out
 
 
