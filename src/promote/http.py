@@ -37,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import parse_header_links
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from promote.redact import register_secret
@@ -149,7 +150,9 @@ class _Watch:
 
     def kill(self) -> None:
         for conn in list(self.conns):
-            sock = getattr(conn, "sock", None)
+            # http.client drops `sock` once an answer is delimited by the connection's close; the
+            # response still reads from it, so the socket connect() made is kept beside it
+            sock = getattr(conn, "sock", None) or getattr(conn, "watched_sock", None)
             if sock is not None:
                 with contextlib.suppress(OSError):  # the plain socket's shutdown wakes a blocked read, TLS or not
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -199,18 +202,37 @@ _current = threading.local()
 def _register(conn: Any) -> Any:
     watch = getattr(_current, "watch", None)
     if watch is not None:
-        watch.conns.append(conn)
+        if conn not in watch.conns:
+            watch.conns.append(conn)
         if watch.expired:
             watch.kill()
     return conn
 
 
+class _Conn(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.watched_sock = self.sock
+        _register(self)
+
+
+class _TLSConn(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.watched_sock = self.sock
+        _register(self)
+
+
 class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Conn
+
     def _get_conn(self, timeout: float | None = None) -> Any:
         return _register(super()._get_conn(timeout))
 
 
 class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConn
+
     def _get_conn(self, timeout: float | None = None) -> Any:
         return _register(super()._get_conn(timeout))
 
@@ -263,17 +285,21 @@ class Transport:
         watch = _Watch(time.monotonic() + deadline_s)
         _current.watch = watch
         _WATCHDOG.add(watch)
+        late = HttpError("timeout", f"{url}: no complete answer within {deadline_s:g} s (the total deadline of a "
+                                    "request: connect, headers and body)", url)
         try:
-            return self._follow(method, url, body, dict(headers or {}), watch,
-                                self.max_body if max_body is None else max_body, stop)
+            reply = self._follow(method, url, body, dict(headers or {}), watch,
+                                 self.max_body if max_body is None else max_body, stop)
         except HttpError as exc:
             if watch.expired and exc.kind != "too_large":
-                raise HttpError("timeout", f"{url}: no complete answer within {deadline_s:g} s (the total "
-                                           "deadline of a request: connect, headers and body)", url) from None
+                raise late from None
             raise
         finally:
             watch.done = True
             _current.watch = None
+        if watch.expired:  # a body delimited by the connection's close ends "normally" when it is shut
+            raise late
+        return reply
 
     def _follow(self, method: str, url: str, body: bytes | None, headers: dict[str, str], watch: _Watch,
                 max_body: int, stop: Callable[[bytes], bool] | None) -> Reply:
@@ -321,7 +347,7 @@ def _read(response: Any, url: str, max_body: int, stop: Callable[[bytes], bool] 
     parts: list[bytes] = []
     total = 0
     try:
-        for chunk in response.raw.stream(CHUNK, decode_content=True):
+        while chunk := response.raw.read1(CHUNK, decode_content=True):  # what has come, inflated ≤ CHUNK a time
             total += len(chunk)
             if total > max_body:
                 raise HttpError("too_large", _too_large(url, max_body), url)
