@@ -6,6 +6,7 @@ live Prometheus or a snapshot file; everything here is the judgement.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Any
 
 from promote.contract.observability_spec import ObservabilityClause
@@ -88,13 +89,22 @@ def _age(clause: ObservabilityClause, source: Source, s: Series, evidence: dict[
     ahead = when - source.at
     if not math.isfinite(when) or ahead > MAX_CLOCK_SKEW_S:
         status = clause.severity
-        return _result(clause, status, f"the newest sample of {name} is dated {format_value(when)} (unix s), "
-                       f"{format_value(ahead)} s after the evaluation time {format_value(source.at)}: a clock "
+        return _result(clause, status, f"the newest sample of {name} is dated {_stamp(when)}, "
+                       f"{format_value(ahead)} s after the evaluation time {_stamp(source.at)}: a clock "
                        "that is off, or a timestamp in milliseconds read as seconds; its age cannot be known",
                        stat="age_future", observed=ahead, slice=_labels_slice(s), evidence=facts)
     age = max(0.0, source.at - when)
     return bounded(clause, [Bound("max", clause.max_age_s or 0.0)], age, f"age of the newest sample of {name} "
                    "(seconds)", slice_=_labels_slice(s), stat="age", evidence=facts)
+
+
+def _stamp(when: float) -> str:
+    """A unix time as the user can compare it: the number as given, and UTC when it is a real date."""
+    try:
+        utc = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{when:.3f} (unix s)"
+    return f"{when:.3f} (unix s, {utc})"
 
 
 def _absolute(clause: ObservabilityClause, source: Source) -> list[ClauseResult]:
