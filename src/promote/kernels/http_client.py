@@ -82,7 +82,7 @@ class Client:
         (a 30 % slower canary read as 16 % on a loaded machine)."""
         start = time.perf_counter()
         reply = self._retrying(url, body, max_body, None)
-        return _decode(reply), reply.finished - start
+        return _decode(reply.body, reply.url), reply.finished - start
 
     def first_event_seconds(self, url: str, body: dict[str, Any]) -> float:
         """Seconds from the first send of a *streamed* request (``"stream": true``, server-sent events)
@@ -119,7 +119,8 @@ class Client:
 
     def get(self, url: str) -> Any:
         """GET with the same error mapping and no retries (probes: /health, /version)."""
-        return _decode(self._get(url, MAX_SMALL_BODY))
+        reply = self._get(url, MAX_SMALL_BODY)
+        return _decode(reply.body, reply.url)
 
     def get_bytes(self, url: str, max_body: int = MAX_METRICS_BODY) -> bytes:
         """The raw body of a GET (a Prometheus `/metrics` page), no retries."""
@@ -154,11 +155,11 @@ def _has_event(body: bytes) -> bool:
     return any(line.startswith(b"data:") and line[5:].strip() not in (b"", b"[DONE]") for line in lines)
 
 
-def _decode(reply: Reply) -> Any:
+def _decode(raw: bytes, url: str) -> Any:
     try:
-        return json.loads(reply.body)
+        return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        shown = reply.body[:120].decode("utf-8", "replace")
+        shown = raw[:120].decode("utf-8", "replace")
         raise HttpFailure("malformed_json", f"the answer is not JSON ({exc}); it starts {shown!r}") from None
     except RecursionError:
         raise HttpFailure("malformed_json", "the answer is JSON nested too deeply to read") from None
