@@ -26,11 +26,12 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   `${NAME}`, never as the value: `data file ${DATA_DIR}/eval.jsonl not found`. Schema errors quote
   the raw `${...}` text the same way. When the name looks secret (the one rule is in docs/cli.md
   "Secrets": it contains `TOKEN`, `KEY`, `SECRET`, … in any case), the value is also masked as
-  `***` in reports, the job summary, the PR comment and step outputs, and so is the file or factory part of a `file:factory` value. That holds for
-  such variables even when the contract does not use them (values of 6 characters or more;
-  shorter ones would blank ordinary text). Reports keep other interpolated values (a report must
-  name the candidate it tested), and only a secret-looking name masks the parts of a
-  `file:factory` value: give a variable that holds a secret a secret's name.
+  `***` in reports, the job summary, the PR comment and step outputs, and so is the file or
+  factory part of a `file:factory` value. That holds for such variables even when the contract
+  does not use them (values of 6 characters or more; shorter ones would blank ordinary text).
+  Reports keep other interpolated values (a report must name the candidate it tested), and only a
+  secret-looking name masks the parts of a `file:factory` value: give a variable that holds a
+  secret a secret's name.
 - Clause ids must be unique across the whole contract.
 - Bound-chain consistency: `validate` and `check` warn (on stderr, once per run) about a
   `logit_osc`/`logit_drift` clause too loose to imply a sibling `tv`/`kl`/`abs_log_ratio` clause of

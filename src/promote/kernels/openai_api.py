@@ -187,7 +187,11 @@ def _canonical_length(vocab: int) -> int:
 def _every_id_once(entry: dict[str, Any], keys: np.ndarray, vocab: int) -> bool:
     """The keys are 0..vocab-1, each once, in canonical decimal: distinct and in range, ASCII digits
     only, and no longer together than the canonical spellings (a leading zero, `+` or space would be)."""
-    if keys.min() < 0 or keys.max() >= vocab or np.unique(keys).size != vocab:
+    if keys.min() < 0 or keys.max() >= vocab:
+        return False
+    seen = np.zeros(vocab, dtype=bool)
+    seen[keys] = True
+    if not seen.all():  # vocab keys in range, none missing: each exactly once
         return False
     text = "".join(entry)
     return text.isascii() and text.isdigit() and len(text) == _canonical_length(vocab)
