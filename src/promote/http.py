@@ -47,6 +47,7 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
 CHUNK = 64 * 1024
+POOL_SIZE = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -268,8 +269,10 @@ class Transport:
         self.session = requests.Session()
         self.session.verify = verify
         self.session.headers.update(headers or {})
-        self.session.mount("http://", _Adapter())
-        self.session.mount("https://", _Adapter())
+        # Kept-alive connections for up to POOL_SIZE requests in flight (a runtime level's concurrency):
+        # beyond it urllib3 opens extra ones and logs a warning for each it cannot keep.
+        self.session.mount("http://", _Adapter(pool_maxsize=POOL_SIZE))
+        self.session.mount("https://", _Adapter(pool_maxsize=POOL_SIZE))
 
     def __repr__(self) -> str:  # never the credentials
         return f"Transport(deadline_s={self.deadline_s}, max_body={self.max_body})"

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from promote.http import MAX_RETRY_AFTER_S, RETRY_STATUSES, HttpError, Reply, Transport, retry_after, size_text
+from promote.http import MAX_RETRY_AFTER_S, RETRY_STATUSES, HttpError, Reply, Transport, retry_after
 
 #: The most a GET of a probe (``/version``, ``/health``) may answer.
 MAX_SMALL_BODY = 1 * 2**20
@@ -181,4 +181,4 @@ def _server_message(detail: str) -> str:
     return detail.strip()[:500]
 
 
-__all__ = ["Client", "HttpFailure", "size_text"]
+__all__ = ["Client", "HttpFailure"]
