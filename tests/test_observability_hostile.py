@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from hostile_http import Hostile, json_reply
+from hostile_http import Hostile, json_reply, status
+from prometheus_live import LivePrometheus, ScrapeTarget, wait_for
 
 from promote.cli import cli
 from promote.observability.selectors import histogram_quantile
@@ -135,3 +136,24 @@ def test_snapshot_quantiles_make_buckets_monotonic_as_prometheus_does():
     # le=0.2 dips to 5 → raised to 10: rank 15 interpolates in (0.2, 0.4] from 10, not from 5 (0.333)
     assert histogram_quantile(0.75, [(0.1, 10.0), (0.2, 5.0), (0.4, 20.0), (float("inf"), 20.0)]) == \
         pytest.approx(0.2 + 0.2 * (15 - 10) / (20 - 10))
+
+
+def test_snapshot_and_prometheus_agree_on_buckets_that_are_not_monotonic(tmp_path):
+    """The same non-monotonic buckets, once as a snapshot file and once scraped by a real Prometheus
+    (tests/prometheus_live.py) from the hostile server: the `p99` clause observes the same value."""
+    text = ('# TYPE lat histogram\nlat_bucket{le="0.001"} 200\nlat_bucket{le="1"} 100\nlat_bucket{le="+Inf"} 100\n'
+            "lat_sum 1\nlat_count 100\n")
+    (tmp_path / "m.prom").write_text(text)
+    clause = [{"id": "p99", "metric": "lat", "stat": "p99", "max": 10}]
+    _, from_file = run(write_contract(tmp_path, {"kind": "file", "path": "m.prom"}, clause))
+    with Hostile() as exporter:
+        exporter.route("/metrics", status(200, text.encode(), {"Content-Type": "text/plain; version=0.0.4"}))
+        server = LivePrometheus([], [ScrapeTarget("hist", f"127.0.0.1:{exporter.port}")])
+        try:
+            server.wait_ready()
+            wait_for(lambda: server.query("lat_count"), "a scrape of the hostile exporter")
+            _, from_prometheus = run(write_contract(tmp_path, {"kind": "prometheus", "url": server.url}, clause))
+        finally:
+            server.close()
+    observed = [clauses_of(r)["p99"][0]["observed"] for r in (from_file, from_prometheus)]
+    assert observed[0] == pytest.approx(observed[1], rel=1e-9) and observed[0] == pytest.approx(0.001 * 198 / 200)
