@@ -165,6 +165,16 @@ def test_time_to_first_token_closes_the_stream_at_the_first_event(server):
     assert done and done[0] >= 0
 
 
+def test_a_chunked_event_stream_is_read_up_to_its_first_event(server):
+    """vLLM streams server-sent events in chunked transfer encoding: the first chunk's event is enough."""
+    event = b'data: {"choices": [{"text": "a"}]}\n\n'
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(event) + event + b"\r\n")
+    server.route("/v1/completions", drip(server, head=head, every_s=0.2, byte=b"2\r\n:\n\r\n"))
+    seconds = Client(timeout_s=5, retries=0).first_event_seconds(server.url("/v1/completions"), {"stream": True})
+    assert 0 <= seconds < 5
+
+
 def test_a_stream_without_an_event_is_malformed_not_a_hang(server):
     server.route("/v1/completions", raw(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\ndata: [DONE]"))
     with pytest.raises(HttpFailure, match="no `data:` event") as caught:
