@@ -5,6 +5,7 @@ secret, run through `validate` and `check`, asserting on everything printed and 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -35,10 +36,21 @@ def run(env, *args):
 
 def test_secret_names_follow_the_conventions():
     for name in ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD",
-                 "MY_SECRET", "GH_PAT", "token"):
+                 "MY_SECRET", "GH_PAT", "token", "DB_PASSPHRASE", "GCP_CREDENTIALS"):
         assert redact.is_secret_name(name), name
-    for name in ("PATH", "HOME", "DATA_PATH", "KEYBOARD", "TOKENIZER", "CANDIDATE", "MONKEY"):
+    for name in ("PATH", "HOME", "DATA_PATH", "CANDIDATE", "PATTERN", "PATHS", "SPATIAL"):
         assert not redact.is_secret_name(name), name
+
+
+def test_secret_names_are_the_documented_wide_rule():
+    """Issue 19 item 16: docs/cli.md says names *containing* the words are masked; the code used to need the
+    word between underscores, so these printed in clear."""
+    for name in ("API_KEYS", "SECRETS", "MYTOKEN", "TOKEN2", "HfToken", "KEYBOARD", "TOKENIZER", "apikey"):
+        assert redact.is_secret_name(name), name
+    assert redact.redact("x=abcdef123456", env={"TOKEN2": "abcdef123456"}) == "x=***"
+    cli_doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    for word in redact.SECRET_WORDS:
+        assert f"`{word}`" in cli_doc.split("## Secrets")[1].split("\n## ")[0], word
 
 
 def test_env_secrets_are_masked_and_short_values_left_alone():

@@ -24,15 +24,14 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
 - Values taken from the environment are masked in messages. Every error, warning and `validate`
   problem shows a value that `${NAME}` substituted from the environment (6 characters or more) as
   `${NAME}`, never as the value: `data file ${DATA_DIR}/eval.jsonl not found`. Schema errors quote
-  the raw `${...}` text the same way. When the name looks secret (one of the words `TOKEN`, `KEY`,
-  `SECRET`, `PASSWORD`, `PASSWD`, `PASSPHRASE`, `CREDENTIAL(S)`, `APIKEY`, `PAT` between underscores
-  or at an end: `GITHUB_TOKEN`, `GH_TOKEN`, `HF_TOKEN`, `OPENAI_API_KEY`, `AWS_SECRET_ACCESS_KEY`,
-  `DB_PASSWORD`), the value is also masked as `***` in reports, the job summary, the PR comment
-  and step outputs, and so is the file or factory part of a `file:factory` value. That holds for
-  such variables even when the contract does not use them (values of 6 characters or more;
-  shorter ones would blank ordinary text). Reports keep other interpolated values (a report must
-  name the candidate it tested), and only a secret-looking name masks the parts of a
-  `file:factory` value: give a variable that holds a secret a secret's name.
+  the raw `${...}` text the same way. When the name looks secret (the one rule is in docs/cli.md
+  "Secrets": it contains `TOKEN`, `KEY`, `SECRET`, … in any case), the value is also masked as
+  `***` in reports, the job summary, the PR comment and step outputs, and so is the file or
+  factory part of a `file:factory` value. That holds for such variables even when the contract
+  does not use them (values of 6 characters or more; shorter ones would blank ordinary text).
+  Reports keep other interpolated values (a report must name the candidate it tested), and only a
+  secret-looking name masks the parts of a `file:factory` value: give a variable that holds a
+  secret a secret's name.
 - Clause ids must be unique across the whole contract.
 - Bound-chain consistency: `validate` and `check` warn (on stderr, once per run) about a
   `logit_osc`/`logit_drift` clause too loose to imply a sibling `tv`/`kl`/`abs_log_ratio` clause of

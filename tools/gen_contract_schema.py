@@ -283,8 +283,8 @@ openai_kernel = obj(
     "compared like a local kernel's outputs (docs/runtime.md).",
     {
         "kind": {"const": "openai", "description": "Kernel kind: `openai` scores prompts through a serving API."},
-        "url": string("API base, e.g. `http://127.0.0.1:8000/v1` (`${VLLM_URL}` interpolation works). SGLang "
-                      "and TGI native routes are taken from the same base without `/v1`."),
+        "url": string("API base, e.g. `http://127.0.0.1:8000/v1` (`${VLLM_URL}` interpolation works); http:// or "
+                      "https:// only. SGLang and TGI native routes are taken from the same base without `/v1`."),
         "model": string("Served model name (vLLM `--served-model-name`)."),
         "api": described_enum({
             "vllm": "`/v1/completions` with `prompt_logprobs` (vLLM's extension; default).",
@@ -296,7 +296,8 @@ openai_kernel = obj(
                   "description": "Alternatives per position. `all` (default): the whole vocabulary (vLLM "
                                  "`--max-logprobs -1`), every metric exact. A number K: top-K log-probs plus the "
                                  "actual token's, KL/TV/drift become certified bounds."},
-        "timeout_s": number("Seconds to wait for one answer. Default 60.", exclusiveMinimum=0),
+        "timeout_s": number("Total deadline of one attempt in seconds: connect, headers and the whole body "
+                             "(docs/runtime.md \"HTTP\"). Default 60.", exclusiveMinimum=0),
         "retries": integer("Retries of a request that failed with 429/5xx, a timeout or a refused connection "
                            "(exponential backoff, `Retry-After` honoured). Default 3.", minimum=0, maximum=100),
         "backoff_s": number("First retry delay in seconds, doubled each retry. Default 0.5.", minimum=0),
@@ -763,7 +764,8 @@ observability = stage(
                                 "description": "Several snapshot files."}]},
             "time": {"type": ["string", "number"], "description": "Evaluation time: unix seconds or RFC 3339 "
                      "(`2026-01-02T03:04:05Z`). Default: now. Recorded in the report."},
-            "timeout": duration("HTTP timeout per request (`kind: prometheus`). Default `10s`."),
+            "timeout": duration("Total deadline of each request, connect to last byte (`kind: prometheus`). "
+                                "Default `10s`."),
             "lookback": duration("How far back `require: present` and `max_age` look for a `metric:`'s newest "
                                  "sample on Prometheus. Default `1h`."),
             "tls_verify": {"type": "boolean", "description": "Verify the server's TLS certificate. Default true."},

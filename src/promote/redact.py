@@ -9,9 +9,9 @@ printer, the report renderers, the GitHub outputs, summary and comment) pass it 
 Two masks, because a report and an error message need different things:
 
 * :func:`redact` — for everything (reports, comments, summaries, outputs, messages). Replaces with
-  ``***`` the value of every environment variable whose name looks secret (``GITHUB_TOKEN``,
-  ``GH_TOKEN``, ``*_TOKEN``, ``*_KEY``, ``*_SECRET``, ``*_PASSWORD``, ...) and every value registered
-  with :func:`register_secret` (the GitHub token the client was given). Values shorter than
+  ``***`` the value of every environment variable whose name looks secret (:func:`is_secret_name`:
+  it contains TOKEN, KEY, SECRET, PASSWORD, PASSWD, PASSPHRASE or CREDENTIAL, or the word PAT) and
+  every value registered with :func:`register_secret` (the GitHub token the client was given). Values shorter than
   :data:`MIN_SECRET_CHARS` are left alone: masking a 2-character value would blank every occurrence
   of those characters and make the output unreadable without protecting anything.
 * :func:`redact_message` — for messages (errors, warnings, ``validate`` problems). First replaces
@@ -32,8 +32,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "MIN_INTERPOLATED_CHARS", "MIN_SECRET_CHARS", "is_secret_name", "redact", "redact_data",
-           "redact_message", "register_interpolated", "register_secret", "reset"]
+__all__ = ["MASK", "MIN_INTERPOLATED_CHARS", "MIN_SECRET_CHARS", "SECRET_WORDS", "is_secret_name", "redact",
+           "redact_data", "redact_message", "register_interpolated", "register_secret", "reset"]
 
 MASK = "***"
 #: Shortest secret-like value that is masked (env vars named like secrets, registered tokens).
@@ -41,16 +41,20 @@ MIN_SECRET_CHARS = 6
 #: Shortest interpolated (non-secret-named) value that messages show as its ``${NAME}``.
 MIN_INTERPOLATED_CHARS = 6
 
-_SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|KEY|APIKEY|CREDENTIALS?|PAT)(?:$|_)",
-                          re.IGNORECASE)
+# The one rule (docs/cli.md "Secrets"): a name *containing* one of these words, in any case
+# (`API_KEYS`, `SECRETS`, `MYTOKEN`, `HfToken`), or the word PAT on its own (`GH_PAT`; not `PATH`).
+# Wide on purpose: masking a harmless `KEYBOARD` costs a `***`; missing `TOKEN2` leaks a token.
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL")
+_SECRET_NAME = re.compile(r"(?:" + "|".join(SECRET_WORDS) + r")|(?:^|_)PAT(?:$|_)", re.IGNORECASE)
 
 _secrets: set[str] = set()
 _interpolated: dict[str, str] = {}  # value -> "${NAME}"
 
 
 def is_secret_name(name: str) -> bool:
-    """True for environment variable names that hold secrets by convention (``GITHUB_TOKEN``,
-    ``GH_TOKEN``, ``HF_TOKEN``, ``OPENAI_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``DB_PASSWORD``...)."""
+    """True for environment variable names that may hold secrets: containing one of
+    :data:`SECRET_WORDS` in any case (``GITHUB_TOKEN``, ``OPENAI_API_KEY``, ``API_KEYS``, ``HfToken``),
+    or ``PAT`` as a word (``GH_PAT``)."""
     return bool(_SECRET_NAME.search(name))
 
 

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from promote.contract.fault_specs import FaultSpec, fault_from_dict, parse_inject
 from promote.contract.load import LoadedDocument, Problem
@@ -118,6 +119,12 @@ def display_path(doc: LoadedDocument, value: str) -> str:
         return str(resolved)
 
 
+def _http_url(url: str) -> bool:
+    """http(s) with a host: anything else (``file://``, ``ftp://``) is never fetched (docs/runtime.md)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
     """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
     spec: KernelSpec
@@ -130,6 +137,9 @@ def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: l
             retries=raw.get("retries", 3), backoff_s=float(raw.get("backoff_s", 0.5)),
             concurrency=raw.get("concurrency", 4), api_key_env=raw.get("api_key_env"),
             batch_size=raw.get("batch_size", 16))
+        if not _http_url(spec.url):
+            problems.append(doc.problem((role, "url"), f"`url: {spec.url[:80]}` is not an http:// or https:// URL "
+                                        "with a host; `kind: openai` speaks HTTP only (e.g. http://127.0.0.1:8000/v1)"))
     else:
         spec = _torch_kernel(doc, role, raw, problems)
     if "inject" not in raw:

@@ -53,7 +53,9 @@ class OpenAIKernel(Kernel):
         if spec.top_k == apis.ALL and spec.api == "sglang":
             raise UsageError(f"{self.label}: `top_k: all` needs vLLM (`--max-logprobs -1`); SGLang returns at most "
                              "`top_logprobs_num` alternatives: give `top_k` a number")
-        self.client = Client(timeout_s=spec.timeout_s, retries=spec.retries, backoff_s=spec.backoff_s, api_key=key)
+        self.client = Client(timeout_s=spec.timeout_s, retries=spec.retries, backoff_s=spec.backoff_s, api_key=key,
+                             origin_url=spec.url)
+        self.vocab: int | None = None
         self.endpoint = apis.endpoint(spec.api, spec.url)
         self.values_are = "unknown"
         self._probe()
@@ -81,6 +83,10 @@ class OpenAIKernel(Kernel):
 
     def _fail(self, failure: HttpFailure, what: str) -> Exception:
         spec, where = self.spec, self.endpoint
+        if failure.answered_by and failure.status is not None:
+            return UsageError(f"{self.label}: {where} redirected to {failure.answered_by}, which answered HTTP "
+                              f"{failure.status} ({failure.detail}); the serving API itself was never asked: point "
+                              "`url` at the server that serves it")
         if failure.status == 400 and ("logprob" in failure.detail.lower()):
             asked = "the whole vocabulary (`top_k: all`)" if spec.top_k == apis.ALL else f"`top_k: {spec.top_k}`"
             return UsageError(f"{self.label}: the server refused {asked} at {where} (HTTP 400: {failure.detail}). "
@@ -97,7 +103,8 @@ class OpenAIKernel(Kernel):
         """One prompt scored; ``Scored.seconds`` is its wire time (Client.post_timed), not promote's decoding."""
         body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
         try:
-            answer, seconds = self.client.post_timed(self.endpoint, body)
+            answer, seconds = self.client.post_timed(self.endpoint, body, apis.max_answer_bytes(
+                len(ids), self.spec.top_k, self.vocab))
         except HttpFailure as failure:
             raise self._fail(failure, f"scoring sample `{sample_id}`") from None
         try:
@@ -105,6 +112,11 @@ class OpenAIKernel(Kernel):
         except apis.ShapeError as exc:
             raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint}: {exc}") \
                 from None
+        if scored.dense is not None and self.vocab is not None and scored.dense.shape[1] != self.vocab:
+            raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint} lists "
+                                  f"{scored.dense.shape[1]} token ids per position, the probe listed {self.vocab}: "
+                                  "the server's vocabulary changed during the run (was it restarted with another "
+                                  "model?)")
         scored.seconds = seconds
         return scored
 
