@@ -158,17 +158,22 @@ def judge_clause(clause: Any, cand: KernelRuntime, base: KernelRuntime | None, *
 
 def what_would_decide(n: int, estimate: float, lo: float, hi: float, bound: float) -> str:
     """How many more requests per side would make an interval that straddles ``bound`` exclude it,
-    if the estimate stays where it is: the half-width shrinks like 1/√n, so n·(half-width/distance)²
-    requests narrow it to the distance between estimate and bound. On the bound itself nothing does."""
-    half, distance = (hi - lo) / 2, abs(estimate - bound)
+    if the estimate stays where it is: the interval's arm towards the bound (bootstrap intervals are
+    not symmetric) shrinks like 1/√n, so n·(arm/distance)² requests narrow it to the distance between
+    estimate and bound. New requests move the estimate too, so the hint aims at half that distance:
+    it decides the clause unless the estimate moves more than halfway to the bound. On the bound
+    itself nothing does."""
+    half = (hi - estimate) if bound >= estimate else (estimate - lo)
+    distance = abs(estimate - bound)
     if not (half > 0 and distance > 0 and math.isfinite(half)):
         return (f"the estimate sits on the bound {bound:g}: more requests would not decide it; the bound needs "
                 "room from what the two sides measure")
-    needed = math.ceil(n * (half / distance) ** 2)
-    relative = 100 * distance / abs(estimate) if estimate else float("inf")
-    return (f"≈{max(needed - n, 1)} more requests per side ({needed} in all, e.g. `runtime.repeats` × "
+    target = 0.5 * distance
+    needed = max(math.ceil(n * (half / target) ** 2), n + 1)
+    relative = 100 * target / abs(estimate) if estimate else float("inf")
+    return (f"≈{needed - n} more requests per side ({needed} in all, e.g. `runtime.repeats` × "
             f"{math.ceil(needed / max(n, 1))}) would narrow the interval to ±{relative:.1f} % and decide it, "
-            f"if the estimate stays at {estimate:.3f}")
+            f"unless the estimate ({estimate:.3f}) moves more than halfway to the bound")
 
 
 def _point(result: ClauseResult, value: float | None, bounds: list[Bound], message: str) -> ClauseResult:
