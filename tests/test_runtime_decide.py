@@ -37,10 +37,11 @@ def straddling(rng: np.random.Generator, side: str, bound: float):
 
 @pytest.mark.parametrize("side", ["below", "above"])
 def test_the_suggested_number_of_fresh_requests_decides_unless_the_estimate_moves_halfway(side):
-    """Fresh requests from the same distribution, as many as the hint says: whenever the new estimate
+    """Fresh requests from the same distribution, as many as the hint says. Whenever the new estimate
     stayed within half the distance to the bound (the hint's condition), the clause is decided (pass
-    below the bound, fail above). New requests do move the estimate; that case is not claimed."""
-    bound, kept = 1.15, 0
+    below the bound, fail above) in at least 80 % of trials: the hint scales the interval seen at 32
+    requests, and a bootstrap interval of a median at 32 requests is itself a noisy width."""
+    bound, kept, decided = 1.15, 0, 0
     for seed in range(40):
         rng = np.random.default_rng(seed)
         shift, iv = straddling(rng, side, bound)
@@ -51,8 +52,8 @@ def test_the_suggested_number_of_fresh_requests_decides_unless_the_estimate_move
             continue
         kept += 1
         status = judge([Bound("max", bound)], fresh.estimate, fresh.lo, fresh.hi).status
-        assert status == ("pass" if side == "below" else "fail"), (seed, hint, fresh)
-    assert kept >= 8
+        decided += status == ("pass" if side == "below" else "fail")
+    assert kept >= 8 and decided >= 0.8 * kept, (decided, kept)
 
 
 def test_an_estimate_on_the_bound_cannot_be_decided():

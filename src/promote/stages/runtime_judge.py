@@ -172,7 +172,8 @@ def what_would_decide(n: int, estimate: float, lo: float, hi: float, bound: floa
     needed = max(math.ceil(n * (half / target) ** 2), n + 1)
     relative = 100 * target / abs(estimate) if estimate else float("inf")
     return (f"≈{needed - n} more requests per side ({needed} in all, e.g. `runtime.repeats` × "
-            f"{math.ceil(needed / max(n, 1))}) would narrow the interval to ±{relative:.1f} % and decide it, "
+            f"{math.ceil(needed / max(n, 1))}) would likely narrow the interval to ±{relative:.1f} % and "
+            "decide it, "
             f"unless the estimate ({estimate:.3f}) moves more than halfway to the bound")
 
 
