@@ -189,3 +189,25 @@ def test_amx_refusal_only_where_the_bug_bites(dtype, cpuinfo, lengths):
 def test_host_has_amx_reads_the_flags_line():
     assert launch.host_has_amx(CPUINFO_AMX) and not launch.host_has_amx(CPUINFO_NO_AMX)
     assert not launch.host_has_amx("flags : amx_tilex\n")
+
+
+def test_server_at_a_url_dying_is_reported_with_its_server_log(mini):
+    """A server started apart (as tools/vllm_server.py does) named by `url`, its log by `server_log`."""
+    port = launch.free_port()
+    logs = mini.root / "apart"
+    server = launch.spawn([sys.executable, str(SERVER), str(port), "die-short"], port=port, job="apart", log_dir=logs)
+    try:
+        launch.wait_healthy(server, timeout=30)
+        path = contract(mini, "ok", lengths=[6, 4, 8])
+        doc = yaml.safe_load(path.read_text())
+        doc["candidate"].pop("launch")
+        doc["candidate"].update(url=server.url, server_log=str(server.log))
+        path.write_text(yaml.safe_dump(doc))
+        result = check(path)
+    finally:
+        server.stop(keep_log=False)
+    assert result.exit_code == 3, result.output
+    assert f"at {server.url}/completions" in result.stderr
+    assert "answered 2 requests, then stopped answering" in result.stderr  # the probe and `s0`
+    assert "This prompt has 4 tokens" in result.stderr
+    assert "Illegal instruction (a 4-token prompt)" in result.stderr  # quoted from `server_log`

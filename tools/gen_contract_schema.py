@@ -337,6 +337,10 @@ openai_kernel = obj(
         "batch_size": integer("Samples per step (each is its own request). Default 16.", minimum=1,
                               maximum=BATCH_MAX),
         "launch": launch,
+        "server_log": string("The log file of the server at `url` (tools/vllm_server.py prints it as "
+                             "`PROMOTE_VLLM_LOG`); when the server answered and then stops answering, the "
+                             "message quotes its last lines. Empty: none. A launched server's own log is "
+                             "always quoted."),
     },
     ["kind", "model"],
 )

@@ -122,6 +122,7 @@ class OpenAIKernelSpec:
     batch_size: int = 16
     inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
     launch: LaunchSpec | None = None
+    server_log: Path | None = None  # the log of the server at `url`, quoted when it dies
 
     @property
     def launches(self) -> bool:
@@ -162,7 +163,8 @@ def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: l
             top_k=raw.get("top_k", "all"), timeout_s=float(raw.get("timeout_s", 60.0)),
             retries=raw.get("retries", 3), backoff_s=float(raw.get("backoff_s", 0.5)),
             concurrency=raw.get("concurrency", 4), api_key_env=raw.get("api_key_env"),
-            batch_size=raw.get("batch_size", 16), launch=_launch(doc, role, raw, problems))
+            batch_size=raw.get("batch_size", 16), launch=_launch(doc, role, raw, problems),
+            server_log=resolve_path(doc, raw["server_log"]).resolve() if raw.get("server_log") else None)
     else:
         spec = _torch_kernel(doc, role, raw, problems)
     if "inject" not in raw:

@@ -103,4 +103,8 @@ def died_message(kernel: Any, failure: Exception, what: str, tokens: int | None)
     if server is not None:
         text += (f". The server promote launched {server.describe_death()}; its log is kept at {server.log}, "
                  f"last lines:\n{server.log_tail()}")
+    elif kernel.spec.server_log is not None:
+        tail = launch.tail(kernel.spec.server_log)
+        text += (f". Last lines of its log {kernel.spec.server_log} (`server_log`):\n{tail}" if tail else
+                 f". Its log {kernel.spec.server_log} (`server_log`) cannot be read")
     return text
