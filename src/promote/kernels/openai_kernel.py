@@ -60,8 +60,8 @@ class OpenAIKernel(Kernel):
             self.server = start_server(self.spec, self.role, self.label)
         try:
             self._connect()
-        except BaseException:
-            self._server_failed = True
+        except BaseException as exc:  # the kernel never opened, so close() would not stop the server
+            self._server_failed = self._server_failed or isinstance(exc, Exception)  # a signal is no failure
             self._close_impl()
             raise
 
