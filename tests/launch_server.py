@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VOCAB = 16
 PORT, MODE = int(sys.argv[1]), sys.argv[2]
+ONE_AT_A_TIME = threading.Lock()  # no answer is half-written when the process dies (a clean death)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,13 +43,19 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "no such route"})
 
     def do_POST(self) -> None:  # noqa: N802
+        with ONE_AT_A_TIME:
+            self._post()
+
+    def _post(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["prompt"]
         if MODE == "hang":
             time.sleep(3600)
         if MODE == "die-short" and len(prompt) in (3, 4):
             print(f"Fatal Python error: Illegal instruction (a {len(prompt)}-token prompt)", flush=True)
-            os.kill(os.getpid(), signal.SIGILL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGILL})
+            signal.pthread_kill(threading.get_ident(), signal.SIGILL)  # this thread, now: no answer goes out
+            time.sleep(60)
         uniform = -math.log(VOCAB)
         rows = [None] + [{str(i): {"logprob": uniform, "rank": i + 1} for i in range(VOCAB)} for _ in prompt[1:]]
         self._send(200, {"choices": [{"prompt_logprobs": rows, "prompt_token_ids": prompt}]})

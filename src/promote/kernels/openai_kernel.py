@@ -45,6 +45,7 @@ class OpenAIKernel(Kernel):
     server: launch.Server | None = None
     _answered = 0
     _server_failed = False
+    _pending: dict[str, int] | None = None  # sample id → prompt tokens, sent and not yet answered
 
     @property
     def url(self) -> str:
@@ -141,6 +142,9 @@ class OpenAIKernel(Kernel):
     def _score(self, ids: list[int], sample_id: str) -> apis.Scored:
         """One prompt scored; ``Scored.seconds`` is its wire time (Client.post_timed), not promote's decoding."""
         body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
+        if self._pending is None:
+            self._pending = {}
+        self._pending[sample_id] = len(ids)  # which prompts were in flight if the server dies
         try:
             answer, seconds = self.client.post_timed(self.endpoint, body)
         except HttpFailure as failure:
@@ -152,6 +156,7 @@ class OpenAIKernel(Kernel):
                 from None
         scored.seconds = seconds
         self._answered += 1
+        self._pending.pop(sample_id, None)
         return scored
 
     def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
