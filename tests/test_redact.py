@@ -72,8 +72,9 @@ def test_messages_show_secret_interpolated_values_as_their_reference_and_others_
 
 @pytest.mark.parametrize(("url", "shown"), [
     ("http://alice:s3cret-pw@vllm.internal:8000/v1", "http://***@vllm.internal:8000/v1"),
-    ("https://vllm.internal/v1?api_key=abc123&x=1", "https://vllm.internal/v1?***"),
-    ("http://tok@h:1/v1/completions?k=v", "http://***@h:1/v1/completions?***"),
+    ("https://vllm.internal/v1?api_key=abc123&x=1", "https://vllm.internal/v1?api_key=***&x=1"),
+    ("http://tok@h:1/v1/completions?token=v&per_page=100", "http://***@h:1/v1/completions?token=***&per_page=100"),
+    ("https://b.s3/x?X-Amz-Credential=AK%2F1&X-Amz-Signature=ab12", "https://b.s3/x?X-Amz-Credential=***&X-Amz-Signature=***"),
     ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
 ])
 def test_urls_lose_their_credentials_and_query_in_messages_and_reports(url, shown):

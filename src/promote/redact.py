@@ -18,9 +18,9 @@ Two masks, because a report and an error message need different things:
   every value that ``${NAME}`` interpolation substituted from a *secret-named* variable with its
   reference ``${NAME}`` (so a message says which variable it was), then applies :func:`redact`. A
   non-secret variable's value is shown as it is: ``cannot connect to http://127.0.0.1:8000/v1``
-  helps, ``cannot connect to ${PROMOTE_VLLM_URL}`` does not. What a URL may carry is removed from
-  every URL instead (both masks): the ``user:password@`` part and the query string (``?key=…``)
-  become ``***``.
+  helps, ``cannot connect to ${PROMOTE_VLLM_URL}`` does not. The credentials a URL may carry are
+  masked in every URL instead (both masks): the ``user:password@`` part and the values of query
+  parameters named like credentials (``?api_key=***``, ``token``, ``X-Amz-Signature``).
 
 The registry is process-wide state: promote is a CLI, one contract per process; :func:`reset` is
 for tests.
@@ -102,11 +102,26 @@ _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:(?P<userinfo>[^\s/@
                   r"(?:\?(?P<query>[^\s#`'\")\]]*))?")
 
 
+# Query parameters that carry credentials: secret-like names (as for variables) and signed-URL parts.
+_SECRET_PARAM = re.compile(r"token|secret|passw|key|credential|signature|sig$|auth|session|code$", re.IGNORECASE)
+
+
+def _mask_query(query: str) -> str:
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        parts.append(f"{name}={MASK}" if eq and value and _SECRET_PARAM.search(name) else part)
+    return "&".join(parts)
+
+
 def strip_url_credentials(text: str) -> str:
-    """Every URL in ``text`` with its ``user:password@`` part and its query string masked."""
+    """Every URL in ``text`` with its ``user:password@`` part masked, and the values of query
+    parameters that carry credentials (``?api_key=``, ``token``, ``X-Amz-Signature``, …); other
+    parameters (``?per_page=100``) stay readable."""
     def one(match: re.Match[str]) -> str:
         userinfo = f"{MASK}@" if match.group("userinfo") is not None else ""
-        query = f"?{MASK}" if match.group("query") else ("?" if match.group("query") is not None else "")
+        query = match.group("query")
+        query = "" if query is None else "?" + _mask_query(query)
         return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
 
     return _URL.sub(one, text) if "://" in text else text
