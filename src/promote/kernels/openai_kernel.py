@@ -45,7 +45,6 @@ class OpenAIKernel(Kernel):
     server: launch.Server | None = None
     _answered = 0
     _server_failed = False
-    _pending: dict[str, int] | None = None  # sample id → prompt tokens, sent and not yet answered
 
     @property
     def url(self) -> str:
@@ -80,6 +79,7 @@ class OpenAIKernel(Kernel):
 
     def _connect(self) -> None:
         spec = self.spec
+        self._pending: dict[str, int] = {}  # sample id → prompt tokens, sent and not yet answered
         key = None
         if spec.api_key_env:
             key = os.environ.get(spec.api_key_env)
@@ -142,8 +142,6 @@ class OpenAIKernel(Kernel):
     def _score(self, ids: list[int], sample_id: str) -> apis.Scored:
         """One prompt scored; ``Scored.seconds`` is its wire time (Client.post_timed), not promote's decoding."""
         body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
-        if self._pending is None:
-            self._pending = {}
         self._pending[sample_id] = len(ids)  # which prompts were in flight if the server dies
         try:
             answer, seconds = self.client.post_timed(self.endpoint, body)

@@ -97,7 +97,7 @@ def died_message(kernel: Any, failure: Exception, what: str, tokens: int | None)
     count = kernel._answered
     text = (f"{what} at {kernel.endpoint}: the server answered {count} request{'s' if count != 1 else ''}, then "
             f"stopped answering ({failure}): it died or was stopped")
-    short = {sid: n for sid, n in (kernel._pending or {}).items() if n in AMX_FATAL_LENGTHS}
+    short = {sid: n for sid, n in getattr(kernel, "_pending", {}).items() if n in AMX_FATAL_LENGTHS}
     if tokens in AMX_FATAL_LENGTHS:
         text += f". This prompt has {tokens} tokens: {AMX_NOTE}"
     elif short:  # another request in flight may be the one that killed it
