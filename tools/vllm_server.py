@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--keep-log", action="store_true", help="keep the server's log (removed by default)")
     args = parser.parse_args(argv)
     if args.command == "start":
+        if args.dtype == "bfloat16" and launch.host_has_amx():
+            print("warning: bfloat16 on a CPU with AMX: vLLM 0.32 dies on 3- and 4-token prompts; keep them out of "
+                  "the eval set (docs/runtime.md, \"bf16 vLLM on AMX CPUs\")", file=sys.stderr)
         server = start(args.model_dir, dtype=args.dtype, name=args.name, max_logprobs=args.max_logprobs,
                        logprobs_mode=args.logprobs_mode, port=args.port, log=args.log, pid_file=args.pid_file)
         print(f"PROMOTE_VLLM_URL={server.url}")
