@@ -23,9 +23,9 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   is an error naming its line. Keys are never interpolated.
 - Messages show the values `${NAME}` substituted (`cannot connect to http://127.0.0.1:8000/v1`, not
   `${PROMOTE_VLLM_URL}`), except secret ones; every URL has its `user:password@` part and the values
-  of credential-like query parameters (`?api_key=***`) masked in messages and reports. Schema errors quote the raw `${...}` text. A secret-named
-  variable's value (6 characters or more) is shown as `${NAME}` in messages. When the name looks
-  secret (one of the words `TOKEN`, `KEY`,
+  of credential-like query parameters (`?api_key=***`) masked in messages and reports. Schema errors
+  quote the raw `${...}` text. A secret-named variable's value (6 characters or more) is shown as
+  `${NAME}` in messages. When the name looks secret (one of the words `TOKEN`, `KEY`,
   `SECRET`, `PASSWORD`, `PASSWD`, `PASSPHRASE`, `CREDENTIAL(S)`, `APIKEY`, `PAT` between underscores
   or at an end: `GITHUB_TOKEN`, `GH_TOKEN`, `HF_TOKEN`, `OPENAI_API_KEY`, `AWS_SECRET_ACCESS_KEY`,
   `DB_PASSWORD`), the value is also masked as `***` in reports, the job summary, the PR comment
