@@ -13,7 +13,7 @@ import pytest
 from promote.judgement import judge
 from promote.metrics.stats import sequence_bootstrap
 from promote.results import Bound
-from promote.stages.runtime_judge import what_would_decide
+from promote.stages.runtime.judge import what_would_decide
 
 
 def median_ci(ratios: np.ndarray):
