@@ -116,10 +116,11 @@ def test_time_to_first_token_of_a_kernel_that_cannot_stream_is_an_error_not_a_pa
 
 
 class _WireKernel:
-    """An HTTP-like kernel (kind openai) whose call takes longer than its request's wire time: the
-    difference stands for promote's own JSON decoding, which stage 3 must not time."""
+    """An HTTP-like kernel (it declares the `http` capability) whose call takes longer than its request's
+    wire time: the difference stands for promote's own JSON decoding, which stage 3 must not time."""
 
     kind = "openai"
+    capabilities = frozenset({"http"})
     label = "candidate"
 
     def __init__(self, wire: float) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from promote.contract.fault_specs import BUILTIN_FAULTS, FAULTS  # noqa: E402 - the fault injectors
+from promote.contract.kinds import KINDS as KERNEL_KINDS  # noqa: E402 - the kernel kind registry
 from promote.sections import by_section, decls, stage_names  # noqa: E402 - the stage registry
 
 METRICS = {
@@ -345,8 +346,7 @@ openai_kernel = obj(
     ["kind", "model"],
 )
 
-KINDS = {"torch": "an nn.Module run in-process", "onnx": "an ONNX graph through onnxruntime",
-         "records": "outputs recorded by another engine", "openai": "a model behind a serving API over HTTP"}
+KINDS = {name: kind.description for name, kind in KERNEL_KINDS.items()}  # contract/kinds.py
 kernel = {
     "description": "How to obtain one kernel's outputs. Chosen by `kind`.",
     "type": "object",

@@ -76,3 +76,6 @@ class Registry(Generic[T]):
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
+
+    def __delitem__(self, name: str) -> None:
+        self.unregister(name)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from promote.contract.fault_specs import FaultSpec, fault_from_dict, parse_inject
+from promote.contract.kinds import KINDS
 from promote.contract.load import LoadedDocument, Problem
 
 
@@ -162,7 +163,10 @@ def _http_url(url: str) -> bool:
 def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
     """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
     spec: KernelSpec
-    if raw["kind"] in ("onnx", "records"):
+    plugged = KINDS.get(raw["kind"]).parse if raw["kind"] in KINDS else None
+    if plugged is not None:  # a kind plugged in from outside (contract/kinds.py)
+        spec = plugged(doc, role, raw, problems)
+    elif raw["kind"] in ("onnx", "records"):
         spec = _file_kernel(doc, role, raw, problems)
     elif raw["kind"] == "openai":
         spec = OpenAIKernelSpec(

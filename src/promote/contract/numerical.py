@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.contract.kernel_specs import resolve_path
+from promote.contract.kinds import MODULES, RERUN, capabilities_of
 from promote.contract.load import LoadedDocument, Problem
 from promote.contract.sampled import rl_param
 from promote.vocabulary import (
@@ -171,11 +172,11 @@ def _live_kernel_checks(doc: LoadedDocument, problems: list[Problem]) -> None:
     if not all(role in doc.data for role in ("reference", "candidate")):
         return  # no kernels (observability only; the schema requires both for any stage that runs them)
     kinds = {role: doc.data[role]["kind"] for role in ("reference", "candidate")}
-    if "noise_floor" in numerical and kinds["reference"] == "records":
+    if "noise_floor" in numerical and RERUN not in capabilities_of(kinds["reference"]):
         problems.append(doc.problem(("numerical", "noise_floor"), "a noise floor re-runs the reference, but a "
-                                    "`records` reference cannot be re-run; use a live reference (torch or onnx) "
-                                    "or drop `noise_floor`", key=True))
-    if numerical.get("localize") and set(kinds.values()) != {"torch"}:
+                                    f"`{kinds['reference']}` reference cannot be re-run; use a live reference (torch "
+                                    "or onnx) or drop `noise_floor`", key=True))
+    if numerical.get("localize") and not all(MODULES in capabilities_of(k) for k in kinds.values()):
         problems.append(doc.problem(("numerical", "localize"), "`localize` hooks module outputs and needs two "
                                     f"`torch` kernels (here: reference {kinds['reference']}, candidate "
                                     f"{kinds['candidate']})", key=True))

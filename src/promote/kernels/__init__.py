@@ -12,18 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from promote.kernels.base import Kernel
+from promote.registry import Registry
 
 KernelFactory = Callable[[Any, str], Kernel]
-KERNEL_KINDS: dict[str, KernelFactory] = {}
+KERNEL_KINDS: Registry[KernelFactory] = Registry("kernel kind")  # a kind's spec and capabilities: contract/kinds.py
 
 
 def register_kind(kind: str) -> Callable[[KernelFactory], KernelFactory]:
     """Decorator: register ``factory(spec, role)`` as the builder of kernels of ``kind``."""
 
     def add(factory: KernelFactory) -> KernelFactory:
-        if kind in KERNEL_KINDS:
-            raise ValueError(f"kernel kind {kind!r} is already registered")
-        KERNEL_KINDS[kind] = factory
+        KERNEL_KINDS.register(kind, factory)
         return factory
 
     return add
@@ -52,9 +51,7 @@ for _kind, (_module, _name) in {
 
 def build_kernel(spec: Any, *, role: str) -> Kernel:
     """Construct the kernel a contract's `reference`/`candidate` spec describes."""
-    factory = KERNEL_KINDS.get(spec.kind)
-    if factory is None:
-        raise ValueError(f"unknown kernel kind {spec.kind!r}; registered: {', '.join(sorted(KERNEL_KINDS))}")
+    factory = KERNEL_KINDS.get(spec.kind)  # KeyError naming the registered kinds
     kernel = factory(spec, role)
     faults = getattr(spec, "inject", ())
     if faults:  # `inject:` wraps any kind (kernels/inject.py)

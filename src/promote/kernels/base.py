@@ -213,6 +213,13 @@ class Kernel(ABC):
                              f"target_logprobs [{b}, {t}], got {list(ids.shape)}, {list(lps.shape)}, "
                              f"{list(target.shape)}")
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this kernel can do (``contract/kinds.py``: rerun, modules, http), from its kind."""
+        from promote.contract.kinds import capabilities_of
+
+        return capabilities_of(getattr(self.spec, "kind", self.kind))
+
     def fingerprint(self) -> dict[str, Any]:
         """Environment facts that change numerics: library versions, device, flags, threads."""
         return {
@@ -265,6 +272,10 @@ class WrappedKernel(Kernel):
         inner = self.inner.fingerprint()
         inner.pop("kind", None)
         return inner
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.inner.capabilities
 
     def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
         return self.inner.time_to_first_token(ids, sample_id)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from promote.contract.fault_specs import FaultSpec
+from promote.contract.kinds import MODULES
 from promote.data import Batch, TensorBatch
 from promote.errors import EvaluationError, UsageError
 from promote.kernels.base import Kernel, Outputs, WrappedKernel
@@ -83,7 +84,7 @@ class InjectedKernel(WrappedKernel):
         self.faults = faults
         self._batch: Batch | None = None
         model = [f for f in faults if f.needs_module]
-        if model and inner.kind != "torch":
+        if model and MODULES not in inner.capabilities:
             raise UsageError(f"{inner.label}: fault `{model[0].fault}` changes the model and needs a `kind: torch` "
                              "kernel; output faults (cast logits, temperature, noise) work on any kernel")
         precision = {("cast", "bf16"): "bf16-weights", ("cast", "fp16"): "fp16-weights"}

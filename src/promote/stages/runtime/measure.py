@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from promote.contract.kinds import HTTP
 from promote.data import Sample, batches
 from promote.errors import PromoteError
 from promote.kernels.base import Kernel, Outputs
@@ -109,7 +110,7 @@ def _values(outputs: Outputs, row: int, n: int) -> np.ndarray:
 
 
 def _local(kernel: Kernel) -> bool:
-    return kernel.kind != "openai"
+    return HTTP not in kernel.capabilities
 
 
 def _chunk(kernel: Kernel, chunk: list[Sample], rt: KernelRuntime, level: Level, *, record: str | None) -> None:

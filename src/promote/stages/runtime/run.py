@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from promote import console
+from promote.contract.kinds import HTTP
 from promote.errors import EvaluationError
 from promote.kernels import build_kernel
 from promote.redact import redact_message
@@ -52,7 +53,7 @@ def run_runtime(ctx: StageContext) -> StageResult:
                             for role, rt in (("baseline", base_rt), ("candidate", cand_rt))}}
     notes = [f"{len(samples)} requests per pass at concurrency {', '.join(map(str, sorted(cand_rt.levels)))}; "
              f"baseline: {baseline.label}; each look judged at alpha {alpha:.3g} ({spec.looks} declared looks)"]
-    if candidate.kind != "openai":
+    if HTTP not in candidate.capabilities:
         notes.append("a local candidate runs `concurrency` samples as one batch (latency = that batch's time)")
     return StageResult(name="runtime", status=worst_status([c.status for c in clauses]), clauses=clauses,
                        duration_s=time.perf_counter() - start, notes=notes, details={"runtime": details})
