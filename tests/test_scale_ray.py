@@ -30,6 +30,9 @@ def ray_runtime(tmp_path_factory):
     # Workers inherit the environment of the process that starts Ray: set what ray_slow.py reads first.
     os.environ["PROMOTE_TEST_PIDDIR"] = str(piddir)
     os.environ["PROMOTE_TEST_DRIVER_PID"] = str(os.getpid())
+    # ...and where a plug-in module from the tests folder is imported from (tests/toy_plugins.py).
+    here = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield piddir
     ray.shutdown()
@@ -84,3 +87,48 @@ def test_partials_returned_in_any_order_give_the_same_report(ray_runtime, tmp_pa
                for order in (partials, partials[::-1], [partials[i] for i in (2, 0, 3, 1)])]
     assert reports[0] == reports[1] == reports[2]
     assert reports[0] == comparable(run_check(str(path), CheckOptions(stages=("numerics",))))
+
+
+def test_a_tensor_task_and_a_cached_noise_floor_on_ray_equal_one_process(ray_runtime, tmp_path):
+    """The Ray engine runs the same offline loop: `data.task: tensor` shards by its same-signature
+    batches, and a noise floor measured on Ray is stored, then loaded by the first shard only."""
+    import yaml
+
+    from promote.stages.numerics import floor_cache
+
+    tensor = Path(__file__).resolve().parents[1] / "examples" / "tiny_mlp" / "contract.yaml"
+    assert comparable(run_check(str(tensor), RAY)) == comparable(run_check(str(tensor)))
+    path = example_variant(tmp_path, limit=64)
+    doc = yaml.safe_load(path.read_text())
+    doc["numerical"]["noise_floor"] = {"perturb": ["odd_batch"], "cache": str(tmp_path / "floors")}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    floor_cache._MEMORY.clear()
+    measured = run_check(str(path), RAY)
+    assert measured.stages[0].details["noise_floor"]["cached"] is False
+    assert len(list((tmp_path / "floors").glob("*.json"))) == 1
+    floor_cache._MEMORY.clear()
+    cached = run_check(str(path), RAY)
+    assert cached.stages[0].details["noise_floor"]["cached"] is True
+    floor_cache._MEMORY.clear()
+    assert comparable(cached) == comparable(measured) == comparable(run_check(str(path)))
+
+
+def test_a_plugged_stage_and_kind_run_on_ray_like_one_process(ray_runtime, tmp_path):
+    """tests/toy_plugins.py's stage and kernel kind on Ray actors: the actors import the plug-in module
+    the driver registered (``registry.PLUGINS``), and the merged report is the single-process one."""
+    import sys
+
+    import toy_plugins
+    from test_plugins import toy_contract
+
+    toy_plugins.register()
+    try:
+        path = toy_contract(tmp_path)
+        single = run_check(str(path))
+        on_ray = run_check(str(path), RAY)
+        assert [s.name for s in on_ray.stages] == ["numerics", "toy"]
+        assert on_ray.stages[1].details["positions"] == single.stages[1].details["positions"] > 0
+        assert comparable(on_ray) == comparable(single)
+    finally:
+        toy_plugins.unregister()
+        sys.modules.pop("toy_plugins", None)

@@ -10,11 +10,27 @@ toy stage or kernel kind in with ``register`` and takes it out with ``unregister
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+PLUGINS: list[str] = []  # modules that registered plug-ins (``plugin``); Ray actors import them again
+
+
+def plugin(module: str) -> None:
+    """Record that module ``module`` registers plug-ins when imported (call it from that module), so
+    another process running this one's work (a Ray actor) imports it too (``load_plugins``)."""
+    if module not in PLUGINS:
+        PLUGINS.append(module)
+
+
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import each plug-in module named (empty names skipped); importing registers its entries."""
+    for module in modules:
+        if module.strip():
+            import_module(module.strip())
+            plugin(module.strip())
 
 
 class Registry(Generic[T]):

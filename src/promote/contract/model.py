@@ -18,9 +18,9 @@ from promote.contract.evaluable import crossed_ranges, unevaluable_values
 from promote.contract.fault_specs import CalibrationSpec, model_fault_problems, parse_calibration
 from promote.contract.kernel_specs import KernelSpec, display_path, kernel_spec, resolve_path
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
+from promote.contract.plugins import contract_schema
 from promote.contract.sampled import sampled_problems
 from promote.contract.statistical import SliceDef, parse_slices
-from promote.resources import load_schema
 from promote.sections import by_section, decls, section_names
 
 
@@ -260,7 +260,7 @@ def load_contract(path: str | os.PathLike[str], *, env: dict[str, str] | None = 
 
     Returns the contract and its warnings.
     """
-    doc = load(path, load_schema("contract"), env=env)
+    doc = load(path, contract_schema(), env=env)
     contract, problems = build_contract(doc)
     if contract is None:
         raise ContractError([p for p in problems if p.severity == "error"] +

@@ -18,6 +18,7 @@ from typing import Any
 
 from promote.errors import EvaluationError, UsageError
 from promote.redact import redact_message
+from promote.registry import PLUGINS, load_plugins
 from promote.scale.compute import describe, shard_of
 from promote.scale.merge import check_against, check_partials, load_state, merged_notes, summed_seconds
 from promote.scale.partial import Partial
@@ -120,12 +121,14 @@ class ShardComputer:
 
     def __init__(self, contract_path: str, env: dict[str, str], stages: list[str]) -> None:
         self.setup = (contract_path, env, stages)
+        self.plugins = list(PLUGINS)  # this process's plug-ins, registered again in the actor's
         self.ctx: StageContext | None = None
 
     def __call__(self, index: int, count: int) -> bytes:
         if self.ctx is None:
             from promote.contract.model import load_contract
 
+            load_plugins(self.plugins)
             path, env, stages = self.setup
             contract, _ = load_contract(path, env={**os.environ, **env})
             self.ctx = StageContext(contract, frozenset(stages))

@@ -1,0 +1,73 @@
+"""A toy offline stage (its own consumer and clause) and a toy kernel kind, plugged into the
+registries from the tests folder (``tests/toy_plugins.py``) without editing ``src/``, run through
+``check``, ``--shard``/``merge`` and (``test_scale_ray.py``) the Ray engine: merged == single-process."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from scale_support import EXAMPLE, comparable
+
+from promote.cli import cli
+from promote.run import run_check, run_merge, write_shard
+from promote.scale.partial import Partial
+
+
+@pytest.fixture
+def toy():
+    """The plug-ins registered for one test, and taken out after it."""
+    import toy_plugins
+
+    toy_plugins.register()
+    yield toy_plugins
+    toy_plugins.unregister()
+    sys.modules.pop("toy_plugins", None)
+
+
+def toy_contract(tmp_path, *, perturb: float = 1e-3, limit: int = 40, bound: float = 1e-3):
+    doc = {
+        "version": 1, "name": "toy",
+        "reference": {"kind": "toy", "seed": 7, "batch_size": 8},
+        "candidate": {"kind": "toy", "seed": 7, "perturb": perturb, "batch_size": 8},
+        "data": {"path": str(EXAMPLE / "eval.jsonl"), "limit": limit},
+        "numerical": {"clauses": [{"id": "kl-mean", "metric": "kl", "stat": "mean", "max": 1e-2}]},
+        "toy": {"clauses": [{"id": "gap-mean", "max": bound}]},
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_a_plugged_stage_and_kind_run_through_check(toy, tmp_path):
+    report = run_check(str(toy_contract(tmp_path)))
+    stages = {s.name: s for s in report.stages}
+    assert list(stages) == ["numerics", "toy"]  # registered after the built-ins: run after them
+    gap = stages["toy"]
+    assert gap.status == "pass" and gap.details["positions"] == report.data["positions"]  # every scored position
+    assert 0 < gap.details["mean"] <= 1e-3
+    assert report.kernels["candidate"]["spec"]["kind"] == "toy" and report.exit_code == 0
+    # its clause can fail: a larger perturbation breaks the bound
+    loud = run_check(str(toy_contract(tmp_path, perturb=0.5)))
+    assert next(s for s in loud.stages if s.name == "toy").status == "fail" and loud.exit_code == 1
+    # the CLI validates the plug-in's section against its schema: a wrong key is a located error
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(toy_contract(tmp_path).read_text().replace("max: 0.001", "maxx: 0.001"))
+    res = CliRunner().invoke(cli, ["validate", str(bad)])
+    assert res.exit_code == 2 and "maxx" in res.output
+
+
+def test_a_plugged_stage_and_kind_shard_and_merge_like_one_process(toy, tmp_path):
+    path = toy_contract(tmp_path)
+    single = run_check(str(path))
+    outs = [tmp_path / f"p{i}" for i in range(3)]
+    assert [write_shard(str(path), i, 3, out) for i, out in enumerate(outs)] == [0, 0, 0]
+    partial = Partial.read(outs[1])
+    assert partial.stages == ["numerics", "toy"] and set(partial.states["toy"]) == {"gap"}
+    for order in (outs, outs[::-1]):
+        assert comparable(run_merge(order)) == comparable(single)
+    merged = json.loads(json.dumps(run_merge(outs).to_dict()))
+    assert merged["stages"][1]["details"]["positions"] == single.stages[1].details["positions"]
