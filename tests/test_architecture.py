@@ -20,7 +20,29 @@ def test_import_contracts_hold():
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
 
 
-@pytest.mark.parametrize("module", ["promote.vocabulary", "promote.bounds", "promote.keypaths"])
+def test_every_module_is_in_a_layer():
+    """A module outside every layer is unchecked by the layers contract: each top-level module and
+    package of promote appears in one (issue 21)."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    named = {name.strip() for layer in layers for name in layer.split("|")}
+    src = ROOT / "src" / "promote"
+    modules = {f"promote.{p.stem}" for p in src.glob("*.py") if p.stem != "__init__"} | {
+        f"promote.{p.name}" for p in src.iterdir() if (p / "__init__.py").is_file()}
+    assert sorted(modules - named) == []
+    assert "promote.stages" in named and len(modules) > 30
+
+
+def test_scale_calibrate_and_rl_never_import_stages():
+    contracts = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    forbidden = next(c for c in contracts if c["name"] == "scale, calibrate and rl never import stages")
+    assert forbidden["forbidden_modules"] == ["promote.stages"]
+
+
+@pytest.mark.parametrize("module", ["promote.vocabulary", "promote.bounds", "promote.keypaths", "promote.sections",
+                                    "promote.registry"])
 def test_leaf_modules_import_without_numpy_or_torch(module):
     code = (f"import sys; sys.modules['numpy'] = None; sys.modules['torch'] = None; import {module}; "
             "print('ok')")

@@ -198,7 +198,8 @@ def test_sketched_summary_is_near_exact_at_p999_and_merges_and_pickles():
 
 def test_quantile_clause_inside_the_sketch_band_is_inconclusive():
     from promote.contract.numerical import NumericalClause
-    from promote.stages.numerics.judge import NumericsAccumulator, judge
+    from promote.engine.accumulate import NumericsAccumulator
+    from promote.engine.numerics_judge import judge
 
     acc = NumericsAccumulator(metrics=("kl", "nonfinite"))
     acc.summaries["kl"] = _fill(MetricSummary("kl", exact_limit=1000), np.random.default_rng(7).exponential(

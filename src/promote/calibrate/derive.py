@@ -95,7 +95,7 @@ def _derive_statistical(contract: Contract, cal: EvalSet, kernels: dict[str, Any
     spec = contract.statistical
     if spec is None:
         return []
-    report = run_check(dataclasses.replace(contract, numerical=_no_floor(contract)), CheckOptions(stages=("slices",)),
+    report = run_check(contract.with_section("numerical", _no_floor(contract)), CheckOptions(stages=("slices",)),
                        kernels=kernels, evalset=cal)
     # Quantile buckets are cut from the data, so their labels differ between splits and runs: only tag
     # families and fixed `buckets` get per-slice bounds.
@@ -253,7 +253,7 @@ def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet,
         derived, _ = load_contract(path)
         present = {"numerics": derived.numerical, "slices": derived.statistical}
         stages = tuple(s for s, section in present.items() if section is not None)
-        report = run_check(dataclasses.replace(derived, numerical=_no_floor(derived)),
+        report = run_check(derived.with_section("numerical", _no_floor(derived)),
                            CheckOptions(stages=stages, all_stages=True), kernels=kernels, evalset=held)
     finally:
         path.unlink(missing_ok=True)

@@ -17,8 +17,8 @@ import numpy as np
 from promote.bounds import PRECISION_EPS, float_resolution
 from promote.calibrate.tail import pot_max_bound
 from promote.metrics import stats
+from promote.metrics.stats import quantile_statistic
 from promote.metrics.summary import QUANTILE_STATS
-from promote.stages.slices.evaluate import quantile_statistic
 from promote.vocabulary import parameterized_key
 
 CONFIDENCE = 0.95

@@ -257,3 +257,22 @@ def judge_interval(iv: Interval, *, upper: float | None = None, lower: float | N
     """
     bounds = [Bound(op, v) for op, v in (("max", upper), ("min", lower)) if v is not None]
     return judge(bounds, iv.estimate, iv.lo, iv.hi)
+
+
+def quantile_statistic(values: np.ndarray, owner: np.ndarray, n: int, q: float):  # noqa: ANN202
+    """Quantile ("higher" method, as in the numerics summaries) of all positions of the resampled
+    sequences, computed with per-sequence multiplicities instead of materialising the resample."""
+    order = np.argsort(values, kind="stable")
+    v, o = values[order], owner[order]
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        idx2 = np.atleast_2d(idx)
+        weights = np.zeros((idx2.shape[0], n))
+        np.add.at(weights, (np.arange(idx2.shape[0])[:, None], idx2), 1.0)
+        cum = np.cumsum(weights[:, o], axis=1)
+        k = np.ceil(q / 100.0 * (cum[:, -1] - 1))
+        pick = np.argmax(cum >= (k + 1)[:, None], axis=1)
+        out = v[pick]
+        return out if idx.ndim > 1 else out[0]
+
+    return statistic

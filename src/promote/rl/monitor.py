@@ -28,11 +28,11 @@ from promote.contract.numerical import NumericalClause
 from promote.contract.sampled import rl_param
 from promote.data import Batch, Sample
 from promote.engine.accumulate import NumericsAccumulator
+from promote.engine.numerics_judge import judge, summary_keys
 from promote.engine.scoring import score_outputs
 from promote.kernels.base import Outputs
 from promote.resources import load_schema
 from promote.results import ClauseResult, worst_status
-from promote.stages.numerics.judge import judge, summary_keys
 from promote.vocabulary import SAMPLED_METRICS
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from promote.contract.statistical import BINARY_TASK_METRICS, StatisticalClause, StatisticalSpec
 from promote.judgement import Verdict
 from promote.metrics import stats
+from promote.metrics.stats import quantile_statistic
 from promote.metrics.summary import QUANTILE_STATS
 from promote.results import finite_or_none
 from promote.stages.slices.data import PositionTable, TaskItems
@@ -82,25 +83,6 @@ def _ratio_statistic(num: np.ndarray, den: np.ndarray):  # noqa: ANN202
     return statistic
 
 
-def quantile_statistic(values: np.ndarray, owner: np.ndarray, n: int, q: float):  # noqa: ANN202
-    """Quantile ("higher" method, as in the numerics summaries) of all positions of the resampled
-    sequences, computed with per-sequence multiplicities instead of materialising the resample."""
-    order = np.argsort(values, kind="stable")
-    v, o = values[order], owner[order]
-
-    def statistic(idx: np.ndarray) -> np.ndarray:
-        idx2 = np.atleast_2d(idx)
-        weights = np.zeros((idx2.shape[0], n))
-        np.add.at(weights, (np.arange(idx2.shape[0])[:, None], idx2), 1.0)
-        cum = np.cumsum(weights[:, o], axis=1)
-        k = np.ceil(q / 100.0 * (cum[:, -1] - 1))
-        pick = np.argmax(cum >= (k + 1)[:, None], axis=1)
-        out = v[pick]
-        return out if idx.ndim > 1 else out[0]
-
-    return statistic
-
-
 def _bootstrap(spec: StatisticalSpec, label: str | None, n: int, statistic: Any, *, width: int = 1) -> stats.Interval:
     """Sequence bootstrap with at most ~4M temporaries per chunk (``width``: elements per replicate).
 
@@ -133,7 +115,7 @@ def _p_fail_bootstrap(iv: stats.Interval, upper: float | None, lower: float | No
     return min(ps)
 
 
-_quantile_statistic = quantile_statistic  # the name the tests and older callers use
+_quantile_statistic = quantile_statistic  # the name the tests and older callers use (metrics.stats)
 
 
 def divergence_item(spec: StatisticalSpec, clause: StatisticalClause, item: Item, table: PositionTable,
