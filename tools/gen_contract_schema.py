@@ -854,6 +854,17 @@ escalation = obj(
     },
 )
 
+BUILT_IN_SECTIONS = {"numerical": numerical, "statistical": statistical, "runtime": runtime,
+                     "observability": observability}
+
+
+def section_schema(decl) -> dict:  # noqa: ANN001 - a sections.StageDecl
+    """A stage's section schema: its package's fragment (``stages.api.Stage.schema``), or the built-in one
+    above for the stages whose fragments are still written here."""
+    stage = decl.implementation()
+    return (stage.schema() if stage is not None else None) or BUILT_IN_SECTIONS[decl.section]
+
+
 # What each stage section needs at the top level, from sections.py: a contract whose only stage reads
 # live monitoring (observability) needs no kernels and no eval set; `numerical` without `reference` is
 # an error at the `numerical` key (contract/schema_messages.py words it).
@@ -881,8 +892,7 @@ schema = obj(
         "data": {**data, "description": data["description"] + " Required when a stage that reads the eval set is "
                  "present" + DATA_STAGES + "."},
         "slices": {"type": "array", "items": slice_def, "description": "Slice families (statistical stage)."},
-        **{d.section: {"numerical": numerical, "statistical": statistical, "runtime": runtime,
-                       "observability": observability}[d.section] for d in decls()},
+        **{d.section: section_schema(d) for d in decls()},
         "consistency": consistency("Top level: applies to the whole contract (the same as "
                                    "`numerical.consistency`)."),
         "escalation": escalation,

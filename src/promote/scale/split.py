@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from promote.data import Sample
 from promote.errors import UsageError
 
@@ -63,9 +65,23 @@ def content_digest(samples: Sequence[Sample]) -> str:
     edited in place keep the ids and lengths, so the id digest alone would merge shards of two sets."""
     digest = hashlib.sha256()
     for sample in samples:
-        digest.update(json.dumps([sample.id, list(sample.input_ids), sample.tags, sample.task], sort_keys=True,
-                                 default=repr, separators=(",", ":")).encode("utf-8") + b"\n")
+        digest.update(json.dumps([sample.id, list(sample.input_ids), sample.tags, sample.task,
+                                  _inputs(sample.inputs)], sort_keys=True, default=repr,
+                                 separators=(",", ":")).encode("utf-8") + b"\n")
     return digest.hexdigest()
+
+
+def _inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """`data.task: tensor` inputs as digestible facts: an array's dtype, shape and sha256 of its bytes; a
+    tensor of `data.inputs_file` by its name, dtype and shape (the file is read by the kernels' pass)."""
+    out: dict[str, Any] = {}
+    for name, value in sorted(inputs.items()):
+        if isinstance(value, np.ndarray):
+            out[name] = [str(value.dtype), list(value.shape), hashlib.sha256(np.ascontiguousarray(value)).hexdigest()]
+        else:
+            out[name] = [getattr(value, "key", None), str(getattr(value, "dtype", "")),
+                         list(getattr(value, "shape", ()))]
+    return out
 
 
 FULL_HASH_LIMIT = 1 << 30  # files up to 1 GiB are hashed whole

@@ -53,26 +53,21 @@ def _keys(keys: dict[str, None]) -> str:
     return ", ".join(f"`{k}`" for k in keys) or "none"
 
 
-def judge_output(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str, dict[str, None]]) -> ClauseResult:
-    """One clause on one output (see the module docstring for the order of checks)."""
-    opts = clause.tensor or TensorOptions()
-    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
-    base = dict(id=clause.id, stage=STAGE, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line,
-                slice=f"output={acc.path}")
+def _unjudgeable(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str, dict[str, None]],
+                 opts: TensorOptions, evidence: dict[str, Any]) -> tuple[str, str, float | None] | None:
+    """(status, message, observed) when the output cannot be judged on its statistic (checks 1-5 of the
+    module docstring), else None; ``evidence`` gains the non-finite counts."""
     name = f"`{acc.path}`"
-    evidence: dict[str, Any] = {"output": acc.path, "samples": acc.samples, "elements": acc.elements,
-                                "shapes": [list(s) for s in acc.shapes], "dtypes": acc.dtypes}
     for side, other in (("candidate", "reference"), ("reference", "candidate")):
         if acc.missing_count[side]:
             evidence["missing_in"] = side
-            return ClauseResult(status="fail", evidence=evidence, **base, message=(
-                f"{name} is missing from the {side}'s outputs ({acc.missing_count[side]} samples, e.g. "
-                f"{', '.join(acc.missing[side])}); the {other} has it. {side} outputs: {_keys(keys[side])}"))
+            return "fail", (f"{name} is missing from the {side}'s outputs ({acc.missing_count[side]} samples, e.g. "
+                            f"{', '.join(acc.missing[side])}); the {other} has it. {side} outputs: "
+                            f"{_keys(keys[side])}"), None
     if acc.problems:
-        return ClauseResult(status="fail", evidence=evidence, **base, message=f"{name}: " + "; ".join(acc.problems))
+        return "fail", f"{name}: " + "; ".join(acc.problems), None
     if acc.elements == 0:
-        return ClauseResult(status="vacuous", evidence=evidence, **base,
-                            message=f"{name}: no element compared (the output is empty for every sample)")
+        return "vacuous", f"{name}: no element compared (the output is empty for every sample)", None
     evidence.update(nonfinite=acc.nonfinite, matching_nonfinite=acc.matching)
     if acc.nonfinite_examples:
         evidence["nonfinite_examples"] = acc.nonfinite_examples
@@ -83,13 +78,27 @@ def judge_output(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str
             first = acc.nonfinite_examples[0] if acc.nonfinite_examples else None
             where = (f"; first at sample {first['sample_id']} element {first['element']}: reference "
                      f"{first['reference']:.6g}, candidate {first['candidate']:.6g}") if first else ""
-            return ClauseResult(status=clause.severity, observed=math.nan, evidence=evidence, **base, message=(
-                f"{name}: {disallowed} non-finite elements (NaN/±Inf) of {acc.elements}{where}; not allowed by "
-                f"on_nonfinite: {opts.on_nonfinite}"))
+            return clause.severity, (f"{name}: {disallowed} non-finite elements (NaN/±Inf) of {acc.elements}{where}; "
+                                     f"not allowed by on_nonfinite: {opts.on_nonfinite}"), math.nan
     reason = vacuous_reason(acc.ranges["reference"], acc.ranges["candidate"], below=opts.vacuous_below)
     if reason:
-        return ClauseResult(status="vacuous", evidence=evidence, **base, message=f"{name}: {reason}; nothing was "
-                            "compared")
+        return "vacuous", f"{name}: {reason}; nothing was compared", None
+    return None
+
+
+def judge_output(clause: NumericalClause, acc: OutputAccumulator, keys: dict[str, dict[str, None]]) -> ClauseResult:
+    """One clause on one output (see the module docstring for the order of checks)."""
+    opts = clause.tensor or TensorOptions()
+    bounds = [Bound(op, getattr(clause, op)) for op in ("max", "min") if getattr(clause, op) is not None]
+    base = dict(id=clause.id, stage=STAGE, metric=clause.metric, stat=clause.stat, bounds=bounds, line=clause.line,
+                slice=f"output={acc.path}")
+    name = f"`{acc.path}`"
+    evidence: dict[str, Any] = {"output": acc.path, "samples": acc.samples, "elements": acc.elements,
+                                "shapes": [list(s) for s in acc.shapes], "dtypes": acc.dtypes}
+    unjudged = _unjudgeable(clause, acc, keys, opts, evidence)
+    if unjudged is not None:
+        status, message, observed_value = unjudged
+        return ClauseResult(status=status, observed=observed_value, evidence=evidence, **base, message=message)
     summary = acc.summary(clause.metric, opts.rel_floor)
     if summary.count == 0:
         what = "every sample is all-zero on both sides" if clause.metric in TENSOR_LEVEL_METRICS else \
