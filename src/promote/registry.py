@@ -1,7 +1,7 @@
 """One generic ``Registry[T]``: stages, kernel kinds and fault kinds are registered the same way.
 
-Shaped after lm-evaluation-harness's registry: an entry is an object or a lazy ``"module:attribute"``
-string (so torch, onnxruntime or a stage's maths load only when a contract uses them), names are
+Shaped after lm-evaluation-harness's registry: an entry is an object or ``Lazy("module:attribute")``
+(so torch, onnxruntime or a stage's maths load only when a contract uses them), names are
 unique, iteration is in registration order, and an optional ``check`` rejects an object of the wrong
 shape when it is first resolved. Built-ins are registered like third-party plug-ins: a test plugs a
 toy stage or kernel kind in with ``register`` and takes it out with ``unregister`` (or ``registered``).
@@ -33,17 +33,33 @@ def load_plugins(modules: Iterable[str]) -> None:
             plugin(module.strip())
 
 
+class Lazy:
+    """An entry imported on first use: ``Lazy("package.module:attribute")``."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def resolve(self) -> object:
+        module, _, attribute = self.target.partition(":")
+        return getattr(import_module(module), attribute)
+
+    def __repr__(self) -> str:
+        return f"Lazy({self.target!r})"
+
+
 class Registry(Generic[T]):
     """Named entries of one kind, in registration order; lazy entries resolve on first ``get``."""
 
     def __init__(self, what: str, check: Callable[[object], bool] | None = None) -> None:
         self.what = what
         self._check = check
-        self._entries: dict[str, T | str] = {}
+        self._entries: dict[str, T | Lazy] = {}
 
-    def register(self, name: str, entry: T | str, *, replace: bool = False) -> T | str:
-        """Add ``entry`` (an object or ``"module:attribute"``) under ``name``; a second entry under one
-        name is a programming error unless ``replace``."""
+    def register(self, name: str, entry: T | Lazy, *, replace: bool = False) -> T | Lazy:
+        """Add ``entry`` (an object or ``Lazy``) under ``name``; a second entry under one name is a
+        programming error unless ``replace``."""
         if name in self._entries and not replace:
             raise ValueError(f"{self.what} {name!r} is already registered")
         self._entries[name] = entry
@@ -53,7 +69,7 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     @contextlib.contextmanager
-    def registered(self, name: str, entry: T | str) -> Iterator[T | str]:
+    def registered(self, name: str, entry: T | Lazy) -> Iterator[T | Lazy]:
         """``register`` for the duration of a ``with`` block (tests plugging a toy entry in)."""
         self.register(name, entry)
         try:
@@ -67,9 +83,8 @@ class Registry(Generic[T]):
             entry = self._entries[name]
         except KeyError:
             raise KeyError(f"unknown {self.what} {name!r}; registered: {', '.join(self._entries)}") from None
-        if isinstance(entry, str):
-            module, _, attribute = entry.partition(":")
-            entry = getattr(import_module(module), attribute)
+        if isinstance(entry, Lazy):
+            entry = entry.resolve()  # type: ignore[assignment]
             if self._check is not None and not self._check(entry):
                 raise TypeError(f"{self.what} {name!r} ({self._entries[name]}) has the wrong type")
             self._entries[name] = entry

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promote.contract.problems import LoadedDocument, Problem
+from promote.registry import Registry
 
-FAULTS = {
+_DESCRIPTIONS = {
     "cast": "round to `dtype` (bf16 | fp16): `scope: logits` rounds the output logits only (|Δz| ≤ |z|·2⁻⁹ for "
             "bf16, 2⁻¹¹ for fp16; fp16 overflows to inf beyond 65504); `scope: model` casts the whole model's "
             "weights and activations (torch kernels; mean KL ~1e-4 for bf16 on small LMs).",
@@ -32,6 +33,9 @@ FAULTS = {
     "layer": "perturb module `module`'s output: multiply by `scale`, then add Gaussian noise of `sigma` × its "
              "RMS, seeded per sample (torch kernels; for localisation).",
 }
+FAULTS: Registry[str] = Registry("fault")  # fault name -> description (its injector: kernels/inject.py)
+for _name, _text in _DESCRIPTIONS.items():
+    FAULTS.register(_name, _text)
 MODEL_FAULTS = frozenset({"tf32", "int8-dynamic", "overflow", "layer"})  # need a torch module
 
 

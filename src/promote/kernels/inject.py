@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from promote.contract.kinds import MODULES
 from promote.data import Batch, TensorBatch
 from promote.errors import EvaluationError, UsageError
 from promote.kernels.base import Kernel, Outputs, WrappedKernel
+from promote.registry import Registry
 
 
 def round_mantissa(x: np.ndarray, keep_bits: int) -> np.ndarray:
@@ -55,25 +57,39 @@ def _selected(fault: FaultSpec, batch: Batch, row: int) -> np.ndarray:
     return keep
 
 
+def _cast(fault: FaultSpec, z: np.ndarray, batch: Batch) -> np.ndarray:
+    if fault.dtype == "bf16":
+        return round_mantissa(z, 7)
+    with np.errstate(over="ignore"):  # beyond 65504 fp16 is inf: the point of the fault
+        return z.astype(np.float16).astype(np.float32)
+
+
+def _temperature(fault: FaultSpec, z: np.ndarray, batch: Batch) -> np.ndarray:
+    return z / np.float32(fault.t)
+
+
+def _noise(fault: FaultSpec, z: np.ndarray, batch: Batch) -> np.ndarray:
+    for row, sample in enumerate(batch.samples):
+        keep = _selected(fault, batch, row)[: z.shape[1]]
+        positions = np.nonzero(keep)[0]
+        if positions.size:
+            noise = _sample_rng(fault, sample.id).standard_normal((positions.size, z.shape[2]))
+            z[row, positions] += (fault.sigma * noise).astype(np.float32)
+    return z
+
+
+# Faults applied to a kernel's output logits (the model faults hook the torch module: InjectedKernel).
+OUTPUT_FAULTS: Registry[Callable[[FaultSpec, np.ndarray, Batch], np.ndarray]] = Registry("output fault")
+OUTPUT_FAULTS.register("cast", _cast)
+OUTPUT_FAULTS.register("temperature", _temperature)
+OUTPUT_FAULTS.register("noise", _noise)
+
+
 def apply_output_fault(fault: FaultSpec, logits: np.ndarray, batch: Batch) -> np.ndarray:
     """The logits [B, T, V] with an output fault applied (a new array)."""
-    z = np.array(logits, dtype=np.float32, copy=True)
-    if fault.fault == "cast":
-        if fault.dtype == "bf16":
-            return round_mantissa(z, 7)
-        with np.errstate(over="ignore"):  # beyond 65504 fp16 is inf: the point of the fault
-            return z.astype(np.float16).astype(np.float32)
-    if fault.fault == "temperature":
-        return z / np.float32(fault.t)
-    if fault.fault == "noise":
-        for row, sample in enumerate(batch.samples):
-            keep = _selected(fault, batch, row)[: z.shape[1]]
-            positions = np.nonzero(keep)[0]
-            if positions.size:
-                noise = _sample_rng(fault, sample.id).standard_normal((positions.size, z.shape[2]))
-                z[row, positions] += (fault.sigma * noise).astype(np.float32)
-        return z
-    raise AssertionError(f"not an output fault: {fault.fault}")
+    if fault.fault not in OUTPUT_FAULTS:
+        raise AssertionError(f"not an output fault: {fault.fault}")
+    return OUTPUT_FAULTS.get(fault.fault)(fault, np.array(logits, dtype=np.float32, copy=True), batch)
 
 
 class InjectedKernel(WrappedKernel):
