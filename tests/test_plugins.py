@@ -71,3 +71,24 @@ def test_a_plugged_stage_and_kind_shard_and_merge_like_one_process(toy, tmp_path
         assert comparable(run_merge(order)) == comparable(single)
     merged = json.loads(json.dumps(run_merge(outs).to_dict()))
     assert merged["stages"][1]["details"]["positions"] == single.stages[1].details["positions"]
+
+
+def test_promote_plugins_names_plug_in_modules_for_the_cli(tmp_path):
+    """A separate `promote` process knows the plug-ins only through $PROMOTE_PLUGINS: with it the toy
+    contract checks, without it its kind and section are located schema errors (exit 2)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    path = toy_contract(tmp_path)
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent / "src"), str(here)])}
+    argv = [sys.executable, "-c", "import sys; from promote.cli import cli; sys.exit(cli())"]
+    run = subprocess.run([*argv, "check", str(path), "--format", "json", "--no-progress"], capture_output=True,
+                         text=True, env={**env, "PROMOTE_PLUGINS": "toy_plugins"}, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert [s["name"] for s in json.loads(run.stdout)["stages"]] == ["numerics", "toy"]
+    bare = subprocess.run([*argv, "validate", str(path)], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    assert bare.returncode == 2 and "unknown key `toy`" in bare.stderr
+    assert "`toy` is not an allowed value" in bare.stderr
