@@ -75,7 +75,7 @@ def test_forged_shard_counts_and_indices_are_refused_before_anything_else(shards
 
 
 def _numerics(d: dict) -> dict:
-    return _numerics(d)
+    return d["states"]["numerics"]
 
 
 @pytest.mark.parametrize("mutate", [
@@ -91,7 +91,10 @@ def _numerics(d: dict) -> dict:
     lambda d: d.update(kernel_seconds={"pass": "1"}),
     lambda d: d.update(stages=["numerics", "numerics"]),
     lambda d: d.update(extras=[1]),
-], ids=["missing", "base64", "json", "dtype", "shape", "ids", "seconds", "stages", "extras"])
+    lambda d: d.update(loaded={"numerics": [{"summaries": 1}]}),
+    lambda d: _numerics(d).update(summaries=_numerics(d)["floor/odd_batch"]) if "floor/odd_batch" in _numerics(d)
+    else _numerics(d).update(summaries=base64.b64encode(b"PROMOTE-STATE\n{}").decode()),
+], ids=["missing", "base64", "json", "dtype", "shape", "ids", "seconds", "stages", "extras", "loaded", "swapped"])
 def test_a_corrupt_state_or_field_is_exit_2_naming_the_file(shards, tmp_path, mutate):
     _, outs = shards
     doc = _doc(outs[1])

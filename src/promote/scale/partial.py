@@ -137,10 +137,12 @@ def _check_fields(doc: dict[str, Any]) -> None:
     if not all(isinstance(states, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in states.items())
                for states in doc["states"].values()):
         raise TypeError("`states` must map each stage to its states' names and base64 texts")
-    for key in ("extras", "loaded"):
-        if not isinstance(doc.get(key, {}), dict) or not all(isinstance(v, (dict, list))
-                                                              for v in doc.get(key, {}).values()):
-            raise TypeError(f"`{key}` must map each stage to its {key}")
+    extras, loaded = doc.get("extras", {}), doc.get("loaded", {})
+    if not isinstance(extras, dict) or not all(isinstance(v, dict) for v in extras.values()):
+        raise TypeError("`extras` must map each stage to an object")
+    if not isinstance(loaded, dict) or not all(isinstance(v, list) and all(isinstance(k, str) for k in v)
+                                               for v in loaded.values()):
+        raise TypeError("`loaded` must map each stage to a list of state names")
     if doc.get("error") is None:
         lacking = [s for s in doc["stages"] if s not in doc["states"]]
         if lacking:
