@@ -181,25 +181,25 @@ def _stage_problems(doc: LoadedDocument, present: list[str], problems: list[Prob
 
 
 @dataclass(frozen=True)
-class UnimplementedClause:
+class RawClause:
     id: str
     line: int | None
 
 
 @dataclass(frozen=True)
-class UnimplementedSection:
-    """A declared stage this version does not implement: only its clauses' ids and lines (they report
-    ``error``), and the section as written."""
+class RawSection:
+    """A section typed no further than its clauses' ids and lines, and the section as written: a
+    declared stage this version does not implement (its clauses report ``error``), or a stage whose
+    parser keeps the raw section (``stages.api.Stage.parse``'s default)."""
 
-    clauses: tuple[UnimplementedClause, ...]
+    clauses: tuple[RawClause, ...]
     raw: Any
 
 
-def _unimplemented(doc: LoadedDocument, section: str, raw: Any) -> UnimplementedSection:
+def raw_section(doc: LoadedDocument, section: str, raw: Any) -> RawSection:
     clauses = (raw or {}).get("clauses", []) if isinstance(raw, dict) else []
-    return UnimplementedSection(tuple(UnimplementedClause(c.get("id", f"{section}[{i}]"),
-                                                          doc.locate((section, "clauses", i))[0])
-                                      for i, c in enumerate(clauses)), raw)
+    return RawSection(tuple(RawClause(c.get("id", f"{section}[{i}]"), doc.locate((section, "clauses", i))[0])
+                            for i, c in enumerate(clauses)), raw)
 
 
 def _sections(doc: LoadedDocument, parts: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
@@ -210,7 +210,7 @@ def _sections(doc: LoadedDocument, parts: dict[str, Any], problems: list[Problem
             stage = decl.implementation()
             raw = doc.data[decl.section]
             out[decl.section] = stage.parse(doc, raw, problems, parts) if stage is not None else \
-                _unimplemented(doc, decl.section, raw)
+                raw_section(doc, decl.section, raw)
     return out
 
 

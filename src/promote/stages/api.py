@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from promote.sections import decls
+
 if TYPE_CHECKING:
     from promote.contract.load import LoadedDocument, Problem
     from promote.kernels.base import Kernel
@@ -48,8 +50,12 @@ class Stage:
 
     def parse(self, doc: LoadedDocument, raw: Any, problems: list[Problem], parts: Mapping[str, Any]) -> Any:
         """The section's typed spec (``Contract.sections[section]``); ``parts`` holds what other
-        sections give (``task``: `data.task`, ``slices``: the slice definitions)."""
-        return raw
+        sections give (``task``: `data.task`, ``slices``: the slice definitions). By default: the clauses'
+        ids and lines and the raw section (``contract.model.RawSection``)."""
+        from promote.contract.model import raw_section
+
+        section = next((d.section for d in decls() if d.name == self.name), self.name)
+        return raw_section(doc, section, raw)
 
     def problems(self, doc: LoadedDocument) -> list[Problem]:
         """What the schema cannot say about this stage's section (called whether or not it is present)."""
