@@ -82,7 +82,8 @@ def test_partial_files_are_versioned_and_self_describing(sliced):
     assert {stage: set(states) for stage, states in partial.states.items()} == {
         "numerics": {"summaries", "floor/rerun", "floor/odd_batch"}, "slices": {"collector"}}
     first = Partial.from_bytes(partials[0].read_bytes(), "p0")
-    assert partial.extras["numerics"] == {} and "localize" in first.extras["numerics"]  # shard 0 localises
+    assert "localize" not in partial.extras["numerics"] and "localize" in first.extras["numerics"]  # shard 0's
+    assert partial.extras["numerics"]["floor_key"] == first.extras["numerics"]["floor_key"]
     with pytest.raises(UsageError, match="format version 99"):
         Partial.from_bytes(data.replace(b'"version":2', b'"version":99', 1), "p1")
     with pytest.raises(UsageError, match="p1: not a promote partial"):
@@ -200,3 +201,25 @@ def test_the_noise_floor_cache_works_sharded_like_in_one_process(tmp_path):
     cached = run_merge(outs[::-1])
     assert cached.stages[0].details["noise_floor"]["cached"] is True
     assert comparable(cached) == comparable(single) == comparable(measured)
+
+
+def test_a_forged_floor_key_in_a_partial_never_names_a_file(tmp_path):
+    """The floor key travels in the partial (shard 0 computes it from its kernels); merge stores a
+    measured floor under it only when it is a sha256 name, never a path a forged partial chose."""
+    from promote.stages.numerics import floor_cache
+
+    path = example_variant(tmp_path, limit=32)
+    doc = yaml.safe_load(path.read_text())
+    cache = tmp_path / "floors"
+    doc["numerical"]["noise_floor"] = {"perturb": ["rerun"], "cache": str(cache)}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    floor_cache._MEMORY.clear()
+    outs = [tmp_path / f"k{i}" for i in range(2)]
+    assert [write_shard(str(path), i, 2, out, ONLY_PASS) for i, out in enumerate(outs)] == [0, 0]
+    for out in outs:
+        partial = Partial.read(out)
+        partial.extras["numerics"]["floor_key"] = "../escaped"
+        out.write_bytes(partial.to_bytes())
+    report = run_merge(outs)
+    assert report.stages[0].details["noise_floor"]["cached"] is False
+    assert not (tmp_path / "escaped.json").exists() and not list(cache.glob("*.json"))

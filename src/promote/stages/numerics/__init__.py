@@ -10,6 +10,7 @@ runs after the pass on the first shard. Maths and judging: ``judge.py``, ``tenso
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -59,12 +60,14 @@ class Numerics(OfflineStage):
             out[FLOOR + name] = comparison
         return out
 
-    def _floor_key(self, ctx: StageContext) -> str:
+    def _floor_key(self, ctx: StageContext, kernels: Mapping[str, Any]) -> str:
+        """The floor cache's key: the live kernels' specs (a fault-wrapped candidate's differs from the
+        contract's) and their fingerprints as opened (``ctx.fingerprints``)."""
         from promote.stages.numerics import floor_cache
 
         spec = self.spec(ctx).noise_floor
-        specs = {role: getattr(ctx.contract, role) for role in spec.kernels}
-        return floor_cache.floor_key(spec, specs, ctx.fingerprints, ctx.evalset)
+        return floor_cache.floor_key(spec, {role: kernels[role].spec for role in spec.kernels}, ctx.fingerprints,
+                                     ctx.evalset)
 
     def preload(self, ctx: StageContext, consumers: dict[str, Any], kernels: Mapping[str, Any],
                 first: bool) -> tuple[str, ...]:
@@ -78,19 +81,22 @@ class Numerics(OfflineStage):
         view = NoiseFloor.of(spec.noise_floor, {k[len(FLOOR):]: consumers[k].consumer for k in keys})
         if not first:  # the first shard loads the cached floor; a shard after it only skips measuring it
             view = NoiseFloor(spec.noise_floor)
-        return keys if floor_cache.load(view, self._floor_key(ctx)) else ()
+        return keys if floor_cache.load(view, self._floor_key(ctx, kernels)) else ()
 
     def extras(self, ctx: StageContext, consumers: dict[str, Any], kernels: Mapping[str, Any],
                first: bool) -> dict[str, Any]:
         spec = self.spec(ctx)
-        if self.tensor(ctx) or not spec.localize or not first:  # the first samples of the set: the first shard
+        if self.tensor(ctx):
             return {}
-        from promote.stages.numerics.localize import localize
+        out: dict[str, Any] = {"floor_key": self._floor_key(ctx, kernels)} if spec.noise_floor else {}
+        if spec.localize and first:  # the first samples of the set: the first shard
+            from promote.stages.numerics.localize import localize
 
-        reference, candidate = kernels["reference"], kernels["candidate"]
-        return {"localize": localize(ctx.evalset, reference, candidate, factor=spec.localize.factor,
-                                     max_samples=spec.localize.max_samples,
-                                     batch_size=min(reference.spec.batch_size, candidate.spec.batch_size))}
+            reference, candidate = kernels["reference"], kernels["candidate"]
+            out["localize"] = localize(ctx.evalset, reference, candidate, factor=spec.localize.factor,
+                                       max_samples=spec.localize.max_samples,
+                                       batch_size=min(reference.spec.batch_size, candidate.spec.batch_size))
+        return out
 
     def judge(self, ctx: StageContext, states: dict[str, Any], record: PassRecord) -> StageResult:
         start = time.perf_counter()
@@ -120,8 +126,9 @@ class Numerics(OfflineStage):
 
         floor = NoiseFloor.of(spec.noise_floor, {k[len(FLOOR):]: v for k, v in states.items() if k.startswith(FLOOR)})
         floor.cached = any(k.startswith(FLOOR) for k in record.loaded)
-        if not floor.cached:  # measured now (in one process or over every shard): reuse it next time
-            floor_cache.store(floor, self._floor_key(ctx))
+        key = record.extras.get("floor_key")  # from a partial too: untrusted, so only ever a sha256 name
+        if not floor.cached and isinstance(key, str) and re.fullmatch("[0-9a-f]{64}", key):
+            floor_cache.store(floor, key)  # measured now (in one process or over every shard): reused next time
         return floor
 
     def covered(self, ctx: StageContext, states: dict[str, Any]) -> str | None:
