@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from promote.contract.model import Escalation, Rule
 from promote.policy import decide
-from promote.results import ClauseResult, StageResult
+from promote.results import ClauseResult, StageResult, worst_status
 
 
 def stage(*statuses, name="numerics", slices=None):
     slices = slices or [None] * len(statuses)
-    return StageResult(name=name, status="x", clauses=[
+    return StageResult(name=name, status=worst_status(list(statuses)), clauses=[
         ClauseResult(id=f"c{i}", stage=name, status=s, message="", slice=sl)
         for i, (s, sl) in enumerate(zip(statuses, slices, strict=True))])
 

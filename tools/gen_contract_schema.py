@@ -11,6 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from promote.contract.fault_specs import BUILTIN_FAULTS, FAULTS  # noqa: E402 - the fault injectors
+from promote.policy import ACTIONS  # noqa: E402 - the policy's actions
+from promote.results import Status  # noqa: E402 - clause statuses
 from promote.sections import BY_SECTION, STAGE_NAMES  # noqa: E402 - the stage registry
 from promote.sections import STAGES as STAGE_DECLS  # noqa: E402
 
@@ -86,9 +88,8 @@ GRAPH_OPTIMIZATIONS = {
     "all": "plus layout optimisations (ORT_ENABLE_ALL, onnxruntime's default).",
 }
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
-ACTIONS = ["pass", "warn", "block", "route-to-reference", "shadow-only", "rollback"]
 STAGES = list(STAGE_NAMES)
-STATUSES = ["pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped"]
+STATUSES = [s.value for s in Status]
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -798,7 +799,7 @@ rule = obj(
                             "(e.g. `script=*`, `length=256-*`). A rule with `slice` never matches a clause "
                             "evaluated on all data."),
         }),
-        "action": {"enum": ACTIONS, "description": "Action taken: `pass` (accept), `warn` (accept, flagged), "
+        "action": {"enum": list(ACTIONS), "description": "Action taken: `pass` (accept), `warn` (accept, flagged), "
                    "`shadow-only` (serve the candidate in shadow only), `route-to-reference` (promote, but the "
                    "matched slices must fall back to the reference kernel; the report lists them), `rollback` "
                    "(revert a deployed candidate), `block` (refuse promotion). Severity increases in that order; "
@@ -811,7 +812,7 @@ escalation = obj(
     "Escalation policy Π: maps clause results to actions; the verdict is the most severe action. A clause that "
     "could not be evaluated (`error`) makes the verdict `error` (exit 3) whatever the rules say.",
     {
-        "default": {"enum": ACTIONS, "description": "Action for a violated clause (fail, vacuous, inconclusive) "
+        "default": {"enum": list(ACTIONS), "description": "Action for a violated clause (fail, vacuous, inconclusive) "
                     "that no rule matches. Default `block`."},
         "rules": {"type": "array", "items": rule, "description": "Ordered rules; the first match wins."},
     },

@@ -22,10 +22,11 @@ from promote.cli_emit import check_output_paths, emit, github_mode
 from promote.cli_emit import token as github_token
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_USAGE, PromoteError
 from promote.output_spec import OutputSpec
+from promote.policy import FAIL_ON
+from promote.report.formats import FORMATS
 from promote.sections import STAGE_NAMES
 
 STAGES = STAGE_NAMES  # the stage registry's names, in run order (sections.py)
-FORMATS = ("text", "json", "markdown", "junit", "html")
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -70,7 +71,7 @@ def _report_options(command):  # noqa: ANN001, ANN202 - a click decorator
                      help="Report format printed on stdout."),
         click.option("--output", "outputs", multiple=True, type=OutputSpec(FORMATS),
                      help="Also write the report as FMT to PATH (repeatable), e.g. --output json=report.json."),
-        click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="fail", show_default=True,
+        click.option("--fail-on", type=click.Choice(FAIL_ON), default="fail", show_default=True,
                      help="Exit 1 on blocking actions (fail), also on warnings (warn), or never (errors still "
                           "exit 3)."),
     ]

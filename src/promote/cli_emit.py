@@ -38,10 +38,10 @@ def emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path], 
     json_written = _write_outputs(report, outputs)
     if metrics_out is not None:
         _write_metrics(report, metrics_out)
-    from promote.report.render import RENDERERS
+    from promote.report.render import render
 
     colour_on = fmt == "text" and use_colour(colour)
-    rendered = RENDERERS[fmt](report, colour=colour_on)
+    rendered = render(report, fmt, colour=colour_on)
     if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
         from promote.github.workflow import stop_commands
 
