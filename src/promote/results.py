@@ -89,6 +89,10 @@ class Bound:
         return observed <= self.value if self.op == "max" else observed >= self.value
 
 
+#: ClauseResult fields a report leaves out when the clause was not judged (the report schema: optional).
+JUDGED_FIELDS = ("interval", "margin", "would_pass", "samples", "p_value")
+
+
 @dataclass
 class ClauseResult:
     """One clause, evaluated: what was measured, against what, and the verdict with its evidence."""
@@ -130,7 +134,7 @@ class ClauseResult:
         out["evidence"] = json_safe(self.evidence)
         out["observed"] = finite_or_none(self.observed)
         out["observed_text"] = format_value(self.observed)
-        for key in ("interval", "margin", "would_pass", "samples", "p_value"):  # absent when not judged
+        for key in JUDGED_FIELDS:  # absent when not judged
             if out[key] is None:
                 del out[key]
             else:
