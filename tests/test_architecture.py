@@ -43,6 +43,22 @@ def test_vocabulary_declares_every_metric_the_contract_schema_allows():
     assert "cosine" in TENSOR_METRICS and METRICS["cosine"].worse == "lower"
 
 
+def test_every_metric_is_one_declaration_with_its_description():
+    """The schema generator has no metric list of its own: it prints vocabulary.py's descriptions, and
+    the runtime judge has exactly one row per declared runtime metric."""
+    import runpy
+
+    from promote.stages.runtime_judge import JUDGES
+    from promote.vocabulary import LATENCY_METRICS, METRICS, RUNTIME_METRICS
+
+    assert all(m.doc for m in METRICS.values()) and all(RUNTIME_METRICS.values())
+    assert set(JUDGES) == set(RUNTIME_METRICS) and set(LATENCY_METRICS) <= set(RUNTIME_METRICS)
+    generator = runpy.run_path(str(ROOT / "tools" / "gen_contract_schema.py"))
+    listed = {**generator["METRICS"], **generator["PARAM_METRICS"], **generator["TENSOR_METRICS"],
+              **generator["TASK_METRICS"]}
+    assert listed == {m.name: m.doc for m in METRICS.values()}
+
+
 @pytest.mark.parametrize(("low", "estimate", "high", "status"), [
     (0.1, 0.2, 0.3, "pass"),  # wholly inside ≤ 0.5
     (0.6, 0.7, 0.8, "fail"),  # wholly beyond

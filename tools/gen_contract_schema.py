@@ -15,52 +15,16 @@ from promote.policy import ACTIONS  # noqa: E402 - the policy's actions
 from promote.results import Status  # noqa: E402 - clause statuses
 from promote.sections import BY_SECTION, STAGE_NAMES  # noqa: E402 - the stage registry
 from promote.sections import STAGES as STAGE_DECLS  # noqa: E402
+from promote.vocabulary import METRICS as VOCABULARY  # noqa: E402 - every metric, with its description
+from promote.vocabulary import RUNTIME_METRICS  # noqa: E402
 
-METRICS = {
-    "kl": "KL(p‖q) per scored position, p = softmax(reference), q = softmax(candidate), in nats.",
-    "kl_rev": "KL(q‖p) per scored position, in nats.",
-    "tv": "Total variation ½‖p − q‖₁ per scored position, in [0, 1].",
-    "logit_drift": "‖z_c − z_r‖∞: largest absolute logit difference per position.",
-    "logit_osc": "max(z_c − z_r) − min(z_c − z_r): shift-invariant logit oscillation per position.",
-    "log_ratio": "log p_y − log q_y on the next input token y (log importance weight).",
-    "abs_log_ratio": "|log p_y − log q_y| on the next input token y.",
-    "argmax_agree": "1 where the candidate's top token equals the reference's, else 0; stat mean = agreement rate.",
-    "nonfinite": "Count of non-finite (NaN or ±Inf) candidate or reference logits per position.",
-    "entropy_ratio": "H(q)/H(p): candidate entropy over reference entropy per position (1 = same sharpness; "
-                     "a temperature bug moves it while argmax agreement stays 100 %).",
-    # RL trainer-vs-rollout metrics (docs/rl.md): exact from the sampled token's log w alone.
-    "is_ratio": "RL: importance ratio w = π_train(y)/π_infer(y) = exp(log_ratio) on the sampled token.",
-    "k1": "RL: k1 KL estimator −log w per token; its mean estimates KL(π_infer‖π_train) (verl's signed `kl`).",
-    "k3": "RL: k3 KL estimator w − 1 − log w ≥ 0 per token; its mean estimates KL(π_infer‖π_train).",
-    "chi2": "RL: (w − 1)² per token; its mean estimates χ²(π_train‖π_infer).",
-    "seq_log_ratio": "RL: Σ log w over one sequence's scored tokens, one value per sequence (the product ratio).",
-    "seq_geo_ratio": "RL: exp(mean log w) over one sequence's scored tokens, one value per sequence.",
-    "ess": "RL: normalised effective sample size (Σw)² / (n·Σw²) of the token importance weights, one value per "
-           "run (write `stat: mean`).",
-    "pg_bias": "RL: per-token policy-gradient bias bound A_max·G·(e^|log w| − 1), A_max and G from "
-               "`numerical.implications` (`advantage_max`, `score_norm`; default 1 each: the factor).",
-    "clip_budget_used": "RL: |log w| / log(1 + ε) per token, ε = `numerical.implications.clip` (default 0.2); "
-                        "above 1 the kernel mismatch alone reaches the PPO/GRPO clip.",
-}
+# Metric descriptions are declared with the metric (vocabulary.py); grouped here as the schema lists them.
+METRICS = {m.name: m.doc for m in VOCABULARY.values()
+           if m.task in ("causal-lm", "both") and m.param not in ("cap", "k")}
 # Numerical-stage metrics with a parameter from the clause (`cap`, `k`).
-PARAM_METRICS = {
-    "ratio_outside": "1 where the importance weight w = p_y/q_y on the next token lies outside [1/cap, cap]; "
-                     "stat mean = the fraction outside (cap from the clause, default 2).",
-    "topk_overlap": "|top-k(p) ∩ top-k(q)| / k per position (k from the clause, default 5); needs full logits.",
-    "ratio_above": "RL: 1 where w > cap (the upper tail a TIS clip truncates); stat mean = that fraction.",
-    "ratio_below": "RL: 1 where w < 1/cap (the lower tail an MIS mask drops); stat mean = that fraction.",
-    "seq_masked": "RL: 1 per sequence whose geometric-mean ratio exp(mean log w) lies outside [1/cap, cap]; stat "
-                  "mean = the fraction of sequences a sequence-level mask would drop (cap default 2).",
-}
+PARAM_METRICS = {m.name: m.doc for m in VOCABULARY.values() if m.task == "causal-lm" and m.param in ("cap", "k")}
 # Metrics of `data.task: tensor` (metrics/tensor.py); `nonfinite` is shared with the causal-LM set.
-TENSOR_METRICS = {
-    "abs": "tensor: |c − r| per element, computed in float64.",
-    "rel": "tensor: |c − r| / max(|r|, rel_floor) per element (default floor 1e-6·max|r| of the sample).",
-    "ulp": "tensor: |c − r| in units of the reference dtype's ulp at |r|, per element.",
-    "cosine": "tensor: cosine similarity of the candidate and reference tensor, one value per sample (1 = same "
-              "direction).",
-    "sqnr": "tensor: 10·log10(‖r‖² / ‖c − r‖²) in dB, one value per sample; identical tensors give +inf.",
-}
+TENSOR_METRICS = {m.name: m.doc for m in VOCABULARY.values() if m.task == "tensor"}
 STATS = {
     "mean": "Arithmetic mean over scored positions (tensor: elements, or samples for cosine/sqnr).",
     "p50": "Median over scored positions (tensor: elements, or samples for cosine/sqnr).",
@@ -488,13 +452,7 @@ numerical = obj(
 
 NOT_YET = " Not evaluated by this version of promote: when the stage runs its clauses report `error` (never `pass`)."
 
-TASK_METRICS = {
-    "accuracy": "next-token accuracy (causal LM): argmax equals the next input token; items are positions",
-    "exact_match": "per sample: the argmax equals every token of the sample's `target` (list of ids at the end "
-                   "of input_ids) or `label` (one id, the last input token); needs one of them on every sample",
-    "reward": "per sample paired value from the data file, `reward: {reference: x, candidate: y}`",
-    "score": "per sample paired value from the data file, `score: {reference: x, candidate: y}`",
-}
+TASK_METRICS = {m.name: m.doc for m in VOCABULARY.values() if m.task == "paired"}
 
 NOT_PER_SLICE = ("seq_log_ratio", "seq_geo_ratio", "ess", "pg_bias", "clip_budget_used")  # numerics stage only
 statistical_clause = obj(
@@ -506,7 +464,7 @@ statistical_clause = obj(
         "metric": {"enum": [*(m for m in METRICS if m not in NOT_PER_SLICE), *TASK_METRICS], "description": "A "
                    "per-position numerical metric (judged per slice with a sequence-bootstrap CI; of the RL metrics "
                    "`is_ratio`, `k1`, `k3`, `chi2`) or a task metric. Task metrics: " +
-                   "; ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items()) + "."},
+                   " ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items())},
         "stat": {"enum": [*STATS, "max_over_slices"], "description": "Statistic per slice (numerical metrics; "
                  "`max`/`min`/`sum` are judged on the observed value, without a CI), or `max_over_slices`: judge every "
                  "slice's mean and report the worst slice by name. Default `mean`."},
@@ -555,23 +513,7 @@ runtime_clause = obj(
     "A bound on a runtime measurement of the candidate, absolute or against the baseline (docs/runtime.md).",
     {
         **clause_common(),
-        "metric": described_enum({
-            "latency_ms": "Per-request latency in milliseconds (monotonic clock, client side; an `openai` "
-                          "kernel's wire time, sent to last byte, promote's decoding excluded).",
-            "latency_per_token_ms": "Per-request latency divided by the request's prompt tokens.",
-            "ttft_ms": "Time to first token in milliseconds: a streamed one-token generation from each prompt "
-                       "(`openai` kernels with `api: vllm` or `openai`; extra passes, `repeats` per level). A "
-                       "kernel that cannot stream makes the clause `error`.",
-            "throughput_tps": "Prompt tokens per second over the timed requests at one concurrency.",
-            "peak_memory_mb": "Peak resident memory: promote's process for local kernels; for an `openai` kernel "
-                              "the largest `process_resident_memory_bytes` its server's /metrics reported between "
-                              "passes (error when the server exports none). `max`, `min` or `max_ratio` (vs the "
-                              "baseline's).",
-            "error_rate": "Fraction of timed requests that failed (after retries).",
-            "rerun_equal": "Largest drift between two runs of the same prompts at concurrency 1 (0: bitwise equal).",
-            "batch_invariance": "Largest drift of a prompt's values alone vs inside a concurrent batch.",
-            "batch_invariant": "Alias of `batch_invariance`.",
-        }, "Runtime metric."),
+        "metric": described_enum(RUNTIME_METRICS, "Runtime metric."),
         "stat": described_enum({k: v for k, v in STATS.items() if k in ("mean", "p50", "p90", "p99", "max", "min")},
                                "Statistic over timed requests (latency metrics). Default `p50`."),
         **bound_props,
