@@ -158,9 +158,66 @@ def _vllm_tools():
     return module
 
 
-def start_vllm(request: pytest.FixtureRequest, model_dir: Path, **kwargs):
-    """Start vLLM (building its venv on first use) and stop it by PID when the fixture ends. Outside CI
-    a machine that cannot build the venv skips; under CI=true that is a failure, never a skip."""
+class VllmServer:
+    """A real vLLM server for tests (tools/vllm_server.py), proven to answer a real request before any
+    test uses it: :meth:`ensure` runs before every test that has it among its fixtures
+    (``pytest_runtest_call`` below) and restarts the server on the same port when its engine died
+    (a fixture built on its URL, a proxy say, keeps working). A failing test gets the log's tail."""
+
+    WARM_PROMPT = list(range(8))  # never 3 or 4 tokens: they kill bf16 vLLM on AMX CPUs (docs/runtime.md)
+
+    def __init__(self, model_dir: Path, kwargs: dict) -> None:
+        self.model_dir, self.kwargs = model_dir, dict(kwargs)
+        self.server = None
+        self.restarts = 0
+
+    def __getattr__(self, name: str):  # url, base, port, pid, name, log of the running server
+        if name == "server" or self.__dict__.get("server") is None:
+            raise AttributeError(name)
+        return getattr(self.server, name)
+
+    def start(self) -> None:
+        tools = _vllm_tools()
+        port = self.server.port if self.server is not None else None
+        self.server = tools.start(self.model_dir, port=port, **self.kwargs)
+
+    def answers(self) -> str | None:
+        """None when a real scoring request (8 tokens, prompt log-probs) gets a 200 with choices, else why not."""
+        import requests
+
+        try:
+            answer = requests.post(f"{self.server.url}/completions", timeout=180, json={
+                "model": self.server.name, "prompt": self.WARM_PROMPT, "max_tokens": 1, "prompt_logprobs": 1})
+        except requests.RequestException as exc:
+            return f"no answer ({exc})"
+        if answer.status_code != 200 or not answer.json().get("choices"):
+            return f"HTTP {answer.status_code}: {answer.text[:300]}"
+        return None
+
+    def ensure(self) -> None:
+        """Warm the server with a real request; restart it once if it does not answer (engine died)."""
+        why = self.answers()
+        if why is None:
+            return
+        tail = self.server.log_tail()
+        self.server.stop()
+        self.restarts += 1
+        self.start()
+        again = self.answers()
+        if again is not None:
+            pytest.fail(f"vLLM ({self.kwargs}) did not answer a warm-up request ({why}), nor after a restart "
+                        f"({again}); log {self.server.log}:\n{self.server.log_tail()}\n--- before the restart:\n"
+                        f"{tail}")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(keep_log=False)
+
+
+def start_vllm(request: pytest.FixtureRequest, model_dir: Path, **kwargs) -> VllmServer:
+    """Start vLLM (building its venv on first use), prove it answers, and stop it by PID when the
+    fixture ends. Outside CI a machine that cannot build the venv skips; under CI=true that is a
+    failure, never a skip."""
     import os
 
     tools = _vllm_tools()
@@ -170,9 +227,35 @@ def start_vllm(request: pytest.FixtureRequest, model_dir: Path, **kwargs):
         if os.environ.get("CI") == "true":
             pytest.fail(f"the vLLM venv could not be built under CI=true: {exc}")
         pytest.skip(f"the vLLM venv could not be built here: {exc}")
-    server = tools.start(model_dir, **kwargs)
-    request.addfinalizer(server.stop)
-    return server
+    handle = VllmServer(model_dir, kwargs)
+    handle.start()
+    request.addfinalizer(handle.stop)
+    handle.ensure()
+    return handle
+
+
+def _vllm_handles(item: pytest.Item) -> list[VllmServer]:
+    return [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, VllmServer)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Before the test body: every vLLM server it uses answers a real request (restarted if its engine died)."""
+    for handle in _vllm_handles(item):
+        handle.ensure()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """A failed test that used a vLLM server shows the server's log tail (and how often it was restarted)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for handle in _vllm_handles(item):
+            if handle.server is not None:
+                report.sections.append((f"vLLM server log tail ({handle.server.log}, restarts {handle.restarts})",
+                                        handle.server.log_tail()))
 
 
 @pytest.fixture(scope="session")

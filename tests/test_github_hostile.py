@@ -121,13 +121,16 @@ def test_other_scheme_host_or_port_is_foreign(httpserver, monkeypatch, link):
     assert api.url(httpserver.url_for("/api/v3/user")) == httpserver.url_for("/api/v3/user")  # same origin: fine
 
 
-def test_redirect_to_another_port_carries_no_token(httpserver, other_server, monkeypatch):
+def test_redirect_to_another_port_is_refused_and_carries_no_token(httpserver, other_server, monkeypatch):
+    """Issue 19 item 1: the same rule as the other clients (promote.http): a redirect off the API origin
+    is not followed at all, with or without the token — the answer would come from elsewhere."""
     monkeypatch.setenv("GITHUB_API_URL", httpserver.url_for("/api/v3").rstrip("/"))
     other_server.expect_request("/elsewhere").respond_with_json({"login": "someone"})
     httpserver.expect_request("/api/v3/user").respond_with_data(
         "", status=302, headers={"Location": other_server.url_for("/elsewhere")})
-    GitHubAPI(TOKEN).get_json("user")
-    assert len(other_server.log) == 1 and "Authorization" not in other_server.log[0][0].headers
+    with pytest.raises(ForeignURL, match="another origin"):
+        GitHubAPI(TOKEN).get_json("user")
+    assert other_server.log == []
 
 
 def test_check_with_a_foreign_link_warns_keeps_the_gate_and_posts_nothing(mini, gh, httpserver, other_server):

@@ -21,13 +21,13 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   a value that is exactly one `${...}` (unquoted) takes the YAML type of the substituted text, so
   `max: ${KL_MAX:-1e-3}` is a number. `$${` writes a literal `${`. An unset variable with no default
   is an error naming its line. Keys are never interpolated.
-- Values taken from the environment are masked in messages. Every error, warning and `validate`
-  problem shows a value that `${NAME}` substituted from the environment (6 characters or more) as
-  `${NAME}`, never as the value: `data file ${DATA_DIR}/eval.jsonl not found`. Schema errors quote
-  the raw `${...}` text the same way. When the name looks secret (one of the words `TOKEN`, `KEY`,
-  `SECRET`, `PASSWORD`, `PASSWD`, `PASSPHRASE`, `CREDENTIAL(S)`, `APIKEY`, `PAT` between underscores
-  or at an end: `GITHUB_TOKEN`, `GH_TOKEN`, `HF_TOKEN`, `OPENAI_API_KEY`, `AWS_SECRET_ACCESS_KEY`,
-  `DB_PASSWORD`), the value is also masked as `***` in reports, the job summary, the PR comment
+- Messages show the values `${NAME}` substituted (`cannot connect to http://127.0.0.1:8000/v1`, not
+  `${PROMOTE_VLLM_URL}`), except secret ones; every URL has its `user:password@` part and the values
+  of credential-like query parameters (`?api_key=***`) masked in messages and reports. Schema errors
+  quote the raw `${...}` text. A secret-named variable's value (6 characters or more) is shown as
+  `${NAME}` in messages. When the name looks secret (the one rule is in docs/cli.md "Secrets": it
+  contains `TOKEN`, `KEY`, `SECRET`, `PASSWORD`, `PASSWD`, `PASSPHRASE` or `CREDENTIAL` in any case,
+  or the word `PAT`), the value is also masked as `***` in reports, the job summary, the PR comment
   and step outputs, and so is the file or factory part of a `file:factory` value. That holds for
   such variables even when the contract does not use them (values of 6 characters or more;
   shorter ones would blank ordinary text). Reports keep other interpolated values (a report must

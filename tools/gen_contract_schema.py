@@ -242,14 +242,45 @@ records_kernel = obj(
     ["kind", "path"],
 )
 
+launch = obj(
+    "A server promote starts for this check when `url` is empty or absent (docs/runtime.md, \"One command\"): "
+    "on 127.0.0.1 at a free port, waited for until `health` answers 200, stopped by PID (its whole process "
+    "group) when the check ends, also on Ctrl-C/SIGTERM. Give exactly one of `command` and `vllm`. A non-empty "
+    "`url` (e.g. `${PROMOTE_VLLM_URL:-}`) uses that running server instead.",
+    {
+        "command": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"},
+                    "description": "The server's argv; `{port}` and `{host}` are replaced by the chosen port and "
+                                   "127.0.0.1. The API base is `http://127.0.0.1:{port}/v1`."},
+        "vllm": string("Model directory (with config.json, relative to the contract) served by vLLM's OpenAI "
+                       "server: `python -m vllm.entrypoints.openai.api_server --model DIR --host 127.0.0.1 "
+                       "--port PORT --dtype DTYPE --served-model-name MODEL ARGS...` (MODEL: this kernel's `model`)."),
+        "dtype": string("vLLM `--dtype` (`auto`, `float32`, `bfloat16`, `float16`). Default `auto`."),
+        "args": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                 "description": "More vLLM flags, e.g. `[--max-logprobs, \"-1\", --logprobs-mode, raw_logits]`."},
+        "python": string("Interpreter with vLLM installed (`~` expands; relative paths are relative to the "
+                         "contract). Default `python3`; tools/vllm_env.sh builds one."),
+        "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+                "description": "Extra environment variables for the server (promote's PYTHONPATH, PYTHONHOME "
+                               "and VIRTUAL_ENV are not passed on)."},
+        "health": string("Path that answers 200 once the server is ready. Default `/health`.", pattern="^/"),
+        "timeout_s": number("Seconds to wait for `health`. Default 600.", exclusiveMinimum=0),
+        "keep_log": {"type": "boolean", "description": "Keep the server's log file after a check that went well "
+                                                       "(it is always kept, and its path printed, when the "
+                                                       "server failed). Default false."},
+        "log_dir": string("Directory for the server's per-job log and pid file (relative to the contract). "
+                          "Default: the system temporary directory."),
+    },
+)
+
 openai_kernel = obj(
     "A model behind a serving API over HTTP (vLLM, an OpenAI-compatible server, SGLang, TGI): each sample's "
     "token ids are sent as a token-id prompt and the teacher-forced prompt log-probs that come back are "
     "compared like a local kernel's outputs (docs/runtime.md).",
     {
         "kind": {"const": "openai", "description": "Kernel kind: `openai` scores prompts through a serving API."},
-        "url": string("API base, e.g. `http://127.0.0.1:8000/v1` (`${VLLM_URL}` interpolation works). SGLang "
-                      "and TGI native routes are taken from the same base without `/v1`."),
+        "url": string("API base, e.g. `http://127.0.0.1:8000/v1` (`${VLLM_URL}` interpolation works); http:// or "
+                      "https:// only. SGLang and TGI native routes are taken from the same base without `/v1`. "
+                      "Required unless `launch` is given; empty with `launch`: promote starts the server."),
         "model": string("Served model name (vLLM `--served-model-name`)."),
         "api": described_enum({
             "vllm": "`/v1/completions` with `prompt_logprobs` (vLLM's extension; default).",
@@ -261,7 +292,8 @@ openai_kernel = obj(
                   "description": "Alternatives per position. `all` (default): the whole vocabulary (vLLM "
                                  "`--max-logprobs -1`), every metric exact. A number K: top-K log-probs plus the "
                                  "actual token's, KL/TV/drift become certified bounds."},
-        "timeout_s": number("Seconds to wait for one answer. Default 60.", exclusiveMinimum=0),
+        "timeout_s": number("Total deadline of one attempt in seconds: connect, headers and the whole body "
+                             "(docs/runtime.md \"HTTP\"). Default 60.", exclusiveMinimum=0),
         "retries": integer("Retries of a request that failed with 429/5xx, a timeout or a refused connection "
                            "(exponential backoff, `Retry-After` honoured). Default 3.", minimum=0, maximum=100),
         "backoff_s": number("First retry delay in seconds, doubled each retry. Default 0.5.", minimum=0),
@@ -270,8 +302,13 @@ openai_kernel = obj(
                               "every output.", pattern="^[A-Za-z_][A-Za-z0-9_]*$"),
         "batch_size": integer("Samples per step (each is its own request). Default 16.", minimum=1,
                               maximum=BATCH_MAX),
+        "launch": launch,
+        "server_log": string("The log file of the server at `url` (tools/vllm_server.py prints it as "
+                             "`PROMOTE_VLLM_LOG`); when the server answered and then stops answering, the "
+                             "message quotes its last lines. Empty: none. A launched server's own log is "
+                             "always quoted."),
     },
-    ["kind", "url", "model"],
+    ["kind", "model"],
 )
 
 KINDS = {"torch": "an nn.Module run in-process", "onnx": "an ONNX graph through onnxruntime",
@@ -706,7 +743,8 @@ observability = stage(
                                 "description": "Several snapshot files."}]},
             "time": {"type": ["string", "number"], "description": "Evaluation time: unix seconds or RFC 3339 "
                      "(`2026-01-02T03:04:05Z`). Default: now. Recorded in the report."},
-            "timeout": duration("HTTP timeout per request (`kind: prometheus`). Default `10s`."),
+            "timeout": duration("Total deadline of each request, connect to last byte (`kind: prometheus`). "
+                                "Default `10s`."),
             "lookback": duration("How far back `require: present` and `max_age` look for a `metric:`'s newest "
                                  "sample on Prometheus. Default `1h`."),
             "tls_verify": {"type": "boolean", "description": "Verify the server's TLS certificate. Default true."},

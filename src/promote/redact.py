@@ -9,16 +9,18 @@ printer, the report renderers, the GitHub outputs, summary and comment) pass it 
 Two masks, because a report and an error message need different things:
 
 * :func:`redact` — for everything (reports, comments, summaries, outputs, messages). Replaces with
-  ``***`` the value of every environment variable whose name looks secret (``GITHUB_TOKEN``,
-  ``GH_TOKEN``, ``*_TOKEN``, ``*_KEY``, ``*_SECRET``, ``*_PASSWORD``, ...) and every value registered
-  with :func:`register_secret` (the GitHub token the client was given). Values shorter than
+  ``***`` the value of every environment variable whose name looks secret (:func:`is_secret_name`:
+  it contains TOKEN, KEY, SECRET, PASSWORD, PASSWD, PASSPHRASE or CREDENTIAL, or the word PAT) and
+  every value registered with :func:`register_secret` (the GitHub token the client was given). Values shorter than
   :data:`MIN_SECRET_CHARS` are left alone: masking a 2-character value would blank every occurrence
   of those characters and make the output unreadable without protecting anything.
 * :func:`redact_message` — for messages (errors, warnings, ``validate`` problems). First replaces
-  every value that ``${NAME}`` interpolation substituted from the environment with its reference
-  ``${NAME}`` (so ``data file /mnt/s3cr3t/eval.jsonl not found`` reads
-  ``data file ${DATA_DIR}/eval.jsonl not found``), then applies :func:`redact`. Reports keep
-  non-secret interpolated values (the candidate a run tested must be visible in its report).
+  every value that ``${NAME}`` interpolation substituted from a *secret-named* variable with its
+  reference ``${NAME}`` (so a message says which variable it was), then applies :func:`redact`. A
+  non-secret variable's value is shown as it is: ``cannot connect to http://127.0.0.1:8000/v1``
+  helps, ``cannot connect to ${PROMOTE_VLLM_URL}`` does not. The credentials a URL may carry are
+  masked in every URL instead (both masks): the ``user:password@`` part and the values of query
+  parameters named like credentials (``?api_key=***``, ``token``, ``X-Amz-Signature``).
 
 The registry is process-wide state: promote is a CLI, one contract per process; :func:`reset` is
 for tests.
@@ -32,25 +34,27 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "MIN_INTERPOLATED_CHARS", "MIN_SECRET_CHARS", "is_secret_name", "redact", "redact_data",
-           "redact_message", "register_interpolated", "register_secret", "reset"]
+__all__ = ["MASK", "MIN_SECRET_CHARS", "SECRET_WORDS", "is_secret_name", "map_strings", "redact", "redact_data",
+           "redact_message", "register_interpolated", "register_secret", "reset", "strip_url_credentials"]
 
 MASK = "***"
 #: Shortest secret-like value that is masked (env vars named like secrets, registered tokens).
 MIN_SECRET_CHARS = 6
-#: Shortest interpolated (non-secret-named) value that messages show as its ``${NAME}``.
-MIN_INTERPOLATED_CHARS = 6
 
-_SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|KEY|APIKEY|CREDENTIALS?|PAT)(?:$|_)",
-                          re.IGNORECASE)
+# The one rule (docs/cli.md "Secrets"): a name *containing* one of these words, in any case
+# (`API_KEYS`, `SECRETS`, `MYTOKEN`, `HfToken`), or the word PAT on its own (`GH_PAT`; not `PATH`).
+# Wide on purpose: masking a harmless `KEYBOARD` costs a `***`; missing `TOKEN2` leaks a token.
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL")
+_SECRET_NAME = re.compile(r"(?:" + "|".join(SECRET_WORDS) + r")|(?:^|_)PAT(?:$|_)", re.IGNORECASE)
 
 _secrets: set[str] = set()
 _interpolated: dict[str, str] = {}  # value -> "${NAME}"
 
 
 def is_secret_name(name: str) -> bool:
-    """True for environment variable names that hold secrets by convention (``GITHUB_TOKEN``,
-    ``GH_TOKEN``, ``HF_TOKEN``, ``OPENAI_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``DB_PASSWORD``...)."""
+    """True for environment variable names that may hold secrets: containing one of
+    :data:`SECRET_WORDS` in any case (``GITHUB_TOKEN``, ``OPENAI_API_KEY``, ``API_KEYS``, ``HfToken``),
+    or ``PAT`` as a word (``GH_PAT``)."""
     return bool(_SECRET_NAME.search(name))
 
 
@@ -63,19 +67,18 @@ def register_secret(value: str | None) -> None:
 def register_interpolated(substituted: Mapping[str, str]) -> None:
     """Record values that ``${NAME}`` interpolation took from the environment (name → value).
 
-    Every whole value of at least :data:`MIN_INTERPOLATED_CHARS` is shown as ``${NAME}`` in messages.
-    A secret-like name also makes its value a secret (``***`` in reports too), and the parts of a
-    ``file:factory`` value are masked as well, since a "not found" message may quote only the file.
-    (Parts of other values are not: ``model.py`` alone is too common to hide everywhere.)
+    A secret-like name makes its value a secret (``***`` in reports, ``${NAME}`` in messages), and
+    the parts of a ``file:factory`` value too, since a "not found" message may quote only the file.
+    Other values are not hidden: a message that names the URL or file it could not reach is the
+    useful one (credentials inside a URL are masked by :func:`redact` whatever their source).
     """
     for name, value in substituted.items():
-        secret = is_secret_name(name)
-        pieces = {value, *value.split(":")} if secret else {value}
-        for piece in pieces:
-            if len(piece) >= (MIN_SECRET_CHARS if secret else MIN_INTERPOLATED_CHARS):
+        if not is_secret_name(name):
+            continue
+        for piece in {value, *value.split(":")}:
+            if len(piece) >= MIN_SECRET_CHARS:
                 _interpolated.setdefault(piece, f"${{{name}}}")
-                if secret:
-                    register_secret(piece)
+                register_secret(piece)
 
 
 def reset() -> None:
@@ -98,9 +101,40 @@ def _replace(text: str, pairs: Iterable[tuple[str, str]]) -> str:
     return text
 
 
+# scheme://[userinfo@]host...[?query]: userinfo and query are what a URL may carry credentials in.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:(?P<userinfo>[^\s/@?#]*)@)?(?P<rest>[^\s?#]*)"
+                  r"(?:\?(?P<query>[^\s#`'\")\]]*))?")
+
+
+# Query parameters that carry credentials: secret-like names (as for variables) and signed-URL parts.
+_SECRET_PARAM = re.compile(r"token|secret|passw|key|credential|signature|sig$|auth|session|code$", re.IGNORECASE)
+
+
+def _mask_query(query: str) -> str:
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        parts.append(f"{name}={MASK}" if eq and value and _SECRET_PARAM.search(name) else part)
+    return "&".join(parts)
+
+
+def strip_url_credentials(text: str) -> str:
+    """Every URL in ``text`` with its ``user:password@`` part masked, and the values of query
+    parameters that carry credentials (``?api_key=``, ``token``, ``X-Amz-Signature``, …); other
+    parameters (``?per_page=100``) stay readable."""
+    def one(match: re.Match[str]) -> str:
+        userinfo = f"{MASK}@" if match.group("userinfo") is not None else ""
+        query = match.group("query")
+        query = "" if query is None else "?" + _mask_query(query)
+        return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
+
+    return _URL.sub(one, text) if "://" in text else text
+
+
 def redact(text: str, *, env: Mapping[str, str] | None = None) -> str:
-    """``text`` with every secret value replaced by ``***`` (see the module docstring for which)."""
-    return _replace(text, ((value, MASK) for value in _secret_values(env)))
+    """``text`` with every secret value replaced by ``***`` (see the module docstring for which) and
+    URL credentials and queries masked."""
+    return strip_url_credentials(_replace(text, ((value, MASK) for value in _secret_values(env))))
 
 
 def redact_message(text: str, *, env: Mapping[str, str] | None = None) -> str:
@@ -119,9 +153,7 @@ def redact_data(data: Any, *, env: Mapping[str, str] | None = None) -> Any:
     hide the secret from a text search while still showing it to every reader.
     """
     secrets = _secret_values(env)
-    if not secrets:
-        return data
-    return map_strings(data, lambda text: _replace(text, ((s, MASK) for s in secrets)))
+    return map_strings(data, lambda text: strip_url_credentials(_replace(text, ((s, MASK) for s in secrets))))
 
 
 def map_strings(data: Any, change: Callable[[str], str]) -> Any:

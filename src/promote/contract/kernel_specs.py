@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from promote.contract.fault_specs import FaultSpec, fault_from_dict, parse_inject
 from promote.contract.load import LoadedDocument, Problem
@@ -80,8 +81,34 @@ class RecordsKernelSpec:
 
 
 @dataclass(frozen=True)
+class LaunchSpec:
+    """`launch:` of an `openai` kernel: a server promote starts on 127.0.0.1 for one check and stops by
+    PID when the check ends (kernels/launch.py). Either ``command`` (an argv with ``{port}``/``{host}``
+    placeholders) or ``vllm`` (a model directory served by ``python -m vllm.entrypoints.openai.api_server``
+    from the interpreter ``python``, with ``dtype`` and ``args``)."""
+
+    command: tuple[str, ...] | None = None
+    vllm: Path | None = None
+    vllm_display: str | None = None
+    dtype: str = "auto"
+    args: tuple[str, ...] = ()
+    python: str = "python3"
+    env: tuple[tuple[str, str], ...] = ()
+    health: str = "/health"
+    timeout_s: float = 600.0
+    keep_log: bool = False
+    log_dir: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        if self.command is not None:
+            return {"command": list(self.command)}
+        return {"vllm": self.vllm_display, "dtype": self.dtype, "args": list(self.args)}
+
+
+@dataclass(frozen=True)
 class OpenAIKernelSpec:
-    """`kind: openai` — a model behind a serving API (vLLM, OpenAI-compatible, SGLang, TGI) over HTTP."""
+    """`kind: openai` — a model behind a serving API (vLLM, OpenAI-compatible, SGLang, TGI) over HTTP.
+    ``url`` empty with ``launch`` set: promote starts the server itself and fills in the URL."""
 
     kind: str
     url: str
@@ -95,9 +122,17 @@ class OpenAIKernelSpec:
     api_key_env: str | None = None
     batch_size: int = 16
     inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
+    launch: LaunchSpec | None = None
+    server_log: Path | None = None  # the log of the server at `url`, quoted when it dies
+
+    @property
+    def launches(self) -> bool:
+        """True when promote starts the server: `launch` given and `url` empty."""
+        return self.launch is not None and not self.url
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "url": self.url, "model": self.model, "api": self.api, "top_k": self.top_k,
+        where = {"launch": self.launch.summary()} if self.launches and self.launch else {"url": self.url}
+        return {"kind": self.kind, **where, "model": self.model, "api": self.api, "top_k": self.top_k,
                 "concurrency": self.concurrency, "batch_size": self.batch_size, **_injected(self.inject)}
 
 
@@ -118,6 +153,12 @@ def display_path(doc: LoadedDocument, value: str) -> str:
         return str(resolved)
 
 
+def _http_url(url: str) -> bool:
+    """http(s) with a host: anything else (``file://``, ``ftp://``) is never fetched (docs/runtime.md)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> KernelSpec:
     """The typed spec of one kernel, with a located problem for every referenced file that is missing."""
     spec: KernelSpec
@@ -125,11 +166,15 @@ def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: l
         spec = _file_kernel(doc, role, raw, problems)
     elif raw["kind"] == "openai":
         spec = OpenAIKernelSpec(
-            kind="openai", url=raw["url"], model=raw["model"], api=raw.get("api", "vllm"),
+            kind="openai", url=raw.get("url", ""), model=raw["model"], api=raw.get("api", "vllm"),
             top_k=raw.get("top_k", "all"), timeout_s=float(raw.get("timeout_s", 60.0)),
             retries=raw.get("retries", 3), backoff_s=float(raw.get("backoff_s", 0.5)),
             concurrency=raw.get("concurrency", 4), api_key_env=raw.get("api_key_env"),
-            batch_size=raw.get("batch_size", 16))
+            batch_size=raw.get("batch_size", 16), launch=_launch(doc, role, raw, problems),
+            server_log=resolve_path(doc, raw["server_log"]).resolve() if raw.get("server_log") else None)
+        if spec.url and not _http_url(spec.url):
+            problems.append(doc.problem((role, "url"), f"`url: {spec.url[:80]}` is not an http:// or https:// URL "
+                                        "with a host; `kind: openai` speaks HTTP only (e.g. http://127.0.0.1:8000/v1)"))
     else:
         spec = _torch_kernel(doc, role, raw, problems)
     if "inject" not in raw:
@@ -140,6 +185,37 @@ def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: l
     if messages:
         return spec
     return replace(spec, inject=tuple(fault_from_dict(item) for item in items))
+
+
+def _launch(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> LaunchSpec | None:
+    """`launch:` typed; a missing URL without `launch`, or `command` and `vllm` together, is a located problem."""
+    launch = raw.get("launch")
+    if launch is None:
+        if not raw.get("url"):
+            problems.append(doc.problem((role, "url"), "`url` is empty and there is no `launch`: give the server's URL "
+                                        "(e.g. `http://127.0.0.1:8000/v1`) or a `launch:` section that starts one"))
+        return None
+    if ("command" in launch) == ("vllm" in launch):
+        problems.append(doc.problem((role, "launch"), "`launch` needs exactly one of `command` (the server's argv) "
+                                    "and `vllm` (a model directory vLLM serves)"))
+        return None
+    model_dir = display = None
+    if "vllm" in launch:
+        model_dir, display = resolve_path(doc, launch["vllm"]).resolve(), display_path(doc, launch["vllm"])
+        if not raw.get("url") and not (model_dir / "config.json").is_file():
+            problems.append(doc.problem((role, "launch", "vllm"), f"model directory `{launch['vllm']}` has no "
+                                        f"config.json (looked in {model_dir}); paths are relative to the contract "
+                                        "file"))
+    python = os.path.expanduser(str(launch.get("python", "python3")))
+    if os.sep in python and not os.path.isabs(python):
+        python = str(resolve_path(doc, python))
+    log_dir = resolve_path(doc, launch["log_dir"]).resolve() if "log_dir" in launch else None
+    return LaunchSpec(
+        command=tuple(map(str, launch["command"])) if "command" in launch else None, vllm=model_dir,
+        vllm_display=display, dtype=launch.get("dtype", "auto"), args=tuple(map(str, launch.get("args", ()))),
+        python=python, env=tuple((str(k), str(v)) for k, v in launch.get("env", {}).items()),
+        health=launch.get("health", "/health"), timeout_s=float(launch.get("timeout_s", 600.0)),
+        keep_log=bool(launch.get("keep_log", False)), log_dir=log_dir)
 
 
 def _file_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from promote.bounded import not_regular
 from promote.contract.kernel_specs import resolve_path
@@ -176,6 +177,10 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
                          "metrics.prom}`")
     elif kind == "prometheus" and "url" not in src:
         bad(("source",), "`kind: prometheus` needs `url:` (the Prometheus base URL, e.g. http://127.0.0.1:9090)")
+    elif kind == "prometheus" and not (urlsplit(str(src["url"])).scheme.lower() in ("http", "https")
+                                       and urlsplit(str(src["url"])).hostname):
+        bad(("source", "url"), f"`url: {str(src['url'])[:80]}` is not an http:// or https:// URL with a host "
+                               "(the Prometheus base URL, e.g. http://127.0.0.1:9090)")
     elif kind == "file":
         if "path" not in src:
             bad(("source",), "`kind: file` needs `path:` (an exposition-format snapshot file, or a list of them)")

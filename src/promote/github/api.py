@@ -1,32 +1,35 @@
 """GitHub REST transport: auth, GHES base URL, retries, pagination, typed status errors.
 
-Transport only — no knowledge of comments or reports. Why not urllib3's ``Retry``: it skips POST and
-PATCH and cannot tell a rate-limit 403 (retry after a wait) from a permission 403 (never retry).
-The token lives in the session's Authorization header and is never part of a message, a URL or a
-repr. It is only ever sent to the API's origin (scheme, host and port of ``GITHUB_API_URL``): an
-absolute URL elsewhere — a ``Link: rel="next"`` from a hostile or misconfigured server — is refused
-with :class:`ForeignURL` before any request (requests itself drops the header on a cross-host
-redirect). It is registered with promote.redact, so an error body that echoes it is masked.
+Transport only — no knowledge of comments or reports — on promote's one HTTP layer (promote.http:
+total deadline per request, body cap, bounded decompression, redirects). The retry policy stays here
+because it is GitHub's own: a rate-limit 403 (retry after a wait) is not a permission 403 (never
+retry), and a POST is never blindly re-sent.
+The token is a credential of the transport and is never part of a message, a URL or a repr. It is
+only ever sent to the API's origin (scheme, host and port of ``GITHUB_API_URL``): an absolute URL
+elsewhere — a ``Link: rel="next"`` from a hostile or misconfigured server — is refused with
+:class:`ForeignURL` before any request, and so is a redirect to another origin. It is registered
+with promote.redact, so an error body that echoes it is masked.
 A reply that is not the JSON shape an endpoint promises is :class:`BadResponse`, a GitHubError like
 any other, so callers report it as a publishing warning and never crash on it.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
+from urllib.parse import urlencode, urlsplit
 
 from promote import __version__
+from promote.http import HttpError, Reply, Transport, origin
 from promote.redact import redact_message, register_secret
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
-TIMEOUT_S = 30.0
+TIMEOUT_S = 30.0  # total deadline of one request: connect, headers and body
+MAX_BODY = 32 * 2**20  # a page of 100 comments of 65 536 characters, escaped, fits
 MAX_ATTEMPTS = 5
 MAX_TOTAL_WAIT_S = 180.0  # cap on all retry waits of one client, then fail soft
 RETRY_5XX_METHODS = ("GET", "PATCH", "DELETE", "PUT")  # POST is not idempotent: never blindly re-sent
@@ -79,9 +82,6 @@ class BadResponse(GitHubError):
 _BY_STATUS: dict[int, type[GitHubError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 422: Unprocessable}
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def _json_kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number")
@@ -92,22 +92,11 @@ def api_url_from_env(explicit: str | None = None) -> str:
     return (explicit or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port filled in: what "same origin" compares."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:  # a port that is not a number: matches nothing
-        return scheme, (parts.hostname or "").lower(), -1
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
-
-
-def _message(response: requests.Response) -> str:
+def _message(response: Reply) -> str:
     return redact_message(_raw_message(response))
 
 
-def _raw_message(response: requests.Response) -> str:
+def _raw_message(response: Reply) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -118,7 +107,7 @@ def _raw_message(response: requests.Response) -> str:
     return "; ".join(str(part) for part in [body.get("message"), *details] if part)
 
 
-def _rate_limit_wait(response: requests.Response, now: float) -> float | None:
+def _rate_limit_wait(response: Reply, now: float) -> float | None:
     """Seconds to wait before retrying a rate-limited response, or None if it is not a rate limit."""
     headers = response.headers
     if response.status_code not in (403, 429):
@@ -151,13 +140,11 @@ class GitHubAPI:
         register_secret(token)  # an error body that echoes the header is masked wherever it is printed
         self._origin = origin(self.api_url)
         self._sleep, self._clock = sleep, clock
-        self._session = requests.Session()
-        self._session.headers.update({
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": f"promote/{__version__}",
-        })
+        self._transport = Transport(
+            deadline_s=timeout_s, max_body=MAX_BODY, credentials={"Authorization": f"Bearer {token}"},
+            credential_origin=self.api_url,
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
+                     "User-Agent": f"promote/{__version__}"})
 
     def __repr__(self) -> str:  # never show the session headers (the token)
         return f"GitHubAPI({self.api_url!r})"
@@ -184,19 +171,21 @@ class GitHubAPI:
         self._sleep(seconds)
 
     def request(self, method: str, path_or_url: str, *, json: Any = None,
-                params: dict[str, Any] | None = None) -> requests.Response:
+                params: dict[str, Any] | None = None) -> Reply:
         """One API call with retries; returns a 2xx/3xx response or raises a typed GitHubError."""
         url = self.url(path_or_url)
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             try:
-                response = self._session.request(method, url, json=json, params=params, timeout=self.timeout_s)
-            except requests.RequestException as exc:
+                response = self._send(method, url, json, params)
+            except HttpError as exc:
+                if exc.kind == "redirect":
+                    raise ForeignURL(f"{method} {exc}", method=method, url=url) from None
                 # One retry for idempotent calls: a blip is worth a second try, a dead host is not worth
                 # minutes of the job.
-                if attempt >= 2 or last or method not in RETRY_5XX_METHODS:
-                    raise Unreachable(f"{method} {url}: {type(exc).__name__}: GitHub API unreachable",
-                                      method=method, url=url) from None
+                if attempt >= 2 or last or method not in RETRY_5XX_METHODS or exc.kind == "too_large":
+                    raise Unreachable(f"{method} {url}: GitHub API unreachable ({exc})", method=method,
+                                      url=url) from None
                 self._wait(1.0, method, url, 0)
                 continue
             status = response.status_code
@@ -213,6 +202,14 @@ class GitHubAPI:
             raise kind(f"{method} {url}: HTTP {status}: {_message(response) or response.reason}", status=status,
                        method=method, url=url)
         raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _send(self, method: str, url: str, json: Any, params: dict[str, Any] | None) -> Reply:
+        if params:
+            url = f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(params)}"
+        if json is None:
+            return self._transport.request(method, url)
+        return self._transport.request(method, url, body=jsonlib.dumps(json).encode(),
+                                       headers={"Content-Type": "application/json"})
 
     def request_json(self, method: str, path_or_url: str, *, expect: type, json: Any = None,
                      params: dict[str, Any] | None = None) -> Any:

@@ -1,48 +1,65 @@
-"""A small JSON-over-HTTP client for serving engines: bounded retries with backoff on 429/5xx and
-connection failures (honouring ``Retry-After``), a per-request timeout, counted outcomes.
+"""The `openai` kernel's JSON-over-HTTP client, on promote's one HTTP layer (:mod:`promote.http`:
+the same-origin credential rule, total deadlines, body caps, bounded decompression, redirects).
 
-Why not a library: the standard library does what is needed, and promote must count what happened
-(retries, error kinds) for the report, never print the API key (it is registered as a secret with
-``promote.redact`` and only sent as a header), and turn every failure into one clear message.
+What it adds for serving engines: bounded retries with backoff on 429/5xx and on connection failures
+and timeouts (honouring ``Retry-After``), counted outcomes for the report (requests, retries, error
+kinds), and the request's *wire time*. The API key is registered with ``promote.redact`` and only
+ever sent as a header, to the origin of the kernel's ``url``.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_S = 30.0
+from promote.http import MAX_RETRY_AFTER_S, RETRY_STATUSES, HttpError, Reply, Transport, retry_after
+
+#: The most a GET of a probe (``/version``, ``/health``) may answer.
+MAX_SMALL_BODY = 1 * 2**20
+#: The most read of a streamed answer before its first event (time to first token).
+MAX_STREAM_PREFIX = 1 * 2**20
+#: A `/metrics` page (Prometheus exposition of a serving process).
+MAX_METRICS_BODY = 16 * 2**20
 
 
 class HttpFailure(Exception):
-    """A request that failed for good: ``kind`` (connection, timeout, http_<status>, malformed_json),
-    the status and the server's message when there was one."""
+    """A request that failed for good: ``kind`` (connection, timeout, protocol, too_large, redirect, url,
+    http_<status>, malformed_json), the status and the server's message when there was one, and
+    ``answered_by``: the URL that answered when a redirect took the request elsewhere."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None, detail: str = "") -> None:
+    def __init__(self, kind: str, message: str, status: int | None = None, detail: str = "",
+                 answered_by: str | None = None) -> None:
         super().__init__(message)
-        self.kind, self.status, self.detail = kind, status, detail
+        self.kind, self.status, self.detail, self.answered_by = kind, status, detail, answered_by
+        self.retry_after: float | None = None
 
 
 @dataclass
 class Client:
-    """POST JSON to one server; thread-safe counters of requests, retries and error kinds."""
+    """POST JSON to one server; thread-safe counters of requests, retries and error kinds.
+    ``timeout_s`` is each attempt's total deadline (connect, headers and body); ``max_body`` the
+    default cap on an answer (a call may name its own, derived from what it asked for);
+    ``origin_url`` the URL whose origin receives the API key (default: each call's URL)."""
 
     timeout_s: float = 60.0
     retries: int = 3
     backoff_s: float = 0.5
     api_key: str | None = None
+    max_body: int = 256 * 2**20
+    origin_url: str | None = None
     requests: int = 0
     retried: int = 0
     errors: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        credentials = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self.transport = Transport(deadline_s=self.timeout_s, max_body=self.max_body, credentials=credentials,
+                                   credential_origin=self.origin_url)
 
     def _count(self, what: str, kind: str | None = None) -> None:
         with self._lock:
@@ -53,106 +70,89 @@ class Client:
             if kind:
                 self.errors[kind] += 1
 
-    def post(self, url: str, body: dict[str, Any]) -> Any:
+    def post(self, url: str, body: dict[str, Any], max_body: int | None = None) -> Any:
         """The decoded JSON answer; retries transient failures, raises :class:`HttpFailure` otherwise."""
-        return self.post_timed(url, body)[0]
+        return self.post_timed(url, body, max_body)[0]
 
-    def post_timed(self, url: str, body: dict[str, Any]) -> tuple[Any, float]:
+    def post_timed(self, url: str, body: dict[str, Any], max_body: int | None = None) -> tuple[Any, float]:
         """:meth:`post`, with the request's *wire time*: seconds from the first send to the last byte of
         the answer that succeeded (retries and their back-off included: a user waits for them too),
         without decoding the JSON. Why: stage 3 compares the servers' latencies; promote's own decoding
         is the same on both sides, so it would only add a constant that pulls every ratio towards 1
         (a 30 % slower canary read as 16 % on a loaded machine)."""
         start = time.perf_counter()
-
-        def once(request: urllib.request.Request) -> tuple[Any, float]:
-            raw = _open(request, self.timeout_s)
-            seconds = time.perf_counter() - start
-            return _decode(raw, url), seconds
-
-        return self._retrying(url, body, once)
+        reply = self._retrying(url, body, max_body, None)
+        return _decode(reply.body, reply.url), reply.finished - start
 
     def first_event_seconds(self, url: str, body: dict[str, Any]) -> float:
         """Seconds from the first send of a *streamed* request (``"stream": true``, server-sent events)
         to the first ``data:`` event carrying an answer — the time to first token when the body asks
-        for generated tokens — with the same retries as :meth:`post`. The rest of the stream is read
-        and dropped; an answer that ends without such an event is ``malformed_json``."""
+        for generated tokens — with the same retries as :meth:`post`. The stream is closed at that
+        event (the rest is never read); an answer that ends without one is ``malformed_json``."""
         start = time.perf_counter()
+        reply = self._retrying(url, body, MAX_STREAM_PREFIX, _has_event)
+        if not _has_event(reply.body + b"\n"):
+            raise HttpFailure("malformed_json", "the streamed answer held no `data:` event")
+        return reply.finished - start
 
-        def once(request: urllib.request.Request) -> float:
-            return _first_event(request, self.timeout_s, start)
-
-        return self._retrying(url, body, once)
-
-    def _retrying(self, url: str, body: dict[str, Any], once: Any) -> Any:
-        """``once(request)`` with bounded retries of transient failures (429/5xx, connection, timeout)."""
+    def _retrying(self, url: str, body: dict[str, Any], max_body: int | None, stop: Any) -> Reply:
+        """One request with bounded retries of transient failures (429/5xx, connection, timeout)."""
         data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
         attempt = 0
         while True:
             self._count("request")
             try:
-                return once(urllib.request.Request(url, data=data, headers=headers, method="POST"))
-            except HttpFailure as failure:
-                self._count("error", failure.kind)
-                transient = failure.kind in ("connection", "timeout") or (failure.status in RETRY_STATUSES)
-                if not transient or attempt >= self.retries:
-                    raise
-                delay = getattr(failure, "retry_after", None)
-                time.sleep(min(delay if delay is not None else self.backoff_s * 2**attempt, MAX_RETRY_AFTER_S))
-                attempt += 1
-                self._count("retry")
+                return _checked(self.transport.request("POST", url, body=data, max_body=max_body, stop=stop,
+                                                       headers={"Content-Type": "application/json"}))
+            except HttpError as exc:
+                failure = _from_error(exc)
+            except HttpFailure as exc:
+                failure = exc
+            self._count("error", failure.kind)
+            transient = failure.kind in ("connection", "timeout") or (failure.status in RETRY_STATUSES)
+            if not transient or attempt >= self.retries:
+                raise failure
+            delay = failure.retry_after
+            time.sleep(min(delay if delay is not None else self.backoff_s * 2**attempt, MAX_RETRY_AFTER_S))
+            attempt += 1
+            self._count("retry")
 
     def get(self, url: str) -> Any:
         """GET with the same error mapping and no retries (probes: /health, /version)."""
-        return _decode(self.get_bytes(url), url)
+        reply = self._get(url, MAX_SMALL_BODY)
+        return _decode(reply.body, reply.url)
 
-    def get_bytes(self, url: str) -> bytes:
+    def get_bytes(self, url: str, max_body: int = MAX_METRICS_BODY) -> bytes:
         """The raw body of a GET (a Prometheus `/metrics` page), no retries."""
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key
-                                         else {})
-        return _open(request, self.timeout_s)
+        return self._get(url, max_body).body
+
+    def _get(self, url: str, max_body: int) -> Reply:
+        try:
+            return _checked(self.transport.request("GET", url, max_body=max_body))
+        except HttpError as exc:
+            raise _from_error(exc) from None
 
 
-def _open(request: urllib.request.Request, timeout: float) -> bytes:
-    return _opened(request, timeout, lambda resp: resp.read())
+def _from_error(exc: HttpError) -> HttpFailure:
+    return HttpFailure(exc.kind, str(exc))
 
 
-def _first_event(request: urllib.request.Request, timeout: float, start: float) -> float:
-    def read(resp: Any) -> float:
-        seconds = None
-        for line in resp:  # server-sent events: `data: {...}` lines, blank lines between, `data: [DONE]` last
-            if seconds is None and line.startswith(b"data:") and line[5:].strip() not in (b"", b"[DONE]"):
-                seconds = time.perf_counter() - start
-        if seconds is None:
-            raise HttpFailure("malformed_json", "the streamed answer held no `data:` event")
-        return seconds
-
-    return _opened(request, timeout, read)
+def _checked(reply: Reply) -> Reply:
+    """A 2xx reply as is; any other status as an :class:`HttpFailure` with the server's message."""
+    if 200 <= reply.status < 300:
+        return reply
+    failure = HttpFailure(f"http_{reply.status}", f"HTTP {reply.status}", reply.status,
+                          _server_message(reply.body[:2000].decode("utf-8", "replace")),
+                          reply.url if reply.redirected else None)
+    failure.retry_after = retry_after(reply.headers.get("Retry-After"))
+    raise failure
 
 
-def _opened(request: urllib.request.Request, timeout: float, read: Any) -> Any:
-    """``read(response)`` with every failure mapped to an :class:`HttpFailure`."""
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return read(resp)
-    except HttpFailure:
-        raise
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:2000]
-        failure = HttpFailure(f"http_{exc.code}", f"HTTP {exc.code}", exc.code, _server_message(detail))
-        failure.retry_after = _retry_after(exc.headers.get("Retry-After"))  # type: ignore[attr-defined]
-        raise failure from None
-    except TimeoutError:
-        raise HttpFailure("timeout", f"no answer within {timeout:g} s") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-            raise HttpFailure("timeout", f"no answer within {timeout:g} s") from None
-        raise HttpFailure("connection", f"cannot connect ({exc.reason})") from None
-    except (ConnectionError, OSError) as exc:
-        raise HttpFailure("connection", f"connection failed ({exc})") from None
+def _has_event(body: bytes) -> bool:
+    """A whole ``data:`` line carrying an answer in server-sent events (`data: {...}` lines, blank lines
+    between, `data: [DONE]` last); a line still being received does not count yet."""
+    lines = body.split(b"\n")[:-1]
+    return any(line.startswith(b"data:") and line[5:].strip() not in (b"", b"[DONE]") for line in lines)
 
 
 def _decode(raw: bytes, url: str) -> Any:
@@ -161,21 +161,15 @@ def _decode(raw: bytes, url: str) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         shown = raw[:120].decode("utf-8", "replace")
         raise HttpFailure("malformed_json", f"the answer is not JSON ({exc}); it starts {shown!r}") from None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form; an HTTP date is ignored)."""
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    except RecursionError:
+        raise HttpFailure("malformed_json", "the answer is JSON nested too deeply to read") from None
 
 
 def _server_message(detail: str) -> str:
     """The human part of an error body: OpenAI-style ``{"error": {"message"}}``, ``{"message"}``, or text."""
     try:
         body = json.loads(detail)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return detail.strip()[:500]
     if isinstance(body, dict):
         err = body.get("error")
@@ -185,3 +179,6 @@ def _server_message(detail: str) -> str:
             if key in body:
                 return str(body[key])[:500]
     return detail.strip()[:500]
+
+
+__all__ = ["Client", "HttpFailure"]

@@ -31,6 +31,21 @@ APIS = ("vllm", "openai", "sglang", "tgi")
 ROUTES = {"vllm": "/completions", "openai": "/completions", "sglang": "/generate", "tgi": "/generate"}
 
 
+#: Bytes one log-prob entry may take in an answer (``"151643": {"logprob": -25.7, "rank": 151643,
+#: "decoded_token": "<|endoftext|>"}`` is ~80); the body cap of a scoring request is derived from it.
+BYTES_PER_ENTRY = 256
+#: The largest vocabulary the probe's answer may list (before the server's vocabulary is known).
+PROBE_VOCAB = 2**19
+
+
+def max_answer_bytes(tokens: int, top_k: int | str, vocab: int | None) -> int:
+    """The most a scoring answer can legitimately take: positions × (vocabulary for ``top_k: all``,
+    else top_k + 4 entries: the actual token, the echoed token, its text) × :data:`BYTES_PER_ENTRY`,
+    plus 64 KiB of envelope. Anything longer is refused before it fills memory (docs/runtime.md)."""
+    entries = (vocab or PROBE_VOCAB) if top_k == ALL else int(top_k) + 4
+    return max(tokens, 1) * entries * BYTES_PER_ENTRY + 64 * 1024
+
+
 class ShapeError(ValueError):
     """The answer does not have the documented shape, or does not match the prompt; the message says how."""
 
@@ -88,13 +103,16 @@ def parse(api: str, body: Any, ids: list[int], top_k: int | str) -> Scored:
     """Turn one answer into a :class:`Scored`; :class:`ShapeError` names what is missing or wrong."""
     if not isinstance(body, dict):
         raise ShapeError(f"the answer is a JSON {type(body).__name__}, not an object")
-    if api == "vllm":
-        return _vllm(body, ids, top_k)
-    if api == "openai":
-        return _echo(body, ids, top_k)
-    if api == "sglang":
-        return _sglang(body, ids, top_k)
-    return _tgi(body, ids)
+    parser = {"vllm": _vllm, "openai": _echo, "sglang": _sglang}.get(api)
+    try:
+        return parser(body, ids, top_k) if parser else _tgi(body, ids)
+    except ShapeError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        # a field of the wrong type or length deep inside (a list where an object belongs, a row too
+        # short): not the documented shape, said as such rather than as a crash
+        raise ShapeError(f"the answer does not have the `api: {api}` shape ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
 
 
 def _choice(body: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +139,7 @@ def _vllm(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
         if not isinstance(entry, dict):
             raise ShapeError(f"`prompt_logprobs[{t}]` is not an object")
         try:
-            rows.append({int(key): (float(v["logprob"]), int(v.get("rank") or 0)) for key, v in entry.items()})
+            rows.append({_id(key): (float(v["logprob"]), int(v.get("rank") or 0)) for key, v in entry.items()})
         except (TypeError, ValueError, KeyError):
             raise ShapeError(f"`prompt_logprobs[{t}]` is not {{token id: {{logprob, rank}}}}") from None
     return _assemble(rows, ids, top_k)
@@ -144,15 +162,48 @@ def _vllm_dense(entries: list[Any], ids: list[int]) -> Scored:
             values = np.fromiter((v["logprob"] for v in entry.values()), dtype=np.float64, count=vocab)
         except (TypeError, ValueError, KeyError):
             raise ShapeError(f"`prompt_logprobs[{t + 1}]` is not {{token id: {{logprob, rank}}}}") from None
-        if keys.min() < 0 or keys.max() >= vocab:
-            raise ShapeError(f"a full-vocabulary answer must list every token id at every position; position "
-                             f"{t + 1} has ids outside 0..{vocab - 1}")
+        if not _every_id_once(entry, keys, vocab):
+            raise ShapeError(f"a full-vocabulary answer must list every token id 0..{vocab - 1} once, spelled as a "
+                             f"plain decimal number; position {t + 1} has ids outside that range, spelled twice "
+                             "(`0` and `00`, `+1`, ` 1`) or missing")
         dense[t, keys] = values
         if ids[t + 1] >= vocab:
             raise ShapeError(f"position {t + 1} has no entry for the prompt's token id {ids[t + 1]} (token "
                              "mismatch: the server scored other tokens than it was sent)")
     target = dense[np.arange(n), np.asarray(ids[1:], dtype=np.int64)] if n else np.empty(0)
     return Scored(target=target, dense=dense)
+
+
+def _canonical_length(vocab: int) -> int:
+    """Characters of the decimal spellings of 0..vocab-1 together."""
+    total, width, low = 0, 1, 0
+    while low < vocab:
+        high = min(vocab, 10**width)
+        total += (high - low) * width
+        low, width = high, width + 1
+    return total
+
+
+def _every_id_once(entry: dict[str, Any], keys: np.ndarray, vocab: int) -> bool:
+    """The keys are 0..vocab-1, each once, in canonical decimal: distinct and in range, ASCII digits
+    only, and no longer together than the canonical spellings (a leading zero, `+` or space would be)."""
+    if keys.min() < 0 or keys.max() >= vocab:
+        return False
+    seen = np.zeros(vocab, dtype=bool)
+    seen[keys] = True
+    if not seen.all():  # vocab keys in range, none missing: each exactly once
+        return False
+    text = "".join(entry)
+    return text.isascii() and text.isdigit() and len(text) == _canonical_length(vocab)
+
+
+def _id(key: Any) -> int:
+    """A token id as the answer spells it: a non-negative integer, or its canonical decimal string."""
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key:
+        return int(key)
+    raise ShapeError(f"token id {str(key)[:40]!r} is not a non-negative integer in plain decimal")
 
 
 def _assemble(rows: list[dict[int, tuple[float, int]]], ids: list[int], top_k: int | str) -> Scored:
@@ -194,7 +245,7 @@ def _token_id(key: str) -> int:
         raise ShapeError(f"top log-probs are keyed by text ({key!r}), not `token_id:N`: the server ignores "
                          "`return_tokens_as_token_ids`; decoded text cannot be aligned to token ids, use "
                          "`api: vllm` or `api: sglang`")
-    return int(key.split(":", 1)[1])
+    return _id(key.split(":", 1)[1])
 
 
 def _echo(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
@@ -222,12 +273,12 @@ def _sglang(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
                          "`logprob_start_len: 0` to SGLang's native /generate")
     tokens = meta["input_token_logprobs"]
     tops = meta.get("input_top_logprobs") or [None] * len(tokens)
-    if len(tokens) != len(ids) or [int(x[1]) for x in tokens] != list(ids):
+    if len(tokens) != len(ids) or [_id(x[1]) for x in tokens] != list(ids):
         raise ShapeError(f"`input_token_logprobs` lists {len(tokens)} tokens that differ from the prompt's "
                          f"{len(ids)} token ids (token mismatch)")
     rows = []
     for t in range(1, len(ids)):
-        row = {int(i): (float(v), 0) for v, i, *_ in (tops[t] or [])}
+        row = {_id(i): (float(v), 0) for v, i, *_ in (tops[t] or [])}
         row.setdefault(ids[t], (float(tokens[t][0]), 0))
         rows.append(row)
     return _assemble(rows, ids, top_k)
@@ -238,7 +289,7 @@ def _tgi(body: dict[str, Any], ids: list[int]) -> Scored:
     prefill = details.get("prefill") if isinstance(details, dict) else None
     if not isinstance(prefill, list) or not prefill:
         raise ShapeError("`details.prefill` is missing: send `decoder_input_details: true` (not with streaming)")
-    got = [int(p["id"]) for p in prefill]
+    got = [_id(p["id"]) for p in prefill]
     if got != list(ids):
         raise ShapeError(f"`details.prefill` lists {len(got)} tokens that differ from the prompt's {len(ids)} "
                          "token ids (token mismatch)")

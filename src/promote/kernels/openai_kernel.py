@@ -12,6 +12,12 @@ works through HTTP:
 
 Opening the kernel sends one probe request, so a server that is down, lacks prompt log-probs or caps
 ``top_k`` below what the contract asks fails before the eval set runs, with the fix in the message.
+The probe is 8 tokens long: vLLM 0.32's CPU backend kills its engine on a 3- or 4-token bfloat16
+prompt on CPUs with AMX (docs/runtime.md), so a probe of that length would kill a healthy server.
+
+With `launch:` (and no `url`) the kernel starts the server itself when it opens and stops it by PID
+when it closes (kernels/launch.py). A server that answered and then stops answering is reported as
+dead, with the log's tail when promote launched it.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import numpy as np
 
 from promote.data import Batch
 from promote.errors import EvaluationError, UsageError
+from promote.kernels import launch
 from promote.kernels import openai_api as apis
 from promote.kernels.base import Kernel, Outputs
 from promote.kernels.http_client import Client, HttpFailure
+from promote.kernels.openai_launch import died_message, refuse_amx_short_prompts, start_server
 from promote.redact import register_secret
 
 
@@ -34,11 +42,44 @@ class OpenAIKernel(Kernel):
     kind = "openai"
     counts_in_fingerprint = True  # requests/retries/errors: fingerprinted again when the run ends
 
+    server: launch.Server | None = None
+    _answered = 0
+    _server_failed = False
+
+    @property
+    def url(self) -> str:
+        """The API base: the contract's `url`, or the launched server's once it runs."""
+        return self.server.url if self.server is not None else self.spec.url
+
     def describe(self) -> str:
-        return f"openai, {self.spec.api} {self.spec.model} at {self.spec.url}"
+        where = self.url or "a server it launches"
+        return f"openai, {self.spec.api} {self.spec.model} at {where}"
 
     def _open_impl(self) -> None:
+        if self.spec.launches:
+            self.server = start_server(self.spec, self.role, self.label)
+        try:
+            self._connect()
+        except BaseException as exc:  # the kernel never opened, so close() would not stop the server
+            self._server_failed = self._server_failed or isinstance(exc, Exception)  # a signal is no failure
+            self._close_impl()
+            raise
+
+    def _close_impl(self) -> None:
+        if self.server is not None:
+            keep = self._server_failed or bool(self.spec.launch and self.spec.launch.keep_log)
+            self.server.stop(keep_log=keep)
+            if keep:
+                self.notes.append(f"{self.label}: the launched server's log is kept at {self.server.log}")
+            self.server = None
+
+    def _bind_impl(self, evalset: Any) -> None:
+        if self.server is not None:
+            refuse_amx_short_prompts(self.spec, self.label, evalset.samples)
+
+    def _connect(self) -> None:
         spec = self.spec
+        self._pending: dict[str, int] = {}  # sample id → prompt tokens, sent and not yet answered
         key = None
         if spec.api_key_env:
             key = os.environ.get(spec.api_key_env)
@@ -53,8 +94,10 @@ class OpenAIKernel(Kernel):
         if spec.top_k == apis.ALL and spec.api == "sglang":
             raise UsageError(f"{self.label}: `top_k: all` needs vLLM (`--max-logprobs -1`); SGLang returns at most "
                              "`top_logprobs_num` alternatives: give `top_k` a number")
-        self.client = Client(timeout_s=spec.timeout_s, retries=spec.retries, backoff_s=spec.backoff_s, api_key=key)
-        self.endpoint = apis.endpoint(spec.api, spec.url)
+        self.client = Client(timeout_s=spec.timeout_s, retries=spec.retries, backoff_s=spec.backoff_s, api_key=key,
+                             origin_url=self.url)
+        self.vocab: int | None = None
+        self.endpoint = apis.endpoint(spec.api, self.url)
         self.values_are = "unknown"
         self._probe()
         if spec.top_k == apis.ALL:
@@ -65,8 +108,9 @@ class OpenAIKernel(Kernel):
                               "ratio_outside are exact; KL, TV, logit drift and argmax are certified bounds")
 
     def _probe(self) -> None:
-        """One short request: is the server up, does it score prompts, does it allow ``top_k``?"""
-        ids = [0, 1, 2, 3]
+        """One short request: is the server up, does it score prompts, does it allow ``top_k``? Eight
+        tokens, never 3 or 4 (module docstring)."""
+        ids = list(range(8))
         scored = self._score(ids, "probe")
         if scored.dense is not None:
             self.vocab = scored.dense.shape[1]
@@ -79,8 +123,16 @@ class OpenAIKernel(Kernel):
         else:
             self.values_are = "log-probs"
 
-    def _fail(self, failure: HttpFailure, what: str) -> Exception:
+    def _fail(self, failure: HttpFailure, what: str, tokens: int | None = None) -> Exception:
         spec, where = self.spec, self.endpoint
+        gone = self.server is not None and not self.server.alive()
+        if gone or (self._answered and failure.kind == "connection"):
+            self._server_failed = True
+            return EvaluationError(f"{self.label}: {died_message(self, failure, what, tokens)}")
+        if failure.answered_by and failure.status is not None:
+            return UsageError(f"{self.label}: {where} redirected to {failure.answered_by}, which answered HTTP "
+                              f"{failure.status} ({failure.detail}); the serving API itself was never asked: point "
+                              "`url` at the server that serves it")
         if failure.status == 400 and ("logprob" in failure.detail.lower()):
             asked = "the whole vocabulary (`top_k: all`)" if spec.top_k == apis.ALL else f"`top_k: {spec.top_k}`"
             return UsageError(f"{self.label}: the server refused {asked} at {where} (HTTP 400: {failure.detail}). "
@@ -96,16 +148,25 @@ class OpenAIKernel(Kernel):
     def _score(self, ids: list[int], sample_id: str) -> apis.Scored:
         """One prompt scored; ``Scored.seconds`` is its wire time (Client.post_timed), not promote's decoding."""
         body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
+        self._pending[sample_id] = len(ids)  # which prompts were in flight if the server dies
         try:
-            answer, seconds = self.client.post_timed(self.endpoint, body)
+            answer, seconds = self.client.post_timed(self.endpoint, body, apis.max_answer_bytes(
+                len(ids), self.spec.top_k, self.vocab))
         except HttpFailure as failure:
-            raise self._fail(failure, f"scoring sample `{sample_id}`") from None
+            raise self._fail(failure, f"scoring sample `{sample_id}`", len(ids)) from None
         try:
             scored = apis.parse(self.spec.api, answer, ids, self.spec.top_k)
         except apis.ShapeError as exc:
             raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint}: {exc}") \
                 from None
+        if scored.dense is not None and self.vocab is not None and scored.dense.shape[1] != self.vocab:
+            raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint} lists "
+                                  f"{scored.dense.shape[1]} token ids per position, the probe listed {self.vocab}: "
+                                  "the server's vocabulary changed during the run (was it restarted with another "
+                                  "model?)")
         scored.seconds = seconds
+        self._answered += 1
+        self._pending.pop(sample_id, None)
         return scored
 
     def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
@@ -115,9 +176,9 @@ class OpenAIKernel(Kernel):
         if body is None:
             return None
         try:
-            return self.client.first_event_seconds(apis.endpoint(self.spec.api, self.spec.url), body)
+            return self.client.first_event_seconds(apis.endpoint(self.spec.api, self.url), body)
         except HttpFailure as failure:
-            raise self._fail(failure, f"streaming sample `{sample_id}`") from None
+            raise self._fail(failure, f"streaming sample `{sample_id}`", len(ids)) from None
 
     def server_rss_bytes(self) -> float | None:
         """The serving process's resident memory as its Prometheus `/metrics` page reports it
@@ -127,7 +188,7 @@ class OpenAIKernel(Kernel):
         from prometheus_client.parser import text_string_to_metric_families
 
         try:
-            text = self.client.get_bytes(apis.root_url(self.spec.url) + "/metrics").decode("utf-8", "replace")
+            text = self.client.get_bytes(apis.root_url(self.url) + "/metrics").decode("utf-8", "replace")
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
                     if sample.name == "process_resident_memory_bytes":
@@ -168,10 +229,12 @@ class OpenAIKernel(Kernel):
         version = None
         if self.spec.api == "vllm":
             try:
-                version = self.client.get(apis.root_url(self.spec.url) + "/version").get("version")
+                version = self.client.get(apis.root_url(self.url) + "/version").get("version")
             except (HttpFailure, AttributeError):
                 version = None
-        return {"url": self.spec.url, "api": self.spec.api, "model": self.spec.model, "server_version": version,
+        where = ({"url": None, "launch": self.spec.launch.summary()} if self.spec.launches and self.spec.launch
+                 else {"url": self.url})  # a launched server's port changes every run: not part of its identity
+        return {**where, "api": self.spec.api, "model": self.spec.model, "server_version": version,
                 "top_k": self.spec.top_k, "values": self.values_are,
                 "exact_metrics": "all" if exact else "log_ratio, abs_log_ratio, ratio_outside (KL, TV, drift, "
                                                       "argmax: certified bounds from the top-k)",

@@ -12,8 +12,9 @@ becomes. Four kinds of failure, each with its exit code (docs/cli.md):
   (exit 3): the query was valid, evaluating it failed.
 
 Credentials come from environment variables named in the contract; their values go only into the
-request headers (``requests`` builds them) and are registered with ``redact`` so an error message
-that echoes them is masked anyway.
+request headers, sent to the origin of ``source.url`` only (never along a redirect elsewhere), and
+are registered with ``redact`` — the Basic header's base64 too — so an error message that echoes
+them is masked anyway.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
-
-import requests
+from urllib.parse import urlencode
 
 from promote.errors import EvaluationError
+from promote.http import HttpError, Reply, Transport, basic_auth
 from promote.observability.series import Series
 from promote.redact import register_secret
+
+#: The most one query's answer may take (after decompression); a larger one is refused (exit 3).
+MAX_BODY = 64 * 2**20
 
 
 class PrometheusUnavailable(EvaluationError):
@@ -67,8 +71,12 @@ def _number(text: Any) -> float:
     return float(text)
 
 
-def _parse(data: dict[str, Any]) -> tuple[str, list[Series]]:
+def _parse(data: Any) -> tuple[str, list[Series]]:
+    if not isinstance(data, dict):
+        raise TypeError(f"`data` is {type(data).__name__}, not an object")
     kind, result = data.get("resultType"), data.get("result")
+    if kind in ("vector", "matrix") and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
+        raise TypeError("`result` is not a list of objects")
     if kind in ("scalar", "string"):
         return kind, [Series({}, [(float(result[0]), _number(result[1]) if kind == "scalar" else math.nan)])]
     if kind == "vector":
@@ -81,21 +89,23 @@ def _parse(data: dict[str, Any]) -> tuple[str, list[Series]]:
 
 
 class PrometheusClient:
-    """``query`` / ``query_range`` against one server; a ``requests.Session`` reused for all clauses."""
+    """``query`` / ``query_range`` against one server, through promote's HTTP layer (promote.http): the
+    credentials go to ``url``'s origin only, ``timeout_s`` is each request's total deadline and an
+    answer over :data:`MAX_BODY` is refused."""
 
     def __init__(self, url: str, *, timeout_s: float = 10.0, verify: bool | str = True,
                  auth: dict[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        self.session = requests.Session()
-        self.session.verify = verify
         self.auth_text = "no credentials"
-        self._auth(auth or {})
+        credentials = self._auth(auth or {})
+        self.transport = Transport(deadline_s=timeout_s, max_body=MAX_BODY, credentials=credentials,
+                                   credential_origin=self.url, verify=verify)
 
-    def _auth(self, auth: dict[str, str]) -> None:
+    def _auth(self, auth: dict[str, str]) -> dict[str, str]:
         kind = auth.get("kind")
         if kind is None:
-            return
+            return {}
         names = [auth.get("username_env"), auth.get("password_env")] if kind == "basic" else [auth.get("token_env")]
         missing = [n for n in names if not n or not os.environ.get(n)]
         if missing:
@@ -104,11 +114,11 @@ class PrometheusClient:
         values = [os.environ[n] for n in names]  # type: ignore[index]
         for value in values:
             register_secret(value)
-        if kind == "basic":
-            self.session.auth = (values[0], values[1])
-        else:
-            self.session.headers["Authorization"] = f"Bearer {values[0]}"
         self.auth_text = f"{kind} credentials from ${', $'.join(str(n) for n in names)}"
+        if kind == "basic":
+            return {"Authorization": basic_auth(values[0], values[1])}
+        register_secret(f"Bearer {values[0]}")
+        return {"Authorization": f"Bearer {values[0]}"}
 
     def query(self, expr: str, at: float) -> QueryResult:
         """Instant query at unix time ``at`` (``/api/v1/query``)."""
@@ -119,22 +129,28 @@ class PrometheusClient:
         return self._get("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                                  "step": f"{max(step_s, 0.001):g}"})
 
-    def _get(self, path: str, params: dict[str, str]) -> QueryResult:
-        endpoint = self.url + path
+    def _post(self, path: str, params: dict[str, str]) -> Reply:
         try:
             # POST (form-encoded) as Prometheus allows: long queries never hit URL length limits.
-            response = self.session.post(endpoint, data=params, timeout=self.timeout_s)
-        except requests.exceptions.SSLError as exc:
-            raise PrometheusUnavailable(f"TLS verification failed for Prometheus at {self.url}: {exc}; set "
-                                        "`source.ca_file` to its CA bundle (or `tls_verify: false` on a trusted "
-                                        "network)") from None
-        except requests.exceptions.Timeout:
-            raise PrometheusUnavailable(f"Prometheus at {self.url} did not answer {path} within {self.timeout_s:g}s "
-                                        "(`source.timeout`)") from None
-        except requests.exceptions.RequestException as exc:
-            reason = type(exc).__name__ if not str(exc) else str(exc).split(": ")[-1][:200]
-            raise PrometheusUnavailable(f"cannot reach Prometheus at {self.url} ({reason}); check "
+            return self.transport.request("POST", self.url + path, body=urlencode(params).encode(),
+                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        except HttpError as exc:
+            if exc.kind == "tls":
+                raise PrometheusUnavailable(f"TLS verification failed for Prometheus at {self.url}: {exc}; set "
+                                            "`source.ca_file` to its CA bundle (or `tls_verify: false` on a trusted "
+                                            "network)") from None
+            if exc.kind == "timeout":
+                raise PrometheusUnavailable(f"Prometheus at {self.url} did not answer {path} within "
+                                            f"{self.timeout_s:g}s (`source.timeout`: the total deadline of a "
+                                            "request, connect to last byte)") from None
+            if exc.kind in ("too_large", "redirect", "protocol", "url"):
+                raise PrometheusUnavailable(f"Prometheus at {self.url}: {exc}") from None
+            raise PrometheusUnavailable(f"cannot reach Prometheus at {self.url} ({exc}); check "
                                         "`observability.source.url` and that the server is up") from None
+
+    def _get(self, path: str, params: dict[str, str]) -> QueryResult:
+        response = self._post(path, params)
+        endpoint = response.url
         if response.status_code in (401, 403):
             what = "rejected the credentials" if response.status_code == 401 else "forbids this request"
             raise PrometheusAuthError(f"Prometheus at {self.url} {what} (HTTP {response.status_code}; sent "
@@ -142,7 +158,7 @@ class PrometheusClient:
                                       "variables it names to credentials allowed to query")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PrometheusUnavailable(f"{endpoint} answered HTTP {response.status_code} with a body that is not "
                                         "JSON: is `source.url` the Prometheus base URL (without /api/v1)?") from None
         if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
@@ -154,8 +170,18 @@ class PrometheusClient:
                                        f"{response.status_code}): {error}", error_type=error_type, error=error,
                                        http_status=response.status_code)
         try:
-            kind, series = _parse(body.get("data") or {})
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise PrometheusUnavailable(f"{endpoint} answered a `data` block promote cannot read ({exc})") from None
-        notes = [str(w) for w in body.get("warnings") or []] + [str(i) for i in body.get("infos") or []]
+            kind, series = _parse(body.get("data"))
+            notes = [str(w) for w in _notes(body.get("warnings"))] + [str(i) for i in _notes(body.get("infos"))]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise PrometheusUnavailable(f"{endpoint} answered a `data` block promote cannot read "
+                                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
         return QueryResult(kind, series, notes)
+
+
+def _notes(value: Any) -> list[Any]:
+    """``warnings``/``infos``: a list of strings, or absent."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"`warnings`/`infos` is {type(value).__name__}, not a list")
+    return value

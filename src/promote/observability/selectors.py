@@ -45,9 +45,21 @@ def _groups(series: list[Series], selector: Selector, suffix: str, by: tuple[str
     return out
 
 
+def _monotonic(buckets: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Prometheus' fix for cumulative counts that decrease with ``le`` (buckets scraped at slightly
+    different moments, or summed over series that reset apart): each count is raised to the largest
+    count below it, so both sources answer the same quantile (promql/quantile.go, ensureMonotonic)."""
+    out, top = [], -math.inf
+    for upper, count in buckets:
+        top = max(top, count)
+        out.append((upper, top))
+    return out
+
+
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Prometheus' histogram_quantile on cumulative (upper bound, count) pairs."""
-    buckets = sorted(buckets)
+    """Prometheus' histogram_quantile on cumulative (upper bound, count) pairs, bucket counts made
+    monotonic first as Prometheus does."""
+    buckets = _monotonic(sorted(buckets))
     if len(buckets) < 2 or not math.isinf(buckets[-1][0]):
         return math.nan
     total = buckets[-1][1]

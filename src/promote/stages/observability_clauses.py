@@ -6,6 +6,7 @@ live Prometheus or a snapshot file; everything here is the judgement.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Any
 
 from promote.contract.observability_spec import ObservabilityClause
@@ -23,6 +24,9 @@ from promote.stages.observability_source import (
     ratio,
     split,
 )
+
+#: How far in the future a sample's timestamp may lie and still count as age 0 (clocks are never exact).
+MAX_CLOCK_SKEW_S = 60.0
 
 
 def evaluate(clause: ObservabilityClause, source: Source) -> list[ClauseResult]:
@@ -61,7 +65,7 @@ def _fresh(clause: ObservabilityClause, source: Source) -> list[ClauseResult]:
     if clause.selector is not None:
         found, expr = source.newest(clause)
     else:
-        found, expr = source.instant(clause.query or ""), clause.query or ""
+        found, expr = source.present(clause.query or ""), clause.query or ""
     evidence = {"query": expr, "source": source.where}
     if not found:
         where = f"within {format_duration(source.spec.lookback_s)} " if source.client and clause.selector else ""
@@ -71,13 +75,36 @@ def _fresh(clause: ObservabilityClause, source: Source) -> list[ClauseResult]:
         out.append(_result(clause, "pass", f"present: {len(found)} series match `{expr}`", stat="present",
                            observed=float(len(found)), evidence={**evidence, "series": len(found)}))
     if clause.max_age_s is not None:
-        bound = [Bound("max", clause.max_age_s)]
-        for s in found:
-            age = max(0.0, source.at - s.last[0])
-            out.append(bounded(clause, bound, age, f"age of the newest sample of {s.name}{s.label_text()} "
-                               "(seconds)", slice_=_labels_slice(s), stat="age",
-                               evidence={**evidence, "labels": s.labels, "last_sample_unix": s.last[0]}))
+        out.extend(_age(clause, source, s, evidence) for s in found)
     return out
+
+
+def _age(clause: ObservabilityClause, source: Source, s: Series, evidence: dict[str, Any]) -> ClauseResult:
+    """The newest sample's age against ``max_age``. A sample dated after the evaluation time by more
+    than :data:`MAX_CLOCK_SKEW_S` is not "fresh": a skewed exporter clock, or milliseconds read as
+    seconds, would otherwise pass every ``max_age`` (age 0). It fails on its own, naming the timestamp."""
+    when = s.last[0]
+    facts = {**evidence, "labels": s.labels, "last_sample_unix": when}
+    name = f"{s.name}{s.label_text()}"
+    ahead = when - source.at
+    if not math.isfinite(when) or ahead > MAX_CLOCK_SKEW_S:
+        status = clause.severity
+        return _result(clause, status, f"the newest sample of {name} is dated {_stamp(when)}, "
+                       f"{format_value(ahead)} s after the evaluation time {_stamp(source.at)}: a clock "
+                       "that is off, or a timestamp in milliseconds read as seconds; its age cannot be known",
+                       stat="age_future", observed=ahead, slice=_labels_slice(s), evidence=facts)
+    age = max(0.0, source.at - when)
+    return bounded(clause, [Bound("max", clause.max_age_s or 0.0)], age, f"age of the newest sample of {name} "
+                   "(seconds)", slice_=_labels_slice(s), stat="age", evidence=facts)
+
+
+def _stamp(when: float) -> str:
+    """A unix time as the user can compare it: the number as given, and UTC when it is a real date."""
+    try:
+        utc = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{when:.3f} (unix s)"
+    return f"{when:.3f} (unix s, {utc})"
 
 
 def _absolute(clause: ObservabilityClause, source: Source) -> list[ClauseResult]:
@@ -125,6 +152,12 @@ def _judge_pairs(clause: ObservabilityClause, candidates: list[Series], baseline
         if math.isnan(c) or math.isnan(b):
             side = "candidate" if math.isnan(c) else "baseline"
             out.append(missing(clause, f"{what}{cand.label_text()}: NaN on the {side} side (0/0: no traffic?)", facts))
+            continue
+        if c < 0 or b < 0:
+            out.append(_result(clause, "inconclusive", f"{what}{cand.label_text()}: a ratio of negative values "
+                               f"({format_value(c)} / {format_value(b)}) means nothing; compare a quantity that "
+                               "cannot be negative (a rate, a latency, a count)", slice=where, stat="ratio",
+                               evidence=facts))
             continue
         text = f"candidate / baseline of {what}{cand.label_text()} ({format_value(c)} / {format_value(b)})"
         out.append(bounded(clause, clause_bounds(clause, True), ratio(c, b), text, slice_=where, stat="ratio",

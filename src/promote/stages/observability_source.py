@@ -16,10 +16,15 @@ from promote.contract.observability_spec import ObservabilityClause, Observabili
 from promote.contract.promql import format_duration, parse_time
 from promote.judgement import judge
 from promote.observability.exposition import read_snapshots
-from promote.observability.prometheus import PrometheusClient, PrometheusQueryError, QueryResult
+from promote.observability.prometheus import (
+    PrometheusClient,
+    PrometheusQueryError,
+    PrometheusUnavailable,
+    QueryResult,
+)
 from promote.observability.selectors import file_values, presence_suffix, promql_for
 from promote.observability.series import Series
-from promote.results import Bound, ClauseResult, compared
+from promote.results import Bound, ClauseResult, compared, format_value
 
 STAGE = "observability"
 
@@ -72,6 +77,16 @@ class Source:
             raise ContractQueryError(f"`{expr}` returned a string, not a number")
         return result.series
 
+    def present(self, expr: str) -> list[Series]:
+        """The series a presence query returns. A scalar is always "present" whatever is scraped, so it
+        proves nothing: the contract's mistake (``absent()``-style checks need an instant vector)."""
+        result = self._ask(expr)
+        if result.result_type != "vector":
+            raise ContractQueryError(f"`{expr}` returned a {result.result_type}, but `require: present` needs an "
+                                     "instant vector (a selector such as `up{job=\"x\"}`): a scalar is never "
+                                     "absent, so it would prove nothing")
+        return result.series
+
     def windowed(self, expr: str, window_s: float, step_s: float | None, over_time: str) -> list[Series]:
         """``over_time`` of each series of a range query over ``window_s`` ending at the evaluation time."""
         step = step_s or max(1.0, window_s / 60)
@@ -99,7 +114,12 @@ class Source:
         if self.client is None:
             return [s for s in self.series if clause.selector.matches(s.name, s.labels, suffix)], clause.metric or ""
         expr = f"{clause.selector.promql(suffix)}[{format_duration(self.spec.lookback_s)}]"
-        return [s for s in self._ask(expr).series if s.samples], expr
+        result = self._ask(expr)
+        if result.result_type != "matrix":  # an instant answer is dated "now": it would look present and fresh
+            raise PrometheusUnavailable(f"Prometheus at {self.spec.url} answered the range query `{expr}` with a "
+                                        f"{result.result_type}, not a range vector (matrix): not a Prometheus answer "
+                                        "promote can date; is `source.url` a Prometheus server?")
+        return [s for s in result.series if s.samples], expr
 
 
 def _labels_slice(series: Series, drop: tuple[str, ...] = ()) -> str | None:
@@ -124,6 +144,11 @@ def bounded(clause: ObservabilityClause, bounds: list[Bound], value: float, what
     """Judge one observed value; the message shows it against its bound with enough digits."""
     verdict = judge(bounds, value)
     status = clause.severity if verdict.status == "fail" else verdict.status
+    if status == "pass" and not math.isfinite(value):
+        # -Inf is below every max and +Inf above every min: an infinite observation passes nothing
+        return _result(clause, "inconclusive", f"{what} = {format_value(value)}: an infinite value is not a "
+                       "measurement a bound can pass (a division by zero or an overflow in the query?)",
+                       observed=value, bounds=bounds, slice=slice_, stat=stat, evidence=evidence)
     shown, limit = compared(value, bounds)
     word = "breaches" if status in ("fail", "warn") else "within"
     result = _result(clause, status, f"{what} = {shown} {word} {limit}", observed=value, bounds=bounds,

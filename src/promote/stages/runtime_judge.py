@@ -140,6 +140,8 @@ def _latency(case: _Case) -> ClauseResult:
     result.bounds, result.observed, result.status = bounds, iv.estimate, verdict.status
     result.message = (f"{stat}({metric}) = {iv.estimate:.3f} [{iv.lo:.3f}, {iv.hi:.3f}] at concurrency "
                       f"{case.concurrency}")
+    if verdict.status == "inconclusive" and result.bounds:
+        result.message += "; " + what_would_decide(good.size, iv.estimate, iv.lo, iv.hi, result.bounds[0].value)
     return result.judged(verdict, low=iv.lo, high=iv.hi, samples=int(good.size))
 
 
@@ -177,6 +179,8 @@ def _latency_ratio(case: _Case, c_lat: np.ndarray) -> ClauseResult:
     result.message = (f"{stat} {what} ratio candidate/baseline {iv.estimate:.3f} "
                       f"[{iv.lo:.3f}, {iv.hi:.3f}] ({confidence:.0%} paired bootstrap, {c_lat.size} "
                       f"requests at concurrency {level_c}) vs max_ratio {clause.max_ratio:g}")
+    if verdict.status == "inconclusive":
+        result.message += "; " + what_would_decide(c_lat.size, iv.estimate, iv.lo, iv.hi, clause.max_ratio)
     return result.judged(verdict, low=iv.lo, high=iv.hi, samples=int(c_lat.size))
 
 
@@ -216,6 +220,27 @@ JUDGES: dict[str, Callable[[_Case], ClauseResult]] = {
     "batch_invariance": _drift,
     "batch_invariant": _drift,
 }
+
+
+def what_would_decide(n: int, estimate: float, lo: float, hi: float, bound: float) -> str:
+    """How many more requests per side would make an interval that straddles ``bound`` exclude it,
+    if the estimate stays where it is: the interval's arm towards the bound (bootstrap intervals are
+    not symmetric) shrinks like 1/√n, so n·(arm/distance)² requests narrow it to the distance between
+    estimate and bound. New requests move the estimate too, so the hint aims at half that distance:
+    it decides the clause unless the estimate moves more than halfway to the bound. On the bound
+    itself nothing does."""
+    half = (hi - estimate) if bound >= estimate else (estimate - lo)
+    distance = abs(estimate - bound)
+    if not (half > 0 and distance > 0 and math.isfinite(half)):
+        return (f"the estimate sits on the bound {bound:g}: more requests would not decide it; the bound needs "
+                "room from what the two sides measure")
+    target = 0.5 * distance
+    needed = max(math.ceil(n * (half / target) ** 2), n + 1)
+    relative = 100 * target / abs(estimate) if estimate else float("inf")
+    return (f"≈{needed - n} more requests per side ({needed} in all, e.g. `runtime.repeats` × "
+            f"{math.ceil(needed / max(n, 1))}) would likely narrow the interval to ±{relative:.1f} % and "
+            "decide it, "
+            f"unless the estimate ({estimate:.3f}) moves more than halfway to the bound")
 
 
 def _point(result: ClauseResult, value: float | None, bounds: list[Bound], message: str) -> ClauseResult:
