@@ -18,7 +18,7 @@ import click
 from promote import console
 from promote.errors import PromoteError
 
-__all__ = ["check_output_paths", "emit", "github_mode", "token", "use_colour"]
+__all__ = ["check_output_paths", "emit", "github_mode", "token", "use_colour", "write_report"]
 
 
 def use_colour(flag: bool | None) -> bool:
@@ -93,14 +93,12 @@ def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None
     """Write each --output atomically; return the JSON path written. A write that still fails (disk
     full, the directory removed meanwhile) is an error line: the verdict is printed and the gate's
     exit code stands, since the evaluation itself succeeded."""
-    from promote.atomic import write_text_atomic
-    from promote.report.render import RENDERERS
+    from promote.report.render import render
 
     json_written: Path | None = None
     for out_fmt, path in outputs:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, RENDERERS[out_fmt](report))
+            write_report(path, render(report, out_fmt))
         except OSError as exc:
             console.message(f"promote: error: cannot write {out_fmt} report to {path}: {exc.strerror or exc}; the "
                             f"verdict below stands (exit {report.exit_code})")
@@ -108,6 +106,16 @@ def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None
         json_written = path if out_fmt == "json" else json_written
         console.message(f"promote: wrote {out_fmt} report to {path}")
     return json_written
+
+
+def write_report(path: Path, text: str) -> None:
+    """The one way a command writes a rendering to a file: parent directories made, written atomically
+    (a reader never sees half a report). OSError is the caller's to word: `check` keeps its verdict,
+    `render` fails with exit 2."""
+    from promote.atomic import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
 
 
 def github_mode(flag: bool | None) -> bool:
