@@ -1,5 +1,6 @@
-"""Hand a finished report to its readers: the --output files, stdout, GitHub (summary, annotations,
-outputs, the sticky PR comment), with the gate's exit code.
+"""How a command ends: the one place that hands a finished report to its readers (the --output
+files, stdout, GitHub) and exits with the gate's code. What GitHub gets (summary, annotations,
+outputs, the sticky PR comment) is publish.py's; when and in which order is decided here.
 
 Why a module of its own: `check` and `merge` (and any later command that produces a report) end the
 same way, and each rule here is part of the gate's contract with its user — every output path is
@@ -51,14 +52,9 @@ def emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path], 
         rendered = console.guard(rendered, github=True)
     click.echo(rendered, nl=False, color=colour_on)  # click would strip ANSI on a non-terminal otherwise
     if github:
-        from promote.publish import Log, publish_github
+        from promote.publish import publish_after_check
 
-        try:
-            publish_github(report, json_written=json_written, log=Log(github=True))
-        except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code
-            Log(github=True).warning(f"GitHub outputs not fully written: {type(exc).__name__}: {exc}")
-        if comment_mode == "auto":
-            _comment_from_check(report)
+        publish_after_check(report, json_written=json_written, comment=comment_mode == "auto", token=token())
     ctx.exit(report.exit_code)
 
 
@@ -130,19 +126,3 @@ def github_mode(flag: bool | None) -> bool:
 def token() -> str | None:
     """GITHUB_TOKEN, else GH_TOKEN. Read here and passed on; never printed."""
     return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
-
-
-def _comment_from_check(report) -> None:  # noqa: ANN001 - a Report; kept untyped to avoid importing at start-up
-    from promote.github.comment import Context
-    from promote.publish import Log, comment_request_for, publish_comment
-
-    log = Log(github=True)
-    try:
-        request = comment_request_for(report, token=token())
-    except Exception as exc:  # noqa: BLE001 - a rendering bug must not change the gate
-        log.warning(f"PR comment not rendered: {exc}")
-        return
-    try:
-        publish_comment(request, Context.from_env(), log)
-    except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code (or its outputs)
-        log.warning(f"PR comment not posted: {type(exc).__name__}: {exc}")
