@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md §2 and the leaf modules, checked as tests (also run by .ci/run)."""
+"""The layering of docs/architecture.md and the leaf modules, checked as tests (also run by .ci/run)."""
 
 from __future__ import annotations
 

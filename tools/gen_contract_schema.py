@@ -11,12 +11,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from promote.contract.fault_specs import BUILTIN_FAULTS, FAULTS  # noqa: E402 - the fault injectors
+from promote.contract.observability_spec import METRIC_STATS  # noqa: E402 - the `metric:` statistics
+from promote.contract.promql import DURATION_PATTERN  # noqa: E402
+from promote.kernels.openai_api import APIS  # noqa: E402 - the request shapes the openai kernel speaks
 from promote.policy import ACTIONS  # noqa: E402 - the policy's actions
 from promote.results import Status  # noqa: E402 - clause statuses
 from promote.sections import BY_SECTION, STAGE_NAMES  # noqa: E402 - the stage registry
 from promote.sections import STAGES as STAGE_DECLS  # noqa: E402
+from promote.vocabulary import DEFAULT_TIE_MARGIN, RUNTIME_METRICS  # noqa: E402
 from promote.vocabulary import METRICS as VOCABULARY  # noqa: E402 - every metric, with its description
-from promote.vocabulary import RUNTIME_METRICS  # noqa: E402
 
 # Metric descriptions are declared with the metric (vocabulary.py); grouped here as the schema lists them.
 METRICS = {m.name: m.doc for m in VOCABULARY.values()
@@ -55,6 +58,13 @@ COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-
 STAGES = list(STAGE_NAMES)
 STATUSES = [s.value for s in Status]
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def api_docs(docs: dict[str, str]) -> dict[str, str]:
+    """The `api:` values are openai_api.APIS; each needs its line here."""
+    if set(docs) != set(APIS):
+        raise SystemExit(f"document every openai_api.APIS value (and no other): {sorted(set(docs) ^ set(APIS))}")
+    return {api: docs[api] for api in APIS}
 
 
 def described_enum(values: dict[str, str], description: str) -> dict:
@@ -282,12 +292,12 @@ openai_kernel = obj(
                       "https:// only. SGLang and TGI native routes are taken from the same base without `/v1`. "
                       "Required unless `launch` is given; empty with `launch`: promote starts the server."),
         "model": string("Served model name (vLLM `--served-model-name`)."),
-        "api": described_enum({
+        "api": described_enum(api_docs({
             "vllm": "`/v1/completions` with `prompt_logprobs` (vLLM's extension; default).",
             "openai": "the legacy echo route: `echo`, `logprobs`, `max_tokens: 0`, `return_tokens_as_token_ids`.",
             "sglang": "native `/generate` with `return_logprob`, `logprob_start_len: 0`, `top_logprobs_num`.",
             "tgi": "native `/generate` with `decoder_input_details` (actual tokens only: refused for scoring).",
-        }, "Which request/response shape the server speaks. Default `vllm`."),
+        }), "Which request/response shape the server speaks. Default `vllm`."),
         "top_k": {"oneOf": [{"const": "all"}, {"type": "integer", "minimum": 1, "maximum": 1_000_000}],
                   "description": "Alternatives per position. `all` (default): the whole vocabulary (vLLM "
                                  "`--max-logprobs -1`), every metric exact. A number K: top-K log-probs plus the "
@@ -451,7 +461,7 @@ numerical = obj(
         "clauses": {"type": "array", "items": numerical_clause, "minItems": 1,
                     "description": "Numerical clauses; each bounds one metric statistic."},
         "tie_margin": number("Reference top-2 logit margin below which an argmax flip counts as a tie flip "
-                             "(reported apart). Default 1e-3.", minimum=0),
+                             f"(reported apart). Default {DEFAULT_TIE_MARGIN:g}.", minimum=0),
         "noise_floor": noise_floor,
         "localize": {
             "description": "Activation tier (torch kernels only): record every module's output on both kernels "
@@ -568,7 +578,7 @@ runtime_clause = obj(
     ["id", "metric"],
 )
 
-DURATION = "^([0-9]+(ms|s|m|h|d|w|y))+$"
+DURATION = DURATION_PATTERN  # the pattern contract/promql.parse_duration accepts
 
 
 def duration(description: str) -> dict:
@@ -576,7 +586,7 @@ def duration(description: str) -> dict:
                   pattern=DURATION)
 
 
-OBS_STATS = {
+OBS_STAT_DOCS = {
     "value": "each matched series judged on its own (one result per series, its labels in the report)",
     "sum": "sum over the matched series (grouped by `by` and the `compare` label)",
     "min": "smallest value over the matched series (grouped likewise)",
@@ -589,6 +599,7 @@ OBS_STATS = {
     "p99": "histogram 99th percentile (histogram_quantile)",
     "p99.9": "histogram 99.9th percentile (histogram_quantile)",
 }
+OBS_STATS = {stat: OBS_STAT_DOCS[stat] for stat in METRIC_STATS}  # a KeyError: document the new statistic
 burn_window = obj(
     "A long/short window pair (Google SRE workbook multiwindow burn-rate alerting): the pair fails only when "
     "the burn rate over both windows exceeds `factor`, so a spike that has ended (short window clean) or a blip "

@@ -88,7 +88,7 @@ DATA = {
 
 IMPLIED = {
     "type": "array",
-    "description": "Bounds implied by measured drift (DESIGN.md §5), e.g. TV ≤ tanh(osc/4) from the largest logit "
+    "description": "Bounds implied by measured drift (docs/metrics.md), e.g. TV ≤ tanh(osc/4) from the largest logit "
     "oscillation.",
     "items": {
         "type": "object",

@@ -1,4 +1,4 @@
-"""The `promote` command line: parse → build → run → exit code (DESIGN.md §7).
+"""The `promote` command line: parse → build → run → exit code (docs/cli.md).
 
 Exit codes: 0 pass (or warn), 1 gate failed, 2 usage or contract error, 3 could not evaluate,
 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).

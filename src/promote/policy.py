@@ -1,4 +1,4 @@
-"""Escalation policy Π: clause results → actions → verdict and exit code (DESIGN.md §7).
+"""Escalation policy Π: clause results → actions → verdict and exit code (docs/contract.md, `escalation`).
 
 A pure function, no I/O. The first matching rule decides a clause's action; clauses no rule matches
 get ``pass`` when they passed (or were skipped) and the contract's default action otherwise — so

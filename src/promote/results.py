@@ -1,7 +1,7 @@
 """Result types shared by stages, the policy and reports.
 
 They sit below ``stages/``, ``policy.py`` and ``report/`` so that none of those layers has to import
-a higher one (DESIGN.md §2). Plain dataclasses with a JSON form; no behaviour beyond bookkeeping.
+a higher one (docs/architecture.md). Plain dataclasses with a JSON form; no behaviour beyond bookkeeping.
 """
 
 from __future__ import annotations

@@ -151,7 +151,9 @@ ELEMENT_METRICS = ("abs", "rel", "ulp", "nonfinite")
 TENSOR_LEVEL_METRICS = ("cosine", "sqnr")
 TENSOR_METRICS = ("abs", "rel", "ulp", "cosine", "sqnr", "nonfinite")
 SHARED_METRICS = tuple(m.name for m in METRICS.values() if m.task == "both")
-DEFAULT_VACUOUS_BELOW = 1e-12  # `vacuous_below` default of tensor clauses
+DEFAULT_VACUOUS_BELOW = 1e-12
+#: `numerical.tie_margin` default: a reference top-2 logit margin below it makes an argmax flip a tie flip.
+DEFAULT_TIE_MARGIN = 1e-3  # `vacuous_below` default of tensor clauses
 # Paired task metrics of the statistical stage.
 BINARY_TASK_METRICS = tuple(m.name for m in METRICS.values() if m.paired == "binary")
 CONTINUOUS_TASK_METRICS = tuple(m.name for m in METRICS.values() if m.paired == "continuous")

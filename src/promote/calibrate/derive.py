@@ -44,7 +44,7 @@ from promote.engine.scoring import ScoredBatch
 from promote.errors import UsageError
 from promote.kernels import build_kernel
 from promote.run import CheckOptions, run_check
-from promote.vocabulary import parameterized_key
+from promote.vocabulary import DEFAULT_TIE_MARGIN, parameterized_key
 
 __all__ = ["derive", "derive_numerical", "pot_max_bound", "slice_factor", "split", "write_derived"]
 
@@ -181,7 +181,7 @@ def derive(contract: Contract, *, evalset: EvalSet | None = None,
         index = {s.id: i for i, s in enumerate(evalset.samples)}
         collector = _Values(index, {parameterized_key(c.metric, c.param) for c in clauses})
         kernel_pass(evalset, ref, cand, [collector], tie_margin=contract.numerical.tie_margin
-                    if contract.numerical else 1e-3)
+                    if contract.numerical else DEFAULT_TIE_MARGIN)
         seq, values = collector.arrays({index[s.id] for s in cal.samples})
         rows = [derive_numerical(c, seq, values, evalset.positions, spec.margin,
                                  precision=getattr(contract.candidate, "precision", None) or "fp32",

@@ -18,7 +18,6 @@ from promote.contract.promql import Selector, parse_duration, parse_selector, pa
 
 #: Statistics a `metric:` selector clause may ask for (the same meaning on both sources).
 METRIC_STATS = ("value", "sum", "min", "max", "mean", "count", "p50", "p90", "p95", "p99", "p99.9")
-OVER_TIME = ("max", "min", "mean", "last")
 DEFAULT_LOOKBACK_S = 3600.0
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -1,4 +1,4 @@
-"""Merge stage results from an earlier JSON report into this run (DESIGN.md §6).
+"""Merge stage results from an earlier JSON report into this run (docs/cli.md, `check --merge`).
 
 Stages run at different times — numerics and slices on the pull request, runtime and observability
 at deploy time — but a release manager wants one report. ``promote check --stage runtime --merge
