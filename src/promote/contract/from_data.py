@@ -36,6 +36,5 @@ def contract_from_data(data: dict[str, Any], base: LoadedDocument, *, label: str
     contract, built = (None, []) if any(p.severity == "error" for p in problems) else build_contract(doc)
     if contract is None:
         problems = problems + built
-        raise ContractError([p for p in problems if p.severity == "error"] +
-                            [p for p in problems if p.severity != "error"])
+        raise ContractError(sorted(problems, key=lambda p: p.severity != "error"))  # errors first, order kept
     return contract

@@ -392,13 +392,8 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
 
 
 def load_contract(path: str | os.PathLike[str], *, env: dict[str, str] | None = None) -> tuple[Contract, list[Problem]]:
-    """Parse, schema-check and build a contract; raise ContractError listing every error.
-
-    Returns the contract and its warnings.
-    """
-    doc = load(path, load_schema("contract"), env=env)
-    contract, problems = build_contract(doc)
+    """Parse, schema-check and build a contract: (contract, warnings); ContractError lists every error."""
+    contract, problems = build_contract(load(path, load_schema("contract"), env=env))
     if contract is None:
-        raise ContractError([p for p in problems if p.severity == "error"] +
-                            [p for p in problems if p.severity != "error"])
+        raise ContractError(sorted(problems, key=lambda p: p.severity != "error"))  # errors first, order kept
     return contract, problems
