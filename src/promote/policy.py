@@ -76,6 +76,10 @@ class Decision:
     exit_code: int
     routes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "exit_code": self.exit_code, "routes": list(self.routes),
                 "actions": [a.to_dict() for a in self.actions]}
