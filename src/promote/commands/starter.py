@@ -8,9 +8,9 @@ import click
 
 
 @click.command()
-@click.argument("which", type=click.Choice(["contract", "report"]), default="contract")
+@click.argument("which", type=click.Choice(["contract", "report", "calibration"]), default="contract")
 def schema(which: str) -> None:
-    """Print the JSON Schema of a contract (default) or of the JSON report."""
+    """Print the JSON Schema of a contract (default), of the JSON report or of `calibrate --output json`."""
     from promote.resources import schema_text
 
     click.echo(schema_text(which), nl=False)
