@@ -48,6 +48,10 @@ BoundOp = Literal["max", "min"]
 BOUND_OPS: tuple[str, ...] = ("max", "min")
 
 
+#: The note of a stage `--stage` left out; `check --merge` fills exactly those stages from the earlier report.
+NOT_SELECTED = "not selected (--stage)"
+
+
 def worst_status(statuses: list[str]) -> str:
     """The most severe status of a list (``skipped`` for an empty list)."""
     return max(statuses, key=STATUS_SEVERITY.__getitem__, default=Status.SKIPPED.value)

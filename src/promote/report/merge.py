@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from promote.errors import PromoteError, UsageError
-from promote.results import StageResult
+from promote.results import NOT_SELECTED, StageResult
 
 
 def read_stages(path: Path, *, contract_sha256: str,
@@ -51,7 +51,7 @@ def merge_into(results: list[StageResult], earlier: dict[str, StageResult], sour
     merged = []
     for stage in results:
         previous = earlier.get(stage.name)
-        if previous is not None and stage.notes and "not selected (--stage)" in stage.notes[0]:
+        if previous is not None and stage.notes and NOT_SELECTED in stage.notes[0]:
             previous.notes = [f"merged from {source} (run finished {finished_at})", *previous.notes]
             merged.append(previous)
         else:
