@@ -3,7 +3,7 @@
 The document is plain dicts (calibrate/table.py, calibrate/derive.py), so its shape is written here
 once, in Python; every closed vocabulary in it comes from the code that writes it: the row kinds and
 cell results (calibrate/outcomes.py), the bound ops (results.py), the stages a bound can be derived
-for (the offline stages of sections.py) and the exit codes (errors.py). Run
+for (calibrate/outcomes.py, checked against sections.py) and the exit codes (errors.py). Run
 `python tools/gen_calibration_schema.py` after editing; a test checks the committed file is current.
 """
 
@@ -14,16 +14,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from promote.calibrate.outcomes import CELL_RESULTS, VARIANT_KINDS  # noqa: E402
+from promote.calibrate.outcomes import CELL_RESULTS, DERIVABLE_STAGES, VARIANT_KINDS  # noqa: E402
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_GATE_FAILED, EXIT_PASS  # noqa: E402
 from promote.results import BOUND_OPS  # noqa: E402
-from promote.sections import STAGES  # noqa: E402
+from promote.sections import STAGE_NAMES  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "schemas" / "calibration.schema.json"
 CELL_RESULTS = list(CELL_RESULTS)
 VARIANT_KINDS = list(VARIANT_KINDS)
 BOUND_OPS = list(BOUND_OPS)
-OFFLINE_STAGES = [s.name for s in STAGES if s.shared_pass]  # derive works on the offline pass's stages
+if not set(DERIVABLE_STAGES) <= set(STAGE_NAMES):
+    raise SystemExit(f"calibrate/outcomes.DERIVABLE_STAGES names a stage sections.py lacks: {DERIVABLE_STAGES}")
+OFFLINE_STAGES = list(DERIVABLE_STAGES)
 EXIT_CODES = [EXIT_PASS, EXIT_GATE_FAILED, EXIT_COULD_NOT_EVALUATE]
 
 schema = {

@@ -26,3 +26,6 @@ class CellResult(Choice):
 
 
 CELL_RESULTS: tuple[str, ...] = tuple(r.value for r in CellResult)
+
+#: Stages whose clauses `--derive` has rules for (numerical clauses: rules.py; statistical: derive.py).
+DERIVABLE_STAGES: tuple[str, ...] = ("numerics", "slices")

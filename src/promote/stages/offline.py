@@ -1,4 +1,4 @@
-"""The offline pass: numerics and slices computed from one run of both kernels (docs/architecture.md).
+"""The offline pass: numerics and slices computed from one run of both kernels (DESIGN.md §6).
 
 The first offline stage to run triggers the pass; it prepares the consumers of every wanted offline
 stage (numerics summaries and noise floor, the slice collector), runs the engine once, and caches a
