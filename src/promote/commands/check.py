@@ -63,7 +63,7 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     from promote.run import CheckOptions, run_check
 
     if shard is not None or partial is not None:
-        from promote.shard_cli import write_partial
+        from promote.commands.shard import write_partial
 
         ctx.exit(write_partial(contract, stages, shard, partial, engine=engine, outputs=outputs, merge=merge,
                                progress=progress))
