@@ -28,7 +28,7 @@ from promote.progress import ProgressPrinter, progress_printer
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
-from promote.results import StageResult
+from promote.results import NOT_SELECTED, StageResult
 from promote.sections import BY_NAME, STAGE_NAMES, STAGE_SECTIONS
 from promote.stages.context import StageContext
 from promote.stages.registry import STAGES
@@ -150,7 +150,7 @@ def _run_stages(ctx: StageContext, present: set[str], options: CheckOptions, pri
             continue
         if stage.name not in wanted:
             results.append(ctx.blanket(stage.name, "skipped", options.no_kernels
-                                       or f"stage `{stage.name}` not selected (--stage)"))
+                                       or f"stage `{stage.name}` {NOT_SELECTED}"))
         elif stopped_by and not stage.decl.shared_pass:  # costs new work: stop after a blocking stage
             results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
                                        "promotion (use --all-stages to run it anyway)"))

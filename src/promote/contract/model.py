@@ -30,6 +30,7 @@ from promote.contract.statistical import SliceDef, StatisticalSpec, parse_slices
 from promote.resources import load_schema
 from promote.sections import BY_SECTION, SECTION_NAMES
 from promote.vocabulary import (
+    DEFAULT_TIE_MARGIN,
     DEFAULT_VACUOUS_BELOW,
     DIVERGENCE_METRICS,
     PARAMETERIZED_METRICS,
@@ -92,7 +93,7 @@ class LocalizeSpec:
 @dataclass(frozen=True)
 class NumericalSpec:
     clauses: tuple[NumericalClause, ...]
-    tie_margin: float = 1e-3
+    tie_margin: float = DEFAULT_TIE_MARGIN
     noise_floor: NoiseFloorSpec | None = None
     implications: dict[str, Any] = field(default_factory=dict)
     localize: LocalizeSpec | None = None
@@ -215,7 +216,7 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     localize = raw.get("localize", False)
     if localize is True:
         localize = {}
-    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor,
+    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", DEFAULT_TIE_MARGIN), noise_floor=noise_floor,
                          implications=dict(raw.get("implications", {})),
                          localize=LocalizeSpec(**localize) if localize is not False else None)
 
@@ -391,13 +392,8 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
 
 
 def load_contract(path: str | os.PathLike[str], *, env: dict[str, str] | None = None) -> tuple[Contract, list[Problem]]:
-    """Parse, schema-check and build a contract; raise ContractError listing every error.
-
-    Returns the contract and its warnings.
-    """
-    doc = load(path, load_schema("contract"), env=env)
-    contract, problems = build_contract(doc)
+    """Parse, schema-check and build a contract: (contract, warnings); ContractError lists every error."""
+    contract, problems = build_contract(load(path, load_schema("contract"), env=env))
     if contract is None:
-        raise ContractError([p for p in problems if p.severity == "error"] +
-                            [p for p in problems if p.severity != "error"])
+        raise ContractError(sorted(problems, key=lambda p: p.severity != "error"))  # errors first, order kept
     return contract, problems

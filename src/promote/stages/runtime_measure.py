@@ -1,4 +1,4 @@
-"""Stage 3's measurements: timed requests of a kernel at declared load levels (DESIGN.md §6).
+"""Stage 3's measurements: timed requests of a kernel at declared load levels (docs/runtime.md).
 
 One *request* is one eval sample. An `openai` kernel sends ``c`` requests at once (concurrency ``c``:
 the server batches them as it would live traffic); a local kernel (torch, onnx) runs ``c`` samples as
