@@ -119,9 +119,13 @@ def test_a_failing_legitimate_variant_exits_1(mini):
     assert any("candidate-odd-batch" in p and "rejects a conforming kernel" in p for p in doc["problems"])
 
 
-def test_derive_writes_out_of_sample_bounds(tmp_path):
+def test_derive_writes_out_of_sample_bounds(tmp_path, monkeypatch):
     path = _tiny(tmp_path, limit=LIMIT)
     out = tmp_path / "derived.yaml"
+    written_files: list[Path] = []
+    real_write_text = Path.write_text
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: written_files.append(self) or
+                        real_write_text(self, *a, **k))
     result = _calibrate(str(path), "--derive", str(out), "--faults", "temperature-0.9", "--format", "json",
                         "--markdown", str(tmp_path / "cal.md"))
     doc = json.loads(result.stdout)
@@ -146,6 +150,7 @@ def test_derive_writes_out_of_sample_bounds(tmp_path):
     assert {c["id"]: c.get("max", c.get("min")) for c in written["numerical"]["clauses"]}["kl-mean"] == \
         derived["kl-mean"]["bound"]
     assert out.read_text().startswith("# Bounds derived by `promote calibrate --derive`")
+    assert not [f for f in written_files if f.parent == tmp_path], written_files  # held-out check: in memory
     assert result.exit_code == 0, doc["problems"]
     assert {r["name"]: r["outcome"] for r in doc["variants"]}["temperature-0.9"] == "caught"
 

@@ -172,6 +172,8 @@ def test_schema_and_version_and_init(tmp_path):
     schema = json.loads(invoke("schema").stdout)
     assert schema["title"] == "promote kernel contract"
     assert json.loads(invoke("schema", "report").stdout)["title"] == "promote report"
+    calibration = json.loads(invoke("schema", "calibration").stdout)
+    assert calibration["properties"]["schema"]["const"] == "promote-calibration/1"
     assert "0." in invoke("--version").stdout
     target = tmp_path / "promote.yaml"
     assert invoke("init", str(target)).exit_code == 0

@@ -624,3 +624,24 @@ def test_fixture_quoted_env_value_fails_type_check_without_leaking() -> None:
     assert (problem.line, problem.col) == (20, 12)
     assert problem.message == "`min` must be a number, got a string from `${AGREE_MIN:-0.99}`"
     assert SECRET not in str(problem)
+
+
+def test_a_contract_from_data_in_memory_resolves_paths_beside_its_base_and_is_checked(mini):
+    """calibrate --derive builds the derived contract in memory (contract/from_data.py): the same
+    schema and semantic checks as a file, relative paths anchored at the original's directory."""
+    import copy
+
+    from promote.contract.from_data import contract_from_data
+    from promote.contract.model import load_contract
+
+    original, _ = load_contract(mini.contract())
+    data = copy.deepcopy(original.source.data)
+    data["numerical"]["clauses"][0]["max"] = 0.125
+    derived = contract_from_data(data, original.source)
+    assert derived.numerical.clauses[0].max == 0.125 and derived.path == original.path
+    assert derived.data.path == original.data.path
+    assert original.numerical.clauses[0].max != 0.125  # the original is untouched
+    data["numerical"]["clauses"][0]["max"] = "low"
+    with pytest.raises(ContractError) as exc:
+        contract_from_data(data, original.source)
+    assert "(derived)" in str(exc.value) and "max" in str(exc.value)

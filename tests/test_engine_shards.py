@@ -1,5 +1,5 @@
 """The pass engine's consumers merge: shards of the example eval set, run apart and merged from
-their serialised bytes in any order, give the report of one pass (DESIGN.md §2, issue 10)."""
+their serialised bytes in any order, give the report of one pass (docs/architecture.md, issue 10)."""
 
 from __future__ import annotations
 

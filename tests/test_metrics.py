@@ -13,7 +13,7 @@ from promote.metrics.summary import MetricSummary
 
 
 def reference_metrics(zr: np.ndarray, zc: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Straightforward float64 definitions (DESIGN.md §5)."""
+    """Straightforward float64 definitions (docs/metrics.md)."""
     lp = torch.log_softmax(torch.tensor(zr, dtype=torch.float64), -1)
     lq = torch.log_softmax(torch.tensor(zc, dtype=torch.float64), -1)
     p, q = lp.exp(), lq.exp()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from promote.contract.model import Escalation, Rule
 from promote.policy import decide
-from promote.results import ClauseResult, StageResult
+from promote.results import ClauseResult, StageResult, worst_status
 
 
 def stage(*statuses, name="numerics", slices=None):
     slices = slices or [None] * len(statuses)
-    return StageResult(name=name, status="x", clauses=[
+    return StageResult(name=name, status=worst_status(list(statuses)), clauses=[
         ClauseResult(id=f"c{i}", stage=name, status=s, message="", slice=sl)
         for i, (s, sl) in enumerate(zip(statuses, slices, strict=True))])
 
@@ -125,3 +125,26 @@ def test_contract_rules_reach_the_report_end_to_end(mini):
     assert CliRunner().invoke(cli, ["check", str(path), "--fail-on", "warn"]).exit_code == 1
     text = CliRunner().invoke(cli, ["check", str(path), "--no-color"]).stdout
     assert "warn kl-mean: escalation.rules[0]" in text
+
+
+def test_statuses_and_actions_are_typed_but_read_as_their_plain_strings():
+    """One declaration each (results.Status, policy.ActionName); the members behave as the strings
+    reports, templates and older code compare against, and a misspelt status is refused at once."""
+    import json
+
+    import pytest
+
+    from promote.policy import ACTION_SEVERITY, ActionName
+    from promote.results import GREEN, STATUS_SEVERITY, Bound, Status
+
+    clause = ClauseResult(id="c", stage="numerics", status="fail", message="")
+    assert clause.status is Status.FAIL and clause.status == "fail"
+    assert (f"{clause.status}", repr(clause.status), json.dumps(clause.to_dict()["status"])) == \
+        ("fail", "'fail'", '"fail"')
+    assert {Status.PASS: 1}["pass"] == 1 and set(GREEN) == {"pass", "skipped"}
+    assert max(STATUS_SEVERITY, key=STATUS_SEVERITY.__getitem__) == "error"
+    assert max(ACTION_SEVERITY, key=ACTION_SEVERITY.__getitem__) == ActionName.BLOCK == "block"
+    with pytest.raises(ValueError, match="not a valid Status"):
+        ClauseResult(id="c", stage="numerics", status="passed", message="")
+    with pytest.raises(ValueError, match="bound op"):
+        Bound("maximum", 1.0)

@@ -241,3 +241,14 @@ def test_marker_is_safe_and_distinct():
     a, b = filters.marker("a b"), filters.marker("a-b")
     assert a != b and filters.MARKER_PATTERN.fullmatch(a)
     assert filters.MARKER_PATTERN.fullmatch(filters.marker("x --> <!-- y\n"))
+
+
+def test_every_status_and_verdict_has_its_mark_and_title():
+    from promote.policy import VERDICTS
+    from promote.report.formats import FORMATS
+    from promote.report.render import RENDERERS, STATUS_MARKS, VERDICT_TITLES
+    from promote.results import Status
+
+    assert set(STATUS_MARKS) == {s.value for s in Status}
+    assert set(VERDICT_TITLES) == set(VERDICTS)
+    assert tuple(RENDERERS) == FORMATS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 import subprocess
@@ -46,6 +47,30 @@ def test_contract_schema_documents_every_property_and_closes_every_object():
 def test_committed_contract_schema_is_generated_from_the_generator():
     namespace = runpy.run_path(str(REPO / "tools" / "gen_contract_schema.py"))
     assert namespace["schema"] == json.loads((REPO / "schemas" / "contract.schema.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["report", "calibration"])
+def test_committed_report_and_calibration_schemas_are_generated(name):
+    namespace = runpy.run_path(str(REPO / "tools" / f"gen_{name}_schema.py"))
+    assert namespace["schema"] == json.loads((REPO / "schemas" / f"{name}.schema.json").read_text())
+
+
+def test_report_schema_follows_the_result_types():
+    """The stage names come from sections.py, statuses and actions from their enums, and every
+    dataclass field is a property: a field added to a result type changes the generated schema."""
+    from promote.policy import ACTIONS, VERDICTS
+    from promote.results import ClauseResult, Status
+    from promote.sections import STAGE_NAMES
+
+    schema = runpy.run_path(str(REPO / "tools" / "gen_report_schema.py"))["schema"]
+    stage = schema["properties"]["stages"]["items"]
+    clause = stage["properties"]["clauses"]["items"]
+    assert stage["properties"]["name"]["enum"] == clause["properties"]["stage"]["enum"] == list(STAGE_NAMES)
+    assert clause["properties"]["status"]["enum"] == [s.value for s in Status]
+    assert schema["properties"]["actions"]["items"]["properties"]["action"]["enum"] == list(ACTIONS)
+    assert schema["properties"]["verdict"]["enum"] == list(VERDICTS)
+    fields = {f.name for f in dataclasses.fields(ClauseResult)}
+    assert fields | {"observed_text"} == set(clause["properties"])
 
 
 def test_example_report_round_trips(mini):

@@ -116,7 +116,7 @@ def test_timeout(proxy, tmp_path):
     proxy.faults.hang_s = 1.5
     result, _ = check(contract(tmp_path, proxy.url, timeout_s=0.5, retries=0), tmp_path)
     assert result.exit_code == 3, result.output
-    assert "no answer within 0.5 s" in result.output
+    assert "no complete answer within 0.5 s (the total deadline" in result.output
 
 
 def test_api_key_sent_and_never_printed(proxy, tmp_path, monkeypatch):

@@ -12,53 +12,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from promote.contract.fault_specs import BUILTIN_FAULTS, FAULTS  # noqa: E402 - the fault injectors
 from promote.contract.kinds import KINDS as KERNEL_KINDS  # noqa: E402 - the kernel kind registry
+from promote.contract.observability_spec import METRIC_STATS  # noqa: E402 - the `metric:` statistics
+from promote.contract.promql import DURATION_PATTERN  # noqa: E402
+from promote.kernels.openai_api import APIS  # noqa: E402 - the request shapes the openai kernel speaks
+from promote.policy import ACTIONS  # noqa: E402 - the policy's actions
+from promote.results import Status  # noqa: E402 - clause statuses
 from promote.sections import by_section, decls, stage_names  # noqa: E402 - the stage registry
+from promote.vocabulary import DEFAULT_TIE_MARGIN, RUNTIME_METRICS  # noqa: E402
+from promote.vocabulary import METRICS as VOCABULARY  # noqa: E402 - every metric, with its description
 
-METRICS = {
-    "kl": "KL(p‖q) per scored position, p = softmax(reference), q = softmax(candidate), in nats.",
-    "kl_rev": "KL(q‖p) per scored position, in nats.",
-    "tv": "Total variation ½‖p − q‖₁ per scored position, in [0, 1].",
-    "logit_drift": "‖z_c − z_r‖∞: largest absolute logit difference per position.",
-    "logit_osc": "max(z_c − z_r) − min(z_c − z_r): shift-invariant logit oscillation per position.",
-    "log_ratio": "log p_y − log q_y on the next input token y (log importance weight).",
-    "abs_log_ratio": "|log p_y − log q_y| on the next input token y.",
-    "argmax_agree": "1 where the candidate's top token equals the reference's, else 0; stat mean = agreement rate.",
-    "nonfinite": "Count of non-finite (NaN or ±Inf) candidate or reference logits per position.",
-    "entropy_ratio": "H(q)/H(p): candidate entropy over reference entropy per position (1 = same sharpness; "
-                     "a temperature bug moves it while argmax agreement stays 100 %).",
-    # RL trainer-vs-rollout metrics (docs/rl.md): exact from the sampled token's log w alone.
-    "is_ratio": "RL: importance ratio w = π_train(y)/π_infer(y) = exp(log_ratio) on the sampled token.",
-    "k1": "RL: k1 KL estimator −log w per token; its mean estimates KL(π_infer‖π_train) (verl's signed `kl`).",
-    "k3": "RL: k3 KL estimator w − 1 − log w ≥ 0 per token; its mean estimates KL(π_infer‖π_train).",
-    "chi2": "RL: (w − 1)² per token; its mean estimates χ²(π_train‖π_infer).",
-    "seq_log_ratio": "RL: Σ log w over one sequence's scored tokens, one value per sequence (the product ratio).",
-    "seq_geo_ratio": "RL: exp(mean log w) over one sequence's scored tokens, one value per sequence.",
-    "ess": "RL: normalised effective sample size (Σw)² / (n·Σw²) of the token importance weights, one value per "
-           "run (write `stat: mean`).",
-    "pg_bias": "RL: per-token policy-gradient bias bound A_max·G·(e^|log w| − 1), A_max and G from "
-               "`numerical.implications` (`advantage_max`, `score_norm`; default 1 each: the factor).",
-    "clip_budget_used": "RL: |log w| / log(1 + ε) per token, ε = `numerical.implications.clip` (default 0.2); "
-                        "above 1 the kernel mismatch alone reaches the PPO/GRPO clip.",
-}
+# Metric descriptions are declared with the metric (vocabulary.py); grouped here as the schema lists them.
+METRICS = {m.name: m.doc for m in VOCABULARY.values()
+           if m.task in ("causal-lm", "both") and m.param not in ("cap", "k")}
 # Numerical-stage metrics with a parameter from the clause (`cap`, `k`).
-PARAM_METRICS = {
-    "ratio_outside": "1 where the importance weight w = p_y/q_y on the next token lies outside [1/cap, cap]; "
-                     "stat mean = the fraction outside (cap from the clause, default 2).",
-    "topk_overlap": "|top-k(p) ∩ top-k(q)| / k per position (k from the clause, default 5); needs full logits.",
-    "ratio_above": "RL: 1 where w > cap (the upper tail a TIS clip truncates); stat mean = that fraction.",
-    "ratio_below": "RL: 1 where w < 1/cap (the lower tail an MIS mask drops); stat mean = that fraction.",
-    "seq_masked": "RL: 1 per sequence whose geometric-mean ratio exp(mean log w) lies outside [1/cap, cap]; stat "
-                  "mean = the fraction of sequences a sequence-level mask would drop (cap default 2).",
-}
+PARAM_METRICS = {m.name: m.doc for m in VOCABULARY.values() if m.task == "causal-lm" and m.param in ("cap", "k")}
 # Metrics of `data.task: tensor` (metrics/tensor.py); `nonfinite` is shared with the causal-LM set.
-TENSOR_METRICS = {
-    "abs": "tensor: |c − r| per element, computed in float64.",
-    "rel": "tensor: |c − r| / max(|r|, rel_floor) per element (default floor 1e-6·max|r| of the sample).",
-    "ulp": "tensor: |c − r| in units of the reference dtype's ulp at |r|, per element.",
-    "cosine": "tensor: cosine similarity of the candidate and reference tensor, one value per sample (1 = same "
-              "direction).",
-    "sqnr": "tensor: 10·log10(‖r‖² / ‖c − r‖²) in dB, one value per sample; identical tensors give +inf.",
-}
+TENSOR_METRICS = {m.name: m.doc for m in VOCABULARY.values() if m.task == "tensor"}
 STATS = {
     "mean": "Arithmetic mean over scored positions (tensor: elements, or samples for cosine/sqnr).",
     "p50": "Median over scored positions (tensor: elements, or samples for cosine/sqnr).",
@@ -86,10 +55,16 @@ GRAPH_OPTIMIZATIONS = {
     "all": "plus layout optimisations (ORT_ENABLE_ALL, onnxruntime's default).",
 }
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
-ACTIONS = ["pass", "warn", "block", "route-to-reference", "shadow-only", "rollback"]
 STAGES = list(stage_names())
-STATUSES = ["pass", "warn", "fail", "inconclusive", "vacuous", "error", "skipped"]
+STATUSES = [s.value for s in Status]
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def api_docs(docs: dict[str, str]) -> dict[str, str]:
+    """The `api:` values are openai_api.APIS; each needs its line here."""
+    if set(docs) != set(APIS):
+        raise SystemExit(f"document every openai_api.APIS value (and no other): {sorted(set(docs) ^ set(APIS))}")
+    return {api: docs[api] for api in APIS}
 
 
 def described_enum(values: dict[str, str], description: str) -> dict:
@@ -317,12 +292,12 @@ openai_kernel = obj(
                       "https:// only. SGLang and TGI native routes are taken from the same base without `/v1`. "
                       "Required unless `launch` is given; empty with `launch`: promote starts the server."),
         "model": string("Served model name (vLLM `--served-model-name`)."),
-        "api": described_enum({
+        "api": described_enum(api_docs({
             "vllm": "`/v1/completions` with `prompt_logprobs` (vLLM's extension; default).",
             "openai": "the legacy echo route: `echo`, `logprobs`, `max_tokens: 0`, `return_tokens_as_token_ids`.",
             "sglang": "native `/generate` with `return_logprob`, `logprob_start_len: 0`, `top_logprobs_num`.",
             "tgi": "native `/generate` with `decoder_input_details` (actual tokens only: refused for scoring).",
-        }, "Which request/response shape the server speaks. Default `vllm`."),
+        }), "Which request/response shape the server speaks. Default `vllm`."),
         "top_k": {"oneOf": [{"const": "all"}, {"type": "integer", "minimum": 1, "maximum": 1_000_000}],
                   "description": "Alternatives per position. `all` (default): the whole vocabulary (vLLM "
                                  "`--max-logprobs -1`), every metric exact. A number K: top-K log-probs plus the "
@@ -485,7 +460,7 @@ numerical = obj(
         "clauses": {"type": "array", "items": numerical_clause, "minItems": 1,
                     "description": "Numerical clauses; each bounds one metric statistic."},
         "tie_margin": number("Reference top-2 logit margin below which an argmax flip counts as a tie flip "
-                             "(reported apart). Default 1e-3.", minimum=0),
+                             f"(reported apart). Default {DEFAULT_TIE_MARGIN:g}.", minimum=0),
         "noise_floor": noise_floor,
         "localize": {
             "description": "Activation tier (torch kernels only): record every module's output on both kernels "
@@ -523,13 +498,7 @@ numerical = obj(
 
 NOT_YET = " Not evaluated by this version of promote: when the stage runs its clauses report `error` (never `pass`)."
 
-TASK_METRICS = {
-    "accuracy": "next-token accuracy (causal LM): argmax equals the next input token; items are positions",
-    "exact_match": "per sample: the argmax equals every token of the sample's `target` (list of ids at the end "
-                   "of input_ids) or `label` (one id, the last input token); needs one of them on every sample",
-    "reward": "per sample paired value from the data file, `reward: {reference: x, candidate: y}`",
-    "score": "per sample paired value from the data file, `score: {reference: x, candidate: y}`",
-}
+TASK_METRICS = {m.name: m.doc for m in VOCABULARY.values() if m.task == "paired"}
 
 NOT_PER_SLICE = ("seq_log_ratio", "seq_geo_ratio", "ess", "pg_bias", "clip_budget_used")  # numerics stage only
 statistical_clause = obj(
@@ -541,7 +510,7 @@ statistical_clause = obj(
         "metric": {"enum": [*(m for m in METRICS if m not in NOT_PER_SLICE), *TASK_METRICS], "description": "A "
                    "per-position numerical metric (judged per slice with a sequence-bootstrap CI; of the RL metrics "
                    "`is_ratio`, `k1`, `k3`, `chi2`) or a task metric. Task metrics: " +
-                   "; ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items()) + "."},
+                   " ".join(f"`{k}`: {v}" for k, v in TASK_METRICS.items())},
         "stat": {"enum": [*STATS, "max_over_slices"], "description": "Statistic per slice (numerical metrics; "
                  "`max`/`min`/`sum` are judged on the observed value, without a CI), or `max_over_slices`: judge every "
                  "slice's mean and report the worst slice by name. Default `mean`."},
@@ -590,23 +559,7 @@ runtime_clause = obj(
     "A bound on a runtime measurement of the candidate, absolute or against the baseline (docs/runtime.md).",
     {
         **clause_common(),
-        "metric": described_enum({
-            "latency_ms": "Per-request latency in milliseconds (monotonic clock, client side; an `openai` "
-                          "kernel's wire time, sent to last byte, promote's decoding excluded).",
-            "latency_per_token_ms": "Per-request latency divided by the request's prompt tokens.",
-            "ttft_ms": "Time to first token in milliseconds: a streamed one-token generation from each prompt "
-                       "(`openai` kernels with `api: vllm` or `openai`; extra passes, `repeats` per level). A "
-                       "kernel that cannot stream makes the clause `error`.",
-            "throughput_tps": "Prompt tokens per second over the timed requests at one concurrency.",
-            "peak_memory_mb": "Peak resident memory: promote's process for local kernels; for an `openai` kernel "
-                              "the largest `process_resident_memory_bytes` its server's /metrics reported between "
-                              "passes (error when the server exports none). `max`, `min` or `max_ratio` (vs the "
-                              "baseline's).",
-            "error_rate": "Fraction of timed requests that failed (after retries).",
-            "rerun_equal": "Largest drift between two runs of the same prompts at concurrency 1 (0: bitwise equal).",
-            "batch_invariance": "Largest drift of a prompt's values alone vs inside a concurrent batch.",
-            "batch_invariant": "Alias of `batch_invariance`.",
-        }, "Runtime metric."),
+        "metric": described_enum(RUNTIME_METRICS, "Runtime metric."),
         "stat": described_enum({k: v for k, v in STATS.items() if k in ("mean", "p50", "p90", "p99", "max", "min")},
                                "Statistic over timed requests (latency metrics). Default `p50`."),
         **bound_props,
@@ -624,7 +577,7 @@ runtime_clause = obj(
     ["id", "metric"],
 )
 
-DURATION = "^([0-9]+(ms|s|m|h|d|w|y))+$"
+DURATION = DURATION_PATTERN  # the pattern contract/promql.parse_duration accepts
 
 
 def duration(description: str) -> dict:
@@ -632,7 +585,7 @@ def duration(description: str) -> dict:
                   pattern=DURATION)
 
 
-OBS_STATS = {
+OBS_STAT_DOCS = {
     "value": "each matched series judged on its own (one result per series, its labels in the report)",
     "sum": "sum over the matched series (grouped by `by` and the `compare` label)",
     "min": "smallest value over the matched series (grouped likewise)",
@@ -645,6 +598,7 @@ OBS_STATS = {
     "p99": "histogram 99th percentile (histogram_quantile)",
     "p99.9": "histogram 99.9th percentile (histogram_quantile)",
 }
+OBS_STATS = {stat: OBS_STAT_DOCS[stat] for stat in METRIC_STATS}  # a KeyError: document the new statistic
 burn_window = obj(
     "A long/short window pair (Google SRE workbook multiwindow burn-rate alerting): the pair fails only when "
     "the burn rate over both windows exceeds `factor`, so a spike that has ended (short window clean) or a blip "
@@ -835,7 +789,7 @@ rule = obj(
                             "(e.g. `script=*`, `length=256-*`). A rule with `slice` never matches a clause "
                             "evaluated on all data."),
         }),
-        "action": {"enum": ACTIONS, "description": "Action taken: `pass` (accept), `warn` (accept, flagged), "
+        "action": {"enum": list(ACTIONS), "description": "Action taken: `pass` (accept), `warn` (accept, flagged), "
                    "`shadow-only` (serve the candidate in shadow only), `route-to-reference` (promote, but the "
                    "matched slices must fall back to the reference kernel; the report lists them), `rollback` "
                    "(revert a deployed candidate), `block` (refuse promotion). Severity increases in that order; "
@@ -848,7 +802,7 @@ escalation = obj(
     "Escalation policy Π: maps clause results to actions; the verdict is the most severe action. A clause that "
     "could not be evaluated (`error`) makes the verdict `error` (exit 3) whatever the rules say.",
     {
-        "default": {"enum": ACTIONS, "description": "Action for a violated clause (fail, vacuous, inconclusive) "
+        "default": {"enum": list(ACTIONS), "description": "Action for a violated clause (fail, vacuous, inconclusive) "
                     "that no rule matches. Default `block`."},
         "rules": {"type": "array", "items": rule, "description": "Ordered rules; the first match wins."},
     },

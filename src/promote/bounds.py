@@ -1,4 +1,4 @@
-"""What a logit drift implies: the bounds chain of DESIGN.md §5 (research/mismatch-facts.md §5).
+"""What a logit drift implies: the bounds chain of docs/metrics.md "Implied bounds".
 
 With δ = z_c − z_r at one position, d = ‖δ‖∞ and osc = max δ − min δ ≤ 2d:
 

@@ -1,5 +1,6 @@
-"""Hand a finished report to its readers: the --output files, stdout, GitHub (summary, annotations,
-outputs, the sticky PR comment), with the gate's exit code.
+"""How a command ends: the one place that hands a finished report to its readers (the --output
+files, stdout, GitHub) and exits with the gate's code. What GitHub gets (summary, annotations,
+outputs, the sticky PR comment) is publish.py's; when and in which order is decided here.
 
 Why a module of its own: `check` and `merge` (and any later command that produces a report) end the
 same way, and each rule here is part of the gate's contract with its user — every output path is
@@ -18,7 +19,7 @@ import click
 from promote import console
 from promote.errors import PromoteError
 
-__all__ = ["check_output_paths", "emit", "github_mode", "token", "use_colour"]
+__all__ = ["check_output_paths", "emit", "github_mode", "token", "use_colour", "write_report"]
 
 
 def use_colour(flag: bool | None) -> bool:
@@ -38,10 +39,10 @@ def emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path], 
     json_written = _write_outputs(report, outputs)
     if metrics_out is not None:
         _write_metrics(report, metrics_out)
-    from promote.report.render import RENDERERS
+    from promote.report.render import render
 
     colour_on = fmt == "text" and use_colour(colour)
-    rendered = RENDERERS[fmt](report, colour=colour_on)
+    rendered = render(report, fmt, colour=colour_on)
     if github and fmt == "text":  # nothing in the report can act as a workflow command in the log
         from promote.github.workflow import stop_commands
 
@@ -51,14 +52,9 @@ def emit(ctx: click.Context, report, fmt: str, outputs: tuple[tuple[str, Path], 
         rendered = console.guard(rendered, github=True)
     click.echo(rendered, nl=False, color=colour_on)  # click would strip ANSI on a non-terminal otherwise
     if github:
-        from promote.publish import Log, publish_github
+        from promote.publish import publish_after_check
 
-        try:
-            publish_github(report, json_written=json_written, log=Log(github=True))
-        except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code
-            Log(github=True).warning(f"GitHub outputs not fully written: {type(exc).__name__}: {exc}")
-        if comment_mode == "auto":
-            _comment_from_check(report)
+        publish_after_check(report, json_written=json_written, comment=comment_mode == "auto", token=token())
     ctx.exit(report.exit_code)
 
 
@@ -93,14 +89,12 @@ def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None
     """Write each --output atomically; return the JSON path written. A write that still fails (disk
     full, the directory removed meanwhile) is an error line: the verdict is printed and the gate's
     exit code stands, since the evaluation itself succeeded."""
-    from promote.atomic import write_text_atomic
-    from promote.report.render import RENDERERS
+    from promote.report.render import render
 
     json_written: Path | None = None
     for out_fmt, path in outputs:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, RENDERERS[out_fmt](report))
+            write_report(path, render(report, out_fmt))
         except OSError as exc:
             console.message(f"promote: error: cannot write {out_fmt} report to {path}: {exc.strerror or exc}; the "
                             f"verdict below stands (exit {report.exit_code})")
@@ -108,6 +102,16 @@ def _write_outputs(report, outputs: tuple[tuple[str, Path], ...]) -> Path | None
         json_written = path if out_fmt == "json" else json_written
         console.message(f"promote: wrote {out_fmt} report to {path}")
     return json_written
+
+
+def write_report(path: Path, text: str) -> None:
+    """The one way a command writes a rendering to a file: parent directories made, written atomically
+    (a reader never sees half a report). OSError is the caller's to word: `check` keeps its verdict,
+    `render` fails with exit 2."""
+    from promote.atomic import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
 
 
 def github_mode(flag: bool | None) -> bool:
@@ -122,19 +126,3 @@ def github_mode(flag: bool | None) -> bool:
 def token() -> str | None:
     """GITHUB_TOKEN, else GH_TOKEN. Read here and passed on; never printed."""
     return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
-
-
-def _comment_from_check(report) -> None:  # noqa: ANN001 - a Report; kept untyped to avoid importing at start-up
-    from promote.github.comment import Context
-    from promote.publish import Log, comment_request_for, publish_comment
-
-    log = Log(github=True)
-    try:
-        request = comment_request_for(report, token=token())
-    except Exception as exc:  # noqa: BLE001 - a rendering bug must not change the gate
-        log.warning(f"PR comment not rendered: {exc}")
-        return
-    try:
-        publish_comment(request, Context.from_env(), log)
-    except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code (or its outputs)
-        log.warning(f"PR comment not posted: {type(exc).__name__}: {exc}")

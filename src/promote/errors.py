@@ -1,4 +1,4 @@
-"""Typed errors that carry promote's exit codes (DESIGN.md §7).
+"""Typed errors that carry promote's exit codes (docs/cli.md, "Exit codes").
 
 Raised deep, shown once at the CLI boundary: click prints ``format_message()`` to stderr and exits
 with ``exit_code``. Messages must name the file, the key or line, and the fix; never a secret.

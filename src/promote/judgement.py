@@ -34,11 +34,6 @@ class Verdict:
         """Alias of ``status`` (the slice stage's vocabulary: an outcome before multiplicity)."""
         return self.status
 
-    @property
-    def decided_by(self) -> tuple[Bound, ...]:
-        """The bounds a message should name: violated ones, else straddled ones."""
-        return self.violated or self.straddled
-
 
 def margin(observed: float | None, bounds: list[Bound]) -> float | None:
     """Signed headroom to the tightest bound: positive inside the bound, negative beyond it."""

@@ -1,4 +1,4 @@
-"""Escalation policy Π: clause results → actions → verdict and exit code (DESIGN.md §7).
+"""Escalation policy Π: clause results → actions → verdict and exit code (docs/contract.md, `escalation`).
 
 A pure function, no I/O. The first matching rule decides a clause's action; clauses no rule matches
 get ``pass`` when they passed (or were skipped) and the contract's default action otherwise — so
@@ -19,14 +19,32 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_GATE_FAILED, EXIT_PASS
-from promote.results import ClauseResult, StageResult
+from promote.results import GREEN, Choice, ClauseResult, StageResult, Status
 
-ACTION_SEVERITY = {"pass": 0, "warn": 1, "shadow-only": 2, "route-to-reference": 3, "rollback": 4, "block": 5}
-FAIL_ON = ("fail", "warn", "never")
-GREEN = ("pass", "skipped")
+__all__ = ["ACTIONS", "ACTION_SEVERITY", "ALL_TRAFFIC", "FAIL_ON", "GREEN", "VERDICTS", "Action", "ActionName",
+           "Decision", "decide", "describe_rule", "routes"]
+
+
+class ActionName(Choice):
+    """What the policy does with a clause; the member order is the severity order, mildest first."""
+
+    PASS = "pass"
+    WARN = "warn"
+    SHADOW_ONLY = "shadow-only"
+    ROUTE_TO_REFERENCE = "route-to-reference"
+    ROLLBACK = "rollback"
+    BLOCK = "block"
+
+
+ACTIONS: tuple[str, ...] = tuple(a.value for a in ActionName)
+ACTION_SEVERITY: dict[str, int] = {a.value: rank for rank, a in enumerate(ActionName)}
+#: A run's verdict: its most severe action, or ``error`` when a clause could not be evaluated.
+VERDICTS: tuple[str, ...] = (*ACTIONS, Status.ERROR.value)
+FailOn = Literal["fail", "warn", "never"]
+FAIL_ON: tuple[str, ...] = ("fail", "warn", "never")
 ALL_TRAFFIC = "*"
 
 
@@ -36,11 +54,14 @@ class Action:
 
     clause: str
     stage: str
-    status: str
-    action: str
+    status: Status
+    action: ActionName
     reason: str
     slice: str | None = None
     rule: int | None = None
+
+    def __post_init__(self) -> None:
+        self.status, self.action = Status(self.status), ActionName(self.action)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,9 +72,13 @@ class Decision:
     """Every action, the verdict, the exit code and the traffic that must fall back to K_ref."""
 
     actions: list[Action]
-    verdict: str
+    verdict: str  # one of VERDICTS
     exit_code: int
     routes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "exit_code": self.exit_code, "routes": list(self.routes),
@@ -111,7 +136,7 @@ def routes(actions: list[Action]) -> list[str]:
     return out
 
 
-def decide(stages: list[StageResult], escalation: Any, *, fail_on: str = "fail") -> Decision:
+def decide(stages: list[StageResult], escalation: Any, *, fail_on: FailOn = "fail") -> Decision:
     """Actions for every clause, the verdict (most severe action) and the exit code.
 
     Verdict: ``error`` if any clause could not be evaluated, else ``pass``/``warn`` or the most

@@ -204,3 +204,24 @@ def publish_github(report: Report, *, json_written: Path | None, log: Log) -> No
         workflow.set_outputs({"verdict": report.verdict, "exit-code": report.exit_code, "report-json": json_path})
     except OSError as exc:
         log.warning(f"step outputs not written: {exc.strerror}")
+
+
+def publish_after_check(report: Report, *, json_written: Path | None, comment: bool, token: str | None) -> None:
+    """Everything GitHub mode publishes after `check`/`merge`: outputs, summary, annotations and (with
+    ``comment``) the sticky PR comment. Nothing here raises or changes the gate's exit code."""
+    log = Log(github=True)
+    try:
+        publish_github(report, json_written=json_written, log=log)
+    except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code
+        log.warning(f"GitHub outputs not fully written: {type(exc).__name__}: {exc}")
+    if not comment:
+        return
+    try:
+        request = comment_request_for(report, token=token)
+    except Exception as exc:  # noqa: BLE001 - a rendering bug must not change the gate
+        log.warning(f"PR comment not rendered: {exc}")
+        return
+    try:
+        publish_comment(request, Context.from_env(), log)
+    except Exception as exc:  # noqa: BLE001 - publishing never changes the gate's exit code (or its outputs)
+        log.warning(f"PR comment not posted: {type(exc).__name__}: {exc}")

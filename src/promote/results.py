@@ -1,7 +1,7 @@
 """Result types shared by stages, the policy and reports.
 
 They sit below ``stages/``, ``policy.py`` and ``report/`` so that none of those layers has to import
-a higher one (DESIGN.md §2). Plain dataclasses with a JSON form; no behaviour beyond bookkeeping.
+a higher one (docs/architecture.md). Plain dataclasses with a JSON form; no behaviour beyond bookkeeping.
 """
 
 from __future__ import annotations
@@ -9,15 +9,52 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
-# Worst first: how a set of clause statuses sums up into one stage status.
-_STATUS_SEVERITY = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
+
+class Choice(str, Enum):
+    """A closed set of names that stays a ``str``: ``status == "pass"``, dict look-ups, JSON, f-strings,
+    ``!r`` and templates all see the plain value, so typing a field changes no output."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Status(Choice):
+    """A clause's (and a stage's) outcome; the member order is the severity order, least severe first."""
+
+    SKIPPED = "skipped"
+    PASS = "pass"
+    WARN = "warn"
+    INCONCLUSIVE = "inconclusive"
+    VACUOUS = "vacuous"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+#: Severity rank of each status: how a set of clause statuses sums up into one stage status.
+STATUS_SEVERITY: dict[str, int] = {status.value: rank for rank, status in enumerate(Status)}
+#: Statuses that need no action: the clause held, or it was not evaluated on purpose.
+GREEN: tuple[str, ...] = (Status.PASS.value, Status.SKIPPED.value)
+#: A bound's direction: ``max`` (observed ≤ value) or ``min`` (observed ≥ value).
+BoundOp = Literal["max", "min"]
+BOUND_OPS: tuple[str, ...] = ("max", "min")
+
+
+#: The note of a stage `--stage` left out; `check --merge` fills exactly those stages from the earlier report.
+NOT_SELECTED = "not selected (--stage)"
 
 
 def worst_status(statuses: list[str]) -> str:
     """The most severe status of a list (``skipped`` for an empty list)."""
-    return max(statuses, key=_STATUS_SEVERITY.__getitem__, default="skipped")
+    return max(statuses, key=STATUS_SEVERITY.__getitem__, default=Status.SKIPPED.value)
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -42,8 +79,12 @@ def json_safe(value: Any) -> Any:
 class Bound:
     """The limit a clause sets: ``observed <= value`` (op ``max``) or ``observed >= value`` (``min``)."""
 
-    op: str
+    op: BoundOp
     value: float
+
+    def __post_init__(self) -> None:
+        if self.op not in BOUND_OPS:
+            raise ValueError(f"bound op must be one of {BOUND_OPS}, not {self.op!r}")
 
     def holds(self, observed: float) -> bool:
         """NaN never satisfies a bound: a non-finite observation fails, it does not slip through."""
@@ -52,13 +93,17 @@ class Bound:
         return observed <= self.value if self.op == "max" else observed >= self.value
 
 
+#: ClauseResult fields a report leaves out when the clause was not judged (the report schema: optional).
+JUDGED_FIELDS = ("interval", "margin", "would_pass", "samples", "p_value")
+
+
 @dataclass
 class ClauseResult:
     """One clause, evaluated: what was measured, against what, and the verdict with its evidence."""
 
     id: str
     stage: str
-    status: str
+    status: Status
     message: str
     metric: str | None = None
     stat: str | None = None
@@ -73,6 +118,9 @@ class ClauseResult:
     would_pass: dict[str, float] | None = None  # op → the loosest bound value that would have passed
     samples: int | None = None  # positions (numerics), elements (tensors) or sequences (slices) judged
     p_value: float | None = None  # the (multiplicity-adjusted where applied) p-value of the fail claim
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # a stage's typo is a ValueError here, not a wrong report
 
     def judged(self, verdict: Any, *, low: float | None = None, high: float | None = None,
                samples: int | None = None) -> ClauseResult:
@@ -90,7 +138,7 @@ class ClauseResult:
         out["evidence"] = json_safe(self.evidence)
         out["observed"] = finite_or_none(self.observed)
         out["observed_text"] = format_value(self.observed)
-        for key in ("interval", "margin", "would_pass", "samples", "p_value"):  # absent when not judged
+        for key in JUDGED_FIELDS:  # absent when not judged
             if out[key] is None:
                 del out[key]
             else:
@@ -109,11 +157,14 @@ class StageResult:
     """A stage's clauses plus the stage-level facts (positions scored, timings, notes)."""
 
     name: str
-    status: str
+    status: Status
     clauses: list[ClauseResult] = field(default_factory=list)
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -28,7 +28,7 @@ from promote.progress import ProgressPrinter, progress_printer
 from promote.report.implied import implied_bounds
 from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
-from promote.results import StageResult
+from promote.results import NOT_SELECTED, StageResult
 from promote.sections import by_name, section_of, stage_names
 from promote.stages.context import StageContext
 from promote.stages.registry import stages as registered_stages
@@ -73,6 +73,16 @@ def _with_environment(contract: Contract, command: str) -> str:
     return f"{prefix} {command}" if prefix else command
 
 
+def _offline_engine(options: CheckOptions, offline: Callable[[StageContext, set[str]], dict[str, Any]] | None
+                    ) -> Callable[[StageContext, set[str]], dict[str, Any]] | None:
+    """What runs the offline pass: ``offline`` (merge's partials), Ray actors, or None (this process)."""
+    if offline is not None or options.engine != "ray":
+        return offline
+    from promote.stages.shards import ray_offline
+
+    return lambda ctx, stages: ray_offline(ctx, stages, address=options.address, workers=options.workers)
+
+
 def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
               kernels: Mapping[str, Kernel] | None = None, evalset: EvalSet | None = None,
               earlier: Sequence[StageResult] = (),
@@ -83,7 +93,7 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
     would build — a fault-wrapped candidate, kernels kept open across runs, an in-memory eval set;
     injected kernels are not closed. ``earlier`` results fill stages not selected (as ``--merge``).
     ``offline`` replaces the in-process offline pass (``promote merge``'s partials); ``options.engine``
-    ``ray`` runs it as Ray actors (``scale/ray_engine.py``).
+    ``ray`` runs it as Ray actors (``stages/shards.py``, ``scale/ray_engine.py``).
     Raises UsageError/ContractError (exit 2) for bad input.
     """
     options = options or CheckOptions()
@@ -95,15 +105,9 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
             print(problem, file=sys.stderr)
     present = {stage for stage in stage_names() if section_of(stage) in contract.sections}
     wanted = frozenset(set(options.stages) & present if options.stages else present)
-    if offline is None and options.engine == "ray":
-        from promote.stages.shards import ray_offline
-
-        def offline(ctx: StageContext, stages: set[str]) -> dict[str, Any]:
-            return ray_offline(ctx, stages, address=options.address, workers=options.workers)
-
     printer = progress_printer(options.progress)
-    ctx = StageContext(contract, wanted, progress=printer, evalset_given=evalset,
-                       kernels_given=kernels, offline_engine=offline, no_kernels=options.no_kernels)
+    ctx = StageContext(contract, wanted, progress=printer, evalset_given=evalset, kernels_given=kernels,
+                       offline_engine=_offline_engine(options, offline), no_kernels=options.no_kernels)
     try:
         _run_stages(ctx, present, options, printer)
     finally:
@@ -150,7 +154,7 @@ def _run_stages(ctx: StageContext, present: set[str], options: CheckOptions, pri
             continue
         if stage.name not in wanted:
             results.append(ctx.blanket(stage.name, "skipped", options.no_kernels
-                                       or f"stage `{stage.name}` not selected (--stage)"))
+                                       or f"stage `{stage.name}` {NOT_SELECTED}"))
         elif stopped_by and not stage.decl.offline:  # costs new work: stop after a blocking stage
             results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
                                        "promotion (use --all-stages to run it anyway)"))

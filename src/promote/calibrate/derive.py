@@ -15,8 +15,8 @@ reassemble its batches from the recorded samples, so the fault table after --der
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from promote.calibrate.rules import (
     round_up,
 )
 from promote.calibrate.tail import pot_max_bound
+from promote.contract.from_data import contract_from_data
 from promote.contract.model import Contract, load_contract
 from promote.data import EvalSet, load_evalset
 from promote.engine.accumulate import NumericsAccumulator
@@ -43,7 +44,7 @@ from promote.engine.scoring import ScoredBatch
 from promote.errors import UsageError
 from promote.kernels import build_kernel
 from promote.run import CheckOptions, run_check
-from promote.vocabulary import parameterized_key
+from promote.vocabulary import DEFAULT_TIE_MARGIN, parameterized_key
 
 __all__ = ["derive", "derive_numerical", "pot_max_bound", "slice_factor", "split", "write_derived"]
 
@@ -180,7 +181,7 @@ def derive(contract: Contract, *, evalset: EvalSet | None = None,
         index = {s.id: i for i, s in enumerate(evalset.samples)}
         collector = _Values(index, {parameterized_key(c.metric, c.param) for c in clauses})
         kernel_pass(evalset, ref, cand, [collector], tie_margin=contract.numerical.tie_margin
-                    if contract.numerical else 1e-3)
+                    if contract.numerical else DEFAULT_TIE_MARGIN)
         seq, values = collector.arrays({index[s.id] for s in cal.samples})
         rows = [derive_numerical(c, seq, values, evalset.positions, spec.margin,
                                  precision=getattr(contract.candidate, "precision", None) or "fp32",
@@ -188,8 +189,9 @@ def derive(contract: Contract, *, evalset: EvalSet | None = None,
         with assembling(ref, cand):
             rows += _derive_statistical(contract, cal, kernels, spec.margin)
             _refuse_vacuous(contract, rows)
-            derived_doc = _with_bounds(contract, rows)
-            checked, by_slice = _held_out(contract, derived_doc, held, kernels)
+            derived_doc = _with_bounds(yaml.safe_load(contract.source.text), rows)  # written: keeps ${VARS}
+            derived = contract_from_data(_with_bounds(copy.deepcopy(contract.source.data), rows), contract.source)
+            checked, by_slice = _held_out(derived, held, kernels)
     finally:
         if own:
             ref.close()
@@ -227,8 +229,8 @@ def _held_out_problems(rows: list[dict[str, Any]], checked: dict[str, Any],
     return problems
 
 
-def _with_bounds(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    doc = yaml.safe_load(contract.source.text)
+def _with_bounds(doc: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``doc`` (a contract's data) with each derived bound written into its clause."""
     by_id = {r["clause"]: r for r in rows}
     for section in ("numerical", "statistical"):
         for clause in (doc.get(section) or {}).get("clauses", []):
@@ -244,19 +246,14 @@ def _with_bounds(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, An
     return doc
 
 
-def _held_out(contract: Contract, doc: dict[str, Any], held: EvalSet,
+def _held_out(derived: Contract, held: EvalSet,
               kernels: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
-    """Per clause, its worst result on the held-out split; per (clause, slice), that slice's result."""
-    path = contract.path.with_name(f".{contract.path.stem}.derived-check-{os.getpid()}.yaml")  # relative paths hold
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    try:
-        derived, _ = load_contract(path)
-        present = {"numerics": derived.numerical, "slices": derived.statistical}
-        stages = tuple(s for s, section in present.items() if section is not None)
-        report = run_check(derived.with_section("numerical", _no_floor(derived)),
-                           CheckOptions(stages=stages, all_stages=True), kernels=kernels, evalset=held)
-    finally:
-        path.unlink(missing_ok=True)
+    """Per clause, its worst result on the held-out split; per (clause, slice), that slice's result.
+    ``derived`` is built in memory (contract/from_data.py): no file is written to check it."""
+    present = {"numerics": derived.numerical, "slices": derived.statistical}
+    stages = tuple(s for s, section in present.items() if section is not None)
+    report = run_check(derived.with_section("numerical", _no_floor(derived)),
+                       CheckOptions(stages=stages, all_stages=True), kernels=kernels, evalset=held)
     out: dict[str, Any] = {}
     by_slice: dict[tuple[str, str], Any] = {}
     for stage in report.stages:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promote.calibrate.outcomes import VariantKind
 from promote.calibrate.replay import RebatchKernel, ReplayKernel
 from promote.contract.fault_specs import fault_from_dict, fault_problem
 from promote.contract.model import Contract
@@ -38,7 +39,7 @@ class Variant:
     """One row of the table: which kernels, and what the contract should do with them."""
 
     name: str
-    kind: str  # honest | legit | fault
+    kind: VariantKind
     description: str
     kernels: Callable[[], dict[str, Kernel]]
     covered: bool | None = None

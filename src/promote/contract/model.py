@@ -256,13 +256,9 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
 
 
 def load_contract(path: str | os.PathLike[str], *, env: dict[str, str] | None = None) -> tuple[Contract, list[Problem]]:
-    """Parse, schema-check and build a contract; raise ContractError listing every error.
-
-    Returns the contract and its warnings.
-    """
-    doc = load(path, contract_schema(), env=env)
-    contract, problems = build_contract(doc)
+    """Parse, schema-check and build a contract: (contract, warnings); ContractError lists every error.
+    The schema is the shipped one plus what registered plug-ins add (contract/plugins.py)."""
+    contract, problems = build_contract(load(path, contract_schema(), env=env))
     if contract is None:
-        raise ContractError([p for p in problems if p.severity == "error"] +
-                            [p for p in problems if p.severity != "error"])
+        raise ContractError(sorted(problems, key=lambda p: p.severity != "error"))  # errors first, order kept
     return contract, problems

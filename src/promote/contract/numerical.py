@@ -17,6 +17,7 @@ from promote.contract.kinds import MODULES, RERUN, capabilities_of
 from promote.contract.load import LoadedDocument, Problem
 from promote.contract.sampled import rl_param
 from promote.vocabulary import (
+    DEFAULT_TIE_MARGIN,
     DEFAULT_VACUOUS_BELOW,
     DIVERGENCE_METRICS,
     PARAMETERIZED_METRICS,
@@ -67,7 +68,7 @@ class LocalizeSpec:
 @dataclass(frozen=True)
 class NumericalSpec:
     clauses: tuple[NumericalClause, ...]
-    tie_margin: float = 1e-3
+    tie_margin: float = DEFAULT_TIE_MARGIN
     noise_floor: NoiseFloorSpec | None = None
     implications: dict[str, Any] = field(default_factory=dict)
     localize: LocalizeSpec | None = None
@@ -96,7 +97,8 @@ def _numerical(doc: LoadedDocument, raw: dict[str, Any], task: str = "causal-lm"
     localize = raw.get("localize", False)
     if localize is True:
         localize = {}
-    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", 1e-3), noise_floor=noise_floor,
+    return NumericalSpec(clauses=clauses, tie_margin=raw.get("tie_margin", DEFAULT_TIE_MARGIN),
+                         noise_floor=noise_floor,
                          implications=dict(raw.get("implications", {})),
                          localize=LocalizeSpec(**localize) if localize is not False else None)
 

@@ -7,6 +7,7 @@ at `promote validate`, located at the key, before the release window — not as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +19,6 @@ from promote.contract.promql import Selector, parse_duration, parse_selector, pa
 
 #: Statistics a `metric:` selector clause may ask for (the same meaning on both sources).
 METRIC_STATS = ("value", "sum", "min", "max", "mean", "count", "p50", "p90", "p95", "p99", "p99.9")
-OVER_TIME = ("max", "min", "mean", "last")
 DEFAULT_LOOKBACK_S = 3600.0
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -172,6 +172,14 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
 
     src = section.get("source") or {}
     kind = src.get("kind", "prometheus")
+    _source_problems(doc, src, kind, bad)
+    for i, c in enumerate(section.get("clauses", [])):
+        _clause_problems(c, ("clauses", i), kind, bad)
+    return problems
+
+
+def _source_problems(doc: LoadedDocument, src: dict, kind: str, bad: Callable[[tuple, str], None]) -> None:
+    """`observability.source`: what its kind needs, durations and times that parse, credentials by name."""
     if not src:
         bad(("source",), "add `source:` — `{kind: prometheus, url: http://...}` or `{kind: file, path: "
                          "metrics.prom}`")
@@ -208,57 +216,58 @@ def observability_problems(doc: LoadedDocument) -> list[Problem]:
             parse_time(str(src["time"]))
         except ValueError as exc:
             bad(("source", "time"), str(exc))
-    for i, c in enumerate(section.get("clauses", [])):
-        where = ("clauses", i)
-        heads = [k for k in ("query", "metric", "burn_rate") if k in c]
-        if len(heads) != 1:
-            bad(where, f"clause `{c['id']}` needs exactly one of `query:` (PromQL), `metric:` (a selector that "
-                       f"works on both sources) or `burn_rate:`" + (f"; it has {', '.join(heads)}" if heads else ""))
-        if not any(k in c for k in _BOUNDS):
-            bad(where, f"clause `{c['id']}` bounds nothing: add `max`/`min`, `require: present`, `max_age`, "
-                       "`max_ratio`/`min_ratio` with `compare`/`baseline_query`, or `burn_rate`")
-        for key in _PROMETHEUS_ONLY if kind == "file" else ():
-            if key in c:
-                bad((*where, key), f"`{key}` needs a Prometheus source (`source.kind: prometheus`); a snapshot "
-                                   "file has one value per series and no history — use `metric:` with `stat:`")
-        if "metric" in c:
+
+
+def _clause_problems(c: dict, where: tuple, kind: str, bad: Callable[[tuple, str], None]) -> None:
+    """One clause: exactly one head, a bound, keys that fit its source and its head, parsable durations."""
+    heads = [k for k in ("query", "metric", "burn_rate") if k in c]
+    if len(heads) != 1:
+        bad(where, f"clause `{c['id']}` needs exactly one of `query:` (PromQL), `metric:` (a selector that "
+                   f"works on both sources) or `burn_rate:`" + (f"; it has {', '.join(heads)}" if heads else ""))
+    if not any(k in c for k in _BOUNDS):
+        bad(where, f"clause `{c['id']}` bounds nothing: add `max`/`min`, `require: present`, `max_age`, "
+                   "`max_ratio`/`min_ratio` with `compare`/`baseline_query`, or `burn_rate`")
+    for key in _PROMETHEUS_ONLY if kind == "file" else ():
+        if key in c:
+            bad((*where, key), f"`{key}` needs a Prometheus source (`source.kind: prometheus`); a snapshot "
+                               "file has one value per series and no history — use `metric:` with `stat:`")
+    if "metric" in c:
+        try:
+            parse_selector(c["metric"])
+        except ValueError as exc:
+            bad((*where, "metric"), str(exc))
+    for key in ("stat", "by"):
+        if key in c and "metric" not in c:
+            bad((*where, key), f"`{key}` applies to `metric:` clauses only")
+    if "max_age" in c and "metric" not in c:
+        bad((*where, "max_age"), "`max_age` needs `metric:` (a selector): the age of a PromQL expression's "
+                                 "result is its evaluation time, not the age of the newest sample")
+    for key in ("over_time", "step"):
+        if key in c and "window" not in c:
+            bad((*where, key), f"`{key}` applies with `window:` (range evaluation) only")
+    for key in ("window", "max_age", "step"):
+        if key in c:
             try:
-                parse_selector(c["metric"])
+                parse_duration(c[key])
             except ValueError as exc:
-                bad((*where, "metric"), str(exc))
-        for key in ("stat", "by"):
-            if key in c and "metric" not in c:
-                bad((*where, key), f"`{key}` applies to `metric:` clauses only")
-        if "max_age" in c and "metric" not in c:
-            bad((*where, "max_age"), "`max_age` needs `metric:` (a selector): the age of a PromQL expression's "
-                                     "result is its evaluation time, not the age of the newest sample")
-        for key in ("over_time", "step"):
-            if key in c and "window" not in c:
-                bad((*where, key), f"`{key}` applies with `window:` (range evaluation) only")
-        for key in ("window", "max_age", "step"):
-            if key in c:
-                try:
-                    parse_duration(c[key])
-                except ValueError as exc:
-                    bad((*where, key), str(exc))
-        relative = "compare" in c or "baseline_query" in c
-        if "burn_rate" in c and "baseline_query" in c:
-            bad((*where, "baseline_query"), "a relative `burn_rate` clause compares by a label: use `compare:` and "
-                                            "keep that label in `errors`/`total` (`sum by (version)`)")
-        if "compare" in c and "baseline_query" in c:
-            bad((*where, "baseline_query"), "give `compare:` (one query split by a label) or `baseline_query:`, "
-                                            "not both")
-        for key in ("max_ratio", "min_ratio"):
-            if key in c and not relative:
-                bad((*where, key), f"`{key}` compares with a baseline: add `compare: {{label: version, candidate: "
-                                   "canary, baseline: stable}` or `baseline_query:`")
-        if relative and not any(k in c for k in ("max_ratio", "min_ratio")):
-            bad(where, f"clause `{c['id']}` compares with a baseline but sets no `max_ratio`/`min_ratio`")
-        if relative and any(k in c for k in ("max", "min")):
-            bad(where, "a relative clause is bounded by `max_ratio`/`min_ratio` (candidate / baseline); "
-                       "write an absolute bound as a clause of its own")
-        _burn_problems(c, where, relative, bad)
-    return problems
+                bad((*where, key), str(exc))
+    relative = "compare" in c or "baseline_query" in c
+    if "burn_rate" in c and "baseline_query" in c:
+        bad((*where, "baseline_query"), "a relative `burn_rate` clause compares by a label: use `compare:` and "
+                                        "keep that label in `errors`/`total` (`sum by (version)`)")
+    if "compare" in c and "baseline_query" in c:
+        bad((*where, "baseline_query"), "give `compare:` (one query split by a label) or `baseline_query:`, "
+                                        "not both")
+    for key in ("max_ratio", "min_ratio"):
+        if key in c and not relative:
+            bad((*where, key), f"`{key}` compares with a baseline: add `compare: {{label: version, candidate: "
+                               "canary, baseline: stable}` or `baseline_query:`")
+    if relative and not any(k in c for k in ("max_ratio", "min_ratio")):
+        bad(where, f"clause `{c['id']}` compares with a baseline but sets no `max_ratio`/`min_ratio`")
+    if relative and any(k in c for k in ("max", "min")):
+        bad(where, "a relative clause is bounded by `max_ratio`/`min_ratio` (candidate / baseline); "
+                   "write an absolute bound as a clause of its own")
+    _burn_problems(c, where, relative, bad)
 
 
 def _burn_problems(c: dict[str, Any], where: tuple, relative: bool, bad: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from promote.contract.load import LoadedDocument, Problem
 from promote.vocabulary import BINARY_TASK_METRICS, CONTINUOUS_TASK_METRICS, TASK_METRICS
 
-# Slice keys promote derives itself (DESIGN.md §6 stage 2); `tags.NAME` reads a sample tag.
+# Slice keys promote derives itself (docs/statistics.md); `tags.NAME` reads a sample tag.
 DERIVED_SLICE_KEYS = ("length", "position", "token_frequency", "entropy", "margin", "response_position",
                       "response_length")
 # Task metrics (vocabulary.py) compare reference and candidate on the same items (paired); the rest

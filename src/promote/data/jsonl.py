@@ -1,4 +1,4 @@
-"""Eval-set reading (DESIGN.md §4 "Eval set"): the JSONL file, checked line by line.
+"""Eval-set reading (docs/contract.md, `data`): the JSONL file, checked line by line.
 
 The file is read once, line by line (``data.limit`` stops the read), and every bad line is reported
 with its number; only a regular file is read. Token lists are small; model

@@ -1,4 +1,4 @@
-"""Eval-set inputs of `data.task: tensor` (DESIGN.md §4): named arrays per sample, and batching.
+"""Eval-set inputs of `data.task: tensor` (docs/tensors.md): named arrays per sample, and batching.
 
 A sample's inputs come inline from its JSONL line (``"inputs": {"x": [[...]]}``; JSON has no dtypes,
 so all-bool lists become ``bool``, all-int lists ``int64``, anything else ``float32``) and/or from a

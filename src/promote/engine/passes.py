@@ -31,7 +31,6 @@ from promote.kernels.base import Kernel, Outputs
 from promote.metrics.distribution import token_metrics
 
 Progress = Callable[[int, int], None]
-TIE_MARGIN = 1e-3  # reference top-2 margin below which an argmax flip is a near tie (numerical.tie_margin)
 
 
 class Consumer(Protocol):

@@ -1,4 +1,4 @@
-"""Kernels: programs that turn a batch of the eval set into outputs (DESIGN.md §4).
+"""Kernels: programs that turn a batch of the eval set into outputs (docs/architecture.md; kinds in docs/contract.md).
 
 Kernel kinds come from a registry: ``KERNEL_KINDS`` maps a contract's ``kind:`` to a factory
 ``(spec, role) -> Kernel``. The built-in factories import lazily, so torch or onnxruntime load only

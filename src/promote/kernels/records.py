@@ -1,5 +1,5 @@
 """`kind: records`: outputs recorded by another engine (vLLM, SGLang, TensorRT-LLM, a trainer), in
-the safetensors format of DESIGN.md §4 — the way to bring kernels that cannot run on a CI runner.
+the safetensors format of docs/records.md — the way to bring kernels that cannot run on a CI runner.
 
 Format of one file (a directory of ``*.safetensors`` shards, read in sorted order, is one set):
 

@@ -3,7 +3,7 @@ optionally compiled with inductor.
 
 Precision flags (TF32, matmul precision) are process-global in torch, so they are set around each
 forward call and restored afterwards: a reference run in the same process as a candidate run must
-not inherit the candidate's flags (DESIGN.md §4).
+not inherit the candidate's flags (docs/contract.md, `reference`/`candidate`).
 
 ``int8-dynamic`` uses ``torch.ao.quantization.quantize_dynamic`` (real int8 fbgemm/x86 kernels). It is
 deprecated in favour of torchao but still ships and works in torch 2.13, and needs no extra

@@ -1,4 +1,4 @@
-"""Per-position divergence metrics between two next-token distributions (DESIGN.md §5).
+"""Per-position divergence metrics between two next-token distributions (docs/metrics.md).
 
 Accuracy first: noise floors are built from near-identical distributions whose KL is ~1e-12, where
 ``Σ p·(log p − log q)`` returns rounding noise. So KL and TV are computed from the logit difference
@@ -16,13 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from promote.metrics._fused import COLUMNS, fused_token_metrics
-from promote.vocabulary import DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
+from promote.vocabulary import DEFAULT_TIE_MARGIN, DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
 __all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "entropy_ratio", "is_degenerate", "ratio_outside",
            "token_metrics", "topk_overlap"]
 
 def token_metrics(
-    ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = 1e-3
+    ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = DEFAULT_TIE_MARGIN
 ) -> dict[str, np.ndarray]:
     """All per-position metrics for scored positions.
 

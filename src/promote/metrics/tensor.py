@@ -1,4 +1,4 @@
-"""Generic tensor metrics for non-LM models (DESIGN.md §5 "Generic tensors"), stateless.
+"""Generic tensor metrics for non-LM models (docs/tensors.md), stateless.
 
 Two jobs, both free of torch and of any stage:
 

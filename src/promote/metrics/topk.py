@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from promote.vocabulary import DEFAULT_TIE_MARGIN
+
 BOUNDED_METRICS = ("kl", "kl_rev", "tv", "logit_osc", "logit_drift")
 EXACT_METRICS = ("log_ratio", "abs_log_ratio", "argmax_agree", "nonfinite")
 # Pairwise id matching allocates rows·Kr·Kc booleans; process at most this many per chunk.
@@ -226,7 +228,7 @@ def _top(lp: np.ndarray, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
     return top, np.where(np.isfinite(best[:, -1]), margin, np.inf)
 
 
-def topk_metrics(ref: Side, cand: Side, *, tie_margin: float = 1e-3) -> dict[str, np.ndarray]:
+def topk_metrics(ref: Side, cand: Side, *, tie_margin: float = DEFAULT_TIE_MARGIN) -> dict[str, np.ndarray]:
     """Per-position metrics at P positions from (possibly top-k only) log-probs of both kernels.
 
     Returns name → float64 [P]: the exact ``log_ratio``, ``abs_log_ratio``, ``argmax_agree``,

@@ -34,7 +34,7 @@ from promote.report.svg import (
     x_axis,
     y_axis,
 )
-from promote.results import Bound, ClauseResult, format_value
+from promote.results import GREEN, Bound, ClauseResult, format_value
 
 MAX_FOREST_ROWS = 40
 MAX_FORESTS = 8
@@ -81,7 +81,7 @@ def forest(clause_id: str, clauses: list[ClauseResult]) -> Figure | None:
     x_axis(fig, x, x.ticks(), y=bottom, top=TOP, title=what)
     for i, c in enumerate(rows):
         y = TOP + ROW * i + ROW / 2
-        cls = "fail" if c.status in FAILING else ("warn" if c.status not in ("pass", "skipped") else "pass")
+        cls = "fail" if c.status in FAILING else ("warn" if c.status not in GREEN else "pass")
         label = c.slice or c.id
         fig.labels.append(Label(LEFT - 8, y + 4, shorten(label, 26), anchor="end", cls=f"row {cls}", full=label))
         estimate_row(fig, x, y, ROW, status=c.status, observed=c.observed, interval=c.interval, cls=cls,

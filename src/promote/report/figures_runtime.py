@@ -34,7 +34,7 @@ from promote.results import ClauseResult, format_value
 
 LEFT, RIGHT, TOP, BOTTOM, ROW = 190, 24, 18, 46, 24
 ROLES = (("baseline", "floor", "baseline"), ("candidate", "cand", "candidate"))
-LATENCY_METRICS = ("latency_ms",)
+CHARTED_LATENCY = "latency_ms"  # the one latency metric the latency chart draws bound lines for
 
 
 def runtime_of(report: Report) -> dict[str, Any] | None:
@@ -102,7 +102,7 @@ def latency_bounds(report: Report, level: int) -> list[ClauseResult]:
     out = []
     for c in report.clauses():
         ev = c.evidence if isinstance(c.evidence, dict) else {}
-        if (c.stage == "runtime" and c.metric in LATENCY_METRICS and "ratio" not in ev
+        if (c.stage == "runtime" and c.metric == CHARTED_LATENCY and "ratio" not in ev
                 and ev.get("concurrency", 1) == level):
             kept = [b for b in c.bounds if math.isfinite(b.value)]
             if kept:

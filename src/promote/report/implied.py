@@ -1,4 +1,5 @@
-"""Bounds implied by the measured logit drift (DESIGN.md §5), for the report's "bounds implied" section.
+"""Bounds implied by the measured logit drift (docs/metrics.md "Implied bounds"), for the report's
+"bounds implied" section.
 
 A release manager reads "KL mean 3e-4" and still asks what it means for the quantities they care
 about (total variation, the importance weight of RL post-training, a PPO clip). The computation is

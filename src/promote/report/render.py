@@ -16,6 +16,7 @@ import jinja2
 from promote.redact import redact, redact_data
 from promote.report import filters
 from promote.report.bidi import neutralise_data
+from promote.report.formats import FORMATS
 from promote.report.model import Report
 from promote.report.view import build_view
 from promote.resources import data_dir
@@ -129,7 +130,7 @@ def render_text(report: Report, *, colour: bool = False) -> str:
     return _render("report.txt.j2", report, colour=colour)
 
 
-def render_markdown(report: Report, *, colour: bool = False) -> str:
+def render_markdown(report: Report) -> str:
     """The full markdown report (``--format markdown``): every clause, no size budget."""
     return _render("report.md.j2", report)
 
@@ -154,7 +155,7 @@ def render_minimal_comment(report: Report, *, artifact_url: str | None = None) -
     return _render("comment.md.j2", report, mode="minimal", drop=DROP_ORDER, artifact_url=artifact_url)
 
 
-def render_html(report: Report, *, colour: bool = False) -> str:
+def render_html(report: Report) -> str:
     """The self-contained HTML report (``--format html``): inline SVG figures (report/figures.py),
     light and dark themes, printable; autoescaped, with secrets masked like every other rendering."""
     from promote.report.figures import sections
@@ -174,15 +175,19 @@ def render_html(report: Report, *, colour: bool = False) -> str:
     return redact(text)
 
 
-def render_json(report: Report, *, colour: bool = False) -> str:
+def render_json(report: Report) -> str:
     return report.to_json()
 
 
-def render_junit(report: Report, *, colour: bool = False) -> str:
+def render_junit(report: Report) -> str:
     from promote.report.junit import to_junit
 
     return redact(to_junit(neutralise_data(redact_data(report))))
 
 
-RENDERERS: dict[str, Callable[..., str]] = {"text": render_text, "json": render_json, "markdown": render_markdown,
-                                            "junit": render_junit, "html": render_html}
+RENDERERS: dict[str, Callable[[Report], str]] = {fmt: globals()[f"render_{fmt}"] for fmt in FORMATS}
+
+
+def render(report: Report, fmt: str, *, colour: bool = False) -> str:
+    """The report in ``fmt`` (one of FORMATS); only the text report has colour."""
+    return render_text(report, colour=colour) if fmt == "text" else RENDERERS[fmt](report)

@@ -15,10 +15,8 @@ from promote.judgement import margin
 from promote.policy import ACTION_SEVERITY, Action
 from promote.report.model import Report
 from promote.report.svg import tick
-from promote.results import ClauseResult, format_value
+from promote.results import GREEN, STATUS_SEVERITY, ClauseResult, format_value
 
-_STATUS_RANK = {"error": 6, "fail": 5, "vacuous": 4, "inconclusive": 3, "warn": 2, "pass": 1, "skipped": 0}
-GREEN = ("pass", "skipped")
 MAX_CHARTS = 6
 MAX_CHART_SLICES = 30
 
@@ -39,7 +37,7 @@ class Row:
     def sort_key(self) -> tuple:
         act = ACTION_SEVERITY.get(self.action.action, 0) if self.action else 0
         m = self.margin if self.margin is not None and math.isfinite(self.margin) else -math.inf
-        return (-act, -_STATUS_RANK.get(self.clause.status, 0), m, self.clause.id, self.clause.slice or "")
+        return (-act, -STATUS_SEVERITY.get(self.clause.status, 0), m, self.clause.id, self.clause.slice or "")
 
 
 @dataclass

@@ -1,1 +1,1 @@
-"""Stages: each reads its contract section, runs, and returns a StageResult (DESIGN.md §6)."""
+"""Stages: each reads its contract section, runs, and returns a StageResult (docs/architecture.md)."""

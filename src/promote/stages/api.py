@@ -80,7 +80,7 @@ class OfflineStage(Stage):
         return {}
 
     def tie_margin(self, ctx: StageContext) -> float | None:
-        """The near-tie margin this stage's scoring needs (None: no opinion; ``engine.passes.TIE_MARGIN``)."""
+        """The near-tie margin this stage's scoring needs (None: no opinion; ``vocabulary.DEFAULT_TIE_MARGIN``)."""
         return None
 
     def preload(self, ctx: StageContext, consumers: dict[str, Any], kernels: Mapping[str, Kernel],

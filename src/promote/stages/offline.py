@@ -18,13 +18,14 @@ from typing import Any
 
 from promote import console
 from promote.data import Sample
-from promote.engine.passes import TIE_MARGIN, Floor, kernel_pass, tensor_pass
+from promote.engine.passes import Floor, kernel_pass, tensor_pass
 from promote.errors import EvaluationError
 from promote.redact import redact_message
 from promote.results import StageResult
 from promote.sections import by_name, decls
 from promote.stages.api import OfflineStage, PassRecord
 from promote.stages.context import StageContext
+from promote.vocabulary import DEFAULT_TIE_MARGIN
 
 Thunk = Callable[[], StageResult]
 
@@ -80,8 +81,8 @@ def run_pass(ctx: StageContext, names: Sequence[str], consumers: dict[str, dict[
     elif fed:
         margins = [m for m in (implementation(n).tie_margin(ctx) for n in names) if m is not None]
         kernel_pass(ctx.evalset, reference, candidate, [c for c in fed if not isinstance(c, Floor)],
-                    floors=[c for c in fed if isinstance(c, Floor)], tie_margin=margins[0] if margins else TIE_MARGIN,
-                    progress=ctx.progress, samples=samples)
+                    floors=[c for c in fed if isinstance(c, Floor)], progress=ctx.progress, samples=samples,
+                    tie_margin=margins[0] if margins else DEFAULT_TIE_MARGIN)
     seconds = time.perf_counter() - start
     spent = {role: k.seconds - before[role] for role, k in kernels.items()}
     records = {}

@@ -2,7 +2,7 @@
 
 Forward hooks record every module's output on both torch kernels, batch by batch (nothing outlives
 a batch but per-module sums), and on the reference once more with each sample run alone — the
-module's own noise floor (batch 1 vs N, the legitimate perturbation of DESIGN.md §5). A module's
+module's own noise floor (batch 1 vs N, the legitimate perturbation of docs/metrics.md "Activation tier"). A module's
 divergence is the relative L2 error ‖c − r‖/‖r‖ over the real (unpadded) positions. The first
 module, in execution order, whose divergence exceeds ``factor`` × its floor is reported, with the
 whole per-layer drift profile, so a reviewer sees where drift starts and how it grows.

@@ -2,7 +2,7 @@
 
 A candidate's drift means little without it: fp32 batch-size noise gives per-token KL ~1e-12, so a
 candidate at 1e-12 is as good as the reference gets, while one at 1e-4 is bf16-grade. Perturbations
-(DESIGN.md §5): ``rerun`` (the same batches again: nondeterminism), ``batch_size`` (each sample
+(docs/metrics.md "Noise floor"): ``rerun`` (the same batches again: nondeterminism), ``batch_size`` (each sample
 alone, batch 1 vs N), ``odd_batch`` (batches of an odd size: different padding and blocking).
 The engine runs them as the floor's own pass over the reference (``engine.passes.floor_pass``),
 fused with the main pass when both run so the reference's batch-N logits are computed once: each

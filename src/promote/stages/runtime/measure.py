@@ -1,4 +1,4 @@
-"""Stage 3's measurements: timed requests of a kernel at declared load levels (DESIGN.md §6).
+"""Stage 3's measurements: timed requests of a kernel at declared load levels (docs/runtime.md).
 
 One *request* is one eval sample. An `openai` kernel sends ``c`` requests at once (concurrency ``c``:
 the server batches them as it would live traffic); a local kernel (torch, onnx) runs ``c`` samples as
@@ -9,7 +9,7 @@ both sides and pull every ratio towards 1. Warm-up requests run first and are re
 
 Baseline and candidate are measured *paired*: the same samples, chunk by chunk, alternating which
 kernel goes first, so machine load that drifts during the run hits both sides alike and the
-per-request ratios (runtime_judge.py) cancel it.
+per-request ratios (judge.py) cancel it.
 
 Time to first token needs a generation, which prompt scoring is not (vLLM refuses ``prompt_logprobs``
 with ``stream``): when a clause asks for ``ttft_ms``, each level gets ``repeats`` extra passes of

@@ -1,9 +1,9 @@
 """Stage 3, canary runtime (R): latency, throughput, errors, memory and determinism of the candidate,
-against a baseline measured paired with it (DESIGN.md §6; docs/runtime.md).
+against a baseline measured paired with it (docs/runtime.md).
 
 The baseline is ``runtime.baseline`` (the serving build in production, any kernel kind) or, when
-absent, the contract's reference kernel. Measurements (runtime_measure.py) and the judge
-(runtime_judge.py) are separate modules; this one builds the kernels, runs both and writes the result,
+absent, the contract's reference kernel. Measurements (measure.py) and the judge
+(judge.py) are separate modules; this one builds the kernels, runs both and writes the result,
 including what each number was measured at (``details.runtime``), which ``--metrics-out`` exports.
 """
 

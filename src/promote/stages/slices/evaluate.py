@@ -3,7 +3,7 @@
 Divergence metrics: the slice's statistic (mean or a quantile over its positions) with a bootstrap
 interval that resamples the slice's sequences. Task metrics: the paired difference candidate −
 reference on the same items, with the flip counts both ways for binary metrics. Multiplicity and
-the final status are decided by ``stages/slices.py`` across all items.
+the final status are decided by ``judge.py`` across all items.
 """
 
 from __future__ import annotations

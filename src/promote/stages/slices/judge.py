@@ -1,5 +1,5 @@
 """Stage 2, statistical slice tests (S): per-slice divergences and paired task metrics, with
-intervals, multiplicity control and three-way verdicts (DESIGN.md §6; docs/statistics.md).
+intervals, multiplicity control and three-way verdicts (docs/statistics.md).
 
 The kernels are not run here: ``prepare`` returns a ``SliceCollector`` that the numerics pass
 feeds (``engine.passes.kernel_pass``), and ``run_slices`` judges the clauses afterwards.

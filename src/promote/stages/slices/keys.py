@@ -1,4 +1,4 @@
-"""Slice keys: which slice every sample and every scored position belongs to (DESIGN.md §6 stage 2).
+"""Slice keys: which slice every sample and every scored position belongs to (docs/statistics.md).
 
 Keys are either per sample (``tags.NAME``, ``length``) or per scored position (``position``,
 ``token_frequency``, ``entropy``, ``margin``). A family of one sample-level key puts each whole

@@ -1,4 +1,4 @@
-"""`promote check --shard I/N --partial OUT`: the flag checks and the write, kept out of cli.py.
+"""`promote check --shard I/N --partial OUT`: the flag checks and the write, kept out of commands/check.py.
 
 The shard writes a partial state (``scale/partial.py``) and no report; ``promote merge`` renders it.
 """

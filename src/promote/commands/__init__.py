@@ -1,0 +1,1 @@
+"""The `promote` subcommands, one module each; cli.py groups them and owns the exit boundary."""
