@@ -19,6 +19,7 @@ from typing import Any
 from promote.calibrate.outcomes import VariantKind
 from promote.calibrate.replay import RebatchKernel, ReplayKernel
 from promote.contract.fault_specs import fault_from_dict, fault_problem
+from promote.contract.kinds import MODULES, capabilities_of
 from promote.contract.model import Contract
 from promote.data import EvalSet, load_evalset
 from promote.errors import UsageError
@@ -91,7 +92,7 @@ def resolve_faults(contract: Contract, names: Sequence[str] | None) -> tuple[dic
         problem = fault_problem(known[name])
         if problem:
             raise UsageError(f"fault `{name}`: {problem}")
-        if contract.candidate.kind != "torch" and fault_from_dict(known[name]).needs_module:
+        if MODULES not in capabilities_of(contract.candidate.kind) and fault_from_dict(known[name]).needs_module:
             why = f"changes the model, which needs a `kind: torch` candidate (this one is `{contract.candidate.kind}`)"
             if names is not None:  # (`covers` and `calibration.faults` cannot hold one: the contract check rejects it)
                 raise UsageError(f"--faults: fault `{name}` {why}; output faults (cast logits, temperature, noise) "

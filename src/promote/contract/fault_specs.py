@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from promote.contract.kinds import MODULES, capabilities_of
 from promote.contract.problems import LoadedDocument, Problem
 from promote.registry import Registry
 
@@ -181,6 +182,11 @@ def parse_calibration(doc: LoadedDocument, raw: dict[str, Any] | None, problems:
                            line=doc.locate(("calibration",))[0])
 
 
+def _has_modules(spec: dict[str, Any]) -> bool:
+    """Whether the kernel a raw spec names has modules a model fault can alter (contract/kinds.py)."""
+    return MODULES in capabilities_of(str(spec.get("kind", "torch")))
+
+
 def model_fault_problems(doc: LoadedDocument) -> list[Problem]:
     """A fault that changes the model (a whole-model cast, tf32, int8-dynamic, overflow, layer) can
     only be planted in a `kind: torch` kernel: on any other kernel `inject:` is a contract error, and so
@@ -196,7 +202,7 @@ def model_fault_problems(doc: LoadedDocument) -> list[Problem]:
 
     for role in ("reference", "candidate"):
         spec = data.get(role)
-        if not isinstance(spec, dict) or spec.get("kind", "torch") == "torch" or spec.get("inject") is None:
+        if not isinstance(spec, dict) or _has_modules(spec) or spec.get("inject") is None:
             continue
         raw = spec["inject"]
         for i, item in enumerate(raw if isinstance(raw, list) else [raw]):
@@ -206,7 +212,7 @@ def model_fault_problems(doc: LoadedDocument) -> list[Problem]:
                                             f"kernel {why}"))
     candidate = data.get("candidate")
     cal = data.get("calibration")
-    if not isinstance(cal, dict) or not isinstance(candidate, dict) or candidate.get("kind", "torch") == "torch":
+    if not isinstance(cal, dict) or not isinstance(candidate, dict) or _has_modules(candidate):
         return problems
     declared = cal.get("faults") or {}
     for name, item in declared.items():
