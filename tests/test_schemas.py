@@ -99,3 +99,17 @@ def test_wheel_ships_schemas_and_templates(tmp_path):
 def test_contract_docs_are_generated_from_the_schema():
     namespace = runpy.run_path(str(REPO / "tools" / "gen_contract_docs.py"))
     assert namespace["render"](load_schema("contract")) == (REPO / "docs" / "contract.md").read_text()
+
+
+def test_every_stage_section_schema_comes_from_its_stage_package():
+    """The generator only assembles: each stage section's fragment is its package's ``schema()``
+    (``stages/<name>/schema.py``), and the committed schema holds exactly that fragment."""
+    from promote.sections import decls
+
+    committed = json.loads((REPO / "schemas" / "contract.schema.json").read_text())
+    generator = (REPO / "tools" / "gen_contract_schema.py").read_text(encoding="utf-8")
+    for decl in decls():
+        fragment = decl.implementation().schema()
+        assert fragment is not None, decl.name
+        assert committed["properties"][decl.section] == fragment, decl.section
+        assert f'"{decl.section}":' not in generator, f"{decl.section}'s schema is still written in the generator"

@@ -62,7 +62,8 @@ class Stage:
         return []
 
     def schema(self) -> dict[str, Any] | None:
-        """The section's JSON Schema fragment (``tools/gen_contract_schema.py`` reads it)."""
+        """The section's JSON Schema fragment (``tools/gen_contract_schema.py`` assembles them; helpers:
+        ``contract/schema_parts.py``)."""
         return None
 
 

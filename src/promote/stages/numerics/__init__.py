@@ -32,6 +32,11 @@ class Numerics(OfflineStage):
             return None  # the typed section is only built from a document without errors
         return parse_numerical(doc, raw, problems, dict(parts))
 
+    def schema(self) -> dict[str, Any]:
+        from promote.stages.numerics.schema import SECTION
+
+        return SECTION
+
     def problems(self, doc: LoadedDocument) -> list[Problem]:
         return numerical_problems(doc)
 

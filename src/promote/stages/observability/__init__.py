@@ -26,6 +26,11 @@ class Observability(LiveStage):
             return None  # the typed section is only built from a document without errors
         return parse_observability(doc, raw)
 
+    def schema(self) -> dict[str, Any]:
+        from promote.stages.observability.schema import SECTION
+
+        return SECTION
+
     def problems(self, doc: LoadedDocument) -> list[Problem]:
         return observability_problems(doc)
 

@@ -22,6 +22,11 @@ class Runtime(LiveStage):
     def parse(self, doc: LoadedDocument, raw: Any, problems: list[Problem], parts: Mapping[str, Any]) -> Any:
         return parse_runtime(doc, raw, problems)
 
+    def schema(self) -> dict[str, Any]:
+        from promote.stages.runtime.schema import SECTION
+
+        return SECTION
+
     def run(self, ctx: StageContext) -> StageResult:
         from promote.stages.runtime.run import run_runtime
 

@@ -27,6 +27,11 @@ class Slices(OfflineStage):
     def tensor(ctx: StageContext) -> bool:
         return ctx.contract.data.task == "tensor"
 
+    def schema(self) -> dict[str, Any]:
+        from promote.stages.slices.schema import SECTION
+
+        return SECTION
+
     def tie_margin(self, ctx: StageContext) -> float | None:
         numerical = ctx.contract.numerical  # the margin argmax-based slice keys use, as numerics does
         return numerical.tie_margin if numerical is not None else None
