@@ -92,3 +92,34 @@ def test_promote_plugins_names_plug_in_modules_for_the_cli(tmp_path):
                           check=False)
     assert bare.returncode == 2 and "unknown key `toy`" in bare.stderr
     assert "`toy` is not an allowed value" in bare.stderr
+
+
+def test_a_plugged_stage_is_picked_with_stage_and_its_report_renders_and_merges(toy, tmp_path):
+    """`--stage` is checked against the registry when the command runs (not fixed when the CLI
+    loads), and a report holding a plug-in stage is a valid report for `render` and `check --merge`;
+    without the plug-in registered both refuse it with exit 2 and say how to fix it."""
+    path = toy_contract(tmp_path)
+    earlier = tmp_path / "toy.json"
+    run = CliRunner().invoke(cli, ["check", str(path), "--stage", "toy", "--output", f"json={earlier}",
+                                   "--no-progress"])
+    assert run.exit_code == 0, run.output
+    stages = {s["name"]: s for s in json.loads(earlier.read_text())["stages"]}
+    assert stages["toy"]["status"] == "pass" and stages["numerics"]["status"] == "skipped"
+    rendered = CliRunner().invoke(cli, ["render", str(earlier), "--format", "markdown"])
+    assert rendered.exit_code == 0 and "gap-mean" in rendered.output, rendered.output
+    merged = CliRunner().invoke(cli, ["check", str(path), "--stage", "numerics", "--merge", str(earlier),
+                                      "--format", "json", "--no-progress"])
+    report = json.loads(merged.stdout)
+    toy_stage = next(s for s in report["stages"] if s["name"] == "toy")
+    assert toy_stage["status"] == "pass" and toy_stage["notes"][0].startswith(f"merged from {earlier}")
+    assert merged.exit_code == 0
+    # an escalation rule may name the plug-in's stage
+    ruled = tmp_path / "ruled.yaml"
+    ruled.write_text(path.read_text() + "escalation:\n  rules:\n  - when: {stage: toy}\n    action: warn\n")
+    assert CliRunner().invoke(cli, ["validate", str(ruled)]).exit_code == 0
+    toy.unregister()
+    unknown = CliRunner().invoke(cli, ["check", str(path), "--stage", "toy"])
+    assert unknown.exit_code == 2 and "unknown stage 'toy'" in unknown.output and "PROMOTE_PLUGINS" in unknown.output
+    orphan = CliRunner().invoke(cli, ["render", str(earlier), "--format", "markdown"])
+    assert orphan.exit_code == 2 and "names stage 'toy', which is not registered" in orphan.output
+    toy.register()  # the fixture takes it out again

@@ -29,8 +29,8 @@ def invoke(*args: str):
 def test_one_registry_feeds_cli_choices_sections_and_runners():
     registry = stages()
     assert tuple(registry) == STAGE_NAMES == ("numerics", "slices", "runtime", "observability")
-    stage_option = next(p for p in cli.commands["check"].params if p.name == "stages")
-    assert tuple(stage_option.type.choices) == STAGE_NAMES
+    unknown = CliRunner().invoke(cli, ["check", "missing.yaml", "--stage", "nope"])  # checked at run time
+    assert unknown.exit_code == 2 and f"unknown stage 'nope'; valid: {', '.join(STAGE_NAMES)}" in unknown.output
     for decl in decls():
         assert registry[decl.name].implemented == decl.evaluated, decl.name  # a declared stage is never a silent pass
     schema = json.loads(invoke("schema").stdout)
@@ -121,3 +121,15 @@ def test_kernel_kinds_come_from_a_registry(mini):
         assert seen == ["candidate"] and kernel.kind == "torch"
     finally:
         del KERNEL_KINDS["test-wrapped"]
+
+
+def test_a_stage_name_must_have_the_shape_reports_allow():
+    """The report schema accepts any name matching sections.STAGE_NAME_PATTERN, so registering a stage
+    whose name could not appear in a valid report is refused up front."""
+    import pytest
+
+    from promote.sections import STAGES, StageDecl, register
+
+    with pytest.raises(ValueError, match="does not match"):
+        register(StageDecl("Bad Name", "bad", "Bad", needs_evalset=False, needs_kernels=False, offline=False))
+    assert "Bad Name" not in STAGES.names()

@@ -32,10 +32,12 @@ from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_GATE_FAILED, EXIT_PASS,
 from promote.policy import VERDICTS, Action  # noqa: E402
 from promote.report.model import SCHEMA_VERSION  # noqa: E402
 from promote.results import JUDGED_FIELDS, Bound, ClauseResult, StageResult, Status  # noqa: E402
-from promote.sections import STAGE_NAMES  # noqa: E402
+from promote.sections import STAGE_NAME_PATTERN  # noqa: E402
 
 STATUSES = [s.value for s in Status]
-STAGES = list(STAGE_NAMES)
+# Any stage name, a plug-in's included: report/load.py checks the names are registered (with
+# $PROMOTE_PLUGINS loaded), so the schema need not know the plug-ins.
+STAGE_NAME = {"pattern": STAGE_NAME_PATTERN}
 OUT = HERE.parent / "schemas" / "report.schema.json"
 
 # Per type: "" is the object's description; every field needs one. Extra keywords refine the type.
@@ -93,12 +95,12 @@ DOCS: dict[type, dict[str, str]] = {
     },
 }
 REFINE: dict[type, dict[str, dict[str, Any]]] = {
-    StageResult: {"name": {"enum": STAGES}, "duration_s": {"minimum": 0},
+    StageResult: {"name": STAGE_NAME, "duration_s": {"minimum": 0},
                   "details": {"properties": parts.DETAILS_PROPERTIES}},
-    ClauseResult: {"stage": {"enum": STAGES}, "evidence": {"properties": parts.EVIDENCE_PROPERTIES},
+    ClauseResult: {"stage": STAGE_NAME, "evidence": {"properties": parts.EVIDENCE_PROPERTIES},
                    "interval": {"items": {"type": ["number", "null"]}, "minItems": 2, "maxItems": 2},
                    "would_pass": {"additionalProperties": {"type": ["number", "null"]}}},
-    Action: {"rule": {"minimum": 0}},
+    Action: {"rule": {"minimum": 0}, "stage": STAGE_NAME},
 }
 # Written by to_dict beside a field, not a field of the dataclass: (after field, name, schema).
 WIRE_ONLY: dict[type, list[tuple[str, str, dict[str, Any]]]] = {

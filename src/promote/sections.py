@@ -21,6 +21,7 @@ outside ``src/`` registers itself the same way (``tests/toy_plugins.py``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,15 @@ class StageDecl:
 STAGES: Registry[StageDecl] = Registry("stage")
 
 
+#: What a stage name may look like: the report schema allows any such name (a plug-in's included) and
+#: ``report/load.py`` then checks the names are registered; ``--stage`` checks them at run time.
+STAGE_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+
+
 def register(decl: StageDecl, *, replace: bool = False) -> StageDecl:
+    """Add a stage (a built-in below, or a plug-in); its name must match ``STAGE_NAME_PATTERN``."""
+    if not re.fullmatch(STAGE_NAME_PATTERN, decl.name):
+        raise ValueError(f"stage name {decl.name!r} does not match {STAGE_NAME_PATTERN}")
     STAGES.register(decl.name, decl, replace=replace)
     return decl
 
@@ -71,8 +80,8 @@ register(StageDecl("runtime", "runtime", "Stage 3, canary runtime checks (R)", n
 register(StageDecl("observability", "observability", "Stage 4, observability sign-off (O)", needs_evalset=False,
                    needs_kernels=False, offline=False, plugin="promote.stages.observability:STAGE"))
 
-# The built-in stages at import time: the CLI's `--stage` choices. Everything else reads the registry
-# through the functions below, so a stage registered later (a plug-in) is seen.
+# The built-in stages at import time (the generated calibration schema's). Everything else reads the
+# registry through the functions below, so a stage registered later (a plug-in) is seen.
 STAGE_NAMES = STAGES.names()
 
 

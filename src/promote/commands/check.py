@@ -12,13 +12,26 @@ import click
 from promote import console
 from promote.cli_emit import check_output_paths, emit, github_mode
 from promote.commands.options import EXIT_CODES_HELP, report_options
-from promote.sections import STAGE_NAMES
+
+
+def check_stage_names(stages: tuple[str, ...]) -> None:
+    """``--stage`` against the registry at run time (after ``$PROMOTE_PLUGINS`` is loaded), so a
+    plug-in's stage can be picked; an unknown name is a usage error (exit 2) listing the valid ones."""
+    from promote.contract.plugins import load_env_plugins
+    from promote.sections import stage_names
+
+    load_env_plugins()
+    unknown = [s for s in stages if s not in stage_names()]
+    if unknown:
+        raise click.BadParameter(f"unknown stage {unknown[0]!r}; valid: {', '.join(stage_names())} (a plug-in's "
+                                 "stage needs its module named in $PROMOTE_PLUGINS)", param_hint="'--stage'")
 
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("contract", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGE_NAMES),
-              help="Run only these stages (repeatable). Default: every stage the contract has.")
+@click.option("--stage", "stages", multiple=True, metavar="NAME",
+              help="Run only these stages (repeatable): numerics, slices, runtime, observability, or a plug-in's "
+                   "($PROMOTE_PLUGINS). Default: every stage the contract has.")
 @report_options
 @click.option("--all-stages", is_flag=True, help="Keep running later stages after a stage the policy blocks.")
 @click.option("--merge", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -62,6 +75,7 @@ def check(ctx: click.Context, contract: str, stages: tuple[str, ...], fmt: str,
     from promote.progress import default_mode
     from promote.run import CheckOptions, run_check
 
+    check_stage_names(stages)
     if shard is not None or partial is not None:
         from promote.commands.shard import write_partial
 

@@ -19,9 +19,14 @@ from promote.resources import load_schema
 from promote.sections import decls
 
 
+def load_env_plugins() -> None:
+    """Import the plug-in modules named in ``$PROMOTE_PLUGINS``, before anything asks the registries."""
+    load_plugins(os.environ.get("PROMOTE_PLUGINS", "").split(","))
+
+
 def contract_schema() -> dict[str, Any]:
     """The shipped contract schema with every registered plug-in's section and kernel kind added."""
-    load_plugins(os.environ.get("PROMOTE_PLUGINS", "").split(","))
+    load_env_plugins()
     schema = load_schema("contract")
     sections = {d.section: d for d in decls() if d.section not in schema["properties"]}
     kinds = {name: kind for name, kind in KINDS.items() if kind.schema is not None}
@@ -37,6 +42,9 @@ def contract_schema() -> dict[str, Any]:
                  *(("data",) if decl.needs_evalset else ())]
         if needs:
             schema.setdefault("dependentRequired", {})[section] = needs
+    rule_stage = schema["properties"]["escalation"]["properties"]["rules"]["items"]["properties"]["when"]
+    rule_stage = rule_stage["properties"]["stage"]  # an escalation rule may name a plug-in's stage
+    rule_stage["enum"] = [*rule_stage["enum"], *(d.name for d in sections.values())]
     for role in ("reference", "candidate"):
         kernel = schema["properties"][role]
         kernel["properties"]["kind"]["enum"] = [*kernel["properties"]["kind"]["enum"], *kinds]

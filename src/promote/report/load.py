@@ -86,6 +86,26 @@ def validate_report(data: Any, where: str) -> None:
     if errors:
         path = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in errors[0].absolute_path)
         raise PromoteError(f"{where} is not a promote report: {path}: {errors[0].message[:300]}")
+    check_stage_names(data, where)
+
+
+def check_stage_names(data: dict[str, Any], where: str) -> None:
+    """The schema allows any stage name of the right shape (``sections.STAGE_NAME_PATTERN``), so a
+    plug-in's stage needs no schema of its own; a name no registered stage has is refused here,
+    after loading ``$PROMOTE_PLUGINS``, with the fix."""
+    from promote.contract.plugins import load_env_plugins
+    from promote.sections import stage_names
+
+    load_env_plugins()
+    known = stage_names()
+    stages = data.get("stages", [])
+    named = [("$.stages", s.get("name")) for s in stages]
+    named += [("$.stages[].clauses", c.get("stage")) for s in stages for c in s.get("clauses", [])]
+    named += [("$.actions", a.get("stage")) for a in data.get("actions", [])]
+    for path, name in named:
+        if name is not None and name not in known:
+            raise PromoteError(f"{where}: {path} names stage {name!r}, which is not registered (known: "
+                               f"{', '.join(known)}); a plug-in stage needs its module named in $PROMOTE_PLUGINS")
 
 
 def load_report(path: Path) -> Report:
