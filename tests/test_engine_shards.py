@@ -185,19 +185,38 @@ def test_tensor_accumulators_of_shards_merge_into_the_one_pass_report():
             assert got == [c.to_dict() for c in judge(clause, whole)], clause.id
 
 
-def test_the_noise_floor_is_its_own_pass_and_equals_the_fused_one(mini):
-    from promote.engine.passes import floor_pass
+def test_the_noise_floor_rides_on_the_one_offline_pass(mini):
+    """The engine has no separate floor pass: the offline pass (``stages/offline.run_pass``, what
+    `promote check` runs) feeds each floor from the reference's batch-N outputs of the main pass
+    (``kernel_pass(..., floors=...)``). Its states equal the reference scored against its perturbed
+    self as an ordinary pair, batch by batch, over every scored position."""
+    from promote.data import batches
+    from promote.engine.passes import perturbed_logits
+    from promote.engine.scoring import score_batch
+    from promote.stages.context import StageContext
+    from promote.stages.numerics.noise_floor import FLOOR_METRICS
+    from promote.stages.offline import implementation, run_pass
 
-    contract, _ = load_contract(mini.contract(candidate="build_hot", numerical={
-        "noise_floor": {"perturb": ["rerun", "batch_size", "odd_batch"]}}))
-    evalset = load_evalset(contract.data)
+    perturb = ["rerun", "batch_size", "odd_batch"]
+    contract, _ = load_contract(mini.contract(candidate="build_hot", numerical={"noise_floor": {"perturb": perturb}}))
     spec = contract.numerical
-    reference = build_kernel(contract.reference, role="reference")
-    candidate = build_kernel(contract.candidate, role="candidate")
-    with reference, candidate:
-        acc, fused = prepare(spec)
-        kernel_pass(evalset, reference, candidate, [acc], tie_margin=spec.tie_margin, floors=fused.floors())
-        _, alone = prepare(spec)
-        floor_pass(evalset, reference, alone.floors(), tie_margin=spec.tie_margin)
-    assert alone.describe() == fused.describe()
-    assert alone.accumulators["batch_size"].positions == evalset.positions
+    ctx = StageContext(contract, frozenset({"numerics"}))
+    try:
+        fed = run_pass(ctx, ["numerics"], {"numerics": implementation("numerics").consumers(ctx)}).consumers
+    finally:
+        ctx.close()
+    floors = {key.removeprefix("floor/"): c.consumer for key, c in fed["numerics"].items() if key.startswith("floor/")}
+    assert set(floors) == set(perturb)
+    evalset = load_evalset(contract.data)
+    size = min(contract.reference.batch_size, contract.candidate.batch_size)
+    expected = {kind: NumericsAccumulator(FLOOR_METRICS) for kind in perturb}
+    with build_kernel(contract.reference, role="reference") as reference:
+        reference.bind(evalset)
+        for batch in batches(evalset.samples, size):
+            base = reference.run(batch).logits
+            for kind, acc in expected.items():
+                other = perturbed_logits(reference, batch, kind, odd_batch_size=spec.noise_floor.odd_batch_size)
+                acc.update(score_batch(batch, base, other, tie_margin=spec.tie_margin, mask=batch.scored_mask()))
+    for kind in perturb:
+        assert floors[kind].positions == evalset.positions, kind
+        assert floors[kind].to_bytes() == expected[kind].to_bytes(), kind

@@ -6,11 +6,12 @@ positions), progress and timing; stages only declare consumers and judge their s
 - ``kernel_pass``: reference and candidate batch by batch; each batch is scored once
   (``engine/scoring.py``) and handed to every consumer. Kernels run once per batch however many
   stages use the outputs, and only consumer state outlives a batch.
-- ``floor_pass``: the noise floor is its own pass over the reference — the reference against
-  itself under a legitimate perturbation (``rerun``, ``batch_size`` 1 vs N, ``odd_batch``), scored
-  like any pair and fed to that perturbation's consumer. Consumers never run kernels. When both
-  passes run together, ``kernel_pass(..., floors=...)`` reuses the reference's batch-N outputs
-  instead of computing them twice; the result is the same as two separate passes.
+- floors: the noise floor is the reference (or candidate) against itself under a legitimate
+  perturbation (``rerun``, ``batch_size`` 1 vs N, ``odd_batch``), scored like any pair and fed to that
+  perturbation's consumer. It has no pass of its own: ``kernel_pass(..., floors=...)`` compares the
+  kernel's batch-N outputs of the main pass with one extra perturbed run of that kernel per batch, so
+  the batch-N outputs are computed once and no floor ever costs a candidate run unless the candidate's
+  own floor is asked for. Consumers never run kernels.
 - ``samples``: run over a subset (a shard) of the eval set; consumers' states from shards merge
   (``state.Mergeable``) into the state of one pass over the whole set. Shards must be cut at batch
   boundaries, as batch composition can change a kernel's numerics.
@@ -106,21 +107,6 @@ def kernel_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel, consumer
         done += len(batch.samples)
         if progress:
             progress(done, len(chosen))
-    return time.perf_counter() - start
-
-
-def floor_pass(evalset: EvalSet, reference: Kernel, floors: Sequence[Floor], *, tie_margin: float,
-               batch_size: int | None = None, samples: Sequence[Sample] | None = None,
-               candidate: Kernel | None = None) -> float:
-    """The noise floor's own pass: each floored kernel's batch-N outputs against each perturbation."""
-    start = time.perf_counter()
-    kernels = {"reference": reference, **({"candidate": candidate} if candidate is not None else {})}
-    for kernel in kernels.values():
-        kernel.bind(evalset)
-    for batch in batches(_samples(evalset, samples), batch_size or reference.spec.batch_size):
-        wanted = {f.kernel for f in floors}
-        bases = {role: kernels[role].run(batch) for role in wanted}
-        _feed_floors(floors, kernels, batch, bases, tie_margin=tie_margin)
     return time.perf_counter() - start
 
 

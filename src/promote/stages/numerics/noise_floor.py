@@ -4,9 +4,10 @@ A candidate's drift means little without it: fp32 batch-size noise gives per-tok
 candidate at 1e-12 is as good as the reference gets, while one at 1e-4 is bf16-grade. Perturbations
 (docs/metrics.md "Noise floor"): ``rerun`` (the same batches again: nondeterminism), ``batch_size`` (each sample
 alone, batch 1 vs N), ``odd_batch`` (batches of an odd size: different padding and blocking).
-The engine runs them as the floor's own pass over the reference (``engine.passes.floor_pass``),
-fused with the main pass when both run so the reference's batch-N logits are computed once: each
-perturbation costs one extra reference run, never a candidate run. This module only keeps the
+The engine feeds them from the one offline pass (``engine.passes.kernel_pass(..., floors=...)``,
+driven by ``stages/offline.py``): each batch's batch-N logits of the main pass are compared with one
+extra perturbed run of the floored kernel, so each perturbation costs one extra run of that kernel
+(the reference by default), never a second main pass. This module only keeps the
 per-perturbation summaries (mergeable, like every consumer) and reads the floor off them.
 """
 
