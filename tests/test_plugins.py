@@ -123,3 +123,23 @@ def test_a_plugged_stage_is_picked_with_stage_and_its_report_renders_and_merges(
     orphan = CliRunner().invoke(cli, ["render", str(earlier), "--format", "markdown"])
     assert orphan.exit_code == 2 and "names stage 'toy', which is not registered" in orphan.output
     toy.register()  # the fixture takes it out again
+
+
+def test_a_plug_in_module_that_cannot_be_imported_is_a_usage_error(tmp_path):
+    """A misspelt module in $PROMOTE_PLUGINS (or one whose import fails) is exit 2 naming the variable
+    and the module, never a traceback."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    path = toy_contract(tmp_path)
+    (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('plug-in bug')\n")
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent / "src"), str(here), str(tmp_path)])}
+    argv = [sys.executable, "-c", "import sys; from promote.cli import cli; sys.exit(cli())"]
+    for module, why in (("toy_plugin_typo", "ModuleNotFoundError"), ("broken_plugin", "plug-in bug")):
+        run = subprocess.run([*argv, "validate", str(path)], capture_output=True, text=True, timeout=300,
+                             env={**env, "PROMOTE_PLUGINS": module}, check=False)
+        assert run.returncode == 2, run.stderr
+        assert f"$PROMOTE_PLUGINS names the module `{module}`" in run.stderr and why in run.stderr
+        assert "Traceback" not in run.stderr

@@ -14,14 +14,24 @@ import os
 from typing import Any
 
 from promote.contract.kinds import KINDS
+from promote.errors import UsageError
 from promote.registry import load_plugins
 from promote.resources import load_schema
 from promote.sections import decls
 
 
 def load_env_plugins() -> None:
-    """Import the plug-in modules named in ``$PROMOTE_PLUGINS``, before anything asks the registries."""
-    load_plugins(os.environ.get("PROMOTE_PLUGINS", "").split(","))
+    """Import the plug-in modules named in ``$PROMOTE_PLUGINS``, before anything asks the registries.
+
+    A module that cannot be imported is a usage error (exit 2) naming the variable, the module and
+    why, never a traceback: the name is the user's, and so is the plug-in's code."""
+    for module in os.environ.get("PROMOTE_PLUGINS", "").split(","):
+        try:
+            load_plugins([module])
+        except Exception as exc:  # noqa: BLE001 - any failure of a user's plug-in module is reported
+            raise UsageError(f"$PROMOTE_PLUGINS names the module `{module.strip()}`, which could not be imported "
+                             f"({type(exc).__name__}: {exc}); fix the name (a module on PYTHONPATH, "
+                             "comma-separated) or the plug-in, or unset $PROMOTE_PLUGINS") from None
 
 
 def contract_schema() -> dict[str, Any]:
