@@ -102,12 +102,13 @@ def test_merge_of_mutated_partials_is_a_report_or_a_usage_error(partials, data):
     where = data.draw(st.sampled_from(["envelope", "state", "bytes"]))
     if where == "envelope":
         doc = _mutate(doc, data)
-    elif where == "state":  # inside one consumer's state document
-        key = data.draw(st.sampled_from(sorted(doc["states"])))
-        raw = base64.b64decode(doc["states"][key])
+    elif where == "state":  # inside one consumer's state document (states: stage → key → base64)
+        stage = data.draw(st.sampled_from(sorted(doc["states"])))
+        key = data.draw(st.sampled_from(sorted(doc["states"][stage])))
+        raw = base64.b64decode(doc["states"][stage][key])
         magic, _, body = raw.partition(b"\n")
         state = _mutate(json.loads(body), data)
-        doc["states"][key] = base64.b64encode(magic + b"\n" + json.dumps(state).encode()).decode()
+        doc["states"][stage][key] = base64.b64encode(magic + b"\n" + json.dumps(state).encode()).decode()
     text = MAGIC + json.dumps(doc).encode()
     if where == "bytes":
         at = data.draw(st.integers(0, len(text) - 1))
