@@ -10,25 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 from hostile_http import Hostile, json_reply, status
 from prometheus_live import LivePrometheus, ScrapeTarget, wait_for
+from test_observability_file import write_contract
 
 from promote.cli import cli
 from promote.observability.selectors import histogram_quantile
-
-REPO = Path(__file__).resolve().parents[1]
-MODEL = str(REPO / "examples" / "tiny_lm" / "model.py") + ":build"
-
-
-def write_contract(tmp_path: Path, source: dict, clauses: list[dict]) -> Path:
-    doc = {"version": 1, "name": "obs", "reference": {"kind": "torch", "model": MODEL},
-           "candidate": {"kind": "torch", "model": MODEL}, "data": {"path": "absent.jsonl"},
-           "observability": {"source": source, "clauses": clauses}}
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def run(path: Path):

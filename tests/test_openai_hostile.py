@@ -14,6 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from hostile_http import Hostile, Request, computed, json_reply, redirect, status
+from test_vllm_kernel import check as check_contract
 
 from promote.cli import cli
 from promote.kernels import openai_api as apis
@@ -57,11 +58,10 @@ def contract(tmp_path: Path, reference: str, candidate: str, *, extra: dict | No
 
 
 def check(path: Path, tmp_path: Path, *extra: str):
-    report = tmp_path / "report.json"
-    result = CliRunner().invoke(cli, ["check", str(path), "--no-progress", "--output", f"json={report}", *extra],
-                                catch_exceptions=False)
+    """test_vllm_kernel's `check`, plus: whatever the server did, never an internal error."""
+    result, report = check_contract(path, tmp_path, *extra)
     assert "internal error" not in result.output and "Traceback" not in result.output, result.output
-    return result, (json.loads(report.read_text()) if report.exists() else None)
+    return result, report
 
 
 def test_the_honest_pair_passes(servers, tmp_path):
