@@ -1,0 +1,56 @@
+"""Build a Llama-shaped model with random weights at a real vocabulary size, with no hub download.
+
+Issue 22's benchmarks need real vocabularies (32 000, 128 256, 151 936) on a model whose forward is cheap,
+so the vocabulary dominates: a small hidden size and two layers. The tokenizer files of the shipped tiny
+Llama are copied beside the weights (its 512 ids are a prefix of every vocabulary here), so vLLM can load
+the folder; ids past the tokenizer are padded rows, as in real checkpoints (151 936 vs 151 643).
+
+Run: ``python bench/random_llama.py OUT_DIR --vocab 32000`` (prints the folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+TINY = Path(__file__).resolve().parents[1] / "examples" / "tiny_llama" / "model"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")
+
+
+def build(out: Path, vocab: int, *, hidden: int = 64, layers: int = 2, heads: int = 2,
+          intermediate: int = 128, max_positions: int = 1024, seed: int = 0) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (fp32, seeded random init) + the tiny tokenizer to
+    ``out`` and return it. Same arguments, same bytes."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, head_dim=hidden // heads,
+        max_position_embeddings=max_positions, bos_token_id=0, eos_token_id=1, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config).to(torch.float32).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (TINY / name).exists():
+            shutil.copyfile(TINY / name, out / name)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(build(args.out, args.vocab, hidden=args.hidden, layers=args.layers, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()
