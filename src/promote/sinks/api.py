@@ -6,6 +6,7 @@ the state it set so the audit log records what is true, not what was asked for.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -60,6 +61,11 @@ class Sink(Protocol):
     def read_back(self) -> dict[str, Any]: ...
 
 
-#: Sink factories by ``kind`` (``haproxy``, ``httproute``, ``argo-abort``, ``flagd``, ``webhook``): each takes
-#: the sink's parsed options (a mapping from the contract's ``watch.sinks`` list or a ``--sink`` flag).
-SINKS: Registry[Any] = Registry("sink")
+#: Builds one sink from its options: ``factory(options, where) -> Sink``. ``options`` is the mapping of one
+#: sink (from the contract's ``watch.sinks`` list or one ``--sink`` flag, ``kind`` already removed); ``where``
+#: names that source for messages (``"--sink haproxy"``, ``"contract.yaml: watch.sinks[0]"``). Bad options
+#: raise ``promote.errors.UsageError`` naming ``where``, the key and the fix (exit 2); nothing is contacted.
+SinkFactory = Callable[[Mapping[str, Any], str], Sink]
+
+#: Sink factories by ``kind``: ``haproxy``, ``httproute``, ``argo-abort``, ``flagd``, ``webhook``.
+SINKS: Registry[SinkFactory] = Registry("sink")
