@@ -201,12 +201,18 @@ def test_a_split_too_small_for_a_rule_keeps_the_written_bound_with_a_warning_nev
     assert "Not derivable (1; the written bound is kept):" in markdown
 
 
-def test_a_written_bound_that_cannot_fail_either_is_refused_with_exit_2(mini):
-    path = _two_token_project(mini, [{"id": "argmax", "metric": "argmax_agree", "stat": "mean", "min": -0.8}])
+@pytest.mark.parametrize(("written", "message"), [
+    # Always passes: the contract itself is refused (validate and calibrate alike), naming the line.
+    (-0.8, "clause `argmax`: `min: -0.8` can never fail"),
+    # Always fails (beyond the top of [0, 1]): valid as a contract, but --derive has no honest bound to write.
+    (1.5, "--derive cannot bound `argmax`"),
+])
+def test_a_written_bound_that_cannot_fail_either_is_refused_with_exit_2(mini, written, message):
+    path = _two_token_project(mini, [{"id": "argmax", "metric": "argmax_agree", "stat": "mean", "min": written}])
     result = CliRunner().invoke(cli, ["calibrate", str(path), "--derive", str(path.with_name("d.yaml")),
                                       "--faults", "none"])
     assert result.exit_code == 2, result.output
-    assert "--derive cannot bound `argmax`" in result.output and "written min: -0.8" in result.output
+    assert message in result.output and f"min: {written}" in result.output
     assert not path.with_name("d.yaml").exists()
 
 

@@ -186,7 +186,7 @@ def test_bounds_of_a_huge_oscillation_are_infinite_not_a_crash():
 ACCEPTED_EDGES = [
     {"MIN": "0.5, max: 0.5"},  # min == max
     {"MAX": "-1"},  # a bound no KL can meet (fails, with a chain warning)
-    {"MAX": "1.7e308", "MIN": "-1.7e308", "SMAX": "1e308"},
+    {"MAX": "1.7e308", "MIN": "4.9e-324", "SMAX": "1e308"},
     {"TIE": "0", "DROP": "0"},
     {"TIE": "1e308", "DROP": "1e308"},
     {"ALPHA": "1e-300", "POWER": "1e-300"},
@@ -205,6 +205,29 @@ def test_what_validate_accepts_check_evaluates(mini, values):
     result = run("check", str(path), "--format", "json")
     assert result.exit_code in (0, 1), result.stderr
     assert json.loads(result.stdout)["verdict"] != "error"
+
+
+@pytest.mark.parametrize(("values", "needle", "shown"), [
+    ({"MIN": "-1.7e308"}, "min: -1.7e308", "`argmax_agree` (mean) lies in [0, 1]"),
+    ({"MIN": "0"}, "min: 0}", "`argmax_agree` (mean) lies in [0, 1]"),
+])
+def test_a_bound_that_can_never_fail_is_rejected_at_its_line(mini, values, needle, shown):
+    text = contract_text(**values)
+    path = mini.write("never.yaml", text)
+    for command in ("validate", "check"):
+        result = run(command, str(path))
+        assert result.exit_code == 2, result.output
+        assert f"{path}:{line_of(text, needle)}:" in result.stderr
+        assert "can never fail" in result.stderr and shown in result.stderr
+
+
+def test_a_tv_bound_at_its_top_is_rejected_but_just_below_is_accepted(mini):
+    tv_clause = "    - {id: tv, metric: tv, stat: p99, max: @TV@}\n"
+    bounded = contract_text().replace("    - {id: agree,", tv_clause + "    - {id: agree,")
+    at_top = mini.write("top.yaml", bounded.replace("@TV@", "1"))
+    result = run("validate", str(at_top))
+    assert result.exit_code == 2 and "clause `tv`: `max: 1` can never fail" in result.stderr
+    assert run("validate", str(mini.write("below.yaml", bounded.replace("@TV@", "0.999")))).exit_code == 0
 
 
 def test_the_typed_build_rejects_what_the_schema_let_through(mini):

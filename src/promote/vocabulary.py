@@ -10,6 +10,7 @@ metric means one declaration here plus its computation in ``metrics/``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -176,3 +177,41 @@ def parameterized_key(metric: str, param: float | None) -> str:
         return metric
     value = PARAMETERIZED_METRICS[metric][1] if param is None else param
     return f"{metric}@{value:g}"
+
+
+UNIT = (0.0, 1.0)
+NONNEGATIVE = (0.0, math.inf)
+# The values each metric can take (anything not listed: the real line).
+RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("tv", "argmax_agree", "topk_overlap", "ratio_outside", "ratio_above", "ratio_below",
+                     "seq_masked", "ess"), UNIT),
+    **dict.fromkeys(("kl", "kl_rev", "logit_drift", "logit_osc", "abs_log_ratio", "nonfinite", "entropy_ratio",
+                     "is_ratio", "seq_geo_ratio", "k3", "chi2", "clip_budget_used", "pg_bias"), NONNEGATIVE),
+}
+
+
+def metric_range(metric: str, stat: str | None = None) -> tuple[float, float]:
+    """The values a metric's statistic can take: its per-position range, except that a ``sum`` has no upper end."""
+    lo, hi = RANGES.get(metric, (-math.inf, math.inf))
+    return (lo, math.inf) if stat == "sum" else (lo, hi)
+
+
+def can_fail(op: str, bound: float | None, metric: str, stat: str | None = None) -> bool:
+    """Whether ``bound`` lies inside the metric's range with some value of the metric beyond it."""
+    lo, hi = metric_range(metric, stat)
+    if bound is None or not math.isfinite(bound):
+        return False
+    return lo <= bound < hi if op == "max" else lo < bound <= hi
+
+
+def never_fails(op: str, bound: float, metric: str, stat: str | None = None) -> bool:
+    """Whether a finite written bound holds for every value the metric can take (``max`` at or above the
+    range's top, ``min`` at or below its bottom): a clause that would pass whatever the kernels do. A bound
+    on the other side of the range fails always, which is loud, not silent, and is left to ``check``."""
+    lo, hi = metric_range(metric, stat)
+    return bound >= hi if op == "max" else bound <= lo
+
+
+def range_text(metric: str, stat: str | None = None) -> str:
+    lo, hi = metric_range(metric, stat)
+    return f"[{lo:g}, {'∞' if hi == math.inf else f'{hi:g}'}]".replace("-inf", "−∞")

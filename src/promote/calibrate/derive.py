@@ -28,10 +28,8 @@ from promote.calibrate.replay import ReplayKernel, assembling
 from promote.calibrate.rules import (
     REASONS,
     RULES,
-    can_fail,
     derive_numerical,
     not_derivable,
-    range_text,
     round_up,
 )
 from promote.calibrate.tail import pot_max_bound
@@ -44,7 +42,7 @@ from promote.engine.scoring import ScoredBatch
 from promote.errors import UsageError
 from promote.kernels import build_kernel
 from promote.run import CheckOptions, run_check
-from promote.vocabulary import DEFAULT_TIE_MARGIN, parameterized_key
+from promote.vocabulary import DEFAULT_TIE_MARGIN, can_fail, parameterized_key, range_text
 
 __all__ = ["derive", "derive_numerical", "pot_max_bound", "slice_factor", "split", "write_derived"]
 

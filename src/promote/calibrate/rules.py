@@ -19,7 +19,7 @@ from promote.calibrate.tail import pot_max_bound
 from promote.metrics import stats
 from promote.metrics.stats import quantile_statistic
 from promote.metrics.summary import QUANTILE_STATS
-from promote.vocabulary import parameterized_key
+from promote.vocabulary import can_fail, parameterized_key, range_text
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
@@ -57,15 +57,6 @@ REASONS = {
     "no_slice": "no slice could be judged on the calibration split",
 }
 
-UNIT = (0.0, 1.0)
-NONNEGATIVE = (0.0, math.inf)
-# The values each metric can take (anything not listed: the real line).
-RANGES: dict[str, tuple[float, float]] = {
-    **dict.fromkeys(("tv", "argmax_agree", "topk_overlap", "ratio_outside", "ratio_above", "ratio_below",
-                     "seq_masked", "ess"), UNIT),
-    **dict.fromkeys(("kl", "kl_rev", "logit_drift", "logit_osc", "abs_log_ratio", "nonfinite", "entropy_ratio",
-                     "is_ratio", "seq_geo_ratio", "k3", "chi2", "clip_budget_used", "pg_bias"), NONNEGATIVE),
-}
 # Metrics whose "no difference" value is 1: bounds are derived on the distance from 1.
 NEUTRAL_ONE = frozenset({"argmax_agree", "topk_overlap", "entropy_ratio", "is_ratio", "seq_geo_ratio"})
 # Neutral-1 metrics that count agreements (≤ 1): perfect agreement gets the rule of three.
@@ -88,21 +79,10 @@ def round_down(x: float) -> float:
     return -round_up(-x)
 
 
-def metric_range(metric: str) -> tuple[float, float]:
-    return RANGES.get(metric, (-math.inf, math.inf))
 
 
-def can_fail(op: str, bound: float | None, metric: str) -> bool:
-    """Whether ``bound`` lies inside the metric's range with some value of the metric beyond it."""
-    lo, hi = metric_range(metric)
-    if bound is None or not math.isfinite(bound):
-        return False
-    return lo <= bound < hi if op == "max" else lo < bound <= hi
 
 
-def range_text(metric: str) -> str:
-    lo, hi = metric_range(metric)
-    return f"[{lo:g}, {'∞' if hi == math.inf else f'{hi:g}'}]".replace("-inf", "−∞")
 
 
 def sequence_interval(values: np.ndarray, seq: np.ndarray, stat: str) -> tuple[float, float, float]:

@@ -23,6 +23,8 @@ from promote.vocabulary import (
     PARAMETERIZED_METRICS,
     SHARED_METRICS,
     TENSOR_METRICS,
+    never_fails,
+    range_text,
 )
 
 
@@ -127,6 +129,24 @@ def _floor_clauses_have_a_floor(doc: LoadedDocument, problems: list[Problem]) ->
                                         key=True))
 
 
+def _bounds_can_fail(doc: LoadedDocument, problems: list[Problem]) -> None:
+    """A written bound at or beyond the end of the metric's range (`tv` max 1, `argmax_agree` min 0) can
+    never fail: the clause would pass whatever the kernels do. `calibrate --derive` refuses such a bound;
+    so must `validate`, or `check` would report a pass that no run could have turned into a fail."""
+    for index, clause in enumerate((doc.data.get("numerical") or {}).get("clauses", [])):
+        for op in ("max", "min"):
+            bound = clause.get(op)
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                continue  # the schema reports a non-number
+            metric, stat = clause.get("metric", ""), clause.get("stat")
+            if never_fails(op, float(bound), metric, stat):
+                problems.append(doc.problem(
+                    ("numerical", "clauses", index, op),
+                    f"clause `{clause.get('id')}`: `{op}: {bound}` can never fail: `{metric}`"
+                    f"{f' ({stat})' if stat else ''} lies in {range_text(metric, stat)}; write a bound inside "
+                    "that range with room beyond it (or derive one: `promote calibrate --derive`)"))
+
+
 def _tensor_options(raw: dict[str, Any]) -> TensorOptions:
     return TensorOptions(output=raw.get("output"), rel_floor=raw.get("rel_floor"),
                          vacuous_below=raw.get("vacuous_below", DEFAULT_VACUOUS_BELOW),
@@ -188,6 +208,7 @@ def numerical_problems(doc: LoadedDocument) -> list[Problem]:
     """What the schema cannot say about `numerical:` (floors, parameters, task fit, live kernels)."""
     problems: list[Problem] = []
     _floor_clauses_have_a_floor(doc, problems)
+    _bounds_can_fail(doc, problems)
     _parameter_keys_fit(doc, problems)
     _task_checks(doc, problems)
     _live_kernel_checks(doc, problems)
