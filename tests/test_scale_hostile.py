@@ -140,7 +140,7 @@ def test_tokens_edited_in_place_or_other_weights_are_refused(mini, tmp_path):
     data.write_text(original)
     model = mini.root / "model.py"
     model.write_text(model.read_text() + "\n# edited\n")
-    with pytest.raises(UsageError, match=r"other kernel files .*reference\.model_file"):
+    with pytest.raises(UsageError, match=r"other kernel or input files .*reference\.model_file"):
         run_merge(outs)
 
 

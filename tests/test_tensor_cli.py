@@ -231,3 +231,25 @@ def test_tie_margin_is_a_warning_for_tensor_tasks(tmp_path):
 def test_markdown_names_the_output_of_each_result():
     result = invoke("check", str(EXAMPLE / "contract.yaml"), "--format", "markdown")
     assert "| `finite` | output=hidden\\_states\\[1\\] | sum(nonfinite) | 0 | ≤ 0 | 0 |" in result.stdout
+
+
+def test_shards_of_another_inputs_file_are_refused_at_merge(tmp_path):
+    """The eval set names inputs_file tensors by key, dtype and shape only: the file's bytes are digested
+    with the kernel files, so new values under the same keys cannot merge with shards of the old ones."""
+    from promote.errors import UsageError
+    from promote.run import run_merge, write_shard
+
+    def inputs(offset: float) -> None:
+        save_file({f"s{i}/x": np.array([i + offset, 1.0, 2.0], np.float32) for i in range(6)},
+                  str(tmp_path / "in.safetensors"))
+
+    inputs(0.0)
+    path = _tensor_project(tmp_path, "fine", data={"inputs_file": "in.safetensors"})
+    (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps({"id": f"s{i}"}) for i in range(6)) + "\n")
+    outs = [tmp_path / f"part{i}" for i in range(2)]
+    for i, out in enumerate(outs):
+        assert write_shard(path, i, 2, out) == 0
+    run_merge(outs, contract=path)  # the same file: merges
+    inputs(0.5)
+    with pytest.raises(UsageError, match=r"other kernel or input files .*data\.inputs_file"):
+        run_merge(outs, contract=path)

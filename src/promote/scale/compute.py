@@ -13,7 +13,7 @@ from promote.contract.model import Contract
 from promote.data import EvalSet, Sample
 from promote.data.tensors import tensor_batch_groups
 from promote.scale.partial import Partial
-from promote.scale.split import content_digest, ids_digest, kernel_files, shard_bounds
+from promote.scale.split import content_digest, file_digest, ids_digest, kernel_files, shard_bounds
 
 
 def batch_size(contract: Contract) -> int:
@@ -35,8 +35,14 @@ def shard_of(contract: Contract, evalset: EvalSet, index: int, count: int) -> tu
 
 
 def input_files(contract: Contract) -> dict[str, str]:
-    """Digests of the model and weights files both kernels name (``split.kernel_files``)."""
-    return kernel_files([(role, getattr(contract, role)) for role in ("reference", "candidate")])
+    """Digests of the model and weights files both kernels name (``split.kernel_files``) and of the
+    tensor inputs file the eval set reads (`data.inputs_file`): the eval set's content digest names its
+    tensors only by key, dtype and shape, so other values under the same keys would merge unnoticed."""
+    files = kernel_files([(role, getattr(contract, role)) for role in ("reference", "candidate")])
+    inputs = contract.data.inputs_file if contract.data is not None else None
+    if inputs is not None and inputs.is_file():
+        files["data.inputs_file"] = file_digest(inputs)
+    return files
 
 
 def describe(contract: Contract, evalset: EvalSet, index: int, count: int, stages: Sequence[str], *,

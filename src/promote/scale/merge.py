@@ -74,8 +74,9 @@ def check_against(contract: Contract, evalset: EvalSet, partials: Sequence[tuple
                              "tokens or tags differ, or another batch size); recompute the shards")
         if partial.files != files:
             changed = sorted(k for k in {*files, *partial.files} if files.get(k) != partial.files.get(k))
-            raise UsageError(f"{where}: shard computed with other kernel files than the contract names now "
-                             f"({', '.join(changed)} differ); recompute the shards with the same model and weights")
+            raise UsageError(f"{where}: shard computed with other kernel or input files than the contract names "
+                             f"now ({', '.join(changed)} differ); recompute the shards with the same model, weights "
+                             "and inputs")
         if partial.sample_ids != expected.sample_ids:
             raise UsageError(f"{where}: shard {partial.label} holds other samples than the split gives "
                              f"({len(partial.sample_ids)} vs {len(expected.sample_ids)}); recompute the shard")
