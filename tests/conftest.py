@@ -287,3 +287,14 @@ def runtime_unimplemented(monkeypatch):
     sections.register(dataclasses.replace(declared, plugin=None), replace=True)
     yield
     sections.register(declared, replace=True)
+
+
+@pytest.fixture
+def fresh_redaction():
+    """An empty secret registry before and after the test (``redact`` is process-global): what one test
+    registers can neither mask nor leak into another's output."""
+    from promote import redact
+
+    redact.reset()
+    yield
+    redact.reset()

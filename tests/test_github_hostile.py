@@ -17,7 +17,6 @@ from pytest_httpserver import HTTPServer
 from reports import clause, make_report
 from werkzeug import Request, Response
 
-from promote import redact
 from promote.cli import cli
 from promote.console import fence, guard
 from promote.github.api import ForeignURL, GitHubAPI
@@ -31,11 +30,7 @@ COMMENTS = "/repos/octo/model/issues/7/comments"
 MENTION = re.compile(r"(?<![A-Za-z0-9])@[A-Za-z0-9]")  # what GitHub would turn into a notification
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    redact.reset()
-    yield
-    redact.reset()
+pytestmark = pytest.mark.usefixtures("fresh_redaction")
 
 
 @pytest.fixture

@@ -36,11 +36,7 @@ KEY = "sk-hostile-canary-0123456789"
 PROM_OK = {"status": "success", "data": {"resultType": "vector", "result": []}}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    redact.reset()
-    yield
-    redact.reset()
+pytestmark = pytest.mark.usefixtures("fresh_redaction")
 
 
 @pytest.fixture

@@ -18,11 +18,7 @@ HF_SECRET = "hf_weightsSECRET_99"
 MODEL_SECRET_DIR = "privdir_7d1c"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    redact.reset()
-    yield
-    redact.reset()
+pytestmark = pytest.mark.usefixtures("fresh_redaction")
 
 
 def run(env, *args):
