@@ -108,7 +108,7 @@ def test_hold_changes_nothing_and_reads_back(haproxy):
 @pytest.mark.parametrize(("options", "words"), [
     ({"backend": "be", "candidate": "c"}, ["`socket` is required"]),
     ({"socket": "/s", "candidate": "c"}, ["`backend` is required"]),
-    ({"socket": "/s", "backend": "be", "candidate": "c", "weight": 3}, ["no option `weight`", "`socket`"]),
+    ({"socket": "/s", "backend": "be", "candidate": "c", "weight": 3}, ["`weight` is not an option", "`socket`"]),
     ({"socket": "/s", "backend": "be bad", "candidate": "c"}, ["`backend` must be an HAProxy name"]),
     ({"socket": "/s", "backend": "be", "candidate": "c", "reference": "c"}, ["`reference` must name another"]),
     ({"socket": "tcp://host", "backend": "be", "candidate": "c"}, ["tcp://HOST:PORT"]),

@@ -37,7 +37,7 @@ class Options:
                                  f"in an environment variable and name that variable with `{SECRET_KEYS[key]}`")
             if key not in keys:
                 known = ", ".join(f"`{k}`" for k in keys)
-                raise UsageError(f"{where}: a `{kind}` sink has no option `{key}`; its options are {known}")
+                raise UsageError(f"{where}: `{key}` is not an option of the `{kind}` sink; its options are {known}")
 
     def fail(self, key: str, problem: str) -> UsageError:
         return UsageError(f"{self.where}: `{key}` {problem}")
