@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from promote.http import HttpError
+from promote.redact import redact, redact_data
 from promote.sinks.api import Decision, SinkResult
 from promote.sinks.options import one_line
 
@@ -59,9 +60,9 @@ class BaseSink:
     def read_back(self) -> dict[str, Any]:
         """The current state, or ``{"error": why}`` when the target cannot be read (never raises for that)."""
         try:
-            return self.state()
+            return redact_data(self.state())
         except (TargetError, HttpError, OSError) as exc:
-            return {"error": one_line(exc)}
+            return {"error": redact(one_line(exc))}
 
     def apply(self, decision: Decision, *, dry_run: bool = False) -> SinkResult:
         try:
@@ -91,5 +92,6 @@ class BaseSink:
         return self._result(True, False, True, after, plan)
 
     def _result(self, ok: bool, dry_run: bool, changed: bool, read_back: dict[str, Any], message: str) -> SinkResult:
-        return SinkResult(sink=self.name, ok=ok, dry_run=dry_run, changed=changed, read_back=read_back,
-                          message=one_line(message, 500))
+        # a server may echo a token back in an error body: secrets are masked in whatever a result carries
+        return SinkResult(sink=self.name, ok=ok, dry_run=dry_run, changed=changed, read_back=redact_data(read_back),
+                          message=redact(one_line(message, 500)))

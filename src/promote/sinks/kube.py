@@ -77,7 +77,7 @@ def build_target(opts: Options, schema: str) -> FileObject | ApiObject:
 def check(schema: str, obj: Any, where: str) -> None:
     found = problems(schema, obj)
     if found:
-        raise TargetError(f"the object the patch would produce in {where} is not a valid {schema} (schema "
+        raise TargetError(f"the document promote would write to {where} is not a valid {schema} (schema "
                           f"schemas/sinks/): {'; '.join(found)}")
 
 
@@ -101,7 +101,10 @@ class FileObject:
 
     def patch(self, patch: dict[str, Any], *, subresource: str | None = None, current: dict[str, Any] | None = None) \
             -> None:
-        obj = merge_patch(self.get(), patch)  # the file as it is now: the whole object lives in it, status too
+        self.replace(merge_patch(self.get(), patch))  # the file as it is now: the whole object lives in it, status too
+
+    def replace(self, obj: dict[str, Any]) -> None:
+        """Write ``obj`` as the whole file (validated first), atomically, in the file's own format."""
         check(self.schema, obj, str(self.path))
         text = json.dumps(obj, indent=2) + "\n" if self.path.suffix == ".json" \
             else yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
