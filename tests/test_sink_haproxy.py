@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+import requests
 
 from promote.errors import UsageError
 from promote.sinks.api import SINKS, Sink
@@ -45,10 +46,12 @@ def weights(live: LiveHaproxy) -> dict[str, str]:
 
 
 def test_route_back_sets_the_weights_and_traffic_reaches_only_the_reference(haproxy):
-    assert set(haproxy.hits(8)) == {"ref", "cand"}
-    result = sink(haproxy).apply(decision("route_back"))
+    with requests.Session() as session:  # a client keeping its connection open across the change
+        assert {session.get(haproxy.url, timeout=5).text for _ in range(8)} == {"ref", "cand"}
+        result = sink(haproxy).apply(decision("route_back"))
+        assert (result.ok, result.changed, result.dry_run) == (True, True, False), result.message
+        assert {session.get(haproxy.url, timeout=5).text for _ in range(10)} == {"ref"}
     assert isinstance(sink(haproxy), Sink)
-    assert (result.ok, result.changed, result.dry_run) == (True, True, False), result.message
     assert result.read_back["weights"] == {"cand": 0, "ref": 100}
     assert result.read_back["initial"] == {"cand": 50, "ref": 50}
     assert weights(haproxy) == {"ref": "100 (initial 50)", "cand": "0 (initial 50)"}
