@@ -24,6 +24,11 @@ class TargetError(Exception):
     """The target system failed: unreachable, refused the change, or answered something unreadable."""
 
 
+#: What a target's failure may raise: the sink's own TargetError, the HTTP layer's, a socket's or a file's, and a
+#: document nested deeper than Python recurses (a hostile answer). Anything else is a bug and is not hidden.
+FAILURES = (TargetError, HttpError, OSError, RecursionError)
+
+
 def wanted_weight(decision: Decision) -> int | None:
     """The candidate's share (0..100) a decision asks a routing sink for, ``None`` when it asks for no change."""
     if decision.action not in WEIGHT_ACTIONS:
@@ -61,13 +66,13 @@ class BaseSink:
         """The current state, or ``{"error": why}`` when the target cannot be read (never raises for that)."""
         try:
             return redact_data(self.state())
-        except (TargetError, HttpError, OSError) as exc:
+        except FAILURES as exc:
             return {"error": redact(one_line(exc))}
 
     def apply(self, decision: Decision, *, dry_run: bool = False) -> SinkResult:
         try:
             before = self.state()
-        except (TargetError, HttpError, OSError) as exc:
+        except FAILURES as exc:
             return self._result(False, dry_run, False, {"error": one_line(exc)}, f"cannot read the target: {exc}")
         want = self.want(decision)
         if want is None:
@@ -79,12 +84,12 @@ class BaseSink:
         plan = self.describe(before, want)
         try:
             self.enact(before, want, decision)
-        except (TargetError, HttpError, OSError) as exc:
+        except FAILURES as exc:
             after = self.read_back()
             return self._result(False, False, after != before, after, f"could not {plan}: {exc}")
         try:
             after = self.state()
-        except (TargetError, HttpError, OSError) as exc:
+        except FAILURES as exc:
             return self._result(False, False, True, {"error": one_line(exc)}, f"{plan}, but cannot read it back: {exc}")
         if not self.satisfied(after, want):
             return self._result(False, False, after != before, after,

@@ -68,9 +68,11 @@ class FlagdSink(BaseSink):
         document = self.target.get()
         self._document = document
         flag = self._flag(document)
+        share = self.share(flag)
+        # other targeting is shown by kind only: a file's rules can be nested deeper than a log should carry
+        targeting = flag.get("targeting") if share is not None else "(targeting this sink does not read)"
         return {"file": self.target.describe(), "flag": self.flag, "state": flag.get("state"),
-                "defaultVariant": flag.get("defaultVariant"), "targeting": flag.get("targeting"),
-                "candidate_weight": self.share(flag)}
+                "defaultVariant": flag.get("defaultVariant"), "targeting": targeting, "candidate_weight": share}
 
     def share(self, flag: dict[str, Any]) -> float | None:
         """The candidate's share of evaluations (0..100) the flag gives now; None when its targeting is not a

@@ -92,7 +92,7 @@ class FileObject:
         data = read_regular(self.path, MAX_OBJECT)
         try:
             obj = json.loads(data) if self.path.suffix == ".json" else yaml.safe_load(data)
-        except (ValueError, yaml.YAMLError) as exc:
+        except (ValueError, yaml.YAMLError, RecursionError) as exc:
             raise TargetError(f"{self.path} is not valid {'JSON' if self.path.suffix == '.json' else 'YAML'}: "
                               f"{one_line(exc, 200)}") from None
         if not isinstance(obj, dict):
@@ -131,8 +131,8 @@ class ApiObject:
                               f"{_status_message(reply.body)}")
         try:
             obj = reply.json()
-        except ValueError:
-            raise TargetError(f"GET {self.url} did not answer JSON") from None
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+            raise TargetError(f"GET {self.url} did not answer a JSON document promote can read") from None
         if not isinstance(obj, dict):
             raise TargetError(f"GET {self.url} did not answer one object")
         return obj
@@ -159,7 +159,7 @@ def _status_message(body: bytes) -> str:
     """The ``message`` of a Kubernetes ``Status`` answer, else the start of the body (one line)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return one_line(data["message"], 200)

@@ -56,7 +56,10 @@ def problems(schema: str, document: Any) -> list[str]:
         if document.get("apiVersion") not in versions or document.get("kind") != kind:
             found.append(f"it is not a {kind} (apiVersion {document.get('apiVersion')!r}, kind "
                          f"{document.get('kind')!r}; expected {' or '.join(versions)} {kind})")
-    errors = sorted(validator(schema).iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
+    try:
+        errors = sorted(validator(schema).iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
+    except RecursionError:
+        return [*found, "nested too deeply to validate"]
     for error in errors[: MAX_PROBLEMS - len(found)]:
         error = best_match([error])  # inside a oneOf/anyOf: the branch that came closest, not the whole value
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "(top)"
