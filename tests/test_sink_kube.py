@@ -263,3 +263,9 @@ def test_bad_options_are_usage_errors(monkeypatch, kind, options, words):
     text = caught.value.format_message()
     assert caught.value.exit_code == 2 and text.startswith("contract.yaml: watch.sinks[1]: `") and words in text
     assert TOKEN not in text
+
+
+def test_a_rule_without_the_reference_backendref_is_ok_false(api):
+    result = route_sink(api, reference="llm-missing").apply(decision("route_back"))
+    assert not result.ok and "no backendRef named 'llm-missing' (the `reference`)" in result.message
+    assert patches(api) == []

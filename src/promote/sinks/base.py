@@ -34,7 +34,7 @@ def wanted_weight(decision: Decision) -> int | None:
     if decision.action not in WEIGHT_ACTIONS:
         return None
     return 0 if decision.action == "route_back" else 100 if decision.action == "promote" \
-        else max(0, min(100, int(decision.candidate_weight)))
+        else decision.candidate_weight
 
 
 class BaseSink:
@@ -70,6 +70,10 @@ class BaseSink:
             return {"error": redact(one_line(exc))}
 
     def apply(self, decision: Decision, *, dry_run: bool = False) -> SinkResult:
+        weight = decision.candidate_weight
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+            return self._result(False, dry_run, False, self.read_back(), f"the decision asks for a candidate weight "
+                                f"of {weight!r}; a share of traffic is a whole number from 0 to 100: nothing done")
         try:
             before = self.state()
         except FAILURES as exc:

@@ -66,6 +66,9 @@ class HttpRouteSink(BaseSink):
         weights = {}
         for index, rule in self._rules(obj):
             refs = [b for b in rule.get("backendRefs") or [] if isinstance(b, dict)]
+            if len(self.names) > 1 and not any(b.get("name") == self.names[1] for b in refs):
+                raise TargetError(f"{self.target.describe()}: spec.rules[{index}] routes to {self.names[0]!r} but has "
+                                  f"no backendRef named {self.names[1]!r} (the `reference`)")
             weights[str(index)] = {name: next((b.get("weight", DEFAULT_WEIGHT) for b in refs if b.get("name") == name),
                                               None) for name in self.names}
         return {"target": self.target.describe(), "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion"),
