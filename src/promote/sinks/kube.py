@@ -66,9 +66,7 @@ def build_target(opts: Options, schema: str) -> FileObject | ApiObject:
         return FileObject(Path(str(opts.text("file"))), schema)
     url = str(opts.http_url("url")).rstrip("/")
     token = opts.secret("token_env", required=False)
-    ca_file = opts.text("ca_file", required=False)
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise opts.fail("ca_file", f"names {ca_file!r}, which is not a file: give the CA bundle's path")
+    ca_file = opts.existing_file("ca_file")
     if token and url.lower().startswith("http://") and not url.lower().startswith(("http://127.", "http://localhost")):
         raise opts.fail("url", "is plain http:// with a bearer token: use https:// so the token is not sent in clear")
     return ApiObject(url, token, ca_file, timeout, schema)

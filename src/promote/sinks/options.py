@@ -94,6 +94,13 @@ class Options:
         register_secret(value)
         return value
 
+    def existing_file(self, key: str) -> str | None:
+        """An optional path that must name a file now (a CA bundle): a typo is found before the first window."""
+        path = self.text(key, required=False)
+        if path is not None and not os.path.isfile(path):
+            raise self.fail(key, f"names {path!r}, which is not a file: give the path of {self.keys[key]}")
+        return path
+
     def http_url(self, key: str, *, required: bool = True) -> str | None:
         url = self.text(key, required=required)
         if url is not None and not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):

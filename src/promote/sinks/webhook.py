@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from promote.http import Transport
@@ -53,9 +52,7 @@ def build(options: Mapping[str, Any], where: str) -> WebhookSink:
     opts = Options("webhook", options, where, KEYS)
     url = str(opts.http_url("url"))
     secret = str(opts.secret("secret_env"))
-    ca_file = opts.text("ca_file", required=False)
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise opts.fail("ca_file", f"names {ca_file!r}, which is not a file: give the CA bundle's path")
+    ca_file = opts.existing_file("ca_file")
     return WebhookSink(url, secret, ca_file, opts.number("timeout_s", default=10.0, low=0.1, high=300.0))
 
 
