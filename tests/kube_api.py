@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,7 +37,7 @@ def rfc7386(target: Any, patch: Any) -> Any:
 
 class KubeApi:
     def __init__(self, objects: dict[str, dict[str, Any]], *, token: str | None = None,
-                 status_subresource: bool = True) -> None:
+                 status_subresource: bool = True, tls: tuple[str, str] | None = None) -> None:
         self.objects = {path: copy.deepcopy(obj) for path, obj in objects.items()}
         for obj in self.objects.values():
             obj.setdefault("metadata", {}).setdefault("resourceVersion", "1")
@@ -112,11 +113,17 @@ class KubeApi:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.scheme = "http"
+        if tls is not None:  # (certificate, key) files: an https:// API server like a real one
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
         self.server.shutdown()

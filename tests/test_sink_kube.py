@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -269,3 +270,33 @@ def test_a_rule_without_the_reference_backendref_is_ok_false(api):
     result = route_sink(api, reference="llm-missing").apply(decision("route_back"))
     assert not result.ok and "no backendRef named 'llm-missing' (the `reference`)" in result.message
     assert patches(api) == []
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (openssl), as a cluster's CA bundle would sign the API server's."""
+    cert, key = tmp_path / "api.crt", tmp_path / "api.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_an_https_api_server_is_verified_against_the_ca_file(monkeypatch, certificate):
+    """``ca_file`` wins over $REQUESTS_CA_BUNDLE (set in many CI images), which requests lets replace a session's
+    CA file: http.py passes it per request."""
+    import certifi
+
+    monkeypatch.setenv("K8S_TOKEN", TOKEN)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    server = KubeApi({ROUTE_PATH: ROUTE}, token=TOKEN, tls=certificate)
+    try:
+        assert server.url(ROUTE_PATH).startswith("https://")
+        trusted = route_sink(server, ca_file=certificate[0]).apply(decision("route_back"))
+        assert trusted.ok and refs(server.objects[ROUTE_PATH]) == {"llm-reference": 100, "llm-candidate": 0}
+        sent = len(server.requests)
+        untrusted = route_sink(server).apply(decision("restore"))  # the system CA bundle does not know it
+        assert not untrusted.ok and "TLS" in untrusted.message and len(server.requests) == sent
+        assert TOKEN not in json.dumps(untrusted.to_json())
+    finally:
+        server.close()
