@@ -44,6 +44,7 @@ class KubeApi:
         self.token, self.status_subresource = token, status_subresource
         self.requests: list[dict[str, Any]] = []
         self.fail_next: int | None = None  # answer the next PATCH with this status
+        self.ignore_patches = False  # answer 200 and change nothing (a webhook or controller undoing the change)
         self.lock = threading.Lock()
         self.port = free_port()
         api = self
@@ -103,7 +104,7 @@ class KubeApi:
                         patch = {"status": patch.get("status")} if "status" in patch else {}
                     elif api.status_subresource:
                         patch = {k: v for k, v in patch.items() if k != "status"}
-                    new = rfc7386(obj, patch)
+                    new = obj if api.ignore_patches else rfc7386(obj, patch)
                     if new != obj:
                         new["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
                     api.objects[path] = new

@@ -300,3 +300,10 @@ def test_an_https_api_server_is_verified_against_the_ca_file(monkeypatch, certif
         assert TOKEN not in json.dumps(untrusted.to_json())
     finally:
         server.close()
+
+
+def test_a_patch_accepted_but_not_kept_is_ok_false_from_the_read_back(api):
+    api.ignore_patches = True
+    result = route_sink(api).apply(decision("route_back"))
+    assert (result.ok, result.changed) == (False, False) and "reads back a different state" in result.message
+    assert result.read_back["weights"]["0"] == {"llm-candidate": 50, "llm-reference": 50} and len(patches(api)) == 1

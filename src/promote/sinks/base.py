@@ -82,22 +82,24 @@ class BaseSink:
         if want is None:
             return self._result(True, dry_run, False, before, f"{decision.action}: nothing to change")
         if self.satisfied(before, want):
-            return self._result(True, dry_run, False, before, f"already as asked ({self.describe(before, want)})")
+            return self._result(True, dry_run, False, before, f"{decision.action}: already as asked, nothing sent")
         if dry_run:
             return self._result(True, True, False, before, f"dry run: would {self.describe(before, want)}")
         plan = self.describe(before, want)
         try:
             self.enact(before, want, decision)
-        except FAILURES as exc:
+        except FAILURES as exc:  # part of a change may have been made (one weight of two): say what is true now
             after = self.read_back()
-            return self._result(False, False, after != before, after, f"could not {plan}: {exc}")
+            changed = "error" not in after and after != redact_data(before)
+            return self._result(False, False, changed, after, f"could not {plan}: {exc}")
         try:
             after = self.state()
         except FAILURES as exc:
             return self._result(False, False, True, {"error": one_line(exc)}, f"{plan}, but cannot read it back: {exc}")
         if not self.satisfied(after, want):
             return self._result(False, False, after != before, after,
-                                f"asked to {plan}, but the target reads back a different state")
+                                f"asked to {plan}, but the target reads back a different state: someone else may "
+                                "be changing it too")
         return self._result(True, False, True, after, plan)
 
     def _result(self, ok: bool, dry_run: bool, changed: bool, read_back: dict[str, Any], message: str) -> SinkResult:
