@@ -47,3 +47,24 @@ def test_the_flagd_validator_agrees_with_flagd_schemas_own_test_corpus():
     for name, valid in verdicts.items():
         expected = "/positive/" in name or name == "flags/negative/with-array-flags.json"
         assert valid == expected, name
+
+
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "crd-examples"
+
+
+def test_the_crd_schemas_accept_every_published_example_and_refuse_a_broken_weight():
+    """Every HTTPRoute of Gateway API v1.6.1's examples/standard (48) and every Rollout of Argo Rollouts v1.9.1's
+    examples (21) validates; a negative weight does not."""
+    import copy
+
+    import yaml
+
+    for schema, name, count in (("httproute", "httproutes.yaml", 48), ("rollout", "rollouts.yaml", 21)):
+        documents = [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+        assert len(documents) == count
+        assert {i: problems(schema, d) for i, d in enumerate(documents) if problems(schema, d)} == {}
+    route = next(d for d in yaml.safe_load_all((EXAMPLES / "httproutes.yaml").read_text())
+                 if d and any("backendRefs" in r for r in d["spec"].get("rules", [])))
+    broken = copy.deepcopy(route)
+    next(r for r in broken["spec"]["rules"] if "backendRefs" in r)["backendRefs"][0]["weight"] = -1
+    assert any("less than the minimum of 0" in p for p in problems("httproute", broken))
