@@ -76,6 +76,34 @@ def test_restore_promote_and_bucketing(tmp_path):
     assert load(path)["flags"]["model"]["defaultVariant"] == "candidate"
 
 
+def evaluate(path, n: int = 2000) -> dict[str, int]:
+    """Which model ``n`` users get from the file, as flagd's own evaluator (openfeature-flagd-core, the engine of
+    flagd's in-process providers: the same murmur3 bucketing of the fractional operator) resolves the flag."""
+    from openfeature.contrib.tools.flagd.core import FlagdCore
+    from openfeature.evaluation_context import EvaluationContext
+
+    core = FlagdCore()
+    core.set_flags(json.dumps(load(path)))
+    counts: dict[str, int] = {}
+    for user in range(n):
+        value = core.resolve_string_value("model", "none", EvaluationContext(targeting_key=f"user-{user}")).value
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_flagds_own_evaluator_sends_the_decided_share_to_the_candidate(tmp_path, suffix):
+    path = flag_file(tmp_path, suffix=suffix)
+    before = evaluate(path)
+    assert set(before) == {"llama-ref", "llama-cand"} and 300 < before["llama-cand"] < 500  # 20% of 2000
+    assert flagd(path).apply(decision("route_back")).ok
+    assert evaluate(path) == {"llama-ref": 2000}
+    assert flagd(path, bucket_by="targetingKey").apply(decision("restore", 50)).ok
+    assert 900 < evaluate(path).get("llama-cand", 0) < 1100
+    assert flagd(path).apply(decision("promote")).ok
+    assert evaluate(path) == {"llama-cand": 2000}
+
+
 def test_flagd_dry_run_and_hold_leave_the_file_byte_for_byte(tmp_path):
     path = flag_file(tmp_path)
     before = path.read_bytes()
