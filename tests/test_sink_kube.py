@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -307,3 +308,29 @@ def test_a_patch_accepted_but_not_kept_is_ok_false_from_the_read_back(api):
     result = route_sink(api).apply(decision("route_back"))
     assert (result.ok, result.changed) == (False, False) and "reads back a different state" in result.message
     assert result.read_back["weights"]["0"] == {"llm-candidate": 50, "llm-reference": 50} and len(patches(api)) == 1
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="a cross-check with kubectl's own merge patch; "
+                    "the sinks' tests above do not need it")
+def test_the_merge_patches_give_what_kubectl_gives(api, tmp_path):
+    """The object each sink's patch produces (promote's RFC 7386) is the one ``kubectl patch --local --type
+    merge`` produces from the same patch (the Kubernetes client's own JSON merge patch)."""
+    from promote.sinks.kube import merge_patch
+
+    sent: dict[str, dict] = {}
+    for sink, path in ((route_sink(api), ROUTE_PATH), (argo_sink(api), ROLLOUT_PATH)):
+        original = copy.deepcopy(api.objects[path])
+        target = sink.target
+        real_patch = target.patch
+
+        def capture(patch, *, subresource=None, current=None, _real=real_patch, _path=path):
+            sent[_path] = patch
+            return _real(patch, subresource=subresource, current=current)
+
+        target.patch = capture
+        assert sink.apply(decision("route_back")).ok
+        (tmp_path / "object.json").write_text(json.dumps(original))
+        proc = subprocess.run(["kubectl", "patch", "--local", "-f", str(tmp_path / "object.json"), "--type", "merge",
+                               "-p", json.dumps(sent[path]), "-o", "json"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert merge_patch(original, sent[path]) == json.loads(proc.stdout)
