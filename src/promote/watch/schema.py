@@ -6,6 +6,7 @@ from __future__ import annotations
 from promote.contract.schema_parts import COUNT_MAX, duration, integer, obj, string
 
 SINK_KIND_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+SINK_OPTION_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"  # option names: lower-case words
 
 sink = {
     "type": "object",
@@ -15,8 +16,9 @@ sink = {
                    "here: a sink option names the environment variable that holds them.",
     "properties": {"kind": string("The sink's kind (its name in the sink registry).", pattern=SINK_KIND_PATTERN)},
     "required": ["kind"],
-    "additionalProperties": {"description": "A sink option: a string, number or boolean.",
-                             "type": ["string", "number", "boolean"]},
+    "patternProperties": {SINK_OPTION_PATTERN: {"description": "A sink option: a string, number or boolean.",
+                                                "type": ["string", "number", "boolean"]}},
+    "additionalProperties": False,
 }
 
 requests = obj(

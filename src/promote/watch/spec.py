@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from promote.contract.promql import parse_duration
 from promote.errors import UsageError
 from promote.watch.requestlog import RequestLogSpec
 from promote.watch.rules import Rules
+from promote.watch.schema import SINK_KIND_PATTERN, SINK_OPTION_PATTERN
 
 DEFAULT_WINDOW_S = 60.0
 
@@ -53,14 +55,14 @@ def parse_sink_flag(text: str) -> SinkSpec:
     """``KIND:key=value,key=value`` (``KIND`` alone when the sink needs no option); values are strings."""
     where = f"--sink {text.partition(':')[0] or text}"
     kind, _, rest = text.partition(":")
-    if not kind or not kind.replace("-", "").replace("_", "").isalnum():
+    if not re.fullmatch(SINK_KIND_PATTERN, kind):
         raise UsageError(f"--sink {text!r}: write KIND:key=value,... (e.g. --sink haproxy:socket=/run/haproxy.sock,"
                          "backend=llm,server=canary)")
     options: dict[str, Any] = {}
     for part in filter(None, rest.split(",")):
         key, eq, value = part.partition("=")
-        if not eq or not key:
-            raise UsageError(f"{where}: option {part!r} is not key=value")
+        if not eq or not re.fullmatch(SINK_OPTION_PATTERN, key):
+            raise UsageError(f"{where}: option {part!r} is not key=value with a lower-case key (a-z, 0-9, _ and -)")
         if key in options or key == "kind":
             raise UsageError(f"{where}: option `{key}` given twice (or named `kind`)")
         options[key] = value
