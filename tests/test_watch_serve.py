@@ -1,0 +1,165 @@
+"""`promote serve` with real HTTP requests (issue 24 item 3, serve half): Argo Rollouts' `web` metric and
+Flagger's webhooks answered from the latest decision of a log a real watch loop wrote; missing or stale
+data fails; hostile requests (huge, chunked, not JSON, silent) are refused without harming others."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_watch_loop import make_watch, obs_contract
+
+from promote.contract.model import load_contract
+from promote.watch.serve import MAX_BODY, make_server
+from promote.watch.window import WindowResult
+
+REPO = Path(__file__).resolve().parents[1]
+FLAGGER = {"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "6b9c2c",
+           "metadata": {"owner": "ml"}}
+
+
+@pytest.fixture
+def served(tmp_path):
+    path = obs_contract(tmp_path)
+    contract, _ = load_contract(path)
+    clock = {"offset": 0.0}
+    server = make_server(contract, tmp_path / "c.yaml.watch.jsonl", host="127.0.0.1", port=0, stale_s=60,
+                         clock=lambda: time.time() + clock["offset"])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield path, server.server_address[1], clock
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def request(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        data = json.dumps(body).encode() if isinstance(body, dict | list) else body
+        conn.request(method, path, body=data, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def hooks(port, payload=FLAGGER):
+    return {hook: request(port, "POST", f"/flagger/{hook}", payload)[0]
+            for hook in ("confirm-rollout", "confirm-promotion", "rollback")}
+
+
+def plant(path, outcomes, digest="img@sha256:a"):
+    planted = iter(WindowResult(o, {"clean": "pass", "bad": "block"}.get(o, o), "planted") for o in outcomes)
+    make_watch(path, [], windows=len(outcomes), evaluate=lambda i, now: next(planted), digest=digest).run()
+
+
+def test_answers_follow_the_latest_decision(served):
+    path, port, _ = served
+    status, body = request(port, "GET", "/argo")
+    assert status == 200 and body["phase"] == "Failed" and body["reason"].startswith("missing data: no audit log")
+    assert hooks(port) == {"confirm-rollout": 412, "confirm-promotion": 412, "rollback": 200}
+    plant(path, ["clean"])
+    status, body = request(port, "GET", "/argo")
+    assert body["phase"] == "Successful" and body["ok"] is True and body["action"] == "hold"
+    assert body["candidate_weight"] == 10 and body["candidate_digest"] == "img@sha256:a" and body["record_seq"] == 0
+    assert hooks(port) == {"confirm-rollout": 200, "confirm-promotion": 200, "rollback": 412}
+    plant(path, ["inconclusive"])
+    assert request(port, "GET", "/argo")[1]["phase"] == "Inconclusive"
+    assert hooks(port) == {"confirm-rollout": 412, "confirm-promotion": 412, "rollback": 412}
+    plant(path, ["bad"])
+    status, body = request(port, "GET", "/argo")
+    assert body["phase"] == "Failed" and body["action"] == "route_back" and body["record_seq"] == 2
+    assert hooks(port) == {"confirm-rollout": 412, "confirm-promotion": 412, "rollback": 200}
+    status, body = request(port, "POST", "/flagger/rollback", FLAGGER)
+    assert body["rollback"] is True and body["hook"] == "rollback"
+
+
+def test_stale_foreign_or_broken_logs_are_missing_data(served, tmp_path):
+    path, port, clock = served
+    plant(path, ["clean"])
+    clock["offset"] = 61.0
+    body = request(port, "GET", "/argo")[1]
+    assert body["phase"] == "Failed" and "stale after 60 s" in body["reason"]
+    assert hooks(port)["rollback"] == 200
+    clock["offset"] = 0.0
+    payload = {**FLAGGER, "metadata": {"candidate_digest": "img@sha256:other"}}
+    assert hooks(port, payload) == {"confirm-rollout": 412, "confirm-promotion": 412, "rollback": 200}
+    assert hooks(port, {**FLAGGER, "metadata": {"candidate_digest": "img@sha256:a"}})["confirm-rollout"] == 200
+    log = tmp_path / "c.yaml.watch.jsonl"
+    log.write_bytes(log.read_bytes().replace(b'"outcome":"clean"', b'"outcome":"bad"'))
+    body = request(port, "GET", "/argo")[1]
+    assert body["phase"] == "Failed" and "does not verify" in body["reason"]
+
+
+def test_a_log_of_another_contract_is_not_answered_from(tmp_path):
+    path = obs_contract(tmp_path)
+    plant(path, ["clean"])
+    (tmp_path / "x").mkdir()
+    other = obs_contract(tmp_path / "x", {"trip_after": 3})
+    contract, _ = load_contract(other)
+    server = make_server(contract, tmp_path / "c.yaml.watch.jsonl", host="127.0.0.1", port=0, stale_s=60)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        body = request(server.server_address[1], "GET", "/argo")[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert body["phase"] == "Failed" and "another contract" in body["reason"]
+
+
+def test_hostile_requests_are_refused_and_do_not_block_others(served):
+    _, port, _ = served
+    silent = socket.create_connection(("127.0.0.1", port))  # a client that never sends a byte
+    try:
+        assert request(port, "POST", "/flagger/rollback", b"x" * (MAX_BODY + 1))[0] == 413
+        assert request(port, "POST", "/flagger/rollback", b"[1, 2]")[0] == 400
+        assert request(port, "POST", "/flagger/rollback", b"{not json")[0] == 400
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.putrequest("POST", "/flagger/rollback")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        conn.send(b"5\r\nhello\r\n0\r\n\r\n")
+        assert conn.getresponse().status == 411
+        conn.close()
+        assert request(port, "POST", "/flagger/delete-everything", FLAGGER)[0] == 404
+        assert request(port, "GET", "/../../etc/passwd")[0] == 404
+        assert request(port, "PUT", "/argo", b"{}")[0] == 405
+        status, body = request(port, "GET", "/argo")
+        assert status == 200 and "<" not in json.dumps(body)
+    finally:
+        silent.close()
+
+
+def test_cli_serve_listens_on_loopback_answers_and_stops_on_sigterm(tmp_path):
+    path = obs_contract(tmp_path, {"stale_after": "10m"})  # the default, 3 windows of 100 ms, is too short here
+    plant(path, ["clean"])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "promote.cli", "serve", str(path), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        assert match, line + proc.stderr.read()[-2000:] if proc.poll() is not None else line
+        status, body = request(int(match.group(1)), "GET", "/argo")
+        assert status == 200 and body["phase"] == "Successful", body
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
