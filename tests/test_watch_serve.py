@@ -87,6 +87,25 @@ def test_answers_follow_the_latest_decision(served):
     assert body["rollback"] is True and body["hook"] == "rollback"
 
 
+def test_confirm_promotion_waits_for_the_watchs_own_promotion_when_it_promotes(tmp_path):
+    path = obs_contract(tmp_path, {"promote_after": 2})
+    contract, _ = load_contract(path)
+    server = make_server(contract, tmp_path / "c.yaml.watch.jsonl", host="127.0.0.1", port=0, stale_s=60,
+                         watch_promotes=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        plant(path, ["clean"])
+        assert hooks(port) == {"confirm-rollout": 200, "confirm-promotion": 412, "rollback": 412}
+        plant(path, ["clean"])  # the second clean window in a row: the watch promotes
+        assert request(port, "GET", "/argo")[1]["action"] == "promote"
+        assert hooks(port) == {"confirm-rollout": 200, "confirm-promotion": 200, "rollback": 412}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_stale_foreign_or_broken_logs_are_missing_data(served, tmp_path):
     path, port, clock = served
     plant(path, ["clean"])

@@ -121,5 +121,6 @@ def serve(ctx: click.Context, contract: str, port: int, host: str, log_path: Pat
     from promote.watch.serve import serve_forever
 
     loaded, spec = _load(contract)
-    serve_forever(loaded, log_path or spec.log, host=host, port=port, stale_s=spec.stale_s)
+    serve_forever(loaded, log_path or spec.log, host=host, port=port, stale_s=spec.stale_s,
+                  watch_promotes=spec.rules.promote_after is not None)
     ctx.exit(0)

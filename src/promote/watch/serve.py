@@ -96,8 +96,11 @@ def _seconds(record: dict[str, Any]) -> float:
         return float("-inf")
 
 
-def flagger(hook: str, state: dict[str, Any], payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) of one Flagger hook: 200 = proceed (confirm-*) or roll back now (rollback)."""
+def flagger(hook: str, state: dict[str, Any], payload: dict[str, Any], *, watch_promotes: bool = False
+            ) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of one Flagger hook: 200 = proceed (confirm-*) or roll back now (rollback).
+    ``watch_promotes`` (the contract sets ``watch.promote_after``): confirm-promotion waits for the watch's
+    own ``promote`` decision instead of any clean window."""
     wanted = (payload.get("metadata") or {}).get("candidate_digest") if isinstance(payload.get("metadata"), dict) \
         else None
     if wanted is not None and wanted != state.get("candidate_digest"):
@@ -107,7 +110,8 @@ def flagger(hook: str, state: dict[str, Any], payload: dict[str, Any]) -> tuple[
     if hook == "rollback":
         yes = state["phase"] == "Failed"
     elif hook == "confirm-promotion":
-        yes = state["phase"] == "Successful" and state.get("state") in ("canary", "promoted")
+        yes = state["phase"] == "Successful" and state.get("state") in (("promoted",) if watch_promotes
+                                                                        else ("canary", "promoted"))
     else:
         yes = state["phase"] == "Successful"
     return (200 if yes else 412), {"hook": hook, "proceed" if hook != "rollback" else "rollback": yes, **state}
@@ -117,6 +121,7 @@ class Handler(BaseHTTPRequestHandler):
     """The endpoints; ``respond`` (the latest decision's answer) is bound per server by ``make_handler``."""
 
     respond: Callable[[], dict[str, Any]]
+    watch_promotes: bool = False
 
     timeout = SOCKET_TIMEOUT_S
     server_version = "promote-serve"
@@ -149,7 +154,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         payload = self._payload()
         if payload is not None:
-            self._send(*flagger(hook, self.respond(), payload))
+                self._send(*flagger(hook, self.respond(), payload, watch_promotes=self.watch_promotes))
 
     def _payload(self) -> dict[str, Any] | None:
         length = self.headers.get("Content-Length")
@@ -177,26 +182,27 @@ class Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT  # noqa: N815
 
 
-def make_handler(respond: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
-    return type("BoundHandler", (Handler,), {"respond": staticmethod(respond)})
+def make_handler(respond: Callable[[], dict[str, Any]], watch_promotes: bool = False) -> type[BaseHTTPRequestHandler]:
+    return type("BoundHandler", (Handler,), {"respond": staticmethod(respond), "watch_promotes": watch_promotes})
 
 
 def make_server(contract: Any, log_path: Path, *, host: str, port: int, stale_s: float,
-                clock: Callable[[], float] = time.time) -> ThreadingHTTPServer:
+                clock: Callable[[], float] = time.time, watch_promotes: bool = False) -> ThreadingHTTPServer:
     latest = LatestDecision(Path(log_path))
 
     def respond() -> dict[str, Any]:
         record, problem = latest.get()
         return answer(record, problem, contract_sha256=contract.sha256, stale_s=stale_s, now=clock())
 
-    server = ThreadingHTTPServer((host, port), make_handler(respond))
+    server = ThreadingHTTPServer((host, port), make_handler(respond, watch_promotes))
     server.daemon_threads = True
     return server
 
 
-def serve_forever(contract: Any, log_path: Path, *, host: str, port: int, stale_s: float) -> None:
+def serve_forever(contract: Any, log_path: Path, *, host: str, port: int, stale_s: float,
+                  watch_promotes: bool = False) -> None:
     """Serve until a signal (SIGTERM/Ctrl-C end it through ``signals.py``)."""
-    server = make_server(contract, log_path, host=host, port=port, stale_s=stale_s)
+    server = make_server(contract, log_path, host=host, port=port, stale_s=stale_s, watch_promotes=watch_promotes)
     try:
         bound = server.server_address
         console.message(f"promote serve: listening on http://{bound[0]}:{bound[1]} (GET /argo, POST /flagger/"
