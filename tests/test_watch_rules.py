@@ -171,3 +171,26 @@ def test_simulated_false_alarm_rate_over_100_honest_windows_stays_below_alpha():
     # Expected ≈ 0.0486 and 0.0488 (1 − Π(1 − α_i)); the Monte-Carlo standard error is 0.0005.
     assert open_ended <= alpha and horizon <= alpha, (open_ended, horizon)
     assert naive > 0.9  # judging every window at α: a false alarm is all but certain (1 − 0.95^100 ≈ 0.994)
+
+
+def test_each_window_judges_the_statistical_sections_at_its_level_with_enough_resamples(mini):
+    from promote.contract.model import load_contract
+    from promote.watch.alpha import MAX_RESAMPLES, contract_for_window, resolved
+
+    path = mini.contract(extra={
+        "runtime": {"alpha": 0.05, "looks": 7, "resamples": 999, "clauses": [
+            {"id": "lat", "metric": "latency_ms", "stat": "p50", "max_ratio": 2.0}]},
+        "statistical": {"alpha": 0.05, "resamples": 2000, "clauses": [
+            {"id": "s-kl", "metric": "kl", "stat": "mean", "max": 1e-3}]}})
+    contract, _ = load_contract(path)
+    first = contract_for_window(contract, 1, None)
+    assert first.runtime.looks == 2 and first.runtime.resamples == 999  # α_1 = 0.025: 999 resamples resolve it
+    assert first.statistical.alpha == pytest.approx(0.025) and first.statistical.resamples == 2000
+    assert resolved(first)
+    tenth = contract_for_window(contract, 10, None)  # α_10 = 0.05 / 110
+    assert tenth.runtime.looks == 110 and tenth.runtime.resamples == 44_000 and resolved(tenth)
+    late = contract_for_window(contract, 100, None)  # α_100 = 0.05 / 10100: past what the cap resolves
+    assert late.runtime.resamples == MAX_RESAMPLES and not resolved(late)
+    assert contract.runtime.looks == 7 and contract.statistical.alpha == 0.05  # the contract itself unchanged
+    flat = contract_for_window(contract, 100, 100)
+    assert flat.runtime.looks == 100 and resolved(flat)

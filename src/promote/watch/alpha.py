@@ -13,12 +13,21 @@ most α, whatever the dependence between windows (they share prompts and servers
 
 Both are integers of ``looks``, so the stages judge each window exactly as `promote check` would with
 that ``looks`` — no stage is changed.
+
+A bootstrap of R resamples cannot place an interval end at a tail probability much below 1/R (the
+percentile is then the most extreme resample, which is anti-conservative), so each window's sections get
+``resamples`` ≥ ``MIN_TAIL_DRAWS / α_i``, capped at ``MAX_RESAMPLES``; ``resolved`` says whether the cap
+was enough (window evidence records it; docs/watch.md says when it is not).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
+
+MIN_TAIL_DRAWS = 20  # resamples expected beyond an interval end
+MAX_RESAMPLES = 200_000  # ~50 MB of indices for 32 requests; beyond it α_i is not resolved
 
 
 def looks_for_window(index: int, horizon: int | None) -> int:
@@ -41,14 +50,31 @@ def spent(alpha: float, windows: int, horizon: int | None) -> float:
     return sum(alpha_for_window(alpha, i, horizon) for i in range(1, windows + 1))
 
 
+def resamples_for(alpha_i: float, resamples: int) -> int:
+    """Enough bootstrap resamples to resolve a tail of ``alpha_i`` (at least ``resamples``, at most the cap)."""
+    return min(max(resamples, math.ceil(MIN_TAIL_DRAWS / alpha_i)), max(resamples, MAX_RESAMPLES))
+
+
+def resolved(contract: Any) -> bool:
+    """Whether every statistical section's resamples resolve its level (see the module docstring)."""
+    runtime, statistical = contract.sections.get("runtime"), contract.sections.get("statistical")
+    levels = [(runtime.alpha / runtime.looks, runtime.resamples)] if runtime is not None else []
+    levels += [(statistical.alpha, statistical.resamples)] if statistical is not None else []
+    return all(r * a >= MIN_TAIL_DRAWS * (1 - 1e-9) for a, r in levels)
+
+
 def contract_for_window(contract: Any, index: int, horizon: int | None) -> Any:
     """``contract`` with each statistical section judged at window ``index``'s level: `runtime` gets
-    ``looks`` (its stage divides its own ``alpha`` by it), `statistical` gets ``alpha / looks``."""
+    ``looks`` (its stage divides its own ``alpha`` by it), `statistical` gets ``alpha / looks``; both get
+    the resamples that level needs."""
     looks = looks_for_window(index, horizon)
     runtime = contract.sections.get("runtime")
     if runtime is not None:
-        contract = contract.with_section("runtime", replace(runtime, looks=looks))
+        contract = contract.with_section("runtime", replace(
+            runtime, looks=looks, resamples=resamples_for(runtime.alpha / looks, runtime.resamples)))
     statistical = contract.sections.get("statistical")
     if statistical is not None:
-        contract = contract.with_section("statistical", replace(statistical, alpha=statistical.alpha / looks))
+        alpha_i = statistical.alpha / looks
+        contract = contract.with_section("statistical", replace(
+            statistical, alpha=alpha_i, resamples=resamples_for(alpha_i, statistical.resamples)))
     return contract

@@ -23,7 +23,7 @@ from typing import Any
 from promote.errors import PromoteError
 from promote.policy import ACTION_SEVERITY
 from promote.sections import by_name, section_of, stage_names
-from promote.watch.alpha import alpha_for_window, contract_for_window, looks_for_window
+from promote.watch.alpha import alpha_for_window, contract_for_window, looks_for_window, resolved
 from promote.watch.requestlog import as_evalset, from_evalset, read_requests
 from promote.watch.spec import WatchSpec
 
@@ -114,9 +114,10 @@ def evaluate_window(contract: Any, spec: WatchSpec, index: int, *, kernels: Mapp
     evalset = as_evalset(samples, evidence.get("prompts", {}).get("source") or str(path), path) if samples else None
     options = CheckOptions(stages=tuple(wanted), all_stages=True, command=f"promote watch (window {index})")
     t0 = time.perf_counter()
+    judged = contract_for_window(contract, index, spec.windows)
+    evidence["alpha_resolved"] = resolved(judged)
     try:
-        report = run_check(contract_for_window(contract, index, spec.windows), options, kernels=kernels,
-                           evalset=evalset)
+        report = run_check(judged, options, kernels=kernels, evalset=evalset)
     except PromoteError as exc:
         evidence["error"] = exc.format_message()[:MAX_MESSAGE]
         return WindowResult("bad", "error", f"the window could not be evaluated: {evidence['error']}", evidence)
