@@ -208,3 +208,13 @@ def test_sinks_from_the_contract_and_flags_are_built_in_order(tmp_path):
         built = build_sinks([SinkSpec("file", {"path": str(tmp_path / "a")}, "c.yaml: watch.sinks[0]"),
                              SinkSpec("file", {"path": str(tmp_path / "b")}, "--sink file")])
     assert [s.path.name for s in built] == ["a", "b"]
+
+
+def test_a_candidate_that_cannot_be_opened_is_missing_data_every_window(mini):
+    path = mini.contract("broken.yaml", candidate="build_broken", extra={"watch": {"window": "10ms", "sample": 4}})
+    result = invoke("watch", str(path), "--windows", "2")
+    assert result.exit_code == 1, result.output
+    records = verify(mini.root / "broken.yaml.watch.jsonl").records
+    assert [r["decision"]["action"] for r in records] == ["route_back", "hold"]  # tried again, still bad
+    assert all("the kernels could not be opened" in r["decision"]["reason"] and "factory exploded" in
+               r["decision"]["reason"] for r in records)

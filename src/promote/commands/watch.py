@@ -69,7 +69,7 @@ def watch(ctx: click.Context, contract: str, window: str | None, windows: int | 
     or promote through sinks; append every decision to a hash-chained audit log (docs/watch.md)."""
     from dataclasses import replace
 
-    from promote.watch.loop import Watch, open_kernels
+    from promote.watch.loop import Watch
     from promote.watch.requestlog import RequestLogSpec
     from promote.watch.sinks import build_sinks
     from promote.watch.spec import default_digest, parse_sink_flag, window_flag
@@ -89,8 +89,7 @@ def watch(ctx: click.Context, contract: str, window: str | None, windows: int | 
                     f"{len(built)} sink(s){' (dry run)' if dry_run else ''}, audit log {spec.log} "
                     f"({len(log.records)} earlier records)")
     with contextlib.ExitStack() as stack:
-        runner = Watch(loaded, spec, built, log, digest, dry_run=dry_run)
-        runner._kernels = open_kernels(loaded, stack)
+        runner = Watch(loaded, spec, built, log, digest, dry_run=dry_run, stack=stack)
         base: list = []
 
         def evalset():  # noqa: ANN202 - the contract's eval set, read on first use
@@ -100,7 +99,7 @@ def watch(ctx: click.Context, contract: str, window: str | None, windows: int | 
                 base.append(load_evalset(loaded.data))
             return base[0]
 
-        runner._base = evalset
+        runner.base_evalset = evalset
         code = runner.run()
     console.message(f"promote watch: audit log {spec.log}: {len(log.records)} records, last hash {log.last_hash}")
     ctx.exit(code)

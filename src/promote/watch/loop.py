@@ -103,17 +103,38 @@ class Watch:
         return EXIT_GATE_FAILED if state.weight == 0 else EXIT_PASS
 
     def _evaluate(self, index: int, now: float) -> WindowResult:
-        return evaluate_window(self.contract, self.spec, index, kernels=self._kernels, base_evalset=self._base,
+        kernels = self.kernels()
+        if isinstance(kernels, WindowResult):
+            return kernels
+        return evaluate_window(self.contract, self.spec, index, kernels=kernels, base_evalset=self.base_evalset,
                                now=now)
 
+    def kernels(self) -> dict[str, Any] | WindowResult | None:
+        """Reference and candidate, opened on first use and kept open for the whole watch (None without
+        kernels). One that cannot be opened (the canary is down) makes this window bad — missing data —
+        and is tried again next window."""
+        if self._kernels is not None or self.contract.reference is None or self.contract.candidate is None:
+            return self._kernels
+        from promote.errors import PromoteError
+
+        attempt = contextlib.ExitStack()
+        try:
+            self._kernels = open_kernels(self.contract, attempt)
+        except PromoteError as exc:
+            attempt.close()
+            message = exc.format_message()[:300]
+            return WindowResult("bad", "error", f"the kernels could not be opened: {message} (missing data fails)",
+                                {"error": message})
+        self.stack.push(attempt.pop_all())
+        return self._kernels
+
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    base_evalset: Callable[[], Any] = field(default=lambda: None)
     _kernels: dict[str, Any] | None = None
-    _base: Callable[[], Any] = field(default=lambda: None)
 
 
-def open_kernels(contract: Any, stack: contextlib.ExitStack) -> dict[str, Any] | None:
-    """Reference and candidate built and opened once for the whole watch (None without kernels)."""
-    if contract.reference is None or contract.candidate is None:
-        return None
+def open_kernels(contract: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
+    """Reference and candidate built and opened, their closing pushed on ``stack``."""
     from promote.kernels import build_kernel
 
     kernels = {}
