@@ -218,3 +218,18 @@ def test_a_candidate_that_cannot_be_opened_is_missing_data_every_window(mini):
     assert [r["decision"]["action"] for r in records] == ["route_back", "hold"]  # tried again, still bad
     assert all("the kernels could not be opened" in r["decision"]["reason"] and "factory exploded" in
                r["decision"]["reason"] for r in records)
+
+
+def test_the_runtime_stage_is_judged_at_each_windows_level(mini):
+    watch = {"window": "10ms", "sample": 6, "stages": ["runtime"]}
+    path = mini.contract("rt.yaml", extra={"watch": watch, "runtime": {
+        "alpha": 0.05, "warmup": 1,
+        "clauses": [{"id": "lat", "metric": "latency_ms", "stat": "p50", "max_ratio": 1000}]}})
+    result = invoke("watch", str(path), "--windows", "2")
+    assert result.exit_code == 0, result.output
+    records = verify(mini.root / "rt.yaml.watch.jsonl").records
+    assert [list(r["evidence"]["stages"]) for r in records] == [["runtime"], ["runtime"]]  # numerics not wanted
+    assert [r["evidence"]["looks"] for r in records] == [2, 2]  # --windows 2: α/2 each
+    notes = records[0]["evidence"]["stages"]["runtime"]["notes"]
+    assert "each look judged at alpha 0.025 (2 declared looks)" in notes[0]
+    assert records[0]["evidence"]["prompts"]["usable"] == 6

@@ -67,12 +67,15 @@ def classify(verdict: str, judged: Iterable[tuple[str, str, str, str]], wanted: 
     return "clean", "every clause held" + (" (some fail only warns)" if any(st == "fail" for *_, st, _ in rows) else "")
 
 
-def _summary(report: Any) -> dict[str, Any]:
+def _summary(report: Any, wanted: list[str]) -> dict[str, Any]:
     """What the audit log keeps of a window's report: statuses per clause, the not-clean ones explained."""
     stages: dict[str, Any] = {}
     notable = []
     for stage in report.stages:
+        if _value(stage.status) == "skipped" and stage.name not in wanted:
+            continue
         stages[stage.name] = {"status": _value(stage.status), "duration_s": round(stage.duration_s, 3),
+                              "notes": [n[:MAX_MESSAGE] for n in stage.notes[:3]],
                               "clauses": {c.id + (f"[{c.slice}]" if c.slice else ""): _value(c.status)
                                           for c in stage.clauses}}
         for c in stage.clauses:
@@ -122,7 +125,9 @@ def evaluate_window(contract: Any, spec: WatchSpec, index: int, *, kernels: Mapp
         evidence["error"] = exc.format_message()[:MAX_MESSAGE]
         return WindowResult("bad", "error", f"the window could not be evaluated: {evidence['error']}", evidence)
     evidence["seconds"] = round(time.perf_counter() - t0, 3)
-    evidence.update(_summary(report))
-    rows = [(a.stage, a.clause, _value(a.status), _value(a.action)) for a in report.decision.actions]
+    evidence.update(_summary(report, wanted))
+    # Stages the contract has but this watch does not want are reported `skipped` by run_check: not data.
+    rows = [(a.stage, a.clause, _value(a.status), _value(a.action)) for a in report.decision.actions
+            if a.stage in wanted]
     outcome, reason = classify(report.verdict, rows, wanted)
     return WindowResult(outcome, report.verdict, reason, evidence)
