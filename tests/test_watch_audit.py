@@ -72,6 +72,15 @@ def test_a_forged_record_with_a_recomputed_hash_still_breaks_the_chain(tmp_path)
         verify(path)
 
 
+def test_a_second_writer_is_refused(tmp_path):
+    first = AuditLog(tmp_path / "a.jsonl", exclusive=True)
+    with pytest.raises(AuditError, match="another `promote watch` is appending"):
+        AuditLog(tmp_path / "a.jsonl", exclusive=True)
+    first.close()
+    AuditLog(tmp_path / "a.jsonl", exclusive=True).close()
+    assert verify(tmp_path / "a.jsonl").records == []  # readers need no lock
+
+
 def test_a_fifo_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "log.jsonl"
     os.mkfifo(fifo)

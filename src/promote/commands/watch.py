@@ -35,7 +35,7 @@ def _open_log(path: Path):  # noqa: ANN202 - AuditLog
     from promote.watch.audit import AuditError, AuditLog
 
     try:
-        return AuditLog(path)
+        return AuditLog(path, exclusive=True)
     except AuditError as exc:
         raise UsageError(f"{exc}; the audit log is never rewritten: keep it as evidence and start a new one with "
                          "--log PATH") from None
@@ -89,6 +89,7 @@ def watch(ctx: click.Context, contract: str, window: str | None, windows: int | 
                     f"{len(built)} sink(s){' (dry run)' if dry_run else ''}, audit log {spec.log} "
                     f"({len(log.records)} earlier records)")
     with contextlib.ExitStack() as stack:
+        stack.callback(log.close)
         runner = Watch(loaded, spec, built, log, digest, dry_run=dry_run, stack=stack)
         base: list = []
 

@@ -125,10 +125,12 @@ def signals_blocked() -> Iterator[None]:
 
 
 class AuditLog:
-    """An open audit log: verified once when opened, then appended to."""
+    """An open audit log: verified once when opened, then appended to. ``exclusive`` holds an advisory
+    lock (``flock``) on ``PATH.lock`` for the object's life, so a second watch cannot fork the chain."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, exclusive: bool = False) -> None:
         self.path = Path(path)
+        self._lock_fd = self._lock() if exclusive else None
         verified = verify(self.path)
         self.records = verified.records
         self.last_hash = verified.last_hash
@@ -136,6 +138,28 @@ class AuditLog:
     @property
     def latest(self) -> dict[str, Any] | None:
         return self.records[-1] if self.records else None
+
+    def _lock(self) -> int:
+        import fcntl
+
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise AuditError(f"{lock}: cannot create the audit log's lock file: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise AuditError(f"{self.path}: another `promote watch` is appending to this audit log (it holds "
+                             f"{lock.name}); two writers would fork the hash chain") from None
+        return fd
+
+    def close(self) -> None:
+        """Release the lock (the process ending releases it too)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Chain ``record`` (adds ``v``, ``seq``, ``prev``, ``hash``), write it whole and fsync; returns it."""
