@@ -233,3 +233,23 @@ def test_the_runtime_stage_is_judged_at_each_windows_level(mini):
     notes = records[0]["evidence"]["stages"]["runtime"]["notes"]
     assert "each look judged at alpha 0.025 (2 declared looks)" in notes[0]
     assert records[0]["evidence"]["prompts"]["usable"] == 6
+
+
+def test_an_http_candidate_is_launched_once_for_the_whole_watch_and_stopped(mini):
+    """An `openai` candidate (tests/launch_server.py, vLLM's answer shape) kept open across windows: one
+    server start, every window's prompts sent to it, the server stopped when the watch ends."""
+    from test_launch import contract, started_pid
+
+    from promote.kernels import launch
+
+    path = contract(mini, "ok")
+    doc = yaml.safe_load(path.read_text())
+    doc["watch"] = {"window": "10ms", "sample": 4, "trip_after": 2}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = invoke("watch", str(path), "--windows", "3")
+    assert result.stderr.count("server (pid") == 1, result.stderr
+    assert not launch.alive(started_pid(result.stderr))
+    records = verify(mini.root / "contract.yaml.watch.jsonl").records
+    # uniform answers against the mini model: a real numerics failure, routed back after 2 bad windows
+    assert [r["decision"]["action"] for r in records] == ["hold", "route_back", "hold"] and result.exit_code == 1
+    assert all(r["evidence"]["stages"]["numerics"]["status"] == "fail" for r in records)
