@@ -164,10 +164,11 @@ def test_hostile_requests_are_refused_and_do_not_block_others(served):
 
 
 def test_cli_serve_listens_on_loopback_answers_and_stops_on_sigterm(tmp_path):
-    path = obs_contract(tmp_path, {"stale_after": "10m"})  # the default, 3 windows of 100 ms, is too short here
+    path = obs_contract(tmp_path)  # the default staleness, 3 windows of 100 ms, is too short here: --stale-after
     plant(path, ["clean"])
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "promote.cli", "serve", str(path), "--port", "0"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "promote.cli", "serve", str(path), "--port", "0",
+                             "--stale-after", "10m"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

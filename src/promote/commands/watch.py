@@ -114,13 +114,19 @@ def watch(ctx: click.Context, contract: str, window: str | None, windows: int | 
               help="Address to listen on. Only loopback by default: expose it through your ingress/proxy.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The audit log `promote watch` writes. Default: as `promote watch`.")
+@click.option("--stale-after", default=None, metavar="DURATION",
+              help="A latest decision older than this is missing data (Failed). Default: watch.stale_after, else "
+                   "three times watch.window.")
 @click.pass_context
-def serve(ctx: click.Context, contract: str, port: int, host: str, log_path: Path | None) -> None:
+def serve(ctx: click.Context, contract: str, port: int, host: str, log_path: Path | None,
+          stale_after: str | None) -> None:
     """Answer Argo Rollouts' `web` metric (GET /argo) and Flagger's webhooks (POST /flagger/confirm-rollout,
     /flagger/confirm-promotion, /flagger/rollback) from the latest decision in the audit log."""
     from promote.watch.serve import serve_forever
+    from promote.watch.spec import window_flag
 
     loaded, spec = _load(contract)
-    serve_forever(loaded, log_path or spec.log, host=host, port=port, stale_s=spec.stale_s,
+    stale = window_flag(stale_after, "--stale-after")
+    serve_forever(loaded, log_path or spec.log, host=host, port=port, stale_s=stale or spec.stale_s,
                   watch_promotes=spec.rules.promote_after is not None)
     ctx.exit(0)

@@ -126,14 +126,14 @@ def from_contract(contract: Any) -> WatchSpec:
     return spec
 
 
-def window_flag(text: str | None) -> float | None:
+def window_flag(text: str | None, flag: str = "--window") -> float | None:
     """``--window 60s`` (a Prometheus duration) in seconds; UsageError naming the flag."""
     if text is None:
         return None
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
-        raise UsageError(f"--window: {exc}") from None
+        raise UsageError(f"{flag}: {exc}") from None
     if seconds <= 0:
-        raise UsageError("--window: a window must last longer than 0")
+        raise UsageError(f"{flag}: a duration longer than 0 is needed")
     return seconds
