@@ -159,6 +159,7 @@ def test_cli_usage_errors_name_the_flag_or_key(tmp_path):
     bad = obs_contract(tmp_path, {"stages": ["numerics", "nope"], "window": "0s"})
     result = invoke("watch", str(bad), "--windows", "1")
     assert result.exit_code == 2 and "watch.stages[1]" in result.stderr and "unknown stage `nope`" in result.stderr
+    assert "watch.stages[0]" in result.stderr and "stage `numerics` has no `numerical:` section" in result.stderr
     assert "Traceback" not in result.output
 
 

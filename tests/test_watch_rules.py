@@ -106,6 +106,7 @@ def test_unknown_outcome_is_an_error_not_a_pass():
 
 def test_missing_data_never_passes():
     assert classify("pass", [], ["numerics"])[0] == "bad"  # nothing judged
+    assert classify("pass", [], [])[0] == "bad"  # not even a stage wanted
     rows = [("numerics", "kl", "pass", "pass")]
     assert classify("pass", rows, ["numerics", "observability"])[0] == "bad"  # a wanted stage judged nothing
     for status in ("error", "vacuous", "skipped"):

@@ -103,12 +103,15 @@ def from_contract(contract: Any) -> WatchSpec:
     window = _duration(doc, ("watch", "window"), raw.get("window"), problems)
     if window is not None and window <= 0:
         problems.append(doc.problem(("watch", "window"), "a window must last longer than 0"))
-    from promote.sections import stage_names
+    from promote.sections import section_of, stage_names
 
     for i, name in enumerate(raw.get("stages", [])):
         if name not in stage_names():
             problems.append(doc.problem(("watch", "stages", i), f"unknown stage `{name}`; valid: "
                                         + ", ".join(stage_names())))
+        elif section_of(name) not in contract.sections:
+            problems.append(doc.problem(("watch", "stages", i), f"stage `{name}` has no `{section_of(name)}:` "
+                                        "section in this contract: add it or drop the stage from `watch.stages`"))
     rules = Rules(trip_after=raw.get("trip_after", 1), restore_after=raw.get("restore_after", 3),
                   min_wait_s=_duration(doc, ("watch", "min_wait"), raw.get("min_wait", "5m"), problems) or 0.0,
                   promote_after=raw.get("promote_after"), canary_weight=raw.get("canary_weight", 10))

@@ -51,6 +51,8 @@ def classify(verdict: str, judged: Iterable[tuple[str, str, str, str]], wanted: 
     rows = list(judged)
     if verdict == INVALID or any(status == INVALID for _, _, status, _ in rows):
         return INVALID, "the verdict is `invalid`"
+    if not rows:
+        return "bad", "nothing was judged this window (missing data fails)"
     for stage in wanted:
         if not any(s == stage for s, _, _, _ in rows):
             return "bad", f"stage `{stage}` judged nothing this window (missing data fails)"
