@@ -6,6 +6,7 @@ dry-run and the `invalid` stop (issue 24 items 1, 2 and 4)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -254,3 +255,11 @@ def test_an_http_candidate_is_launched_once_for_the_whole_watch_and_stopped(mini
     # uniform answers against the mini model: a real numerics failure, routed back after 2 bad windows
     assert [r["decision"]["action"] for r in records] == ["hold", "route_back", "hold"] and result.exit_code == 1
     assert all(r["evidence"]["stages"]["numerics"]["status"] == "fail" for r in records)
+
+
+def test_validate_reports_watch_section_mistakes_with_their_line(tmp_path):
+    path = obs_contract(tmp_path, {"stages": ["runtime"]})
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2
+    assert re.search(r"c\.yaml:\d+:\d+: error: stage `runtime` has no `runtime:` section", result.stderr), result.stderr
+    assert invoke("validate", str(obs_contract(tmp_path))).exit_code == 0
