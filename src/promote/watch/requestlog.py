@@ -30,6 +30,7 @@ from promote.data.samples import EvalSet, Sample
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_TAG_CHARS = 200
+POOL = 8  # usable lines parsed per sampled prompt, newest first
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,11 @@ class Tail:
     samples: list[Sample] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     read_bytes: int = 0
+    pool: int = 0  # usable lines the sample was drawn from
     problem: str | None = None  # the log could not be read at all
 
     def evidence(self) -> dict[str, Any]:
-        return {"usable": len(self.samples), "skipped": dict(sorted(self.skipped.items())),
+        return {"usable": len(self.samples), "pool": self.pool, "skipped": dict(sorted(self.skipped.items())),
                 "read_bytes": self.read_bytes, **({"problem": self.problem} if self.problem else {})}
 
 
@@ -91,9 +93,31 @@ def _sample(record: Any, offset: int, spec: RequestLogSpec, now: float) -> Sampl
     return Sample(id=f"req@{offset}", input_ids=tuple(ids), tags=tags, line=0)
 
 
+def _offsets(lines: list[bytes], start: int) -> list[int]:
+    out, offset = [], start
+    for raw in lines:
+        out.append(offset)
+        offset += len(raw) + 1
+    return out
+
+
+def _parse_line(raw: bytes, here: int, spec: RequestLogSpec, now: float) -> Sample | str | None:
+    """The line's sample, the reason it is skipped, or None for a blank line."""
+    if not raw.strip():
+        return None
+    if len(raw) > MAX_LINE_BYTES:
+        return "too_long"
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "not_json"
+    return _sample(record, here, spec, now)
+
+
 def read_requests(spec: RequestLogSpec, now: float, window: int) -> Tail:
-    """Up to ``spec.sample`` recent prompts from the log (a seeded random sample of the usable lines in
-    the tail, in log order), with the counts of skipped lines."""
+    """Up to ``spec.sample`` recent prompts from the log, with the counts of skipped lines: lines are read
+    newest first until ``POOL × sample`` usable ones are found (the parse cost is bounded by the sample,
+    not the tail), and a seeded random sample of that pool is returned in log order."""
     out = Tail()
     try:
         data, start = _read_tail(spec.path, spec.tail_bytes)
@@ -101,35 +125,27 @@ def read_requests(spec: RequestLogSpec, now: float, window: int) -> Tail:
         out.problem = f"{spec.display_path}: cannot read the request log: {exc.strerror or exc}"
         return out
     out.read_bytes = len(data)
-    offset = start
     lines = data.split(b"\n")
-    last = lines.pop()  # after the final newline: empty, or a line still being written
-    if last:
+    if lines.pop():  # after the final newline: empty, or a line still being written
         out.skipped["incomplete"] += 1
-    usable: list[Sample] = []
-    for index, raw in enumerate(lines):
-        here, offset = offset, offset + len(raw) + 1
-        if index == 0 and start > 0:
-            out.skipped["cut_by_tail"] += 1
-            continue
-        if not raw.strip():
-            continue
-        if len(raw) > MAX_LINE_BYTES:
-            out.skipped["too_long"] += 1
-            continue
-        try:
-            record = json.loads(raw)
-        except (ValueError, RecursionError):
-            out.skipped["not_json"] += 1
-            continue
-        sample = _sample(record, here, spec, now)
-        if isinstance(sample, str):
-            out.skipped[sample] += 1
-        else:
-            usable.append(sample)
+    if start > 0 and lines:
+        lines[0] = b""  # cut by the tail: not a whole line
+        out.skipped["cut_by_tail"] += 1
+    offsets = _offsets(lines, start)
+    pool: list[Sample] = []
+    for index in range(len(lines) - 1, -1, -1):
+        if len(pool) >= POOL * spec.sample:
+            break
+        got = _parse_line(lines[index], offsets[index], spec, now)
+        if isinstance(got, str):
+            out.skipped[got] += 1
+        elif got is not None:
+            pool.append(got)
+    pool.reverse()
+    out.pool = len(pool)
     rng = random.Random(spec.seed * 1_000_003 + window)
-    keep = sorted(rng.sample(range(len(usable)), min(spec.sample, len(usable))))
-    out.samples = [usable[i] for i in keep]
+    keep = sorted(rng.sample(range(len(pool)), min(spec.sample, len(pool))))
+    out.samples = [pool[i] for i in keep]
     return out
 
 
