@@ -6,6 +6,7 @@ dry-run and the `invalid` stop (issue 24 items 1, 2 and 4)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -263,3 +264,21 @@ def test_validate_reports_watch_section_mistakes_with_their_line(tmp_path):
     assert result.exit_code == 2
     assert re.search(r"c\.yaml:\d+:\d+: error: stage `runtime` has no `runtime:` section", result.stderr), result.stderr
     assert invoke("validate", str(obs_contract(tmp_path))).exit_code == 0
+
+
+def test_request_log_reads_are_bounded_and_prefer_the_newest(tmp_path):
+    from promote.watch.requestlog import RequestLogSpec, read_requests
+
+    log = tmp_path / "r.jsonl"
+    log.write_text("".join(json.dumps({"input_ids": [i % 16, 1], "id": f"r{i}"}) + "\n" for i in range(1000)))
+    tail = read_requests(RequestLogSpec(path=log, display_path="r.jsonl", sample=4, tail_bytes=8192), 0.0, 1)
+    assert tail.read_bytes == 8192 and tail.skipped == {"cut_by_tail": 1} and tail.pool == 32
+    assert len(tail.samples) == 4 and all(int(s.tags["request_id"][1:]) >= 1000 - 32 for s in tail.samples)
+    again = read_requests(RequestLogSpec(path=log, display_path="r.jsonl", sample=4, tail_bytes=8192), 0.0, 2)
+    assert [s.id for s in again.samples] != [s.id for s in tail.samples]  # another window, another sample
+    old = read_requests(RequestLogSpec(path=log, display_path="r.jsonl", sample=4, max_age_s=60), 0.0, 1)
+    assert old.samples == [] and old.skipped == {"no_time": 1000}  # max_age needs `time`: none is usable
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    blocked = read_requests(RequestLogSpec(path=fifo, display_path="fifo.jsonl"), 0.0, 1)
+    assert blocked.samples == [] and "not a regular file" in blocked.problem
