@@ -183,3 +183,15 @@ def test_cli_serve_listens_on_loopback_answers_and_stops_on_sigterm(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 143
+
+
+def test_every_watch_and_serve_flag_is_documented():
+    from promote.commands.watch import serve, watch
+
+    cli_doc = (REPO / "docs" / "cli.md").read_text()
+    for command in (watch, serve):
+        section = cli_doc.split(f"## `promote {command.name} CONTRACT`", 1)[1].split("\n## ", 1)[0]
+        for option in command.params:
+            for flag in getattr(option, "opts", []):
+                if flag.startswith("--"):
+                    assert f"`{flag}" in section, f"docs/cli.md, promote {command.name}: {flag} is not documented"
