@@ -163,6 +163,46 @@ def test_hostile_requests_are_refused_and_do_not_block_others(served):
         silent.close()
 
 
+def test_a_flood_of_idle_connections_is_capped_and_the_server_recovers(tmp_path):
+    import select
+
+    from promote.watch.serve import MAX_CONNECTIONS
+
+    contract, _ = load_contract(obs_contract(tmp_path))
+    server = make_server(contract, tmp_path / "log.jsonl", host="127.0.0.1", port=0, stale_s=60,
+                         socket_timeout=120)  # idle connections inside the cap stay open for the whole test
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS + 10)]
+    try:
+        closed: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(closed) < 10 and time.monotonic() < deadline:
+            readable, _, _ = select.select([c for i, c in enumerate(idle) if i not in closed], [], [], 1.0)
+            for conn in readable:
+                assert conn.recv(1) == b""  # closed unanswered: over the cap
+                closed.add(idle.index(conn))
+        time.sleep(0.5)
+        assert len(closed) == 10 and not select.select([c for i, c in enumerate(idle) if i not in closed],
+                                                       [], [], 0)[0]  # the 64 inside the cap are held open
+    finally:
+        for conn in idle:
+            conn.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # their slots come back as the server sees them closed
+        try:
+            if request(port, "GET", "/healthz")[0] == 200:
+                break
+        except (ConnectionError, http.client.HTTPException, TimeoutError):
+            time.sleep(0.2)
+    try:
+        assert request(port, "GET", "/healthz") == (200, {"ok": True})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_cli_serve_listens_on_loopback_answers_and_stops_on_sigterm(tmp_path):
     path = obs_contract(tmp_path)  # the default staleness, 3 windows of 100 ms, is too short here: --stale-after
     plant(path, ["clean"])

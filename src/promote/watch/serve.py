@@ -11,7 +11,8 @@
 Missing data fails, never passes: no log, a log that does not verify, a log of another contract, or a
 latest decision older than ``stale_s`` answer ``Failed`` (confirm hooks wait, rollback rolls back).
 Hostile-safe: only loopback by default, request bodies capped (``MAX_BODY``) and required to have a
-length, a socket timeout per connection, JSON out only (nothing from a request is echoed back).
+length, a socket timeout per connection, at most ``MAX_CONNECTIONS`` served at once, JSON out only
+(nothing from a request is echoed back).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from promote.watch.audit import AuditError, verify
 
 MAX_BODY = 64 * 1024
 SOCKET_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 64  # open connections served at once; more are closed unanswered (no thread each)
 HOOKS = ("confirm-rollout", "confirm-promotion", "rollback")
 
 
@@ -182,21 +184,50 @@ class Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT  # noqa: N815
 
 
-def make_handler(respond: Callable[[], dict[str, Any]], watch_promotes: bool = False) -> type[BaseHTTPRequestHandler]:
-    return type("BoundHandler", (Handler,), {"respond": staticmethod(respond), "watch_promotes": watch_promotes})
+def make_handler(respond: Callable[[], dict[str, Any]], watch_promotes: bool = False,
+                 timeout: float = SOCKET_TIMEOUT_S) -> type[BaseHTTPRequestHandler]:
+    return type("BoundHandler", (Handler,), {"respond": staticmethod(respond), "watch_promotes": watch_promotes,
+                                             "timeout": timeout})
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``MAX_CONNECTIONS`` at once: a flood of idle connections costs
+    a closed socket each, not a thread each (each held one lasts at most ``SOCKET_TIMEOUT_S`` idle)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 def make_server(contract: Any, log_path: Path, *, host: str, port: int, stale_s: float,
-                clock: Callable[[], float] = time.time, watch_promotes: bool = False) -> ThreadingHTTPServer:
+                clock: Callable[[], float] = time.time, watch_promotes: bool = False,
+                socket_timeout: float = SOCKET_TIMEOUT_S) -> ThreadingHTTPServer:
     latest = LatestDecision(Path(log_path))
 
     def respond() -> dict[str, Any]:
         record, problem = latest.get()
         return answer(record, problem, contract_sha256=contract.sha256, stale_s=stale_s, now=clock())
 
-    server = ThreadingHTTPServer((host, port), make_handler(respond, watch_promotes))
-    server.daemon_threads = True
-    return server
+    return BoundedServer((host, port), make_handler(respond, watch_promotes, socket_timeout))
 
 
 def serve_forever(contract: Any, log_path: Path, *, host: str, port: int, stale_s: float,
