@@ -282,3 +282,15 @@ def test_request_log_reads_are_bounded_and_prefer_the_newest(tmp_path):
     os.mkfifo(fifo)
     blocked = read_requests(RequestLogSpec(path=fifo, display_path="fifo.jsonl"), 0.0, 1)
     assert blocked.samples == [] and "not a regular file" in blocked.problem
+
+
+def test_sink_flags_are_typed_as_the_contract_would_type_them():
+    from promote.watch.spec import parse_sink_flag
+
+    spec = parse_sink_flag("haproxy:socket=tcp://127.0.0.1:9999,backend=llm,timeout_s=2.5,rule=0,verify=false,"
+                           "url=http://h:1/x?a=1")
+    assert spec.kind == "haproxy" and spec.where == "--sink haproxy"
+    assert spec.options == {"socket": "tcp://127.0.0.1:9999", "backend": "llm", "timeout_s": 2.5, "rule": 0,
+                            "verify": False, "url": "http://h:1/x?a=1"}
+    assert parse_sink_flag("webhook").options == {}
+    assert parse_sink_flag("x:n=1e3,m=-2,s=1.2.3,t=True").options == {"n": 1000.0, "m": -2, "s": "1.2.3", "t": "True"}

@@ -51,8 +51,24 @@ class WatchSpec:
         return self.stale_after_s if self.stale_after_s is not None else 3 * self.window_s
 
 
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+
+
+def flag_value(text: str) -> str | int | float | bool:
+    """A ``--sink`` option value as the contract's YAML would type it, for the plain cases: ``true``/``false``
+    a boolean, a decimal number a number (``timeout_s=5``), anything else the string as written."""
+    if text in ("true", "false"):
+        return text == "true"
+    if _NUMBER.match(text):
+        number = float(text)
+        if number == number and abs(number) != float("inf"):
+            return int(text) if text.lstrip("-").isdigit() else number
+    return text
+
+
 def parse_sink_flag(text: str) -> SinkSpec:
-    """``KIND:key=value,key=value`` (``KIND`` alone when the sink needs no option); values are strings."""
+    """``KIND:key=value,key=value`` (``KIND`` alone when the sink needs no option); values typed by
+    ``flag_value`` (a numeric-looking name must then go in the contract's ``watch.sinks``, quoted)."""
     where = f"--sink {text.partition(':')[0] or text}"
     kind, _, rest = text.partition(":")
     if not re.fullmatch(SINK_KIND_PATTERN, kind):
@@ -65,7 +81,7 @@ def parse_sink_flag(text: str) -> SinkSpec:
             raise UsageError(f"{where}: option {part!r} is not key=value with a lower-case key (a-z, 0-9, _ and -)")
         if key in options or key == "kind":
             raise UsageError(f"{where}: option `{key}` given twice (or named `kind`)")
-        options[key] = value
+        options[key] = flag_value(value)
     return SinkSpec(kind=kind, options=options, where=where)
 
 
