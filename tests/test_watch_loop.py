@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from watch_sinks import ExplodingSink, FileSink
+from watch_sinks import ExplodingSink, FileSink, FlakySink
 
 from promote.cli import cli
 from promote.contract.model import load_contract
@@ -73,8 +73,9 @@ def test_an_honest_canary_holds_then_a_faulted_one_is_routed_back_and_restored(t
     assert json.loads((tmp_path / "traffic.json").read_text()) == {"weight": 10}
     routed = records[2]
     assert routed["contract_sha256"] == watch.contract.sha256 and routed["candidate_digest"] == "img@sha256:a"
-    assert routed["sinks"] == [{"call": "apply", "sink": "file", "ok": True, "dry_run": False, "changed": True,
-                                "read_back": {"weight": 0}, "message": ""}]
+    assert routed["sinks"] == [{"call": "apply", "action": "route_back", "candidate_weight": 0, "sink": "file",
+                                "ok": True, "dry_run": False, "changed": True, "read_back": {"weight": 0},
+                                "message": ""}]
     assert "observability/log-ratio" in routed["decision"]["reason"]
     assert routed["evidence"]["stages"]["observability"]["clauses"]["log-ratio"] == "fail"
     assert routed["evidence"]["notable"][0]["observed"] == pytest.approx(0.4)
@@ -100,7 +101,8 @@ def test_an_invalid_verdict_stops_the_loop_and_the_log_stays_stopped_for_that_di
     records = verify(watch.spec.log).records
     assert len(records) == 2 and records[-1]["decision"]["action"] == "stop"
     assert records[-1]["decision"]["verdict"] == "invalid" and records[-1]["decision"]["candidate_weight"] == 0
-    assert calls(tmp_path)[-1]["weight"] == 0
+    assert calls(tmp_path)[-1] == {"window": 2, "action": "route_back", "dry_run": False, "weight": 0}  # not `stop`:
+    assert json.loads((tmp_path / "traffic.json").read_text()) == {"weight": 0}  # routing sinks ignore a stop
     again = make_watch(path, [sink], windows=1, evaluate=lambda i, now: WindowResult("clean", "pass", "x"))
     assert again.run() == 3 and len(verify(watch.spec.log).records) == 2  # same digest: refuses, writes nothing
     new = make_watch(path, [sink], windows=1, evaluate=lambda i, now: WindowResult("clean", "pass", "x"),
@@ -116,6 +118,22 @@ def test_a_restarted_watch_resumes_its_streaks_from_the_log(tmp_path):
     second = make_watch(path, [], windows=1)
     assert second.run() == 1  # the second bad window in a row, across the restart
     assert [r["decision"]["action"] for r in verify(second.spec.log).records] == ["hold", "route_back"]
+
+
+def test_an_unconfirmed_route_back_is_retried_every_window_until_the_sink_confirms_it(tmp_path):
+    path = obs_contract(tmp_path)
+    snapshot(tmp_path, 0.4)
+    flaky = FlakySink({"path": str(tmp_path / "traffic.json"), "failures": 2}, "test")
+    watch = make_watch(path, [flaky], windows=2)
+    assert watch.run() == 1
+    first = make_watch(path, [FlakySink({"path": str(tmp_path / "traffic.json"), "failures": 0}, "t")], windows=2)
+    assert first.run() == 1  # a restarted watch retries what the log says is unconfirmed
+    records = verify(watch.spec.log).records
+    assert [r["decision"]["action"] for r in records] == ["route_back", "hold", "hold", "hold"]
+    assert [(r["sinks"][0]["action"], r["sinks"][0]["ok"]) for r in records] == [
+        ("route_back", False), ("route_back", False), ("route_back", True), ("hold", True)]
+    assert [c["action"] for c in calls(tmp_path)] == ["route_back", "route_back", "route_back", "hold"]
+    assert json.loads((tmp_path / "traffic.json").read_text()) == {"weight": 0}
 
 
 def test_a_sink_that_raises_is_recorded_and_the_decision_is_kept(tmp_path):

@@ -30,12 +30,18 @@ class FileSink:
         except (OSError, ValueError, KeyError):
             return {"weight": None}
 
-    def apply(self, decision: Decision, *, dry_run: bool = False) -> SinkResult:
+    def log_call(self, decision: Decision, dry_run: bool) -> None:
         with self.path.with_suffix(".calls").open("a") as calls:
             calls.write(json.dumps({"window": decision.window, "action": decision.action, "dry_run": dry_run,
                                     "weight": decision.candidate_weight}) + "\n")
+
+    def apply(self, decision: Decision, *, dry_run: bool = False) -> SinkResult:
+        self.log_call(decision, dry_run)
         time.sleep(self.delay)  # a slow traffic system: a signal may land while a sink acts
         before = self.read_back()
+        if decision.action not in ("route_back", "restore", "promote"):  # as the built-in routing sinks
+            return SinkResult(sink=self.name, ok=True, dry_run=dry_run, changed=False, read_back=before,
+                              message=f"{decision.action}: nothing to change")
         if dry_run:
             return SinkResult(sink=self.name, ok=True, dry_run=True, changed=False, read_back=before,
                               message=f"would set weight {decision.candidate_weight}")
@@ -45,6 +51,22 @@ class FileSink:
         after = self.read_back()
         return SinkResult(sink=self.name, ok=after.get("weight") == decision.candidate_weight, dry_run=False,
                           changed=changed, read_back=after)
+
+
+class FlakySink(FileSink):
+    """Its traffic system refuses the first ``failures`` weight-changing calls."""
+
+    def __init__(self, options: Mapping[str, Any], where: str) -> None:
+        super().__init__({k: v for k, v in options.items() if k != "failures"}, where)
+        self.failures = int(options.get("failures", 1))
+
+    def apply(self, decision: Decision, *, dry_run: bool = False) -> SinkResult:
+        if decision.action in ("route_back", "restore", "promote") and self.failures > 0:
+            self.failures -= 1
+            self.log_call(decision, dry_run)
+            return SinkResult(sink=self.name, ok=False, dry_run=dry_run, changed=False, read_back=self.read_back(),
+                              message="the traffic system refused the change")
+        return super().apply(decision, dry_run=dry_run)
 
 
 class ExplodingSink:

@@ -25,7 +25,7 @@ from promote.redact import redact_data
 from promote.sinks.api import Decision, Sink
 from promote.watch.audit import AuditLog
 from promote.watch.rules import State, initial, step
-from promote.watch.sinks import apply_all
+from promote.watch.sinks import apply_all, for_sinks, unconfirmed_after
 from promote.watch.spec import WatchSpec
 from promote.watch.window import WindowResult, evaluate_window
 
@@ -56,6 +56,10 @@ class Watch:
         latest = self.log.latest
         if latest is None:
             return initial(self.spec.rules, self.digest)
+        names = [str(getattr(sink, "name", "")) for sink in self.sinks]
+        self.unconfirmed = {i: r["action"] for i, r in enumerate(latest.get("sinks") or [])
+                            if i < len(names) and isinstance(r, dict) and r.get("sink") == names[i]
+                            and r.get("ok") is False and r.get("action") in ("route_back", "restore", "promote")}
         try:
             return State.from_json(latest.get("state"))
         except ValueError as exc:
@@ -69,7 +73,9 @@ class Watch:
         decision = Decision(action=action, candidate_weight=state.weight, window=index, verdict=verdict,  # type: ignore[arg-type]
                             reason=f"{result.reason}; {reason}", contract_sha256=self.contract.sha256,
                             candidate_digest=self.digest)
-        sink_results = apply_all(self.sinks, decision, dry_run=self.dry_run)
+        sink_results = apply_all(self.sinks, for_sinks(decision, len(self.sinks), self.unconfirmed),
+                                 dry_run=self.dry_run)
+        self.unconfirmed = unconfirmed_after(self.unconfirmed, sink_results)
         ended = self.clock()
         record = {"time": _iso(ended), "contract_sha256": self.contract.sha256, "candidate_digest": self.digest,
                   "window": {"index": index, "started": _iso(started), "ended": _iso(ended),
@@ -129,6 +135,7 @@ class Watch:
         return self._kernels
 
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    unconfirmed: dict[int, str] = field(default_factory=dict)  # sink index → weight-changing action to retry
     base_evalset: Callable[[], Any] = field(default=lambda: None)
     _kernels: dict[str, Any] | None = None
 
