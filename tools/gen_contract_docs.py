@@ -34,6 +34,11 @@ A contract is a YAML file checked against `schemas/contract.schema.json` (print 
   name the candidate it tested), and only a secret-looking name masks the parts of a
   `file:factory` value: give a variable that holds a secret a secret's name.
 - Clause ids must be unique across the whole contract.
+- A `numerical` bound that can never fail is an error (exit 2, at its line): `max` at or above the top
+  of the metric's range (`tv` max 1) or `min` at or below its bottom (`argmax_agree` min 0, `kl` min 0),
+  because such a clause passes whatever the kernels do. The ranges are those of
+  [calibration.md](calibration.md) (a `sum` has no top). A bound beyond the other end (`kl` max −1)
+  fails always; that is loud, so it stays valid.
 - Bound-chain consistency: `validate` and `check` warn (on stderr, once per run) about a
   `logit_osc`/`logit_drift` clause too loose to imply a sibling `tv`/`kl`/`abs_log_ratio` clause of
   the same statistic, or beyond the PPO clip budget of `numerical.implications.clip`. Each warning
