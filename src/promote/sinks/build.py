@@ -24,6 +24,7 @@ def build_sink(entry: Mapping[str, Any], where: str) -> Sink:
     if not isinstance(kind, str) or kind not in SINKS:
         close = difflib.get_close_matches(str(kind), kinds, n=1, cutoff=0.6)
         hint = f"did you mean `{close[0]}`? " if close else ""
-        shown = "missing" if kind is None else f"{kind!r}"
-        raise UsageError(f"{where}: `kind` is {shown}; {hint}the sinks are {', '.join(f'`{k}`' for k in kinds)}")
+        shown = "`kind` is missing" if kind is None else f"unknown sink kind `{kind}`"
+        raise UsageError(f"{where}: {shown}; {hint}the sinks are {', '.join(f'`{k}`' for k in kinds)}"
+                         " (a plug-in's sink needs its module in $PROMOTE_PLUGINS)")
     return SINKS.get(kind)({k: v for k, v in entry.items() if k != "kind"}, where)

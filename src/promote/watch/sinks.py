@@ -17,9 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 from promote import console
-from promote.errors import UsageError
 from promote.redact import redact_message
-from promote.sinks.api import SINKS, Decision, Sink, SinkResult
+from promote.sinks.api import Decision, Sink, SinkResult
+from promote.sinks.build import build_sink
 from promote.watch.spec import SinkSpec
 
 
@@ -28,14 +28,7 @@ def build_sinks(specs: Iterable[SinkSpec]) -> list[Sink]:
     from promote.contract.plugins import load_env_plugins
 
     load_env_plugins()  # a plug-in's sinks ($PROMOTE_PLUGINS)
-    sinks = []
-    for spec in specs:
-        if spec.kind not in SINKS:
-            raise UsageError(f"{spec.where}: unknown sink kind `{spec.kind}`; registered: "
-                             f"{', '.join(SINKS.names()) or '(none)'} (a plug-in's sink needs its module in "
-                             "$PROMOTE_PLUGINS)")
-        sinks.append(SINKS.get(spec.kind)(spec.options, spec.where))
-    return sinks
+    return [build_sink({**spec.options, "kind": spec.kind}, spec.where) for spec in specs]
 
 
 def for_sinks(decision: Decision, count: int, unconfirmed: Mapping[int, str]) -> list[Decision]:
