@@ -1,4 +1,4 @@
-"""Every sink and each of its options is documented (docs/watch.md "Sinks", written in docs/watch-sinks.md),
+"""Every sink and each of its options is documented (docs/watch.md "Sinks"),
 and every registered sink builds through the registry lazily."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ MODULES = {"haproxy": "haproxy", "httproute": "httproute", "argo-abort": "argo",
 
 
 def sink_docs() -> str:
-    text = "".join(p.read_text() for p in (ROOT / "docs" / "watch-sinks.md", ROOT / "docs" / "watch.md") if p.exists())
+    text = (ROOT / "docs" / "watch.md").read_text()
     assert "## Sinks" in text
     return text
 
