@@ -65,7 +65,7 @@ def _files(doc: LoadedDocument, raw: dict[str, Any], shared: dict[str, Any], whe
             continue
         path = resolve_path(doc, given).resolve()
         at = (*where, key) if key in raw else ("identity", key)
-        if not path.exists():
+        if not path.exists() and (key in raw or where[-1] == "reference"):  # a shared key: said once
             problems.append(doc.problem(at, f"`{key}: {given}` does not exist (looked for {path}); paths are "
                                         "relative to the contract file"))
         values[key], displays[key] = path, display_path(doc, given)

@@ -39,16 +39,18 @@ def _largest_id(inputs: IdentityInputs) -> tuple[int, Any] | None:
     return best
 
 
-def _beyond(inputs: IdentityInputs, side: SideFacts, size: int | None, what: str) -> Finding | None:
+def _beyond(inputs: IdentityInputs, sides: list[SideFacts], size: int, what: str) -> Finding | None:
+    """Eval-set ids at or past ``size`` (the ``what`` of ``sides``, one finding for sides that share it)."""
     largest = _largest_id(inputs)
-    if size is None or largest is None or largest[0] < size:
+    if largest is None or largest[0] < size:
         return None
     token, sample = largest
+    whose = " and ".join(s.label for s in sides)
     return Finding("vocabulary", "invalid", "eval_set",
                    f"eval set line {sample.line}: sample `{sample.id}` has token id {token}, beyond the {what} of "
-                   f"{side.label}, {size} ids (0..{size - 1})", RETOKENIZE,
+                   f"{whose}, {size} ids (0..{size - 1})", RETOKENIZE,
                    {"sample": sample.id, "line": sample.line, "token": token, "size": size, "of": what,
-                    "role": side.role})
+                    "roles": [s.role for s in sides]})
 
 
 def _sizes(inputs: IdentityInputs) -> dict[str, Any]:
@@ -89,11 +91,17 @@ def check(inputs: IdentityInputs) -> list[Finding]:
                            f"{tokenizers['candidate']} ids", "build both sides from the same tokenizer (see "
                            "`identity.reference.tokenizer` / `identity.candidate.tokenizer`)",
                            {"sizes": _sizes(inputs)}))
-    for side in inputs.sides():
-        for size, what in ((side.vocab, "model's vocabulary"), (side.tokenizer_vocab, "tokenizer's vocabulary")):
-            finding = _beyond(inputs, side, size, what)
-            if finding is not None and finding.message not in {f.message for f in out}:
+    for what, size_of in (("model's vocabulary", lambda s: s.vocab), ("tokenizer's vocabulary",
+                                                                       lambda s: s.tokenizer_vocab)):
+        by_size: dict[int, list[SideFacts]] = {}
+        for side in inputs.sides():
+            if size_of(side) is not None:
+                by_size.setdefault(size_of(side), []).append(side)
+        for size, sides in sorted(by_size.items()):
+            finding = _beyond(inputs, sides, size, what)
+            if finding is not None:
                 out.append(finding)
+                break  # the smallest size it exceeds says it
     tokenizer = _tokenizer(inputs)
     if ref.vocab is not None and cand.vocab is not None:
         if ref.vocab != cand.vocab and (tokenizer is None or min(ref.vocab, cand.vocab) < tokenizer):
