@@ -226,3 +226,22 @@ def test_decide_gives_invalid_over_error_and_never_a_pass():
     note = Finding("vocabulary", "note", "both", "padded", "nothing")
     assert decide(passed, Escalation(), findings=[note]).verdict == "pass"
     assert IdentityResult(findings=[finding]).invalid and not IdentityResult(findings=[note]).invalid
+
+
+def test_calibrate_counts_an_invalid_row_as_neither_a_catch_nor_a_pass():
+    from promote.calibrate.table import _cell, _row_outcome, judge
+    from promote.results import ClauseResult
+
+    def cells(*statuses: str, kind: str) -> dict:
+        return {f"c{i}": _cell([ClauseResult(f"c{i}", "numerics", s, "not judged: identity" if s == "invalid" else "")],
+                               kind) for i, s in enumerate(statuses)}
+
+    fault = cells("fail", "invalid", kind="fault")  # one clause would read as caught: the row is still invalid
+    honest = cells("pass", "invalid", kind="honest")
+    assert _row_outcome("fault", fault) == "invalid" and _row_outcome("honest", honest) == "invalid"
+    doc = judge({"variants": [
+        {"name": "bf16", "kind": "fault", "covered": True, "description": "d", "outcome": "invalid", "cells": fault},
+        {"name": "honest", "kind": "honest", "covered": None, "description": "d", "outcome": "invalid",
+         "cells": honest}]})
+    assert doc["exit_code"] == 3 and doc["problems"] == []
+    assert all("neither a catch nor a pass" in e for e in doc["errors"]) and len(doc["errors"]) == 2
