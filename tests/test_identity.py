@@ -245,3 +245,25 @@ def test_calibrate_counts_an_invalid_row_as_neither_a_catch_nor_a_pass():
          "cells": honest}]})
     assert doc["exit_code"] == 3 and doc["problems"] == []
     assert all("neither a catch nor a pass" in e for e in doc["errors"]) and len(doc["errors"]) == 2
+
+
+def test_findings_come_first_in_every_rendering():
+    from reports import invalid_report
+
+    from promote.report.render import render_comment, render_html, render_junit, render_summary, render_text
+    from promote.report.view import annotation_items
+
+    report = invalid_report()
+    assert report.invalid and report.exit_code == 3
+    text = render_text(report)
+    assert text.index("INVALID      prompt [candidate]") < text.index("[numerics] invalid")
+    assert "fix: send the eval set's ids as they are" in text
+    for markdown in (render_comment(report), render_summary(report)):
+        assert markdown.index("| 🚫 invalid | `prompt` | candidate |") < markdown.index("`kl-mean`")
+    html = render_html(report)
+    assert html.index('<section id="identity">') < html.index('<section id="attention">')
+    assert "s|1 **x**" in html and "<h2>Identity: invalid, nothing was judged</h2>" in html
+    assert annotation_items(report)[0]["title"] == "promote identity invalid: prompt [candidate]"
+    assert 'errors="2"' in render_junit(report)
+    round_trip = type(report).from_dict(json.loads(report.to_json()))
+    assert round_trip.findings == report.findings and round_trip.invalid

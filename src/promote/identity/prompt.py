@@ -37,12 +37,13 @@ def diagnose(sent: Sequence[int], scored: Sequence[int] | None) -> str:
 
 
 def _finding(side: SideFacts | None, role: str, label: str, sample: str, sent: Sequence[int],
-             scored: Sequence[int] | None, count: int = 1) -> Finding:
+             scored: Sequence[int] | None, count: int = 1, said: str = "") -> Finding:
     more = f" (and {count - 1} more sample(s))" if count > 1 else ""
     return Finding("prompt", "invalid", role,
                    f"{label} did not score the eval set's ids for sample `{sample}`{more}: {diagnose(sent, scored)}; "
                    f"sent {len(sent)} ids {list(sent)[:8]}…, scored "
-                   + (f"{len(scored)} ids {list(scored)[:8]}…" if scored is not None else "another prompt"),
+                   + (f"{len(scored)} ids {list(scored)[:8]}…" if scored is not None else "another prompt")
+                   + (f" (the answer: {said})" if said else ""),
                    FIX, {"sample": sample, "sent": list(sent)[:64], "scored": None if scored is None else
                          list(scored)[:64], "samples": count})
 
@@ -67,7 +68,8 @@ def from_evidence(exc: IdentityEvidence, inputs: IdentityInputs) -> Finding:
     """A server scored other ids than it was sent (``kernels/openai_kernel.py``)."""
     side = inputs.side(exc.role)
     ev = exc.evidence
-    return _finding(side, exc.role, side.label, str(ev.get("sample")), ev.get("sent") or [], ev.get("scored"))
+    return _finding(side, exc.role, side.label, str(ev.get("sample")), ev.get("sent") or [], ev.get("scored"),
+                    said=str(ev.get("said") or ""))
 
 
 CHECK = IdentityCheck("prompt", check, doc=__doc__ or "")

@@ -143,6 +143,7 @@ def _vllm(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
     if len(entries) != len(ids):
         n = len(entries)
         scored = _reported_ids(_choice(body))
+        scored = None if scored == list(ids) else scored  # the same ids, other entries: say only the length
         raise PromptMismatch(f"`prompt_logprobs` has {n} entries for a prompt of {len(ids)} tokens; the server "
                              "tokenized the prompt differently (token mismatch)", scored)
     scored = _reported_ids(_choice(body))

@@ -162,7 +162,7 @@ class OpenAIKernel(Kernel):
         except apis.PromptMismatch as exc:  # the identity check's `prompt` finding (identity/prompt.py)
             raise IdentityEvidence("prompt", self.role, f"{self.label}: the answer for sample `{sample_id}` from "
                                    f"{self.endpoint}: {exc}", {"sample": sample_id, "sent": list(ids),
-                                                               "scored": exc.scored}) from None
+                                                               "scored": exc.scored, "said": str(exc)}) from None
         except apis.ShapeError as exc:
             raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint}: {exc}") \
                 from None

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from promote.data import Batch
 from promote.engine.passes import Before
+from promote.errors import EvaluationError
 from promote.findings import IdentityInvalid
 from promote.identity.result import IdentityResult
 from promote.identity.runner import identify
@@ -70,5 +71,9 @@ def live(ctx: StageContext, stage: str) -> StageResult | None:
     """Before a live stage that runs the kernels: the identity (once; without a probe when no offline
     stage ran); the stage's not-judged result when the run is invalid, else None (run it)."""
     if ctx.identity is None:
-        static(ctx, dict(zip(("reference", "candidate"), ctx.kernels(), strict=True)))
+        try:
+            kernels = ctx.kernels()
+        except EvaluationError:
+            return None  # a kernel that cannot open: the stage reports that itself (`error`)
+        static(ctx, dict(zip(("reference", "candidate"), kernels, strict=True)))
     return not_judged(ctx, stage) if ctx.identity is not None and ctx.identity.invalid else None
