@@ -267,3 +267,41 @@ def test_findings_come_first_in_every_rendering():
     assert 'errors="2"' in render_junit(report)
     round_trip = type(report).from_dict(json.loads(report.to_json()))
     assert round_trip.findings == report.findings and round_trip.invalid
+
+
+def test_a_live_stage_alone_is_not_judged_when_identity_fails(mini):
+    """`--stage runtime`: no offline pass ran, so the checks that need no probe run before the stage; two
+    weights files `identity.same` requires equal make the runtime stage `invalid`, never measured."""
+    for role, value in (("reference", 1.0), ("candidate", 2.0)):
+        save_file({"scale": np.full(4, value, np.float32)}, str(mini.root / f"{role}.safetensors"))
+    identity = {"same": ["weights"], "reference": {"weights": "reference.safetensors"},
+                "candidate": {"weights": "candidate.safetensors"}}
+    path = mini.contract(extra={"identity": identity, "runtime": {"warmup": 0, "repeats": 1, "clauses": [
+        {"id": "errors", "metric": "error_rate", "max": 0}]}})
+    result = invoke("check", str(path), "--stage", "runtime", "--format", "json")
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)
+    stage = next(s for s in report["stages"] if s["name"] == "runtime")
+    assert stage["status"] == "invalid" and stage["details"] == {}
+    assert report["verdict"] == "invalid" and report["identity"]["probe_samples"] == 0
+    assert report["identity"]["checked"] == ["vocabulary", "prompt", "fingerprint"]  # on what the kernels declare
+    assert report["identity"]["findings"][0]["check"] == "fingerprint"
+
+
+def test_shards_carry_an_invalid_identity_into_the_merged_report(tmp_path):
+    """`check --shard I/N` then `merge`: each shard checks its first batch; the merged run is invalid too."""
+    from promote.run import run_merge, write_shard
+
+    path = project(tmp_path, candidate="build_wide")
+    partials = [tmp_path / f"part{i}" for i in range(2)]
+    for i, out in enumerate(partials):
+        assert write_shard(str(path), i, 2, out) == 3
+    merged = run_merge(partials)
+    assert merged.invalid and merged.exit_code == 3
+    assert [f.check for f in merged.findings] == ["vocabulary"]
+    assert all(c.status == "invalid" for s in merged.stages for c in s.clauses)
+    honest = project(tmp_path / "honest", candidate="build") if (tmp_path / "honest").mkdir() is None else None
+    for i, out in enumerate(partials):
+        assert write_shard(str(honest), i, 2, out) == 0
+    merged = run_merge(partials)
+    assert merged.verdict == "pass" and merged.findings == [] and merged.identity.probe_samples == 4

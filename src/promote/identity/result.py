@@ -42,11 +42,12 @@ class IdentityResult:
                    probe_samples=int(data.get("probe_samples", 0)), scored_vocab=data.get("scored_vocab"))
 
     def merged(self, other: IdentityResult) -> IdentityResult:
-        """Two shards' results as one run's: findings once each, the first shard's fingerprints."""
+        """Two shards' results as one run's: findings once each, the first shard's fingerprints and probe
+        (shard 0's first batch is the single run's), so a merged report equals the one-process report."""
         seen = {(f.check, f.side, f.message) for f in self.findings}
         extra = [f for f in other.findings if (f.check, f.side, f.message) not in seen]
         return IdentityResult(findings=[*self.findings, *extra], fingerprints=self.fingerprints or other.fingerprints,
                               checked=list(dict.fromkeys([*self.checked, *other.checked])),
                               not_checked={**other.not_checked, **self.not_checked},
-                              probe_samples=self.probe_samples + other.probe_samples,
+                              probe_samples=self.probe_samples or other.probe_samples,
                               scored_vocab=self.scored_vocab if self.scored_vocab is not None else other.scored_vocab)
