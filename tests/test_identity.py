@@ -305,3 +305,40 @@ def test_shards_carry_an_invalid_identity_into_the_merged_report(tmp_path):
         assert write_shard(str(honest), i, 2, out) == 0
     merged = run_merge(partials)
     assert merged.verdict == "pass" and merged.findings == [] and merged.identity.probe_samples == 4
+
+
+def test_a_registered_check_runs_before_any_metric_and_can_make_the_run_invalid(tmp_path):
+    """The route value-semantics, sampling and plug-in checks take: register an IdentityCheck; it reads the
+    probe's outputs (here: both sides' logits widths) and its invalid finding stops the run."""
+    from promote.identity.api import IDENTITY_CHECKS, IdentityCheck, IdentityInputs
+
+    seen: list[IdentityInputs] = []
+
+    def planted(inputs: IdentityInputs) -> list[Finding]:
+        seen.append(inputs)
+        return [Finding("planted", "invalid", "candidate", "planted mismatch", "remove the plant",
+                        {"width": int(inputs.candidate.outputs.logits.shape[-1])})]
+
+    with IDENTITY_CHECKS.registered("planted", IdentityCheck("planted", planted, needs_probe=True)):
+        result, report = run(project(tmp_path))
+    assert result.exit_code == 3, result.output
+    assert_not_judged(report)
+    assert report["identity"]["checked"][-1] == "planted" and invalid_findings(report)[0]["evidence"] == {"width": 16}
+    [inputs] = seen
+    assert inputs.probe is not None and len(inputs.probe.samples) == 4 and inputs.reference.vocab == 16
+    assert inputs.reference.kind == inputs.candidate.kind == "torch"
+
+
+def test_a_kernel_kind_declares_which_checks_apply():
+    """`KernelKind.identity`: a kind that supports only fingerprints gets the others listed as not checked."""
+    from promote.contract.identity_spec import IdentitySpec
+    from promote.contract.kinds import KINDS, KernelKind
+    from promote.identity.api import IDENTITY_CHECKS, IdentityInputs, SideFacts
+    from promote.identity.runner import applies
+
+    sides = {role: SideFacts(role=role, kind="toy-fp", label=role) for role in ("reference", "candidate")}
+    inputs = IdentityInputs(spec=IdentitySpec(), task="causal-lm", evalset=None, probe=None, **sides)
+    with KINDS.registered("toy-fp", KernelKind(None, frozenset(), identity=frozenset({"fingerprint"}))):
+        assert applies(IDENTITY_CHECKS.get("fingerprint"), inputs) is None
+        assert applies(IDENTITY_CHECKS.get("vocabulary"), inputs) == (
+            "kernel kind `toy-fp` (reference) declares no `vocabulary` identity check")
