@@ -312,3 +312,19 @@ def test_sink_flags_are_typed_as_the_contract_would_type_them():
                             "verify": False, "url": "http://h:1/x?a=1"}
     assert parse_sink_flag("webhook").options == {}
     assert parse_sink_flag("x:n=1e3,m=-2,s=1.2.3,t=True").options == {"n": 1000.0, "m": -2, "s": "1.2.3", "t": "True"}
+
+
+def test_a_real_identity_mismatch_stops_the_watch_with_exit_3(mini):
+    """Not a planted verdict: a candidate with 4 more vocabulary rows is `invalid` by the identity check
+    (issue 23) in the first window; the loop routes it back, stops, and the log says why."""
+    model = mini.root / "model.py"
+    model.write_text(model.read_text() + "\n\ndef build_wide():\n    m = Mini()\n"
+                     "    m.out = torch.nn.Parameter(torch.cat([m.out.data, torch.zeros(8, 4)], dim=1))\n"
+                     "    return m\n")
+    path = mini.contract("wide.yaml", candidate="build_wide", extra={"watch": {"window": "10ms", "sample": 6}})
+    result = invoke("watch", str(path), "--windows", "3")
+    assert result.exit_code == 3, result.output
+    records = verify(mini.root / "wide.yaml.watch.jsonl").records
+    assert len(records) == 1 and records[0]["outcome"] == "invalid"
+    assert records[0]["decision"]["action"] == "stop" and records[0]["decision"]["candidate_weight"] == 0
+    assert "vocabulary" in json.dumps(records[0]["evidence"])
