@@ -53,7 +53,7 @@ class VllmKernel(Kernel):
         self.shared = SharedLogits(self.label)
         try:
             self._start()
-            self._score([PROBE], "the probe (8 tokens)", None)
+            self._score([PROBE], "probe (8 tokens)", None)
         except BaseException as exc:  # never opened, so close() would not stop the worker
             self._failed = self._failed or isinstance(exc, Exception)
             self._close_impl()
@@ -102,7 +102,7 @@ class VllmKernel(Kernel):
         worker = self.worker
         if worker is None:
             return EvaluationError(f"{self.label}: {text}")
-        return EvaluationError(f"{self.label}: {text}. The worker (pid {worker.pid}) {worker.describe_death()}; its log "
+        return EvaluationError(f"{self.label}: {text}. The worker {worker.describe_death()}; its log "
                                f"is kept at {worker.log}, last lines:\n{worker.log_tail()}")
 
     def _close_impl(self) -> None:
@@ -126,7 +126,7 @@ class VllmKernel(Kernel):
 
     def _run_impl(self, batch: Batch) -> Outputs:
         prompts = [list(map(int, s.input_ids)) for s in batch.samples]
-        for sample, prompt in zip(batch.samples, prompts):
+        for sample, prompt in zip(batch.samples, prompts, strict=True):
             if len(prompt) > self.max_len - 1:
                 raise UsageError(f"{self.label}: eval set line {sample.line}: sample `{sample.id}` has {len(prompt)} "
                                  f"tokens; the engine takes at most {self.max_len - 1} (`max_model_len` "
@@ -162,7 +162,7 @@ class VllmKernel(Kernel):
         if rows != expected or not isinstance(target, list) or len(target) != len(prompts):
             raise self._failure(f"the vLLM worker's answer to the {what} does not cover its prompts "
                                 f"(rows {str(rows)[:200]}, expected {str(expected)[:200]})")
-        for row, (prompt, values) in enumerate(zip(prompts, target)):
+        for row, (prompt, values) in enumerate(zip(prompts, target, strict=True)):
             if not isinstance(values, list) or len(values) != expected[row] or not all(
                     type(v) in (float, int) for v in values):
                 raise self._failure(f"the vLLM worker's answer to the {what}: row {row} is not "
@@ -191,7 +191,8 @@ class VllmKernel(Kernel):
         return None
 
     def _fingerprint_impl(self) -> dict[str, Any]:
-        facts = {k: self.facts.get(k) for k in ("vllm", "torch", "dtype", "vocab", "max_model_len", "runner", "threads")}
+        keys = ("vllm", "torch", "dtype", "vocab", "max_model_len", "runner", "threads")
+        facts = {k: self.facts.get(k) for k in keys}
         return {"model": self.spec.model_display, **facts, "engine_args": dict(self.spec.engine_args),
                 "values": "raw logits", "exact_metrics": "all", "transport": "shared memory"}
 

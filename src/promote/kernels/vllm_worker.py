@@ -22,7 +22,8 @@ the engine's own answer (a mismapped row or a torn file cannot pass).
 
 Protocol: one JSON object per line. stdin: the configuration first (model, dtype, max_model_len,
 engine_args), then ``{"op": "score", "prompts": [[ids]], "out": PATH, "shape": [B, T, V]}`` per
-batch, ``{"op": "close"}`` last. Answers go to the process's original stdout, one line each
+batch (``"op": "prefill"``: vLLM's own time for the same prompts, nothing captured, for the
+benchmark), ``{"op": "close"}`` last. Answers go to the process's original stdout, one line each
 (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``); fd 1 is pointed at stderr first, so
 whatever vLLM prints lands in the log promote keeps, never in the protocol.
 """
@@ -75,7 +76,7 @@ class Capture:
             return logits
 
         def target_only(logprobs: Any, num_logprobs: int, token_ids: Any) -> Any:
-            if self.base is None or num_logprobs != 0:
+            if self.base is None or self.out is None or num_logprobs != 0:
                 return gather(logprobs, num_logprobs, token_ids)
             import torch
             from vllm.v1.outputs import LogprobsTensors
@@ -95,7 +96,8 @@ class Capture:
         step = base.stride(0) * base.element_size()
         offset, rest = divmod(hidden_states.data_ptr() - base.data_ptr(), step)
         starts = runner.query_start_loc.np
-        matches = [rid for i, rid in enumerate(runner.input_batch.req_ids) if rid is not None and int(starts[i]) == offset]
+        ids = runner.input_batch.req_ids
+        matches = [rid for i, rid in enumerate(ids) if rid is not None and int(starts[i]) == offset]
         if rest or len(matches) != 1:
             raise RuntimeError(f"prompt logits at hidden-state row {offset} match {len(matches)} requests")
         found = REQUEST_ID.match(matches[0])
@@ -138,9 +140,9 @@ class Engine:
         import torch
         import vllm
 
-        return {"vocab": self.vocab, "max_model_len": self.max_len, "vllm": vllm.__version__, "torch": torch.__version__,
-                "dtype": str(self.engine.model_config.dtype).removeprefix("torch."), "runner": self.runner,
-                "threads": torch.get_num_threads()}
+        return {"vocab": self.vocab, "max_model_len": self.max_len, "vllm": vllm.__version__,
+                "torch": torch.__version__, "dtype": str(self.engine.model_config.dtype).removeprefix("torch."),
+                "runner": self.runner, "threads": torch.get_num_threads()}
 
     def score(self, message: dict[str, Any]) -> dict[str, Any]:
         prompts, shape = message["prompts"], [int(x) for x in message["shape"]]
@@ -150,7 +152,8 @@ class Engine:
         size = shape[0] * shape[1] * shape[2]
         if os.stat(message["out"]).st_size != size * 4:
             raise ValueError(f"the shared file is not {size * 4} bytes")
-        self.capture.out = torch.from_file(str(message["out"]), shared=True, size=size, dtype=torch.float32).view(*shape)
+        mapped = torch.from_file(str(message["out"]), shared=True, size=size, dtype=torch.float32)
+        self.capture.out = mapped.view(*shape)
         self.capture.batch, self.capture.filled = self.batches, {}
         start = time.perf_counter()
         try:
@@ -165,8 +168,25 @@ class Engine:
                 raise RuntimeError(f"row {row}: captured {self.capture.filled.get(row, 0)} positions of "
                                    f"{len(prompt) - 1}")
             answer = finished[f"b{self.batches - 1}r{row}"].prompt_logprobs or [None]
-            targets.append([float(lp[tok].logprob) for lp, tok in zip(answer[1:], prompt[1:])])
+            targets.append([float(lp[tok].logprob) for lp, tok in zip(answer[1:], prompt[1:], strict=True)])
         return {"ok": True, "rows": [len(p) - 1 for p in prompts], "target": targets, "engine_s": seconds}
+
+    def prefill(self, message: dict[str, Any]) -> dict[str, Any]:
+        """vLLM's own time for the same prompts, nothing captured (bench/bench_vllm_paths.py's baseline):
+        a plain prefill (`prompt_logprobs` off: logits of the last position only) or vLLM's own
+        prompt log-probs (`prompt_logprobs: 0`, every position's logits, its own rank count)."""
+        prompts = message["prompts"]
+        self.check(prompts, [len(prompts), max(map(len, prompts)), self.vocab])
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False,
+                                prompt_logprobs=0 if message.get("prompt_logprobs") else None)
+        start = time.perf_counter()
+        try:
+            self.run(prompts, params)
+        finally:
+            self.batches += 1
+        return {"ok": True, "engine_s": time.perf_counter() - start}
 
     def check(self, prompts: Any, shape: list[int]) -> None:
         if len(shape) != 3 or shape[0] != len(prompts) or shape[2] != self.vocab:
@@ -177,10 +197,10 @@ class Engine:
             if not all(type(t) is int and 0 <= t < self.vocab for t in prompt):
                 raise ValueError(f"token ids must be integers in [0, {self.vocab})")
 
-    def run(self, prompts: list[list[int]]) -> dict[str, Any]:
+    def run(self, prompts: list[list[int]], params: Any = None) -> dict[str, Any]:
         base = f"b{self.batches}r"
         for row, prompt in enumerate(prompts):
-            self.engine.add_request(f"{base}{row}", {"prompt_token_ids": prompt}, self.params)
+            self.engine.add_request(f"{base}{row}", {"prompt_token_ids": prompt}, params or self.params)
         finished: dict[str, Any] = {}
         while self.engine.has_unfinished_requests():
             for output in self.engine.step():
@@ -208,11 +228,11 @@ def main() -> int:
         return 3
     reply({"ok": True, **engine.facts()})
     for line in sys.stdin:
-        message = json.loads(line)
-        if message.get("op") == "close":
-            return 0
         try:
-            reply(engine.score(message))
+            message = json.loads(line)
+            if message.get("op") == "close":
+                return 0
+            reply(engine.prefill(message) if message.get("op") == "prefill" else engine.score(message))
         except Exception as exc:  # noqa: BLE001 - reported to promote, which ends the check (exit 3)
             reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
     return 0
