@@ -178,18 +178,6 @@ class VllmKernel(Kernel):
                                     f"{float(want[t])!r} ({bad.size} positions differ): the shared file does not "
                                     "hold what the engine computed")
 
-    def server_rss_bytes(self) -> float | None:
-        """The worker's resident memory (the engine runs in it), from /proc; None where there is none."""
-        if self.worker is None:
-            return None
-        try:
-            for line in Path(f"/proc/{self.worker.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return float(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            return None
-        return None
-
     def _fingerprint_impl(self) -> dict[str, Any]:
         keys = ("vllm", "torch", "dtype", "vocab", "max_model_len", "runner", "threads")
         facts = {k: self.facts.get(k) for k in keys}
