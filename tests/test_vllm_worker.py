@@ -117,3 +117,15 @@ def test_sample_longer_than_the_engine_takes_is_a_usage_error(mini):
 
 def test_promote_sets_what_the_worker_refuses_from_engine_args():
     assert tuple(vllm_worker.RESERVED) == VLLM_RESERVED_ARGS
+
+
+def test_a_token_beyond_the_engine_vocabulary_is_refused_before_it_is_sent(mini):
+    (mini.root / "eval.jsonl").write_text('{"id": "wide", "input_ids": [1, 2, 3, 4, 5, 20, 6, 7, 8]}\n')
+    path = contract(mini, "ok")
+    doc = yaml.safe_load(path.read_text())
+    doc["reference"] = dict(doc["candidate"])  # both sides the fake engine (vocabulary 16)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = check(path)
+    assert result.exit_code == 2, result.output
+    assert "sample `wide` has token id 20 at position 5" in result.stderr
+    assert "vocabulary of 16 ids" in result.stderr

@@ -125,6 +125,7 @@ class VllmKernel(Kernel):
                          where="the vLLM engine", dtype_key="dtype")
 
     def _run_impl(self, batch: Batch) -> Outputs:
+        self.refuse_tokens_beyond(batch, self.vocab)
         prompts = [list(map(int, s.input_ids)) for s in batch.samples]
         for sample, prompt in zip(batch.samples, prompts, strict=True):
             if len(prompt) > self.max_len - 1:
