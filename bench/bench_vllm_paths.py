@@ -13,7 +13,9 @@
 The model is ``bench/random_llama.py``'s seeded random-weight Llama (hidden 64, 2 layers) at
 ``--vocab``: its forward is cheap, so the vocabulary dominates. No hub downloads.
 
-    python bench/bench_vllm_paths.py [--vocab 32000] [--batch 8] [--tokens 256] [--reps 5] [--http]
+* ``--check N``: a whole ``promote check`` of N samples, transformers fp32 against `kind: vllm`.
+
+    python bench/bench_vllm_paths.py [--vocab 32000] [--batch 8] [--tokens 256] [--reps 5] [--http] [--check 32]
 """
 
 from __future__ import annotations
@@ -108,6 +110,40 @@ def http(model: Path, tokens: int, requests: int) -> dict:
             "wire_s_per_request": summary(wire), "positions_per_s": round((tokens - 1) / min(run_s), 2)}
 
 
+def check(model: Path, python: str, batch: int, tokens: int, count: int, folder: Path) -> dict:
+    """A whole ``promote check`` at this vocabulary: transformers fp32 (examples/tiny_llama/model.py on this
+    model) against `kind: vllm`, every metric exact; its wall time next to each kernel's own seconds."""
+    import subprocess
+
+    import yaml
+
+    with open(folder / "eval.jsonl", "w") as f:
+        for s in samples(count, tokens, seed=7):
+            f.write(json.dumps({"id": s.id, "input_ids": list(s.input_ids)}) + "\n")
+    doc = {"version": 1, "name": "bench-vllm-kind",
+           "reference": {"kind": "torch", "model": str(REPO / "examples" / "tiny_llama" / "model.py") + ":build",
+                         "batch_size": batch},
+           "candidate": {"kind": "vllm", "model": str(model), "dtype": "float32", "python": os.path.expanduser(python),
+                         "max_model_len": tokens + 8, "batch_size": batch},
+           "data": {"path": str(folder / "eval.jsonl")},
+           "numerical": {"clauses": [{"id": "kl", "metric": "kl", "stat": "max", "max": 1e-6},
+                                     {"id": "drift", "metric": "logit_drift", "stat": "max", "max": 1e-3}]}}
+    (folder / "contract.yaml").write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "PROMOTE_TINY_LLAMA_DIR": str(model)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", "from promote.cli import main; main()", "check",
+                           str(folder / "contract.yaml"), "--format", "json", "--no-progress"], env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if not done.stdout.strip():
+        return {"exit_code": done.returncode, "stderr": done.stderr[-2000:]}
+    report = json.loads(done.stdout)
+    details = report["stages"][0]["details"]
+    return {"exit_code": done.returncode, "samples": count, "tokens": tokens, "batch": batch, "wall_s": round(wall, 1),
+            "positions": details["positions"], "kernel_seconds": details.get("kernel_seconds"),
+            "observed": {c["id"]: c["observed"] for c in report["stages"][0]["clauses"]}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vocab", type=int, default=32000)
@@ -119,6 +155,8 @@ def main() -> int:
     parser.add_argument("--http", action="store_true", help="also measure `kind: openai` with `top_k: all`")
     parser.add_argument("--http-tokens", type=int, default=32)
     parser.add_argument("--http-requests", type=int, default=3)
+    parser.add_argument("--check", type=int, default=0, metavar="SAMPLES",
+                        help="also time a whole `promote check` (transformers fp32 vs `kind: vllm`) on SAMPLES samples")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -131,6 +169,8 @@ def main() -> int:
                   "vocab": args.vocab, "vllm_kind": inproc(model, args.python, args.batch, args.tokens, args.reps)}
         if args.http:
             report["openai_top_k_all"] = http(model, args.http_tokens, args.http_requests)
+        if args.check:
+            report["check"] = check(model, args.python, args.batch, args.tokens, args.check, Path(tmp))
     print(json.dumps(report, indent=2))
     return 0
 
