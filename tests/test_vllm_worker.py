@@ -129,3 +129,13 @@ def test_a_token_beyond_the_engine_vocabulary_is_refused_before_it_is_sent(mini)
     assert result.exit_code == 2, result.output
     assert "sample `wide` has token id 20 at position 5" in result.stderr
     assert "vocabulary of 16 ids" in result.stderr
+
+
+def test_a_bf16_engine_on_an_amx_host_refuses_3_and_4_token_samples(mini, monkeypatch):
+    monkeypatch.setattr(launch, "host_has_amx", lambda cpuinfo=None: True)
+    (mini.root / "eval.jsonl").write_text('{"id": "ok", "input_ids": [1, 2, 3, 4, 5, 6, 7, 8]}\n'
+                                          '{"id": "short", "input_ids": [1, 2, 3, 4]}\n')
+    result = check(contract(mini, "ok", dtype="bfloat16"))
+    assert result.exit_code == 2, result.output
+    assert "`short` (4 tokens)" in result.stderr and "`dtype: float32`" in result.stderr
+    assert not launch.alive(worker_pid(result.stderr))
