@@ -137,7 +137,38 @@ class OpenAIKernelSpec:
                 "concurrency": self.concurrency, "batch_size": self.batch_size, **_injected(self.inject)}
 
 
-KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec | OpenAIKernelSpec
+#: LLM(...) arguments `kind: vllm` sets itself (kernels/vllm_worker.py RESERVED; a test holds them equal).
+VLLM_RESERVED_ARGS = ("model", "dtype", "max_model_len", "logprobs_mode", "enable_prefix_caching",
+                      "skip_tokenizer_init")
+
+
+@dataclass(frozen=True)
+class VllmKernelSpec:
+    """`kind: vllm` — vLLM's engine in a worker process of its own venv (``python``), prompt logits
+    captured inside the engine and read through shared memory (kernels/vllm_kernel.py)."""
+
+    kind: str
+    model: Path
+    model_display: str
+    python: str = "python3"
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    engine_args: tuple[tuple[str, Any], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    batch_size: int = 16
+    timeout_s: float = 600.0
+    start_timeout_s: float = 600.0
+    keep_log: bool = False
+    log_dir: Path | None = None
+    inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model_display, "dtype": self.dtype,
+                "max_model_len": self.max_model_len, "engine_args": dict(self.engine_args),
+                "batch_size": self.batch_size, **_injected(self.inject)}
+
+
+KernelSpec = TorchKernelSpec | OnnxKernelSpec | RecordsKernelSpec | OpenAIKernelSpec | VllmKernelSpec
 
 
 def resolve_path(doc: LoadedDocument, value: str) -> Path:
@@ -168,6 +199,8 @@ def kernel_spec(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: l
         spec = plugged(doc, role, raw, problems)
     elif raw["kind"] in ("onnx", "records"):
         spec = _file_kernel(doc, role, raw, problems)
+    elif raw["kind"] == "vllm":
+        spec = _vllm_kernel(doc, role, raw, problems)
     elif raw["kind"] == "openai":
         spec = OpenAIKernelSpec(
             kind="openai", url=raw.get("url", ""), model=raw["model"], api=raw.get("api", "vllm"),
@@ -210,9 +243,7 @@ def _launch(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[
             problems.append(doc.problem((role, "launch", "vllm"), f"model directory `{launch['vllm']}` has no "
                                         f"config.json (looked in {model_dir}); paths are relative to the contract "
                                         "file"))
-    python = os.path.expanduser(str(launch.get("python", "python3")))
-    if os.sep in python and not os.path.isabs(python):
-        python = str(resolve_path(doc, python))
+    python = _interpreter(doc, launch.get("python", "python3"))
     log_dir = resolve_path(doc, launch["log_dir"]).resolve() if "log_dir" in launch else None
     return LaunchSpec(
         command=tuple(map(str, launch["command"])) if "command" in launch else None, vllm=model_dir,
@@ -220,6 +251,37 @@ def _launch(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[
         python=python, env=tuple((str(k), str(v)) for k, v in launch.get("env", {}).items()),
         health=launch.get("health", "/health"), timeout_s=float(launch.get("timeout_s", 600.0)),
         keep_log=bool(launch.get("keep_log", False)), log_dir=log_dir)
+
+
+def _interpreter(doc: LoadedDocument, value: str) -> str:
+    """`python`: ``~`` expanded; a relative path with a separator is relative to the contract, a bare
+    name is looked up on PATH when the process starts."""
+    python = os.path.expanduser(str(value))
+    if os.sep in python and not os.path.isabs(python):
+        python = str(resolve_path(doc, python))
+    return python
+
+
+def _vllm_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems: list[Problem]) -> VllmKernelSpec:
+    """`kind: vllm` typed: the model directory must hold config.json; `engine_args` may not set what promote sets."""
+    model = resolve_path(doc, raw["model"]).resolve()
+    if not (model / "config.json").is_file():
+        problems.append(doc.problem((role, "model"), f"model directory `{raw['model']}` has no config.json (looked in "
+                                    f"{model}); paths are relative to the contract file"))
+    engine_args = raw.get("engine_args", {})
+    for key in engine_args:
+        if key in VLLM_RESERVED_ARGS:
+            problems.append(doc.problem((role, "engine_args", key), f"`engine_args.{key}` is set by promote "
+                                        f"({', '.join(VLLM_RESERVED_ARGS)}); use the kernel's own keys (`model`, "
+                                        "`dtype`, `max_model_len`)", key=True))
+    return VllmKernelSpec(
+        kind="vllm", model=model, model_display=display_path(doc, raw["model"]),
+        python=_interpreter(doc, raw.get("python", "python3")), dtype=raw.get("dtype", "auto"),
+        max_model_len=raw.get("max_model_len"), engine_args=tuple(sorted(engine_args.items())),
+        env=tuple((str(k), str(v)) for k, v in raw.get("env", {}).items()), batch_size=raw.get("batch_size", 16),
+        timeout_s=float(raw.get("timeout_s", 600.0)), start_timeout_s=float(raw.get("start_timeout_s", 600.0)),
+        keep_log=bool(raw.get("keep_log", False)),
+        log_dir=resolve_path(doc, raw["log_dir"]).resolve() if "log_dir" in raw else None)
 
 
 def _file_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any],

@@ -42,6 +42,9 @@ KINDS.register("onnx", KernelKind(None, frozenset({RERUN}), description="an ONNX
 KINDS.register("records", KernelKind(None, frozenset(), description="outputs recorded by another engine"))
 KINDS.register("openai", KernelKind(None, frozenset({RERUN, HTTP}),
                                     description="a model behind a serving API over HTTP"))
+KINDS.register("vllm", KernelKind(None, frozenset({RERUN}),
+                                  description="vLLM's engine in a worker process, every prompt logit through shared "
+                                              "memory"))
 
 
 def capabilities_of(kind: str) -> frozenset[str]:

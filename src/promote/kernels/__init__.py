@@ -45,6 +45,7 @@ for _kind, (_module, _name) in {
     "onnx": ("promote.kernels.onnx_kernel", "OnnxKernel"),
     "records": ("promote.kernels.records", "RecordsKernel"),
     "openai": ("promote.kernels.openai_kernel", "OpenAIKernel"),
+    "vllm": ("promote.kernels.vllm_kernel", "VllmKernel"),
 }.items():
     register_kind(_kind)(_lazy(_module, _name))
 

@@ -179,7 +179,11 @@ class Kernel(ABC):
             )
         if not np.issubdtype(logits.dtype, np.floating):
             raise UsageError(f"{self.label}: logits must be floating point, got {logits.dtype}")
-        vocab = logits.shape[2]
+        self.refuse_tokens_beyond(batch, logits.shape[2])
+
+    def refuse_tokens_beyond(self, batch: Batch, vocab: int) -> None:
+        """A usage error naming the first sample with a token id outside ``0..vocab-1`` (a kernel that
+        knows its vocabulary before running, `kind: vllm`, asks before sending the batch)."""
         beyond = batch.first_token_beyond(vocab)
         if beyond is not None:
             sample, position = beyond

@@ -161,9 +161,11 @@ def _stop_all() -> None:
 
 
 def spawn(argv: list[str], *, port: int, env: dict[str, str] | None = None, job: str = "server",
-          log_dir: Path | None = None, log: Path | None = None, pid_file: Path | None = None) -> Server:
+          log_dir: Path | None = None, log: Path | None = None, pid_file: Path | None = None,
+          pipes: bool = False) -> Server:
     """Start ``argv`` in a new session with its output in a per-job log; write its PID to a per-job
-    pid file. Raises LaunchError when the program cannot be executed."""
+    pid file. ``pipes``: stdin and stdout are pipes to the caller (a worker's protocol, `kind: vllm`)
+    and only stderr goes to the log. Raises LaunchError when the program cannot be executed."""
     folder = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"promote-{job}-{os.getpid()}-{port}"
@@ -173,8 +175,10 @@ def spawn(argv: list[str], *, port: int, env: dict[str, str] | None = None, job:
     child_env.update(env or {})
     try:
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=child_env, start_new_session=True)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE if pipes else out,
+                                    stderr=out if pipes else subprocess.STDOUT,
+                                    stdin=subprocess.PIPE if pipes else subprocess.DEVNULL, env=child_env,
+                                    start_new_session=True)
     except OSError as exc:
         raise LaunchError(f"cannot run `{argv[0]}`: {exc.strerror or exc}") from None
     server = Server(proc.pid, port, log, pid_file, proc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from promote.contract.kernel_specs import LaunchSpec, OpenAIKernelSpec
@@ -61,12 +62,12 @@ def start_server(spec: OpenAIKernelSpec, role: str, label: str) -> launch.Server
     return server
 
 
-def _served_dtype(launch_spec: LaunchSpec) -> str:
-    """The dtype a vLLM launch serves in: `dtype`, or for `auto` the model config's own."""
-    if launch_spec.dtype != "auto" or launch_spec.vllm is None:
-        return launch_spec.dtype
+def served_dtype(dtype: str, model_dir: Path | None) -> str:
+    """The dtype vLLM computes in: ``dtype``, or for `auto` the model config's own."""
+    if dtype != "auto" or model_dir is None:
+        return dtype
     try:
-        config = json.loads((launch_spec.vllm / "config.json").read_text())
+        config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
         return "auto"
     return str(config.get("torch_dtype") or config.get("dtype") or "auto") if isinstance(config, dict) else "auto"
@@ -78,7 +79,16 @@ def refuse_amx_short_prompts(spec: OpenAIKernelSpec, label: str, samples: Iterab
     sees them: each would kill the engine and end the check with nothing measured. The samples are
     not padded or trimmed, which would change what is measured; the user decides."""
     launch_spec = spec.launch
-    if launch_spec is None or launch_spec.vllm is None or _served_dtype(launch_spec) not in ("bfloat16", "bf16"):
+    if launch_spec is None or launch_spec.vllm is None:
+        return
+    refuse_amx_fatal(served_dtype(launch_spec.dtype, launch_spec.vllm), label, samples, cpuinfo=cpuinfo,
+                     where="the launched server", dtype_key="launch.dtype")
+
+
+def refuse_amx_fatal(dtype: str, label: str, samples: Iterable[Any], *, cpuinfo: str | None = None,
+                     where: str, dtype_key: str) -> None:
+    """The refusal itself, for any vLLM promote starts (`launch:` or `kind: vllm`) computing in ``dtype``."""
+    if dtype not in ("bfloat16", "bf16"):
         return
     short = [s for s in samples if len(s.input_ids) in AMX_FATAL_LENGTHS]
     if not short or not launch.host_has_amx(cpuinfo):
@@ -87,8 +97,8 @@ def refuse_amx_short_prompts(spec: OpenAIKernelSpec, label: str, samples: Iterab
     more = f" and {len(short) - 5} more" if len(short) > 5 else ""
     raise UsageError(f"{label}: {len(short)} eval sample(s) are 3 or 4 tokens long: {named}{more}. {AMX_NOTE}, "
                      "and this machine's CPU has AMX (`amx_tile` in /proc/cpuinfo), so the first of them would "
-                     "kill the launched server. Drop or lengthen those samples in the eval set (promote does not "
-                     "alter prompts: that would change what is measured), or serve with `launch.dtype: float32`")
+                     f"kill {where}. Drop or lengthen those samples in the eval set (promote does not "
+                     f"alter prompts: that would change what is measured), or use `{dtype_key}: float32`")
 
 
 def died_message(kernel: Any, failure: Exception, what: str, tokens: int | None) -> str:

