@@ -126,7 +126,9 @@ def test_a_token_beyond_the_engine_vocabulary_is_refused_before_it_is_sent(mini)
     doc["reference"] = dict(doc["candidate"])  # both sides the fake engine (vocabulary 16)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = check(path)
-    assert result.exit_code == 2, result.output
+    # An id beyond the engine's vocabulary is an identity finding (issue 23): the run is `invalid`, exit 3.
+    assert result.exit_code == 3, result.output
+    assert "invalid: identity" in result.stderr
     assert "sample `wide` has token id 20 at position 5" in result.stderr
     assert "vocabulary of 16 ids" in result.stderr
 
