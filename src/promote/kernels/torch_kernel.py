@@ -226,7 +226,16 @@ class TorchKernel(Kernel):
         if logits is None:
             raise UsageError(f"{self.label}: forward returned {type(raw).__name__}; the task `causal-lm` needs a "
                              "logits tensor (or an object with `.logits`, or a dict with `logits`)")
-        return Outputs(logits=logits.detach().to("cpu", torch.float32).numpy())
+        if not isinstance(logits, torch.Tensor):
+            raise UsageError(f"{self.label}: forward returned logits of type {type(logits).__name__}; the task "
+                             "`causal-lm` needs a torch tensor")
+        # The tensor stays on its device in its dtype: the pass engine scores it there, `chunk` positions at
+        # a time (engine/device_scoring.py). CUDA-graph outputs of a compiled module are overwritten by its
+        # next call (a noise floor's rerun), so those are copied.
+        logits = logits.detach()
+        if self.spec.compile != "off" and logits.device.type == "cuda":
+            logits = logits.clone()
+        return Outputs(logits=logits, chunk=self.spec.chunk)
 
     def _fingerprint_impl(self) -> dict[str, Any]:
         with precision_flags(self.spec.precision) as flags:

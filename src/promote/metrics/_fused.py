@@ -107,9 +107,12 @@ _FINITE_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
 
 @numba.njit(inline="never", **_FINITE_JIT)
 def _finite_row_ranges(a, b):  # noqa: ANN001, ANN202
-    """max z_r, max z_c, max δ, min δ of a row whose entries are all finite (the caller checked)."""
+    """max z_r, max z_c, max δ, min δ, min z_r, min z_c of a row whose entries are all finite (the
+    caller checked)."""
     m_r = np.float64(a[0])
     m_c = np.float64(b[0])
+    lo_r = m_r
+    lo_c = m_c
     d_hi = m_c - m_r
     d_lo = d_hi
     for i in range(a.shape[0]):
@@ -118,14 +121,20 @@ def _finite_row_ranges(a, b):  # noqa: ANN001, ANN202
         d = ac - ar
         m_r = max(m_r, ar)
         m_c = max(m_c, ac)
+        lo_r = min(lo_r, ar)
+        lo_c = min(lo_c, ac)
         d_hi = max(d_hi, d)
         d_lo = min(d_lo, d)
-    return m_r, m_c, d_hi, d_lo
+    return m_r, m_c, d_hi, d_lo, lo_r, lo_c
 
 
 @numba.njit(parallel=True, **_JIT)
 def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN201
-    """Per-row metrics into ``out`` [R, 13] float64, columns as in ``COLUMNS``."""
+    """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``.
+
+    Besides the metrics, three facts consumers would otherwise take from the logits in passes of their
+    own: ``degenerate`` (both rows constant once non-finite entries count as 0: nothing compared),
+    ``ref_abs_max`` (largest finite |z_r|, 0 if none: the outputs' float resolution) and ``cand_argmax``."""
     rows, vocab = zr.shape
     for row in numba.prange(rows):
         a = zr[row]
@@ -138,23 +147,37 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
             probe += (0.0 if abs(np.float64(a[i])) < np.inf else 1.0) + (0.0 if abs(np.float64(b[i])) < np.inf else 1.0)
         bad = 0
         if probe == 0.0:
-            m_r, m_c, d_hi, d_lo = _finite_row_ranges(a, b)
+            m_r, m_c, d_hi, d_lo, lo_r, lo_c = _finite_row_ranges(a, b)
+            f_hi_r, f_lo_r, f_hi_c, f_lo_c = m_r, lo_r, m_c, lo_c
         else:
             m_r = -np.inf
             m_c = -np.inf
             d_hi = -np.inf
             d_lo = np.inf
+            # Ranges with every non-finite entry counted as 0 (is_degenerate's rule, and |z_r| over finite z).
+            f_hi_r = -np.inf
+            f_lo_r = np.inf
+            f_hi_c = -np.inf
+            f_lo_c = np.inf
             for i in range(vocab):
                 ar = np.float64(a[i])
                 ac = np.float64(b[i])
                 masked = ar == -np.inf and ac == -np.inf
-                finite = math.isfinite(ar) and math.isfinite(ac)
+                fin_r = math.isfinite(ar)
+                fin_c = math.isfinite(ac)
+                finite = fin_r and fin_c
                 bad += 0 if (masked or finite) else 1
                 m_r = max(m_r, ar)
                 m_c = max(m_c, ac)
                 d = ac - ar
                 d_hi = max(d_hi, d if finite else -np.inf)
                 d_lo = min(d_lo, d if finite else np.inf)
+                fr = ar if fin_r else 0.0
+                fc = ac if fin_c else 0.0
+                f_hi_r = max(f_hi_r, fr)
+                f_lo_r = min(f_lo_r, fr)
+                f_hi_c = max(f_hi_c, fc)
+                f_lo_c = min(f_lo_c, fc)
         # Bounded searches: a row of NaN never equals its "maximum", and an unbounded scan read past
         # the row (a segfault on an all-NaN candidate row, e.g. an fp16 overflow).
         am_r = 0
@@ -176,6 +199,9 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         o[8] = bad
         o[9] = flip_at_tie
         o[10] = am_r
+        o[13] = 1.0 if (f_hi_r == f_lo_r and f_hi_c == f_lo_c) else 0.0
+        o[14] = max(abs(f_hi_r), abs(f_lo_r))
+        o[15] = am_c
         if bad > 0:
             for c in range(7):
                 o[c] = np.nan
@@ -258,4 +284,5 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
 
 
 COLUMNS = ("kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio", "abs_log_ratio", "argmax_agree",
-           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy", "cand_entropy")
+           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy", "cand_entropy", "degenerate", "ref_abs_max",
+           "cand_argmax")

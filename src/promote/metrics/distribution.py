@@ -18,8 +18,8 @@ import numpy as np
 from promote.metrics._fused import COLUMNS, fused_token_metrics
 from promote.vocabulary import DEFAULT_TIE_MARGIN, DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
-__all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "entropy_ratio", "is_degenerate", "ratio_outside",
-           "token_metrics", "topk_overlap"]
+__all__ = ["COLUMNS", "DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "columns_to_values", "entropy_ratio",
+           "fused_columns", "is_degenerate", "ratio_outside", "token_metrics", "topk_overlap"]
 
 def token_metrics(
     ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = DEFAULT_TIE_MARGIN
@@ -41,9 +41,15 @@ def token_metrics(
         raise ValueError(f"logit shapes differ: reference {ref_logits.shape}, candidate {cand_logits.shape}")
     if ref_logits.ndim != 2:
         raise ValueError(f"expected [positions, vocab] logits, got shape {ref_logits.shape}")
-    rows = ref_logits.shape[0]
-    out = np.empty((rows, len(COLUMNS)), dtype=np.float64)
-    if rows:
+    out = np.empty((ref_logits.shape[0], len(COLUMNS)), dtype=np.float64)
+    fused_columns(ref_logits, cand_logits, targets, tie_margin, out)
+    return columns_to_values(out)
+
+
+def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, tie_margin: float,
+                  out: np.ndarray) -> None:
+    """The fused kernel's ``COLUMNS`` for [P, V] logits into ``out`` [P, len(COLUMNS)] (float64)."""
+    if ref_logits.shape[0]:
         dtype = np.float64 if ref_logits.dtype == np.float64 or cand_logits.dtype == np.float64 else np.float32
         fused_token_metrics(
             np.ascontiguousarray(ref_logits, dtype=dtype),
@@ -52,6 +58,10 @@ def token_metrics(
             float(tie_margin),
             out,
         )
+
+
+def columns_to_values(out: np.ndarray) -> dict[str, np.ndarray]:
+    """name → float64 [P] from the fused kernel's columns (numba or metrics/device.py), plus the entropy ratio."""
     values = {name: out[:, j].copy() for j, name in enumerate(COLUMNS)}
     values["entropy_ratio"] = entropy_ratio(values["ref_entropy"], values["cand_entropy"])
     return values
@@ -66,14 +76,26 @@ def entropy_ratio(ref_entropy: np.ndarray, cand_entropy: np.ndarray) -> np.ndarr
 
 
 def topk_overlap(ref_logits: np.ndarray, cand_logits: np.ndarray, k: int) -> np.ndarray:
-    """|top-k(z_r) ∩ top-k(z_c)| / k per position (k capped at V; ties broken by index)."""
+    """|top-k(z_r) ∩ top-k(z_c)| / k per position (k capped at V).
+
+    The top-k set is every logit above the k-th largest plus, among those equal to it, the lowest
+    indices (NaN counts as −inf): a rule, not an accident of a selection algorithm, so the torch path
+    (metrics/device.py) gives the same sets on ties."""
     k = min(k, ref_logits.shape[-1])
     if ref_logits.shape[0] == 0:
         return np.zeros(0)
-    top_r = np.argpartition(-ref_logits, k - 1, axis=-1)[:, :k]
-    top_c = np.argpartition(-cand_logits, k - 1, axis=-1)[:, :k]
-    shared = (top_r[:, :, None] == top_c[:, None, :]).any(-1).sum(-1)
-    return shared / k
+    shared = _topk_set(ref_logits, k) & _topk_set(cand_logits, k)
+    return shared.sum(-1) / k
+
+
+def _topk_set(logits: np.ndarray, k: int) -> np.ndarray:
+    """bool [P, V]: the top-k set of each row, ties broken by index."""
+    z = np.where(np.isnan(logits), -np.inf, logits)
+    kth = np.partition(z, z.shape[-1] - k, axis=-1)[:, z.shape[-1] - k, None]
+    above = z > kth
+    tied = z == kth
+    need = k - above.sum(-1, keepdims=True)
+    return above | (tied & (np.cumsum(tied, axis=-1) <= need))
 
 
 def ratio_outside(abs_log_ratio: np.ndarray, cap: float) -> np.ndarray:
