@@ -170,21 +170,25 @@ def test_scored_batches_and_summaries_equal(backend, chunk):
         assert [(w.sample_id, w.position) for w in sb.worst] == [(w.sample_id, w.position) for w in sa.worst], key
 
 
-def test_both_sides_torch_never_copy_all_logits_to_the_host(monkeypatch):
-    """Only [chunk, V] reaches numba at a time: the torch path never hands the whole batch over."""
+def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch):
+    """On CPU, numba reads the kernels' own tensors (fp32, and bf16 as its bits): no copy of the logits is made,
+    and each call covers at most `chunk` positions (the smaller chunk of the two kernels)."""
     seen = []
     real = device_scoring.fused_columns
 
-    def spy(ref, cand, *args):
-        seen.append(ref.shape[0])
-        return real(ref, cand, *args)
+    def spy(ref, cand, targets, tie_margin, out, index=None):
+        seen.append((len(index), np.shares_memory(ref, ref_t.numpy()),
+                     np.shares_memory(cand, cand_t.view(torch.int16).numpy())))
+        return real(ref, cand, targets, tie_margin, out, index=index)
 
     monkeypatch.setattr(device_scoring, "fused_columns", spy)
     rng = np.random.default_rng(5)
     batch = _padded_batch(rng, 50)
-    ref = torch.from_numpy(rng.standard_normal((*batch.input_ids.shape, 50)).astype(np.float32))
-    score_outputs(batch, Outputs(logits=ref, chunk=16), Outputs(logits=ref.clone(), chunk=32), tie_margin=1e-3)
-    assert max(seen) == 16 and sum(seen) == 121  # the smaller chunk wins; every scored position once
+    ref_t = torch.from_numpy(rng.standard_normal((*batch.input_ids.shape, 50)).astype(np.float32))
+    cand_t = ref_t.to(torch.bfloat16)
+    score_outputs(batch, Outputs(logits=ref_t, chunk=16), Outputs(logits=cand_t, chunk=32), tie_margin=1e-3)
+    assert max(n for n, _, _ in seen) == 16 and sum(n for n, _, _ in seen) == 121  # every scored position once
+    assert all(r and c for _, r, c in seen)
 
 
 def test_out_of_memory_in_a_chunk_is_an_evaluation_error():

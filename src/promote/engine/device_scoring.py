@@ -7,9 +7,10 @@ the scored positions are taken ``chunk`` at a time ([chunk, V] per side, gathere
 only per-position values — the fused kernel's ``COLUMNS`` — come back:
 
 * CUDA: metrics/device.py, torch ops in float64 on the GPU;
-* CPU: the numba kernel of metrics/_fused.py on each chunk (zero-copy for float32 tensors; bf16/fp16
-  are widened one chunk at a time). It beats torch's eager CPU ops several times over, and it is the
-  same code as the numpy path, so CPU numbers do not change.
+* CPU: the numba kernel of metrics/_fused.py, reading the tensors' own memory (float32, float64, and
+  bfloat16 as its bits) at the chunk's rows: no copy at all. Other dtypes or layouts are gathered and
+  widened one chunk at a time. It beats torch's eager CPU ops several times over, and it is the same
+  code as the numpy path, so CPU numbers do not change.
 
 Running out of memory in a chunk is an ``EvaluationError`` (exit 3) naming the chunk and how to lower it.
 """
@@ -76,11 +77,17 @@ class DeviceLogits:
     def columns(self, targets: np.ndarray, tie_margin: float) -> np.ndarray:
         """The fused kernel's ``COLUMNS`` [P, len(COLUMNS)] float64 on the host."""
         out = np.empty((self.positions, len(COLUMNS)), dtype=np.float64)
+        numba = self.device.type == "cpu" and CPU_BACKEND == "numba"
+        views = (_in_place(self.ref), _in_place(self.cand)) if numba else (None, None)
         with self.guard("scoring"):
             for start, index in self._chunks():
-                ref, cand = self._rows(self.ref, index), self._rows(self.cand, index)
                 stop = start + index.numel()
-                if self.device.type == "cpu" and CPU_BACKEND == "numba":
+                if views[0] is not None and views[1] is not None:  # numba reads the tensors' memory: no copy
+                    fused_columns(views[0], views[1], targets[start:stop], tie_margin, out[start:stop],
+                                  index=index.numpy())
+                    continue
+                ref, cand = self._rows(self.ref, index), self._rows(self.cand, index)
+                if numba:
                     fused_columns(_numpy(ref), _numpy(cand), targets[start:stop], tie_margin, out[start:stop])
                 else:
                     y = torch.from_numpy(np.ascontiguousarray(targets[start:stop], dtype=np.int64)).to(self.device)
@@ -98,6 +105,19 @@ class DeviceLogits:
 
     def guard(self, what: str) -> Any:
         return _OutOfMemory(self, what)
+
+
+def _in_place(logits: torch.Tensor) -> np.ndarray | None:
+    """[B·T, V] numpy over a contiguous CPU tensor's own memory, for numba: float32/float64 as they are,
+    bfloat16 as its bits (uint16; the kernel widens them). None when numba cannot read it in place."""
+    if logits.device.type != "cpu" or not logits.is_contiguous():
+        return None
+    flat = logits.reshape(-1, logits.shape[-1])
+    if logits.dtype in (torch.float32, torch.float64):
+        return flat.numpy()
+    if logits.dtype == torch.bfloat16:
+        return flat.view(torch.int16).numpy().view(np.uint16)
+    return None
 
 
 def _numpy(chunk: torch.Tensor) -> np.ndarray:

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
@@ -28,6 +28,28 @@ _X_MIN = -708.0  # below this e^x is treated as 0 (< 1e-307): keeps 2^k a normal
 _X_MAX = 709.0
 
 _JIT = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy")
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):  # noqa: ANN001, ANN202 - numba intrinsic signature
+    """Reinterpret an int32 bit pattern as float32 (a bfloat16 is the top half of a float32)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+def _widen(x):  # noqa: ANN001, ANN202 - numba picks the implementation by type (below)
+    """One logit as float64: a float widened, a uint16 read as the bits of a bfloat16."""
+    return float(x)
+
+
+@overload(_widen, inline="always")
+def _widen_impl(x):  # noqa: ANN001, ANN202
+    if isinstance(x, types.Integer):
+        return lambda x: np.float64(_bits_as_float(np.int32(np.int64(x) << 16)))
+    return lambda x: np.float64(x)
 
 
 @intrinsic
@@ -109,15 +131,15 @@ _FINITE_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
 def _finite_row_ranges(a, b):  # noqa: ANN001, ANN202
     """max z_r, max z_c, max δ, min δ, min z_r, min z_c of a row whose entries are all finite (the
     caller checked)."""
-    m_r = np.float64(a[0])
-    m_c = np.float64(b[0])
+    m_r = _widen(a[0])
+    m_c = _widen(b[0])
     lo_r = m_r
     lo_c = m_c
     d_hi = m_c - m_r
     d_lo = d_hi
     for i in range(a.shape[0]):
-        ar = np.float64(a[i])
-        ac = np.float64(b[i])
+        ar = _widen(a[i])
+        ac = _widen(b[i])
         d = ac - ar
         m_r = max(m_r, ar)
         m_c = max(m_c, ac)
@@ -129,22 +151,24 @@ def _finite_row_ranges(a, b):  # noqa: ANN001, ANN202
 
 
 @numba.njit(parallel=True, **_JIT)
-def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN201
-    """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``.
+def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN001, ANN201
+    """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``, for rows ``index`` [R] of
+    ``zr``/``zc`` [N, V] (float32, float64, or bfloat16 bits as uint16: a torch bf16 tensor read in place).
 
     Besides the metrics, three facts consumers would otherwise take from the logits in passes of their
     own: ``degenerate`` (both rows constant once non-finite entries count as 0: nothing compared),
     ``ref_abs_max`` (largest finite |z_r|, 0 if none: the outputs' float resolution) and ``cand_argmax``."""
-    rows, vocab = zr.shape
+    rows = index.shape[0]
+    vocab = zr.shape[1]
     for row in numba.prange(rows):
-        a = zr[row]
-        b = zc[row]
+        a = zr[index[row]]
+        b = zc[index[row]]
         # Pass 1: maxima, logit-difference range, non-finite count (masks: −inf on both sides).
         # One vectorised count tells whether the row is all finite (|x| < inf is false for NaN and ±Inf):
         # the common case takes a fast-math loop; masks and NaN/Inf take the careful loop.
         probe = 0.0
         for i in range(vocab):
-            probe += (0.0 if abs(np.float64(a[i])) < np.inf else 1.0) + (0.0 if abs(np.float64(b[i])) < np.inf else 1.0)
+            probe += (0.0 if abs(_widen(a[i])) < np.inf else 1.0) + (0.0 if abs(_widen(b[i])) < np.inf else 1.0)
         bad = 0
         if probe == 0.0:
             m_r, m_c, d_hi, d_lo, lo_r, lo_c = _finite_row_ranges(a, b)
@@ -160,8 +184,8 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
             f_hi_c = -np.inf
             f_lo_c = np.inf
             for i in range(vocab):
-                ar = np.float64(a[i])
-                ac = np.float64(b[i])
+                ar = _widen(a[i])
+                ac = _widen(b[i])
                 masked = ar == -np.inf and ac == -np.inf
                 fin_r = math.isfinite(ar)
                 fin_c = math.isfinite(ac)
@@ -181,10 +205,10 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         # Bounded searches: a row of NaN never equals its "maximum", and an unbounded scan read past
         # the row (a segfault on an all-NaN candidate row, e.g. an fp16 overflow).
         am_r = 0
-        while am_r < vocab - 1 and np.float64(a[am_r]) != m_r:
+        while am_r < vocab - 1 and _widen(a[am_r]) != m_r:
             am_r += 1
         am_c = 0
-        while am_c < vocab - 1 and np.float64(b[am_c]) != m_c:
+        while am_c < vocab - 1 and _widen(b[am_c]) != m_c:
             am_c += 1
         agree = am_r == am_c
         flip_at_tie = 0.0
@@ -192,7 +216,7 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
             second = -np.inf
             for i in range(vocab):
                 if i != am_r:
-                    second = max(second, np.float64(a[i]))
+                    second = max(second, _widen(a[i]))
             flip_at_tie = 1.0 if m_r - second < tie_margin else 0.0
         o = out[row]
         o[7] = 1.0 if agree else 0.0
@@ -212,19 +236,19 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         o[4] = d_hi - d_lo
         # Pass 2: unnormalised reference weights w_i = e^{z_i − max}; centre δ under p, anchored at
         # the reference argmax so a large common shift cannot cost precision.
-        anchor = np.float64(b[am_r]) - np.float64(a[am_r])
+        anchor = _widen(b[am_r]) - _widen(a[am_r])
         weights = np.empty(vocab)
         s = 0.0
         sd = 0.0
         sx = 0.0
         for i in range(vocab):
-            ar = np.float64(a[i])
+            ar = _widen(a[i])
             live = ar != -np.inf
             x = ar - m_r if live else 0.0
             w = _exp(x) if live else 0.0
             weights[i] = w
             s += w
-            sd += w * ((np.float64(b[i]) - ar) - anchor if live else 0.0)
+            sd += w * ((_widen(b[i]) - ar) - anchor if live else 0.0)
             sx += w * x
         mu = sd / s
         o[11] = math.log(s) - sx / s  # reference entropy, nats
@@ -240,8 +264,8 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         # bf16: |u| ≤ 1/4) gets a loop with the shortest series only.
         if reach <= 0.25:
             for i in range(vocab):
-                ar = np.float64(a[i])
-                u = (np.float64(b[i]) - ar) - shift if ar != -np.inf else 0.0
+                ar = _widen(a[i])
+                u = (_widen(b[i]) - ar) - shift if ar != -np.inf else 0.0
                 g = _g_short(u)
                 t = u + g
                 expm1_u[i] = t
@@ -251,8 +275,8 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         else:
             series_only = reach <= 1.0
             for i in range(vocab):
-                ar = np.float64(a[i])
-                u = (np.float64(b[i]) - ar) - shift if ar != -np.inf else 0.0
+                ar = _widen(a[i])
+                u = (_widen(b[i]) - ar) - shift if ar != -np.inf else 0.0
                 g = _g_series(u) if series_only else _g(u)
                 t = u + g
                 expm1_u[i] = t
@@ -269,10 +293,10 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         for i in range(vocab):
             w = weights[i]
             tv += w * abs(c1 * expm1_u[i] + c0)
-            ar = np.float64(a[i])
+            ar = _widen(a[i])
             sqx += w * (1.0 + expm1_u[i]) * (ar - m_r if ar != -np.inf else 0.0)
         y = targets[row]
-        u_y = (np.float64(b[y]) - np.float64(a[y])) - shift
+        u_y = (_widen(b[y]) - _widen(a[y])) - shift
         kl_rev = c1 * acc_ut / s - kl
         o[0] = kl
         o[1] = kl_rev

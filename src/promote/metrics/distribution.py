@@ -47,17 +47,23 @@ def token_metrics(
 
 
 def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, tie_margin: float,
-                  out: np.ndarray) -> None:
-    """The fused kernel's ``COLUMNS`` for [P, V] logits into ``out`` [P, len(COLUMNS)] (float64)."""
-    if ref_logits.shape[0]:
-        dtype = np.float64 if ref_logits.dtype == np.float64 or cand_logits.dtype == np.float64 else np.float32
-        fused_token_metrics(
-            np.ascontiguousarray(ref_logits, dtype=dtype),
-            np.ascontiguousarray(cand_logits, dtype=dtype),
-            np.ascontiguousarray(targets, dtype=np.int64),
-            float(tie_margin),
-            out,
-        )
+                  out: np.ndarray, index: np.ndarray | None = None) -> None:
+    """The fused kernel's ``COLUMNS`` into ``out`` [P, len(COLUMNS)] (float64) for rows ``index`` [P] of [N, V]
+    logits (default: every row). float32/float64 logits, or uint16 holding bfloat16 bits, are read in place."""
+    if index is None:
+        index = np.arange(ref_logits.shape[0], dtype=np.int64)
+    if index.shape[0]:
+        fused_token_metrics(_readable(ref_logits, cand_logits), _readable(cand_logits, ref_logits),
+                            np.ascontiguousarray(index, dtype=np.int64), np.ascontiguousarray(targets, dtype=np.int64),
+                            float(tie_margin), out)
+
+
+def _readable(logits: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Logits numba reads as they are (row-contiguous float32/float64 or bf16 bits); others widened to float32,
+    or to float64 when the other side is float64."""
+    if logits.dtype in (np.float32, np.float64, np.uint16) and logits.flags.c_contiguous:
+        return logits
+    return np.ascontiguousarray(logits, dtype=np.float64 if np.float64 in (logits.dtype, other.dtype) else np.float32)
 
 
 def columns_to_values(out: np.ndarray) -> dict[str, np.ndarray]:
