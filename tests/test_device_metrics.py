@@ -191,6 +191,26 @@ def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch):
     assert all(r and c for _, r, c in seen)
 
 
+def test_a_chunk_of_non_finite_logits_is_counted_never_dropped(backend):
+    """Every position of a chunk whose candidate logits are NaN/inf is scored: NaN metrics, `nonfinite` counts
+    each bad logit, and the summaries count the positions (a clause on them fails)."""
+    rng = np.random.default_rng(8)
+    batch = _padded_batch(rng, 40)
+    ref = torch.from_numpy(rng.standard_normal((*batch.input_ids.shape, 40)).astype(np.float32))
+    cand = ref.clone()
+    cand[3, :8] = float("nan")  # sample s3 (40 tokens): its first 8 positions = the first chunk of 8 in that row
+    cand[3, 8:16, :5] = float("inf")
+    scored = score_outputs(batch, Outputs(logits=ref, chunk=8), Outputs(logits=cand, chunk=8), tie_margin=1e-3)
+    row3 = scored.rows == 3
+    bad = scored.values["nonfinite"][row3]
+    assert list(bad[:8]) == [40.0] * 8 and list(bad[8:16]) == [5.0] * 8 and bad[16:].sum() == 0
+    assert np.isnan(scored.values["kl"][row3][:16]).all() and not np.isnan(scored.values["kl"][row3][16:]).any()
+    acc = NumericsAccumulator(("kl", "nonfinite"))
+    acc.update(scored)
+    assert acc.positions == scored.rows.size == 121 and acc.summaries["kl"].count == 121
+    assert acc.summaries["nonfinite"].stat("max") == 40 and np.isnan(acc.summaries["kl"].stat("max"))
+
+
 def test_out_of_memory_in_a_chunk_is_an_evaluation_error():
     """A real allocation failure (a [64, 10^10] gather cannot fit) names the chunk and how to lower it."""
     vocab = 10**10

@@ -20,7 +20,7 @@ _EXP_MAX = 709.0  # numba's exp clamps here: e^u stays finite, as there
 
 def _nan_to_neg_inf(z: torch.Tensor) -> torch.Tensor:
     """NaN → −inf: numba's ``max`` keeps the running maximum when it meets a NaN."""
-    return torch.where(torch.isnan(z), torch.full_like(z, -torch.inf), z)
+    return z.masked_fill(torch.isnan(z), -torch.inf)
 
 
 def _first_equal(z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
