@@ -44,7 +44,7 @@ class TorchKernelSpec:
         return {"kind": self.kind, "model": self.model, "weights": self.weights_display,
                 "precision": self.precision, "device": self.device, "batch_size": self.batch_size,
                 "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})",
-                **_injected(self.inject)}
+                **({"chunk": self.chunk} if self.chunk is not None else {}), **_injected(self.inject)}
 
 
 @dataclass(frozen=True)
