@@ -58,10 +58,12 @@ class ScoredBatch:
 
     def topk_overlap(self, k: int) -> np.ndarray:
         """|top-k(p) ∩ top-k(q)| / k per position (metrics/distribution.topk_overlap)."""
-        from promote.metrics import device as on_device  # torch: only when a kernel gave torch logits
+        def on_device(ref: Any, cand: Any) -> Any:
+            from promote.metrics import device  # torch: only when a kernel gave torch logits
 
-        return self.per_position(lambda r, c: topk_overlap(r, c, k), lambda r, c: on_device.topk_overlap(r, c, k),
-                                 both=True)
+            return device.topk_overlap(ref, cand, k)
+
+        return self.per_position(lambda r, c: topk_overlap(r, c, k), on_device, both=True)
 
     def degenerate_positions(self) -> int:
         """Positions where both kernels' logits are constant (nothing was compared)."""
