@@ -42,6 +42,9 @@ def token_metrics(
     if ref_logits.ndim != 2:
         raise ValueError(f"expected [positions, vocab] logits, got shape {ref_logits.shape}")
     out = np.empty((ref_logits.shape[0], len(COLUMNS)), dtype=np.float64)
+    # Integer arrays are numbers here, never bfloat16 bits (only the torch path hands those over).
+    ref_logits, cand_logits = (z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)
+                               for z in (ref_logits, cand_logits))
     fused_columns(ref_logits, cand_logits, targets, tie_margin, out)
     return columns_to_values(out)
 
