@@ -251,6 +251,32 @@ def test_check_out_of_memory_is_exit_3_naming_chunk(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_forward_out_of_memory_is_exit_3_naming_batch_size(tmp_path):
+    (tmp_path / "model.py").write_text(textwrap.dedent("""
+        import torch
+
+        class Greedy(torch.nn.Module):
+            def forward(self, ids):
+                return torch.empty(ids.shape[0], 10**7, 10**7)  # 400 TB: the allocator refuses it
+
+        def build():
+            return Greedy()
+    """))
+    (tmp_path / "eval.jsonl").write_text("".join(f'{{"id": "s{i}", "input_ids": [1, 2, 3]}}\n' for i in range(2)))
+    (tmp_path / "contract.yaml").write_text(textwrap.dedent("""
+        version: 1
+        name: oom-forward
+        reference: {kind: torch, model: model.py:build, batch_size: 2}
+        candidate: {kind: torch, model: model.py:build, batch_size: 2}
+        data: {path: eval.jsonl, task: causal-lm}
+        numerical: {clauses: [{id: kl, metric: kl, stat: max, max: 1}]}
+    """))
+    result = CliRunner().invoke(cli, ["check", str(tmp_path / "contract.yaml"), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "out of cpu memory in the forward pass of a batch of 2 sequences" in result.output
+    assert "`batch_size` (now 2)" in result.output and "Traceback" not in result.output
+
+
 def test_chunk_key_is_validated(tmp_path):
     (tmp_path / "contract.yaml").write_text(textwrap.dedent("""
         version: 1

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from promote.errors import EvaluationError
+from promote.kernels.base import is_out_of_memory
 from promote.metrics import device as device_metrics
 from promote.metrics.distribution import COLUMNS, fused_columns
 
@@ -138,7 +139,7 @@ class _OutOfMemory:
         return None
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or not _is_oom(exc):
+        if exc is None or not is_out_of_memory(exc):
             return False
         logits = self.logits
         source = "the kernel's `chunk`" if logits.explicit else f"the default for V = {logits.vocab}"
@@ -150,16 +151,6 @@ class _OutOfMemory:
             f"torch kernels (e.g. `chunk: {max(1, logits.chunk // 4)}`) or their `batch_size` "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'})"
         ) from None
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    text = str(exc).lower()  # CUDA: "CUDA out of memory"; torch's CPU allocator: "can't allocate memory"
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def is_tensor(logits: Any) -> bool:

@@ -108,6 +108,15 @@ def rows_on_host(logits: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return host_logits(logits[torch.from_numpy(rows), torch.from_numpy(cols)])
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Running out of memory, however torch or Python says it: ``torch.cuda.OutOfMemoryError``, a RuntimeError
+    "out of memory" (CUDA) or "can't allocate memory" (torch's CPU allocator), a ``MemoryError``."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 def _is_float(logits: Any) -> bool:
     if isinstance(logits, np.ndarray):
         return bool(np.issubdtype(logits.dtype, np.floating))

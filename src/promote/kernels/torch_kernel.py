@@ -25,7 +25,7 @@ import torch
 
 from promote.data import Batch, TensorBatch
 from promote.errors import EvaluationError, UsageError
-from promote.kernels.base import Kernel, Outputs, evaluation_failure
+from promote.kernels.base import Kernel, Outputs, evaluation_failure, is_out_of_memory
 
 _WEIGHT_DTYPES = {"bf16-weights": torch.bfloat16, "fp16-weights": torch.float16}
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -221,6 +221,10 @@ class TorchKernel(Kernel):
             with self._threads(), precision_flags(self.spec.precision), torch.inference_mode(), autocast:
                 raw = self.module(ids)
         except BaseException as exc:
+            if is_out_of_memory(exc):
+                raise EvaluationError(f"{self.label}: out of {self.spec.device} memory in the forward pass of a batch "
+                                      f"of {ids.shape[0]} sequences × {ids.shape[1]} tokens; lower this kernel's "
+                                      f"`batch_size` (now {self.spec.batch_size}) ({type(exc).__name__})") from None
             raise evaluation_failure(self.label, "forward pass", exc) from None
         logits = _logits_of(raw)
         if logits is None:
