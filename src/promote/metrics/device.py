@@ -104,20 +104,34 @@ _NAN_WHEN_BAD = torch.tensor([name in ("kl", "kl_rev", "tv", "logit_drift", "log
                                        "ref_entropy", "cand_entropy") for name in COLUMNS])
 
 
-def topk_set(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """bool [P, V]: the top-k set of each row, ties broken by index (metrics/distribution.topk_overlap)."""
+def _top_ids(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """long [P, k]: the ids of each row's top-k set (metrics/distribution.topk_overlap's rule)."""
+    values, ids = torch.topk(logits, k, dim=-1)  # NaN counts as largest here: such rows are redone below
+    redo = torch.nonzero(((logits >= values[:, -1:]).sum(-1) > k) | torch.isnan(values).any(-1)).flatten()
+    if redo.numel():
+        ids[redo] = _ids_by_rule(logits[redo], k)
+    return ids
+
+
+def _ids_by_rule(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """long [n, k]: logits above the k-th largest, then the lowest indices equal to it (NaN as −inf)."""
     z = _nan_to_neg_inf(logits)
-    kth = torch.topk(z, k, dim=-1).values[:, -1:]
-    above = z > kth
-    tied = z == kth
-    need = k - above.sum(-1, keepdim=True)
-    return above | (tied & (torch.cumsum(tied.to(torch.int32), dim=-1) <= need))
+    kth = torch.topk(z, k, dim=-1).values[:, -1]
+    rows, cols = torch.nonzero(z >= kth[:, None], as_tuple=True)
+    tied = (z[rows, cols] == kth[rows]).to(torch.long)
+    vocab = z.shape[-1]
+    order = torch.argsort((rows * 2 + tied) * vocab + cols)  # by row, those above the k-th first, then by index
+    rows, cols = rows[order], cols[order]
+    starts = torch.searchsorted(rows, torch.arange(z.shape[0], device=z.device))
+    rank = torch.arange(rows.numel(), device=z.device) - starts[rows]
+    return cols[rank < k].reshape(z.shape[0], k)
 
 
 def topk_overlap(ref: torch.Tensor, cand: torch.Tensor, k: int) -> torch.Tensor:
     """|top-k(z_r) ∩ top-k(z_c)| / k per position (k capped at V), float64."""
     k = min(k, ref.shape[-1])
-    return (topk_set(ref, k) & topk_set(cand, k)).sum(-1).to(torch.float64) / k
+    ids_r, ids_c = _top_ids(ref, k), _top_ids(cand, k)
+    return (ids_r[:, :, None] == ids_c[:, None, :]).any(-1).sum(-1).to(torch.float64) / k
 
 
 def reference_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -137,4 +151,4 @@ def top2_margin(logits: torch.Tensor) -> torch.Tensor:
     return top[:, 0] - top[:, 1]
 
 
-__all__ = ["reference_entropy", "token_columns", "top2_margin", "topk_overlap", "topk_set"]
+__all__ = ["reference_entropy", "token_columns", "top2_margin", "topk_overlap"]

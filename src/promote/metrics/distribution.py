@@ -89,22 +89,37 @@ def topk_overlap(ref_logits: np.ndarray, cand_logits: np.ndarray, k: int) -> np.
 
     The top-k set is every logit above the k-th largest plus, among those equal to it, the lowest
     indices (NaN counts as −inf): a rule, not an accident of a selection algorithm, so the torch path
-    (metrics/device.py) gives the same sets on ties."""
+    (metrics/device.py) gives the same sets on ties. A row without a tie across the k-th logit (or a
+    NaN) keeps the selection's k ids; only the others are resolved by the rule."""
     k = min(k, ref_logits.shape[-1])
     if ref_logits.shape[0] == 0:
         return np.zeros(0)
-    shared = _topk_set(ref_logits, k) & _topk_set(cand_logits, k)
-    return shared.sum(-1) / k
+    ids_r, ids_c = _top_ids(ref_logits, k), _top_ids(cand_logits, k)
+    return (ids_r[:, :, None] == ids_c[:, None, :]).any(-1).sum(-1) / k
 
 
-def _topk_set(logits: np.ndarray, k: int) -> np.ndarray:
-    """bool [P, V]: the top-k set of each row, ties broken by index."""
+def _top_ids(logits: np.ndarray, k: int) -> np.ndarray:
+    """int [P, k]: the ids of each row's top-k set (``topk_overlap``'s rule)."""
+    cut = logits.shape[-1] - k
+    ids = np.argpartition(logits, cut, axis=-1)[:, cut:]  # NaN sorts last: such rows are redone below
+    top = np.take_along_axis(logits, ids, -1)
+    kth = top.min(-1, keepdims=True)
+    redo = np.flatnonzero(((logits >= kth).sum(-1) > k) | np.isnan(top).any(-1))
+    if redo.size:
+        ids[redo] = _ids_by_rule(logits[redo], k)
+    return ids
+
+
+def _ids_by_rule(logits: np.ndarray, k: int) -> np.ndarray:
+    """int [n, k]: logits above the k-th largest, then the lowest indices equal to it (NaN as −inf)."""
     z = np.where(np.isnan(logits), -np.inf, logits)
-    kth = np.partition(z, z.shape[-1] - k, axis=-1)[:, z.shape[-1] - k, None]
-    above = z > kth
-    tied = z == kth
-    need = k - above.sum(-1, keepdims=True)
-    return above | (tied & (np.cumsum(tied, axis=-1) <= need))
+    kth = np.partition(z, z.shape[-1] - k, axis=-1)[:, z.shape[-1] - k]
+    rows, cols = np.nonzero(z >= kth[:, None])
+    tied = z[rows, cols] == kth[rows]
+    order = np.lexsort((cols, tied, rows))  # by row, those above the k-th first, then by index
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, np.arange(z.shape[0]))[rows]
+    return cols[rank < k].reshape(z.shape[0], k)
 
 
 def ratio_outside(abs_log_ratio: np.ndarray, cap: float) -> np.ndarray:
