@@ -182,6 +182,13 @@ def check_sampled_tokens(reference: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return out
 
 
+def record_rows(records: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Sample id → (input_ids, mask) rows of a ``kernels.records.RecordSet``, views into the arrays it
+    already holds (no copy), for ``check_sampled_tokens``."""
+    return {sample_id: (records.shards[shard].input_ids[row], records.shards[shard].mask[row])
+            for sample_id, (shard, row) in records.where.items()}
+
+
 def _describe(kind: str, row: Mapping[str, Any]) -> str:
     sid = f"`{row['id']}`"
     if kind == "missing":
@@ -193,4 +200,4 @@ def _describe(kind: str, row: Mapping[str, Any]) -> str:
     return f"{sid} (position {row['position']} in the {row['in']}: token {row['reference']} vs {row['candidate']})"
 
 
-__all__ = ["CHECK", "SamplerSide", "check_sampled_tokens", "check_sampling_settings", "reshapes"]
+__all__ = ["CHECK", "SamplerSide", "check_sampled_tokens", "check_sampling_settings", "record_rows", "reshapes"]

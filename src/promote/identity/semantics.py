@@ -245,14 +245,15 @@ def check_value_semantics(reference: ValueSide, candidate: ValueSide, metrics: I
 
 
 def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.ndarray | None = None,
-                     deviation: float = 0.05, share: float = 0.9) -> Finding | None:
+                     deviation: float = 0.05, share: float = 0.9, fit: float = 0.9) -> Finding | None:
     """A note when the candidate's full-vocabulary values look like the reference's scaled by one factor
     (log q ≈ a·log p + c per position, a ≠ 1 at ``share`` of the positions): the signature of a temperature.
 
     A note, never ``invalid``: a kernel bug that scales its logits (a wrong norm weight) looks the same,
     and the metrics must still fail it; the note points at the sampler first. Slopes are fitted per
     position with weights p (the reference's probabilities), so the tail of the vocabulary cannot
-    dominate.
+    dominate; the scaled reference must explain ``fit`` of the candidate's variation (median over
+    positions), so unrelated values are no temperature.
     """
     ref = np.asarray(reference, dtype=np.float64).reshape(-1, np.shape(reference)[-1])
     cand = np.asarray(candidate, dtype=np.float64).reshape(-1, np.shape(candidate)[-1])
@@ -269,10 +270,13 @@ def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.n
     p /= p.sum(axis=1, keepdims=True)
     x = ref - (p * ref).sum(axis=1, keepdims=True)
     y = cand - (p * cand).sum(axis=1, keepdims=True)
-    var = (p * x * x).sum(axis=1)
-    ok = var > 1e-12
+    var, var_y = (p * x * x).sum(axis=1), (p * y * y).sum(axis=1)
+    ok = (var > 1e-12) & (var_y > 1e-12)
     slope = (p * x * y).sum(axis=1)[ok] / var[ok]
-    if len(slope) < 4:
+    # Share of the candidate's variation the scaled reference explains: near 1 for a temperature, near 0
+    # for unrelated logits (whose fitted slope is also far from 1).
+    explained = 1.0 - (p[ok] * (y[ok] - slope[:, None] * x[ok]) ** 2).sum(axis=1) / var_y[ok]
+    if len(slope) < 4 or float(np.median(explained)) < fit:
         return None
     median = float(np.median(slope))
     same_side = float(np.mean(np.sign(slope - 1.0) == np.sign(median - 1.0)))
@@ -283,7 +287,7 @@ def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.n
                    "positions", "if the candidate applies a sampler temperature (vLLM `processed_logprobs`), record "
                    "raw values; otherwise this is the kernel's own scaling and the metrics judge it",
                    {"slope_median": median, "temperature": 1.0 / median, "positions": int(len(slope)),
-                    "share": same_side})
+                    "share": same_side, "explained": float(np.median(explained))})
 
 
 __all__ = ["CHECK", "MODES", "OFFSET_METRICS", "Observation", "ValueSide", "check_value_semantics", "is_processed",
