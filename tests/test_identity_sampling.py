@@ -15,7 +15,13 @@ import pytest
 from promote.data.rollouts import read_rollouts
 from promote.data.sampler import parse_mode, parse_sampling
 from promote.errors import UsageError
-from promote.identity.sampling import SamplerSide, check_sampled_tokens, check_sampling_settings, record_rows
+from promote.identity.sampling import (
+    SamplerSide,
+    check_against_evalset,
+    check_sampled_tokens,
+    check_sampling_settings,
+    record_rows,
+)
 from promote.kernels.records import RecordSet, write_records
 from promote.rl import write_rollouts
 
@@ -202,3 +208,27 @@ def test_trainer_columns_in_a_dump_are_read(tmp_path):
     dump.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(UsageError, match=r"dump\.jsonl:2: per-response-token columns differ in length"):
         read_rollouts(dump)
+
+
+def test_rows_against_the_eval_set(tmp_path):
+    """One side's rows against the eval set (the engine's sample): honest → none; a longer response, other
+    ids, a missing sample → invalid naming that side."""
+    rollouts = read_rollouts(DUMP)
+    evalset = {r.id: np.array([*r.prompt_ids, *r.response_ids]) for r in rollouts}
+    trainer, _ = _pair(tmp_path / "a")
+    assert check_against_evalset(record_rows(trainer), evalset, "reference", "reference") == []
+    longer = list(rollouts)
+    longer[1] = dataclasses.replace(longer[1], trainer_response_ids=(*longer[1].response_ids, 7),
+                                    trainer_response_mask=(*longer[1].response_mask, True),
+                                    trainer_logprobs=(*longer[1].trainer_logprobs, -1.0))
+    swapped = list(longer[2].response_ids)
+    swapped[4] = (swapped[4] + 1) % 256
+    longer[2] = dataclasses.replace(longer[2], trainer_response_ids=tuple(swapped))
+    rows = record_rows(_pair(tmp_path / "b", longer)[0])
+    del rows[rollouts[0].id]
+    found = {f.evidence["kind"]: f for f in check_against_evalset(rows, evalset, "reference", "reference (trainer)")}
+    assert set(found) == {"missing", "length", "ids"}
+    assert all(f.severity == "invalid" and f.side == "reference" for f in found.values())
+    assert found["ids"].evidence["first"][0] == {"id": rollouts[2].id, "position": len(rollouts[2].prompt_ids) + 4,
+                                                 "side": swapped[4], "eval_set": rollouts[2].response_ids[4]}
+    assert found["length"].message.startswith("reference (trainer): responses run past the eval set's sample")

@@ -182,6 +182,44 @@ def check_sampled_tokens(reference: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return out
 
 
+_AGAINST = {
+    "missing": "samples of the eval set have no row on this side",
+    "length": "responses run past the eval set's sample (scored positions beyond its last token)",
+    "ids": "token ids differ from the eval set's (the engine's sample)",
+}
+
+
+def check_against_evalset(rows: Mapping[str, tuple[np.ndarray, np.ndarray]], evalset: Mapping[str, np.ndarray],
+                          role: Role, label: str) -> list[Finding]:
+    """One side's sampled-token rows against the eval set (the engine's sampled tokens, docs/rl.md): every
+    eval sample has a row, its ids up to the sample's length equal the eval set's, and no scored position
+    reaches past the sample. One ``invalid`` finding per kind, naming the side."""
+    bad: dict[str, list[dict[str, Any]]] = {k: [] for k in _AGAINST}
+    for sample_id, want in evalset.items():
+        if sample_id not in rows:
+            bad["missing"].append({"id": sample_id})
+            continue
+        ids, mask = rows[sample_id]
+        want = np.asarray(want)
+        n = len(want)
+        got = np.asarray(ids)[:n]
+        if _end(np.asarray(mask, dtype=bool)) > n - 1 or len(got) < n:
+            bad["length"].append({"id": sample_id, "sample_length": n, "row_end": _end(np.asarray(mask, dtype=bool))})
+        elif not np.array_equal(got, want):
+            at = int(np.flatnonzero(got != want)[0])
+            bad["ids"].append({"id": sample_id, "position": at, "side": int(got[at]), "eval_set": int(want[at])})
+    out = []
+    for kind, found in bad.items():
+        if found:
+            shown = ", ".join(f"`{r['id']}`" + (f" (position {r['position']}: {r['side']} vs {r['eval_set']})"
+                                                 if kind == "ids" else "") for r in found[:_SHOW])
+            more = ", …" if len(found) > _SHOW else ""
+            out.append(Finding(CHECK, "invalid", role, f"{label}: {_AGAINST[kind]} in {len(found)} of {len(evalset)} "
+                               f"samples: {shown}{more}", _WHAT[kind][1],
+                               {"kind": kind, "count": len(found), "first": found[:_SHOW]}))
+    return out
+
+
 def record_rows(records: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Sample id → (input_ids, mask) rows of a ``kernels.records.RecordSet``, views into the arrays it
     already holds (no copy), for ``check_sampled_tokens``."""
@@ -200,4 +238,5 @@ def _describe(kind: str, row: Mapping[str, Any]) -> str:
     return f"{sid} (position {row['position']} in the {row['in']}: token {row['reference']} vs {row['candidate']})"
 
 
-__all__ = ["CHECK", "SamplerSide", "check_sampled_tokens", "check_sampling_settings", "record_rows", "reshapes"]
+__all__ = ["CHECK", "SamplerSide", "check_against_evalset", "check_sampled_tokens", "check_sampling_settings",
+           "record_rows", "reshapes"]
