@@ -187,6 +187,15 @@ def test_processed_against_raw_is_invalid_naming_the_processed_side():
     assert "--logprobs-mode raw_logits" in logits_side[0].fix
 
 
+def test_processed_against_a_live_kernel_is_invalid():
+    """A live kernel (torch, onnx, a temperature-0 server) gives the model's own values: never processed."""
+    z = _logits()
+    live = ValueSide("reference", "reference (torch)", "logits", observed=observe_dense(z), live=True)
+    found = check_value_semantics(live, _side("candidate", _log_softmax(z / 0.8), "processed_logprobs"), ["kl"])
+    assert [(f.severity, f.side) for f in found] == [("invalid", "candidate"), ("note", "both")]  # + the spaces
+    assert "the model’s own outputs" in found[0].message
+
+
 def test_processed_against_undeclared_or_processed_is_a_note():
     lp = _log_softmax(_logits())
     undeclared = check_value_semantics(_side("reference", lp), _side("candidate", lp, "processed_logprobs"))

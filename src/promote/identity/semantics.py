@@ -126,6 +126,8 @@ class ValueSide:
     only). ``declared``: one of ``MODES`` or None, with ``declared_by`` naming where it was read
     (``metadata `logprobs_mode` of runs/x.safetensors``). ``observed``: from the values (None: not
     measured). ``label``: how messages name the side (``candidate (records runs/x.safetensors)``).
+    ``live``: a kernel promote runs itself (torch, onnx, a server asked at temperature 0 without
+    penalties): its values are the model's own, never a sampler's processed ones.
     """
 
     role: Role
@@ -134,6 +136,7 @@ class ValueSide:
     declared: str | None = None
     declared_by: str = ""
     observed: Observation | None = None
+    live: bool = False
 
     @property
     def space(self) -> Space | None:
@@ -196,7 +199,7 @@ def _processed(ref: ValueSide, cand: ValueSide) -> list[Finding]:
         if not flags[side.role]:
             continue
         raw = "raw_logits" if mode_space(str(side.declared)) == "logits" else "raw_logprobs"
-        if other.declared not in MODES:
+        if other.declared not in MODES and not other.live:
             out.append(Finding(CHECK, "note", other.role, f"{side.label} gives processed values (`{side.declared}`, "
                                f"{side.declared_by}) and {other.label} declares no value mode: if its values are "
                                "raw, the two are of different distributions", f"declare the {other.role}'s mode "
@@ -205,8 +208,9 @@ def _processed(ref: ValueSide, cand: ValueSide) -> list[Finding]:
             continue
         out.append(Finding(CHECK, "invalid", side.role, f"{side.label} gives processed values (`{side.declared}`, "
                            f"{side.declared_by}: after temperature and penalties) while {other.label} gives raw ones "
-                           f"(`{other.declared}`): they are values of different distributions, so every metric would "
-                           f"measure the sampler, not the kernel", f"re-record the {side.role} with vLLM "
+                           f"(`{other.declared or 'the model’s own outputs'}`): they are values of different "
+                           "distributions, so every metric would measure the sampler, not the kernel",
+                           f"re-record the {side.role} with vLLM "
                            f"`--logprobs-mode {raw}` (or process both sides with the same sampling settings)", modes))
     return out
 
