@@ -13,6 +13,7 @@ from promote.identity.semantics import (
     lse_tolerance,
     observe_dense,
     observe_topk,
+    positions,
     temperature_hint,
 )
 from promote.metrics.distribution import token_metrics
@@ -225,3 +226,15 @@ def test_temperature_hint_is_silent_on_honest_noise_and_unrelated_logits():
     assert temperature_hint(z, z + 5.0) is None  # a constant offset is no temperature
     assert temperature_hint(_log_softmax(z), _log_softmax(_logits(5, rows=32))) is None
     assert temperature_hint(z[:2], z[:2] / 0.5) is None  # too few positions to say
+
+
+def test_positions_copies_only_a_spread_of_scored_rows():
+    values = np.arange(4 * 100 * 3, dtype=np.float32).reshape(4, 100, 3)
+    mask = np.zeros((4, 100), dtype=bool)
+    mask[1:3, 10:60] = True  # 100 scored positions
+    rows = positions(values, mask, limit=5)
+    assert rows.shape == (5, 3) and rows.dtype == np.float64
+    picked = (rows[:, 0] / 3).astype(int)
+    assert picked[0] == 110 and picked[-1] == 259 and list(picked) == sorted(set(picked))
+    assert all(mask.reshape(-1)[i] for i in picked)
+    assert positions(values, mask).shape == (100, 3)

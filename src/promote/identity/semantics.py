@@ -70,13 +70,26 @@ class Observation:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def observe_dense(values: np.ndarray, *, mask: np.ndarray | None = None, tol: float = LSE_TOL) -> Observation:
-    """Full-vocabulary rows [..., V]: log-probs when logsumexp is within ``tol`` of 0 at every scored
-    position, raw logits otherwise. ``mask`` [...] picks the scored positions (rows of −inf are
-    skipped: nothing was computed there)."""
-    rows = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
-    if mask is not None:
-        rows = rows[np.asarray(mask, dtype=bool).reshape(-1)]
+def positions(values: np.ndarray, mask: np.ndarray | None = None, limit: int | None = None) -> np.ndarray:
+    """Rows [n, V] of ``values`` [..., V] at the scored positions (``mask`` [...]), as float64; at most
+    ``limit`` of them, spread evenly, and only those copied (a probe batch at V = 151 936 is gigabytes)."""
+    flat = np.asarray(values).reshape(-1, np.shape(values)[-1])
+    index = np.arange(len(flat)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
+    if limit is not None and len(index) > limit:
+        index = index[np.linspace(0, len(index) - 1, limit).round().astype(np.int64)]
+    return flat[index].astype(np.float64)
+
+
+#: Positions of a full-vocabulary probe measured (each a row of V float64s).
+DENSE_POSITIONS = 32
+
+
+def observe_dense(values: np.ndarray, *, mask: np.ndarray | None = None, tol: float = LSE_TOL,
+                  limit: int | None = DENSE_POSITIONS) -> Observation:
+    """Full-vocabulary rows [..., V]: log-probs when logsumexp is within ``tol`` of 0 at every measured
+    scored position (``mask`` [...]; at most ``limit``, spread evenly), raw logits otherwise. Rows of −inf
+    are skipped: nothing was computed there."""
+    rows = positions(values, mask, limit)
     top = rows.max(axis=1, initial=-np.inf) if rows.size else np.zeros(0)
     rows = rows[np.isfinite(top)]
     if not len(rows):
@@ -100,9 +113,7 @@ def observe_topk(topk_values: np.ndarray, *, mask: np.ndarray | None = None, mas
     """Top-k rows [..., K]: the mass bound Σ exp ≤ 1 (and each value ≤ 0) must hold for log-probs; a
     violation proves the values are not log-probs. Holding it proves nothing (logits can be negative),
     so the space stays None then: the declaration decides."""
-    rows = np.asarray(topk_values, dtype=np.float64).reshape(-1, np.shape(topk_values)[-1])
-    if mask is not None:
-        rows = rows[np.asarray(mask, dtype=bool).reshape(-1)]
+    rows = positions(topk_values, mask)
     if not rows.size:
         return Observation(None, "no scored top-k position to measure")
     with np.errstate(over="ignore", invalid="ignore"):
@@ -249,7 +260,8 @@ def check_value_semantics(reference: ValueSide, candidate: ValueSide, metrics: I
 
 
 def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.ndarray | None = None,
-                     deviation: float = 0.05, share: float = 0.9, fit: float = 0.9) -> Finding | None:
+                     deviation: float = 0.05, share: float = 0.9, fit: float = 0.9,
+                     limit: int | None = DENSE_POSITIONS) -> Finding | None:
     """A note when the candidate's full-vocabulary values look like the reference's scaled by one factor
     (log q ≈ a·log p + c per position, a ≠ 1 at ``share`` of the positions): the signature of a temperature.
 
@@ -259,11 +271,7 @@ def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.n
     dominate; the scaled reference must explain ``fit`` of the candidate's variation (median over
     positions), so unrelated values are no temperature.
     """
-    ref = np.asarray(reference, dtype=np.float64).reshape(-1, np.shape(reference)[-1])
-    cand = np.asarray(candidate, dtype=np.float64).reshape(-1, np.shape(candidate)[-1])
-    if mask is not None:
-        keep = np.asarray(mask, dtype=bool).reshape(-1)
-        ref, cand = ref[keep], cand[keep]
+    ref, cand = positions(reference, mask, limit), positions(candidate, mask, limit)
     finite = np.isfinite(ref)
     live = (finite == np.isfinite(cand)).all(axis=1) & finite.any(axis=1)  # −inf on both: a vocabulary mask
     ref, cand, finite = ref[live], cand[live], finite[live]
