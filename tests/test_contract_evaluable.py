@@ -163,7 +163,7 @@ def test_token_ids_beyond_the_vocabulary_name_the_sample_id_and_position(mini):
     text = contract_text().replace("model.py:build", "modulo.py:build").split("slices:")[0]
     path = mini.write("vocab.yaml", text)
     result = run("check", str(path))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output  # the identity check: invalid (issue 23)
     assert ("eval set line 4: sample `wide` has token id 40 at position 2 (input_ids[2]), beyond the model's "
             "vocabulary of 16 ids (0..15)") in result.stderr
 

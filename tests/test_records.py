@@ -173,9 +173,11 @@ def test_topk_records_with_different_k(mini):
 
 def test_records_with_a_different_vocabulary(mini):
     record(mini, mini.root / "v20.safetensors", vocab_pad=4)
-    result = invoke("check", str(records_contract(mini, "v20.safetensors")))
-    assert result.exit_code == 2
-    assert "vocabulary sizes differ" in result.stderr and "v20.safetensors) has 20" in result.stderr
+    result = invoke("check", str(records_contract(mini, "v20.safetensors")), "--format", "json")
+    assert result.exit_code == 3  # the identity check: invalid, not a usage error (issue 23)
+    [finding] = json.loads(result.stdout)["identity"]["findings"]
+    assert finding["check"] == "vocabulary" and "vocabulary sizes differ" in finding["message"]
+    assert "v20.safetensors) scores 20" in finding["message"]
 
 
 def test_mask_excluding_positions_is_reported(mini):

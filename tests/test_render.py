@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from reports import clause, make_report, normal_report
+from reports import clause, invalid_report, make_report, normal_report
 
 from promote.contract.model import Rule
 from promote.report import filters
@@ -74,7 +74,7 @@ def oversized_report() -> Report:
 
 
 CASES = {"normal": normal_report, "all_pass": all_pass_report, "many_failures": many_failures_report,
-         "hostile": hostile_report}
+         "hostile": hostile_report, "invalid": invalid_report}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

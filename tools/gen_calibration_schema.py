@@ -429,7 +429,8 @@ schema = {
         "errors": {
             "type": "array",
             "items": {"type": "string"},
-            "description": "Rows that could not be evaluated (an `error` outcome): exit 3.",
+            "description": "Rows that could not be evaluated (an `error` outcome) or were `invalid` (the identity "
+                           "check: neither a catch nor a pass): exit 3.",
         },
     },
 }

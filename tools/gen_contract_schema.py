@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from promote.contract.fault_specs import BUILTIN_FAULTS  # noqa: E402 - the built-in fault names
+from promote.contract.identity_spec import SAME_KEYS  # noqa: E402 - what `identity.same` may name
 from promote.contract.schema_parts import (  # noqa: E402 - the helpers and metric groups
     COUNT_MAX,
     ID_PATTERN,
@@ -35,7 +37,8 @@ from promote.sections import decls, stage_names  # noqa: E402 - the stage regist
 __all__ = ["METRICS", "PARAM_METRICS", "TASK_METRICS", "TENSOR_METRICS", "schema"]  # tests read the metric groups
 
 STAGES = list(stage_names())
-STATUSES = [s.value for s in Status]
+# `invalid` is no clause outcome a rule can act on: an invalid run is never judged (docs/identity.md).
+STATUSES = [s.value for s in Status if s is not Status.INVALID]
 
 
 calibration = obj(
@@ -56,6 +59,37 @@ calibration = obj(
     },
 )
 
+
+
+def _identity_files(whose: str) -> dict[str, Any]:
+    return {
+        "tokenizer": string(f"{whose} tokenizer: a `tokenizer.json` or the folder holding it (with "
+                            "tokenizer_config.json, special tokens), fingerprinted by content; its size tells padded "
+                            "vocabulary rows apart. Default: looked for beside the weights. Relative to the contract "
+                            "file."),
+        "config": string(f"{whose} model config (`config.json` or its folder), fingerprinted by content. Default: "
+                         "beside the weights."),
+        "weights": string(f"{whose} weights (a file or a folder of safetensors/bin/onnx/gguf files), fingerprinted "
+                          "by content. Default: the kernel's own (`weights`, an ONNX `path`, a launched vLLM's "
+                          "model folder)."),
+    }
+
+
+identity = obj(
+    "The identity check run before any metric (docs/identity.md): the files that identify each side, and the facts "
+    "that must be equal on both. Without this section the check still runs on what promote finds itself.",
+    {
+        "same": {"type": "array", "uniqueItems": True,
+                 "items": {"enum": list(SAME_KEYS)},
+                 "description": "Facts that must be equal on both sides, else the run is `invalid` (exit 3): "
+                                + "; ".join(f"`{k}`: {v}" for k, v in SAME_KEYS.items()) + "."},
+        **_identity_files("Both sides'"),
+        "reference": obj("The reference's identity files (override the shared keys).",
+                         _identity_files("The reference's")),
+        "candidate": obj("The candidate's identity files (override the shared keys).",
+                         _identity_files("The candidate's")),
+    },
+)
 
 
 data = obj(
@@ -189,6 +223,7 @@ schema = obj(
                                    "`numerical.consistency`)."),
         "escalation": escalation,
         "calibration": calibration,
+        "identity": identity,
     },
     ["version", "name"],
     dependentRequired=DEPENDENT_REQUIRED,

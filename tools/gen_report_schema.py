@@ -165,12 +165,16 @@ def report_schema() -> dict[str, Any]:
     """The Report's JSON form (``report.model.Report.to_dict``), key for key."""
     properties = {
         "schema_version": {"const": SCHEMA_VERSION, "description": "Report format version."},
-        "tool": parts.TOOL, "contract": parts.CONTRACT, "kernels": parts.KERNELS, "data": parts.DATA,
+        "tool": parts.TOOL, "identity": parts.IDENTITY, "contract": parts.CONTRACT, "kernels": parts.KERNELS,
+        "data": parts.DATA,
         "stages": {"type": "array", "items": object_schema(StageResult), "description": "Stage results in run order."},
         "verdict": {"enum": list(VERDICTS),
-                    "description": "Most severe action, or `error` when something could not be evaluated."},
+                    "description": "Most severe action; `error` when something could not be evaluated; `invalid` "
+                                   "when the identity check found the two sides do not compute on the same thing "
+                                   "(nothing judged)."},
         "exit_code": {"enum": [EXIT_PASS, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_COULD_NOT_EVALUATE],
-                      "description": "0 pass/warn, 1 gate failed, 2 usage/contract error, 3 could not evaluate."},
+                      "description": "0 pass/warn, 1 gate failed, 2 usage/contract error, 3 could not evaluate or "
+                                     "invalid."},
         "actions": {"type": "array", "description": "The action the policy took for every clause, and why.",
                     "items": object_schema(Action)},
         "routes": {"type": "array", "items": {"type": "string"},

@@ -302,3 +302,54 @@ RUNTIME_DETAILS = {
         },
     },
 }
+
+FINDING = {
+    "type": "object",
+    "description": "One identity finding (src/promote/findings.py; docs/identity.md): which check, about which side, "
+                   "what differs and how to fix it.",
+    "properties": {
+        "check": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$",
+                  "description": "The identity check that found it: vocabulary, prompt, fingerprint, value_semantics, "
+                                 "sampling, or a plug-in's."},
+        "severity": {"enum": ["invalid", "note"],
+                     "description": "`invalid`: the sides do not compute on the same thing, nothing is judged; `note`: "
+                                    "worth showing, not a mismatch (padded vocabulary rows excluded)."},
+        "side": {"enum": ["reference", "candidate", "both", "eval_set"],
+                 "description": "Which side it is about: one kernel, `both` (they differ from each other) or the "
+                                "eval set."},
+        "message": {"type": "string", "description": "What differs, with the values seen on each side."},
+        "fix": {"type": "string", "description": "What to change so both sides compute on the same thing."},
+        "evidence": {"type": "object", "additionalProperties": True,
+                     "description": "The values behind the message (JSON-safe)."},
+    },
+    "additionalProperties": False,
+    "required": ["check", "severity", "side", "message", "fix", "evidence"],
+}
+
+IDENTITY = {
+    "type": ["object", "null"],
+    "description": "The identity check, run before any metric (docs/identity.md): its findings (shown first in every "
+                   "rendering), each side's identity fingerprint and which checks ran. An `invalid` finding makes the "
+                   "verdict `invalid` (exit 3) and no stage is judged. Null when no kernel pair was built "
+                   "(observability only).",
+    "properties": {
+        "invalid": {"type": "boolean", "description": "Whether any finding is `invalid`."},
+        "findings": {"type": "array", "items": FINDING, "description": "Findings in check order."},
+        "fingerprints": {
+            "type": "object", "description": "Per side: content hashes of its tokenizer, config and weights files "
+                                             "(`sha256`, `files`, `bytes`; tokenizer: `vocab`), and a server's own "
+                                             "account (`server`: `/v1/models`, `/version`).",
+            "propertyNames": {"enum": ["reference", "candidate"]},
+            "additionalProperties": {"type": "object", "additionalProperties": True}},
+        "checked": {"type": "array", "items": {"type": "string"}, "description": "Checks that ran, in order."},
+        "not_checked": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "Checks that did not run on this pair, each with why."},
+        "probe_samples": {"type": "integer", "minimum": 0,
+                          "description": "Samples of the probe batch whose outputs the checks read (0: none ran)."},
+        "scored_vocab": {"type": ["integer", "null"], "minimum": 1,
+                         "description": "The vocabulary every metric is computed over when padded rows beyond the "
+                                        "tokenizer are excluded; null: the whole logits row."},
+    },
+    "additionalProperties": False,
+    "required": ["invalid", "findings", "fingerprints", "checked", "not_checked", "probe_samples", "scored_vocab"],
+}

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from promote.errors import EvaluationError
+
 #: ``invalid``: the two kernels do not compute on the same thing; the run's metrics are never judged.
 #: ``note``: worth showing (padded vocabulary rows excluded, a tempered sampler declared), not a mismatch.
 Severity = Literal["invalid", "note"]
@@ -36,3 +38,19 @@ class Finding:
 def is_invalid(findings: list[Finding]) -> bool:
     """True when any finding makes the run ``invalid``."""
     return any(finding.severity == "invalid" for finding in findings)
+
+
+def finding_from_json(data: dict[str, Any]) -> Finding:
+    """A finding read back from a report's ``identity.findings`` (already schema-checked)."""
+    return Finding(check=data["check"], severity=data["severity"], side=data["side"], message=data["message"],
+                   fix=data["fix"], evidence=dict(data.get("evidence") or {}))
+
+
+class IdentityInvalid(EvaluationError):
+    """Raised where a mismatch is seen mid-run (a server that echoes other ids than it was sent, past the
+    identity probe): the run becomes ``invalid`` with ``findings`` (exit 3), never a numerical verdict."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = list(findings)
+        first = self.findings[0] if self.findings else None
+        super().__init__(f"identity: {first.message}; fix: {first.fix}" if first else "identity: invalid")

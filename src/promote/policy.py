@@ -3,7 +3,9 @@
 A pure function, no I/O. The first matching rule decides a clause's action; clauses no rule matches
 get ``pass`` when they passed (or were skipped) and the contract's default action otherwise — so
 ``vacuous`` and ``inconclusive`` are routed like violations, never waved through. A clause that
-could not be evaluated (``error``) makes the run exit 3 whatever the rules say.
+could not be evaluated (``error``) makes the run exit 3 whatever the rules say, and so does an
+identity finding of severity ``invalid`` (docs/identity.md): the verdict is then ``invalid``, the
+stages are not judged (their clauses carry status ``invalid``) and no rule applies.
 
 Matching (all given conditions must hold; omitted ones match anything):
 - ``stage``: equal to the clause's stage;
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from promote.errors import EXIT_COULD_NOT_EVALUATE, EXIT_GATE_FAILED, EXIT_PASS
+from promote.findings import Finding, is_invalid
 from promote.results import GREEN, Choice, ClauseResult, StageResult, Status
 
 __all__ = ["ACTIONS", "ACTION_SEVERITY", "ALL_TRAFFIC", "FAIL_ON", "GREEN", "VERDICTS", "Action", "ActionName",
@@ -41,8 +44,11 @@ class ActionName(Choice):
 
 ACTIONS: tuple[str, ...] = tuple(a.value for a in ActionName)
 ACTION_SEVERITY: dict[str, int] = {a.value: rank for rank, a in enumerate(ActionName)}
-#: A run's verdict: its most severe action, or ``error`` when a clause could not be evaluated.
-VERDICTS: tuple[str, ...] = (*ACTIONS, Status.ERROR.value)
+#: A run's verdict: its most severe action, ``error`` when a clause could not be evaluated, or ``invalid``
+#: when the identity check found the two sides do not compute on the same thing (exit 3 both).
+VERDICTS: tuple[str, ...] = (*ACTIONS, Status.ERROR.value, Status.INVALID.value)
+#: The action every clause of an ``invalid`` run gets: it is never promoted, whatever the rules say.
+INVALID_REASON = "status invalid: not judged (the identity check found a mismatch); no rule applies"
 FailOn = Literal["fail", "warn", "never"]
 FAIL_ON: tuple[str, ...] = ("fail", "warn", "never")
 ALL_TRAFFIC = "*"
@@ -114,6 +120,8 @@ def _action_for(clause: ClauseResult, escalation: Any) -> Action:
     def act(action: str, reason: str, rule: int | None = None) -> Action:
         return Action(clause.id, clause.stage, clause.status, action, reason, clause.slice, rule)
 
+    if clause.status == "invalid":
+        return act("block", INVALID_REASON)
     for rule in escalation.rules:
         if _matches(rule, clause):
             return act(rule.action, f"{describe_rule(rule)} matched status {clause.status}", rule.index)
@@ -136,17 +144,21 @@ def routes(actions: list[Action]) -> list[str]:
     return out
 
 
-def decide(stages: list[StageResult], escalation: Any, *, fail_on: FailOn = "fail") -> Decision:
+def decide(stages: list[StageResult], escalation: Any, *, fail_on: FailOn = "fail",
+           findings: list[Finding] | tuple[Finding, ...] = ()) -> Decision:
     """Actions for every clause, the verdict (most severe action) and the exit code.
 
-    Verdict: ``error`` if any clause could not be evaluated, else ``pass``/``warn`` or the most
-    severe action. ``fail_on``: ``fail`` exits 1 on blocking actions (shadow-only and worse), ``warn``
-    also on warnings, ``never`` reports but exits 0 (errors still exit 3: nothing was judged).
+    Verdict: ``invalid`` if an identity finding (``findings``) or a clause says so, else ``error`` if
+    any clause could not be evaluated, else ``pass``/``warn`` or the most severe action. ``fail_on``:
+    ``fail`` exits 1 on blocking actions (shadow-only and worse), ``warn`` also on warnings, ``never``
+    reports but exits 0 (errors and invalid runs still exit 3: nothing was judged).
     """
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
     actions = [_action_for(c, escalation) for s in stages for c in s.clauses]
     routed = routes(actions)
+    if is_invalid(list(findings)) or any(a.status == "invalid" for a in actions):
+        return Decision(actions, "invalid", EXIT_COULD_NOT_EVALUATE, routed)
     if any(a.status == "error" for a in actions):
         return Decision(actions, "error", EXIT_COULD_NOT_EVALUATE, routed)
     if all(a.status == "skipped" for a in actions):  # nothing was judged: never a pass

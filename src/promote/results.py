@@ -37,6 +37,12 @@ class Status(Choice):
     VACUOUS = "vacuous"
     FAIL = "fail"
     ERROR = "error"
+    INVALID = "invalid"  # not judged: the identity check found the two sides do not compute on the same thing
+
+
+#: The note every stage of an ``invalid`` run carries in place of a judgement (docs/identity.md).
+NOT_JUDGED_INVALID = ("not judged: the identity check found the reference and candidate do not compute on the same "
+                      "thing (see the identity findings)")
 
 
 #: Severity rank of each status: how a set of clause statuses sums up into one stage status.

@@ -30,6 +30,7 @@ from promote.report.merge import merge_into, read_stages
 from promote.report.model import Report
 from promote.results import NOT_SELECTED, StageResult
 from promote.sections import by_name, section_of, stage_names
+from promote.stages import identity_gate
 from promote.stages.context import StageContext
 from promote.stages.registry import stages as registered_stages
 
@@ -121,7 +122,8 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
         earlier, finished_at = read_stages(options.merge, contract_sha256=contract.sha256,
                                            raw_sha256=contract.raw_sha256)
         results = merge_into(results, earlier, str(options.merge), finished_at)
-    decision = decide(results, contract.escalation, fail_on=options.fail_on)
+    decision = decide(results, contract.escalation, fail_on=options.fail_on,
+                      findings=ctx.identity.findings if ctx.identity else ())
     return Report(
         tool_version=__version__,
         contract={"name": contract.name, "path": contract.source.display_path, "sha256": contract.sha256,
@@ -137,6 +139,7 @@ def run_check(contract: Contract | str, options: CheckOptions | None = None, *,
         warnings=[p.message for p in problems],
         commit=_commit(str(contract.path.parent)),
         implied=implied_bounds(results),
+        identity=ctx.identity,
     )
 
 
@@ -158,6 +161,8 @@ def _run_stages(ctx: StageContext, present: set[str], options: CheckOptions, pri
         elif stopped_by and not stage.decl.offline:  # costs new work: stop after a blocking stage
             results.append(ctx.blanket(stage.name, "skipped", f"not run: stage `{stopped_by}` blocked "
                                        "promotion (use --all-stages to run it anyway)"))
+        elif stage.decl.needs_kernels and not stage.decl.offline and (gated := identity_gate.live(ctx, stage.name)):
+            results.append(gated)  # the identity check found a mismatch: not judged
         else:
             if printer:
                 printer.phase(stage.name)

@@ -15,7 +15,9 @@ VARIANT_KINDS: tuple[str, ...] = ("honest", "legit", "fault")
 
 class CellResult(Choice):
     """A clause's result in one row: ``caught``/``missed``/``inconclusive`` for faults, ``pass``/``fail``/
-    ``inconclusive`` for honest and legitimate rows, ``error`` when it could not be evaluated."""
+    ``inconclusive`` for honest and legitimate rows, ``error`` when it could not be evaluated, ``invalid``
+    when the identity check found the two sides do not compute on the same thing (docs/identity.md):
+    neither a catch nor a pass, nothing was judged."""
 
     CAUGHT = "caught"
     MISSED = "missed"
@@ -23,6 +25,7 @@ class CellResult(Choice):
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"
+    INVALID = "invalid"
 
 
 CELL_RESULTS: tuple[str, ...] = tuple(r.value for r in CellResult)

@@ -32,7 +32,7 @@ from promote.run import CheckOptions, run_check
 
 SCHEMA_ID = "promote-calibration/1"
 JUDGED_STAGES = ("numerics", "slices")
-_RANK = {"error": 5, "fail": 4, "warn": 4, "vacuous": 3, "inconclusive": 2, "pass": 1, "skipped": 0}
+_RANK = {"invalid": 6, "error": 5, "fail": 4, "warn": 4, "vacuous": 3, "inconclusive": 2, "pass": 1, "skipped": 0}
 
 
 @dataclass
@@ -53,10 +53,11 @@ def _cell(results: list[ClauseResult], kind: str) -> dict[str, Any]:
     status = worst.status
     if kind == "fault":
         verdict = {"fail": "caught", "warn": "caught", "pass": "missed"}.get(status, "inconclusive")
-        if status == "error":
-            verdict = "error"
+        if status in ("error", "invalid"):
+            verdict = status
     else:
-        verdict = status if status in ("pass", "fail", "error") else ("fail" if status == "warn" else "inconclusive")
+        judged = ("pass", "fail", "error", "invalid")
+        verdict = status if status in judged else ("fail" if status == "warn" else "inconclusive")
     bounds = [{"op": b.op, "value": finite_or_none(b.value)} for b in worst.bounds]
     observed = worst.observed
     return {"status": status, "result": verdict, "slice": worst.slice,
@@ -67,6 +68,8 @@ def _cell(results: list[ClauseResult], kind: str) -> dict[str, Any]:
 
 def _row_outcome(kind: str, cells: dict[str, dict[str, Any]]) -> str:
     results = [c["result"] for c in cells.values()]
+    if "invalid" in results:  # not judged: neither a catch nor a pass
+        return "invalid"
     if "error" in results:
         return "error"
     if kind == "fault":
@@ -197,14 +200,19 @@ def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_
 
 def judge(doc: dict[str, Any], derived_problems: Sequence[str] = ()) -> dict[str, Any]:
     """The document's `errors`, `problems` and exit code, from its rows (and --derive's held-out
-    problems): a row that could not be evaluated is exit 3; a legitimate row that fails or is
+    problems): a row that could not be evaluated or is ``invalid`` (the identity check: neither a catch
+    nor a pass) is exit 3; a legitimate row that fails or is
     inconclusive (the contract is not shown to pass conforming kernels), a covered fault not caught,
     or a derived bound failing held out is exit 1; else 0."""
     problems, errors = [], []
     for row in doc["variants"]:
         cells = row["cells"]
         name, kind, outcome = row["name"], row["kind"], row["outcome"]
-        if outcome == "error":
+        if outcome == "invalid":
+            why = next((cell["message"] for cell in cells.values() if cell["result"] == "invalid"), "")
+            errors.append(f"{kind} variant `{name}` is invalid, neither a catch nor a pass (the identity check found "
+                          f"the two sides do not compute on the same thing)" + (f": {why}" if why else ""))
+        elif outcome == "error":
             bad = [c for c, cell in cells.items() if cell["result"] == "error"]
             why = next((cells[c]["message"] for c in bad if cells[c].get("message")), "")
             errors.append(f"{kind} variant `{name}` could not be evaluated ({', '.join(bad)})" + (f": {why}" if why
@@ -238,7 +246,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
     then the derived bounds and the summary (``summary_lines``)."""
     ids = [c["id"] for c in doc["clauses"]]
     mark = {"caught": "✅ caught", "missed": "❌ missed", "pass": "✅ pass", "fail": "❌ fail",
-            "inconclusive": "❔ inconclusive", "error": "💥 error"}
+            "inconclusive": "❔ inconclusive", "error": "💥 error", "invalid": "🚫 invalid"}
     lines = [f"# Calibration of `{_escape(doc['contract']['name'])}`", ""]
     if doc["variants"]:
         lines += [f"{doc['samples']} samples; faults must be caught, honest and legitimate variants must pass.", "",

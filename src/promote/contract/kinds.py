@@ -9,6 +9,11 @@ every HTTP behaviour by declaring ``http``):
 - ``modules``: it is an ``nn.Module`` promote can hook or alter (``localize``, model faults of ``inject``);
 - ``http``: it serves requests over HTTP (a runtime level's concurrency is concurrent requests, not one
   local batch).
+
+``identity`` names the identity checks (``identity/api.py`` ``IDENTITY_CHECKS``, docs/identity.md) that
+apply to kernels of the kind; ``None`` (the default, and every built-in kind): every registered check.
+A check runs on a pair when it applies to both sides' kinds; the report lists the others as not checked,
+with why.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class KernelKind:
     capabilities: frozenset[str]
     schema: dict[str, Any] | None = None  # a plug-in's `oneOf` variant (built-ins: the generated schema)
     description: str = ""
+    identity: frozenset[str] | None = None  # identity checks that apply (None: every registered one)
 
 
 KINDS: Registry[KernelKind] = Registry("kernel kind")
@@ -41,3 +47,8 @@ KINDS.register("openai", KernelKind(None, frozenset({RERUN, HTTP}),
 def capabilities_of(kind: str) -> frozenset[str]:
     """What kernels of ``kind`` can do (none for a kind registered only as a factory)."""
     return KINDS.get(kind).capabilities if kind in KINDS else frozenset()
+
+
+def identity_checks_of(kind: str) -> frozenset[str] | None:
+    """The identity checks that apply to kernels of ``kind`` (None: every registered check)."""
+    return KINDS.get(kind).identity if kind in KINDS else None

@@ -16,6 +16,7 @@ from promote.bounded import file_problem
 from promote.contract.consistency import acknowledged, chain_warnings
 from promote.contract.evaluable import crossed_ranges, unevaluable_values
 from promote.contract.fault_specs import CalibrationSpec, model_fault_problems, parse_calibration
+from promote.contract.identity_spec import IdentitySpec, parse_identity
 from promote.contract.kernel_specs import KernelSpec, display_path, kernel_spec, resolve_path
 from promote.contract.load import ContractError, LoadedDocument, Problem, load
 from promote.contract.plugins import contract_schema
@@ -68,6 +69,7 @@ class Contract:
     #: Consistency warning ids the contract acknowledges (`consistency.ignore`, top level and numerical).
     consistency_ignore: tuple[str, ...] = ()
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)  # `promote calibrate` (fault_specs.py)
+    identity: IdentitySpec = field(default_factory=IdentitySpec)  # `identity:` (identity_spec.py, docs/identity.md)
 
     @property
     def path(self) -> Path:
@@ -243,6 +245,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
     parts = {"task": data_spec.task if data_spec else None, "slices": slices}
     sections = _sections(doc, parts, problems)
     calibration = parse_calibration(doc, data.get("calibration"), problems)
+    identity = parse_identity(doc, data.get("identity"), problems)
     if any(p.severity == "error" for p in problems):
         return None, problems
     contract = Contract(
@@ -251,6 +254,7 @@ def build_contract(doc: LoadedDocument) -> tuple[Contract | None, list[Problem]]
         escalation=_escalation(data.get("escalation")),
         consistency_ignore=acknowledged(data),
         calibration=calibration,
+        identity=identity,
     )
     return contract, problems
 

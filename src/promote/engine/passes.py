@@ -12,6 +12,9 @@ positions), progress and timing; stages only declare consumers and judge their s
   kernel's batch-N outputs of the main pass with one extra perturbed run of that kernel per batch, so
   the batch-N outputs are computed once and no floor ever costs a candidate run unless the candidate's
   own floor is asked for. Consumers never run kernels.
+- ``before``: the identity check (``identity/runner.py``), called with the first batch and both sides'
+  outputs before anything is scored; it raises to stop the pass (an ``invalid`` run is never scored)
+  or returns the vocabulary to score over (padded rows excluded), applied to every batch and floor.
 - ``samples``: run over a subset (a shard) of the eval set; consumers' states from shards merge
   (``state.Mergeable``) into the state of one pass over the whole set. Shards must be cut at batch
   boundaries, as batch composition can change a kernel's numerics.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -32,6 +35,16 @@ from promote.kernels.base import Kernel, Outputs
 from promote.metrics.distribution import token_metrics
 
 Progress = Callable[[int, int], None]
+#: The identity hook: (first batch, reference outputs, candidate outputs) → vocabulary to score over.
+Before = Callable[[Batch, Outputs, Outputs], "int | None"]
+
+
+def trimmed(outputs: Outputs, vocab: int | None) -> Outputs:
+    """``outputs`` with logits narrowed to the first ``vocab`` ids (padded rows excluded); unchanged
+    for ``None`` or outputs without full logits."""
+    if vocab is None or outputs.logits is None or outputs.logits.shape[-1] <= vocab:
+        return outputs
+    return replace(outputs, logits=outputs.logits[..., :vocab])
 
 
 class Consumer(Protocol):
@@ -68,7 +81,7 @@ def perturbed_logits(kernel: Kernel, batch: Batch, kind: str, *, odd_batch_size:
 
 
 def _feed_floors(floors: Sequence[Floor], kernels: dict[str, Kernel], batch: Batch, bases: dict[str, Outputs], *,
-                 tie_margin: float) -> None:
+                 tie_margin: float, vocab: int | None = None) -> None:
     for floor in floors:
         kernel, base = kernels[floor.kernel], bases[floor.kernel]
         mask = batch.scored_mask() if base.mask is None else batch.scored_mask() & base.mask
@@ -76,6 +89,7 @@ def _feed_floors(floors: Sequence[Floor], kernels: dict[str, Kernel], batch: Bat
         targets = batch.input_ids[rows, cols + 1]
         ref = base.logits[rows, cols]
         other = perturbed_logits(kernel, batch, floor.kind, odd_batch_size=floor.odd_batch_size)[rows, cols]
+        other = other if vocab is None else other[..., :vocab]
         values = token_metrics(ref, other, targets, tie_margin=tie_margin)
         floor.consumer.update(ScoredBatch(batch, rows, cols, targets, ref, other, values))
 
@@ -86,24 +100,28 @@ def _samples(evalset: EvalSet, samples: Sequence[Sample] | None) -> tuple[Sample
 
 def kernel_pass(evalset: EvalSet, reference: Kernel, candidate: Kernel, consumers: Sequence[Consumer], *,
                 tie_margin: float, floors: Sequence[Floor] = (), progress: Progress | None = None,
-                samples: Sequence[Sample] | None = None) -> float:
-    """Run both kernels batch by batch over ``samples`` (default: the whole set); returns seconds."""
+                samples: Sequence[Sample] | None = None, before: Before | None = None) -> float:
+    """Run both kernels batch by batch over ``samples`` (default: the whole set); returns seconds.
+    ``before`` (the identity check) sees the first batch's outputs before any is scored."""
     start = time.perf_counter()
     chosen = _samples(evalset, samples)
     batch_size = min(reference.spec.batch_size, candidate.spec.batch_size)
     reference.bind(evalset)
     candidate.bind(evalset)
     labels = (reference.label, candidate.label)
-    done = 0
-    for batch in batches(chosen, batch_size):
+    done, vocab = 0, None
+    for index, batch in enumerate(batches(chosen, batch_size)):
         ref_out = reference.run(batch)
         cand_out = candidate.run(batch)
+        if before is not None and index == 0:
+            vocab = before(batch, ref_out, cand_out)
+        ref_out, cand_out = trimmed(ref_out, vocab), trimmed(cand_out, vocab)
         scored = score_outputs(batch, ref_out, cand_out, tie_margin=tie_margin, labels=labels)
         for consumer in consumers:
             consumer.update(scored)
         if floors:
             _feed_floors(floors, {"reference": reference, "candidate": candidate}, batch,
-                         {"reference": ref_out, "candidate": cand_out}, tie_margin=tie_margin)
+                         {"reference": ref_out, "candidate": cand_out}, tie_margin=tie_margin, vocab=vocab)
         done += len(batch.samples)
         if progress:
             progress(done, len(chosen))

@@ -77,6 +77,17 @@ class Outputs:
         return self.dtypes.get(key) or (self.named or {})[key].dtype.name
 
 
+class IdentityEvidence(EvaluationError):
+    """A kernel saw, while running, that it does not compute on what it was given: the eval set has an
+    id beyond its vocabulary (``check`` ``vocabulary``), or a server scored other ids than it was sent
+    (``prompt``: a BOS added, a template applied). The identity check turns it into an ``invalid``
+    finding with the fix (``identity/runner.py``); uncaught, it is still exit 3 with ``message``."""
+
+    def __init__(self, check: str, role: str, message: str, evidence: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.check, self.role, self.evidence = check, role, evidence
+
+
 class Kernel(ABC):
     """A program producing outputs for batches. Use as a context manager."""
 
@@ -172,12 +183,13 @@ class Kernel(ABC):
         beyond = batch.first_token_beyond(vocab)
         if beyond is not None:
             sample, position = beyond
-            raise UsageError(
+            raise IdentityEvidence(
+                "vocabulary", self.role,
                 f"{self.label}: eval set line {sample.line}: sample `{sample.id}` has token id "
                 f"{sample.input_ids[position]} at position {position} (input_ids[{position}]), beyond the "
-                f"model's vocabulary of {vocab} ids (0..{vocab - 1}); tokenize the eval set with the model's "
-                "tokenizer"
-            )
+                f"model's vocabulary of {vocab} ids (0..{vocab - 1})",
+                {"sample": sample.id, "line": sample.line, "position": position,
+                 "token": int(sample.input_ids[position]), "vocab": vocab})
 
     def _check_named(self, outputs: Outputs, batch: TensorBatch) -> None:
         """`task: tensor`: at least one output, each an array whose first axis is the batch."""
@@ -219,6 +231,15 @@ class Kernel(ABC):
         from promote.contract.kinds import capabilities_of
 
         return capabilities_of(getattr(self.spec, "kind", self.kind))
+
+    def identity_facts(self) -> dict[str, Any]:
+        """What this kernel says about what it computes on, for the identity check (``identity/api.py``
+        ``SideFacts``, docs/identity.md). Keys, each optional: ``vocab`` (rows it scores, when known before
+        a batch), ``tokenizer_vocab``, ``scored_ids`` (sample id → the ids it actually scored, where it can
+        see them: a server's echo), ``declared`` (what it declares about its values and sampler: a records
+        header, a server flag), ``files`` (name → a path to fingerprint by content: ``weights``,
+        ``config``, ``tokenizer``), ``server`` (a server's own account: ``/v1/models``, ``/version``)."""
+        return {}
 
     def fingerprint(self) -> dict[str, Any]:
         """Environment facts that change numerics: library versions, device, flags, threads."""
@@ -276,6 +297,9 @@ class WrappedKernel(Kernel):
     @property
     def capabilities(self) -> frozenset[str]:
         return self.inner.capabilities
+
+    def identity_facts(self) -> dict[str, Any]:
+        return self.inner.identity_facts()
 
     def time_to_first_token(self, ids: list[int], sample_id: str) -> float | None:
         return self.inner.time_to_first_token(ids, sample_id)

@@ -118,6 +118,10 @@ class OnnxKernel(Kernel):
             logits = logits[:, :t]
         return Outputs(logits=logits.astype(np.float32, copy=False), source=self.spec.path_display)
 
+    def identity_facts(self) -> dict[str, Any]:
+        """The graph file is the weights (a tokenizer and config are looked for beside it)."""
+        return {"files": {"weights": self.spec.path}}
+
     def _fingerprint_impl(self) -> dict[str, Any]:
         import onnxruntime as ort
 

@@ -50,6 +50,16 @@ class ShapeError(ValueError):
     """The answer does not have the documented shape, or does not match the prompt; the message says how."""
 
 
+class PromptMismatch(ShapeError):
+    """The server scored other ids than the prompt's (a BOS prepended, a template applied): ``scored`` is
+    what it reports it scored, None when it only gave another length. The identity check's ``prompt``
+    finding (identity/prompt.py) names it, with the fix."""
+
+    def __init__(self, message: str, scored: list[int] | None) -> None:
+        super().__init__(message)
+        self.scored = scored
+
+
 @dataclass
 class Scored:
     """One sample's teacher-forced scores: ``target`` [T-1] log-prob of each next token, and either
@@ -78,7 +88,8 @@ def request_body(api: str, model: str, ids: list[int], top_k: int | str, text: s
     """The JSON body that scores ``ids`` teacher-forced with ``top_k`` alternatives per position."""
     k = -1 if top_k == ALL else int(top_k)
     if api == "vllm":
-        return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": k}
+        return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": k,
+                "return_token_ids": True}  # vLLM ≥ 0.10.2 answers `prompt_token_ids`: the prompt identity check
     if api == "openai":
         return {"model": model, "prompt": ids, "max_tokens": 0, "temperature": 0, "echo": True, "logprobs": k,
                 "return_tokens_as_token_ids": True}
@@ -127,10 +138,17 @@ def _vllm(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
     if entries is None:
         raise ShapeError("`choices[0].prompt_logprobs` is missing: this server does not return prompt log-probs "
                          "(a vLLM extension); use `api: openai` (echo + logprobs) or `api: sglang`")
-    if not isinstance(entries, list) or len(entries) != len(ids):
-        n = len(entries) if isinstance(entries, list) else "not a list"
-        raise ShapeError(f"`prompt_logprobs` has {n} entries for a prompt of {len(ids)} tokens; the server "
-                         "tokenized the prompt differently (token mismatch)")
+    if not isinstance(entries, list):
+        raise ShapeError("`prompt_logprobs` is not a list")
+    if len(entries) != len(ids):
+        n = len(entries)
+        scored = _reported_ids(_choice(body))
+        scored = None if scored == list(ids) else scored  # the same ids, other entries: say only the length
+        raise PromptMismatch(f"`prompt_logprobs` has {n} entries for a prompt of {len(ids)} tokens; the server "
+                             "tokenized the prompt differently (token mismatch)", scored)
+    scored = _reported_ids(_choice(body))
+    if scored is not None and scored != list(ids):
+        raise PromptMismatch("`prompt_token_ids` differ from the prompt's token ids (token mismatch)", scored)
     if top_k == ALL:
         return _vllm_dense(entries, ids)
     rows = []
@@ -240,6 +258,12 @@ def _assemble(rows: list[dict[int, tuple[float, int]]], ids: list[int], top_k: i
     return Scored(target=target, top_ids=top_ids, top_values=top_values)
 
 
+def _reported_ids(choice: dict[str, Any]) -> list[int] | None:
+    """vLLM's ``prompt_token_ids`` (sent with ``return_token_ids``), the ids it actually scored; None when absent."""
+    reported = choice.get("prompt_token_ids")
+    return [_id(i) for i in reported] if isinstance(reported, list) else None
+
+
 def _token_id(key: str) -> int:
     if not key.startswith("token_id:"):
         raise ShapeError(f"top log-probs are keyed by text ({key!r}), not `token_id:N`: the server ignores "
@@ -255,7 +279,8 @@ def _echo(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
                          "score echoed prompts; use `api: vllm` (prompt_logprobs) or `api: sglang`")
     tokens, tops, token_lps = lp["tokens"], lp["top_logprobs"], lp.get("token_logprobs") or []
     if len(tokens) < len(ids) or [_token_id(x) for x in tokens[: len(ids)]] != list(ids):
-        raise ShapeError("the echoed tokens differ from the prompt's token ids (token mismatch)")
+        raise PromptMismatch("the echoed tokens differ from the prompt's token ids (token mismatch)",
+                             [_token_id(x) for x in tokens])
     rows = []
     for t in range(1, len(ids)):
         top = tops[t] or {}
@@ -274,8 +299,8 @@ def _sglang(body: dict[str, Any], ids: list[int], top_k: int | str) -> Scored:
     tokens = meta["input_token_logprobs"]
     tops = meta.get("input_top_logprobs") or [None] * len(tokens)
     if len(tokens) != len(ids) or [_id(x[1]) for x in tokens] != list(ids):
-        raise ShapeError(f"`input_token_logprobs` lists {len(tokens)} tokens that differ from the prompt's "
-                         f"{len(ids)} token ids (token mismatch)")
+        raise PromptMismatch(f"`input_token_logprobs` lists {len(tokens)} tokens that differ from the prompt's "
+                             f"{len(ids)} token ids (token mismatch)", [_id(x[1]) for x in tokens])
     rows = []
     for t in range(1, len(ids)):
         row = {_id(i): (float(v), 0) for v, i, *_ in (tops[t] or [])}
@@ -291,6 +316,6 @@ def _tgi(body: dict[str, Any], ids: list[int]) -> Scored:
         raise ShapeError("`details.prefill` is missing: send `decoder_input_details: true` (not with streaming)")
     got = [_id(p["id"]) for p in prefill]
     if got != list(ids):
-        raise ShapeError(f"`details.prefill` lists {len(got)} tokens that differ from the prompt's {len(ids)} "
-                         "token ids (token mismatch)")
+        raise PromptMismatch(f"`details.prefill` lists {len(got)} tokens that differ from the prompt's {len(ids)} "
+                             "token ids (token mismatch)", got)
     return Scored(target=np.array([float(p["logprob"]) for p in prefill[1:]], dtype=np.float64))

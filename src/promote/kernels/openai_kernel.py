@@ -32,7 +32,7 @@ from promote.data import Batch
 from promote.errors import EvaluationError, UsageError
 from promote.kernels import launch
 from promote.kernels import openai_api as apis
-from promote.kernels.base import Kernel, Outputs
+from promote.kernels.base import IdentityEvidence, Kernel, Outputs
 from promote.kernels.http_client import Client, HttpFailure
 from promote.kernels.openai_launch import died_message, refuse_amx_short_prompts, start_server
 from promote.redact import register_secret
@@ -111,7 +111,10 @@ class OpenAIKernel(Kernel):
         """One short request: is the server up, does it score prompts, does it allow ``top_k``? Eight
         tokens, never 3 or 4 (module docstring)."""
         ids = list(range(8))
-        scored = self._score(ids, "probe")
+        try:
+            scored = self._score(ids, "probe")
+        except IdentityEvidence:  # a server that changes prompts: the first sample says so, as identity
+            return
         if scored.dense is not None:
             self.vocab = scored.dense.shape[1]
             total = float(np.log(np.exp(scored.dense[0] - scored.dense[0].max()).sum()) + scored.dense[0].max())
@@ -156,6 +159,10 @@ class OpenAIKernel(Kernel):
             raise self._fail(failure, f"scoring sample `{sample_id}`", len(ids)) from None
         try:
             scored = apis.parse(self.spec.api, answer, ids, self.spec.top_k)
+        except apis.PromptMismatch as exc:  # the identity check's `prompt` finding (identity/prompt.py)
+            raise IdentityEvidence("prompt", self.role, f"{self.label}: the answer for sample `{sample_id}` from "
+                                   f"{self.endpoint}: {exc}", {"sample": sample_id, "sent": list(ids),
+                                                               "scored": exc.scored, "said": str(exc)}) from None
         except apis.ShapeError as exc:
             raise EvaluationError(f"{self.label}: the answer for sample `{sample_id}` from {self.endpoint}: {exc}") \
                 from None
@@ -223,6 +230,38 @@ class OpenAIKernel(Kernel):
             ids[row, :n], values[row, :n], target[row, :n] = s.top_ids, s.top_values, s.target
         return Outputs(topk_ids=ids, topk_logprobs=values, target_logprobs=target, mask=mask, source=self.endpoint,
                        mass_tol=1e-4 * (k + 16), request_s=wire)
+
+    def identity_facts(self) -> dict[str, Any]:
+        """The probe's vocabulary, what the values are, the server's own account (`/v1/models`, vLLM's
+        `/version`) and, for a launched vLLM, its model folder's files."""
+        if not hasattr(self, "_server_identity"):
+            self._server_identity = {"model": self._served_model(), "version": self._version()}
+        launch = self.spec.launch
+        files = {"weights": launch.vllm} if launch is not None and launch.vllm is not None else {}
+        return {"vocab": self.vocab, "declared": {"values": self.values_are}, "server": self._server_identity,
+                "files": files}
+
+    def _served_model(self) -> dict[str, Any] | None:
+        """This model's entry of `/v1/models` (id, root, max_model_len), None when the route is missing."""
+        try:
+            listed = self.client.get(self.url.rstrip("/") + "/models")
+        except HttpFailure:
+            return None
+        entries = listed.get("data") if isinstance(listed, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("id") == self.spec.model:
+                keys = ("id", "root", "max_model_len")
+                return {k: entry.get(k) for k in keys if isinstance(entry.get(k), (str, int))}
+        return None
+
+    def _version(self) -> str | None:
+        if self.spec.api != "vllm":
+            return None
+        try:
+            version = self.client.get(apis.root_url(self.url) + "/version").get("version")
+        except (HttpFailure, AttributeError):
+            return None
+        return version if isinstance(version, str) else None
 
     def _fingerprint_impl(self) -> dict[str, Any]:
         exact = self.spec.top_k == apis.ALL

@@ -336,6 +336,12 @@ class RecordsKernel(Kernel):
         eps = max(_EPS.get(s.dtype, 1.2e-7) for s in self.records.shards)
         return 8 * eps * ((self.records.width or 1) + 16)
 
+    def identity_facts(self) -> dict[str, Any]:
+        """Recorded logits give the vocabulary; the files' metadata is what the recording engine declared."""
+        recs = self.records
+        return {"vocab": recs.width if recs.format == "logits" else None,
+                "declared": {k: v for k, v in recs.metadata.items() if k != "format"}}
+
     def _fingerprint_impl(self) -> dict[str, Any]:
         recs = self.records
         return {

@@ -228,6 +228,10 @@ class TorchKernel(Kernel):
                              "logits tensor (or an object with `.logits`, or a dict with `logits`)")
         return Outputs(logits=logits.detach().to("cpu", torch.float32).numpy())
 
+    def identity_facts(self) -> dict[str, Any]:
+        """The weights file (its tokenizer and config are looked for beside it: identity/fingerprint.py)."""
+        return {"files": {"weights": self.spec.weights}} if self.spec.weights is not None else {}
+
     def _fingerprint_impl(self) -> dict[str, Any]:
         with precision_flags(self.spec.precision) as flags:
             pass

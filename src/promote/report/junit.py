@@ -49,9 +49,9 @@ def to_junit(report: Report) -> str:
         if c.status in FAILURE:
             counts["failures"] += 1
             ET.SubElement(case, "failure", message=_x(c.message), type=c.status).text = _x(detail)
-        elif c.status == "error":
+        elif c.status in ("error", "invalid"):  # invalid: not judged, the identity check found a mismatch
             counts["errors"] += 1
-            ET.SubElement(case, "error", message=_x(c.message), type="error").text = _x(detail)
+            ET.SubElement(case, "error", message=_x(c.message), type=c.status).text = _x(detail)
         elif c.status in SKIPPED:
             counts["skipped"] += 1
             ET.SubElement(case, "skipped", message=_x(f"{c.status}: {c.message}"))

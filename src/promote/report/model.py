@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from promote.findings import Finding
+from promote.identity.result import IdentityResult
 from promote.policy import Action, Decision
 from promote.redact import redact_data
 from promote.results import ClauseResult, StageResult
@@ -34,10 +36,25 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     commit: str | None = None
     implied: list[dict[str, Any]] = field(default_factory=list)
+    # The identity check (docs/identity.md): findings, fingerprints, what was checked; None when no
+    # kernel pair was built (observability only, a run whose stages were all merged from elsewhere).
+    identity: IdentityResult | None = None
 
     @property
     def verdict(self) -> str:
+        """``pass``, ``warn``, an action, ``error`` or ``invalid`` (``policy.VERDICTS``)."""
         return self.decision.verdict
+
+    @property
+    def invalid(self) -> bool:
+        """The two sides do not compute on the same thing: nothing was judged (``verdict == "invalid"``,
+        exit 3). ``promote watch`` stops on it."""
+        return self.decision.verdict == "invalid"
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The identity findings, ``invalid`` ones and notes (empty when no identity check ran)."""
+        return list(self.identity.findings) if self.identity is not None else []
 
     @property
     def exit_code(self) -> int:
@@ -55,6 +72,7 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "promote", "version": self.tool_version},
+            "identity": self.identity.to_dict() if self.identity is not None else None,
             "contract": self.contract,
             "kernels": self.kernels,
             "data": self.data,
@@ -95,4 +113,5 @@ class Report:
             command=data["command"], started_at=data["started_at"], finished_at=data["finished_at"],
             duration_s=data["duration_s"], warnings=list(data.get("warnings", [])), commit=data.get("commit"),
             implied=[dict(i) for i in data.get("implied", [])],
+            identity=IdentityResult.from_dict(data["identity"]) if data.get("identity") else None,
         )

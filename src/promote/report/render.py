@@ -23,16 +23,17 @@ from promote.resources import data_dir
 from promote.results import format_value
 
 STATUS_MARKS = {"pass": "✅", "warn": "⚠️", "fail": "❌", "inconclusive": "❔", "vacuous": "⭕", "error": "💥",
-                "skipped": "⏭️"}
-VERDICT_MARKS = {"pass": "✅", "warn": "⚠️", "error": "💥"}
+                "skipped": "⏭️", "invalid": "🚫"}
+VERDICT_MARKS = {"pass": "✅", "warn": "⚠️", "error": "💥", "invalid": "🚫"}
 VERDICT_TITLES = {
     "pass": "Promotion allowed", "warn": "Promotion allowed with warnings", "block": "Promotion blocked",
     "route-to-reference": "Route to reference: listed slices must stay on the reference kernel",
     "shadow-only": "Shadow only: the candidate may not serve traffic", "rollback": "Rollback",
     "error": "Could not evaluate",
+    "invalid": "Invalid: the two kernels do not compute on the same thing (not judged)",
 }
 _TEXT_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "magenta", "vacuous": "magenta",
-                 "error": "red", "skipped": "bright_black"}
+                 "error": "red", "skipped": "bright_black", "invalid": "red"}
 # Leave-out order when a rendering is over budget: least useful to a reviewer first.
 DROP_ORDER = ("chart", "implied", "environment", "passing", "actions", "attention", "routes")
 COMMENT_BUDGET = 60_000  # UTF-8 bytes; GitHub rejects bodies over 65 536 characters
@@ -68,7 +69,7 @@ def _environment(colour: bool) -> jinja2.Environment:
             return text
         import click
 
-        return click.style(text, fg=_TEXT_COLOURS.get(status), bold=status in ("fail", "error"))
+        return click.style(text, fg=_TEXT_COLOURS.get(status), bold=status in ("fail", "error", "invalid"))
 
     env.filters.update(md_cell=filters.md_cell, md_text=filters.md_text, md_code=filters.md_code, value=format_value,
                        bounds=filters.bound_text, paint=paint, truncate=filters.truncate, one_line=filters.one_line,

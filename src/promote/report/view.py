@@ -174,8 +174,11 @@ def build_view(report: Report, *, commit: str | None = None) -> View:
 
 def annotation_items(report: Report) -> list[dict[str, Any]]:
     """Annotations worst first: ``error`` for blocking actions or clauses that could not be evaluated,
-    ``warning`` for warn actions, ``notice`` for non-green clauses the policy let pass."""
-    items = []
+    ``warning`` for warn actions, ``notice`` for non-green clauses the policy let pass; the identity
+    findings come first (``error`` for an invalid one, ``notice`` for a note)."""
+    items = [{"level": "error" if f.severity == "invalid" else "notice", "line": None,
+              "title": f"promote identity {f.severity}: {f.check} [{f.side}]", "message": f"{f.message}; fix: {f.fix}"}
+             for f in report.findings]
     for row in sorted(_rows(report), key=Row.sort_key):
         c, a = row.clause, row.action
         action = a.action if a else "pass"

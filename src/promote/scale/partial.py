@@ -49,6 +49,9 @@ class Partial:
     error: str | None = None  # a kernel crashed: the merged offline stages are `error` (exit 3)
     files: dict[str, str] = field(default_factory=dict)  # role.field -> sha256 of model/weights files
     tool_version: str = __version__
+    # The shard's identity check (the report's `identity`, identity/result.py); with an `invalid` finding the
+    # shard also carries `error` and the merged offline stages are `invalid` (docs/identity.md).
+    identity: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -156,3 +159,12 @@ def _check_fields(doc: dict[str, Any]) -> None:
         raise TypeError("`files` must map kernel files to their sha256")
     if not isinstance(doc.get("tool_version", ""), str):
         raise TypeError("`tool_version` must be a string")
+    if doc.get("identity") is not None:
+        import jsonschema
+
+        from promote.resources import load_schema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(
+            load_schema("report")["properties"]["identity"]).iter_errors(doc["identity"]))
+        if error is not None:
+            raise TypeError(f"`identity` is not an identity result: {error.message[:200]}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from promote.contract.model import Contract
 from promote.data import EvalSet, load_evalset
+from promote.identity.result import IdentityResult
 from promote.kernels import build_kernel
 from promote.kernels.base import Kernel
 from promote.results import ClauseResult, StageResult
@@ -37,6 +38,7 @@ class StageContext:
     # Replaces the in-process offline pass (``stages.offline``): merged partials or Ray shards (``scale/``).
     offline_engine: Callable[[StageContext, set[str]], dict[str, Any]] | None = None
     no_kernels: str | None = None  # why no kernel may be built in this run (merge without --contract)
+    identity: IdentityResult | None = None  # the identity check's result (stages/identity_gate.py), once run
     _evalset: EvalSet | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 

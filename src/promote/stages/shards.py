@@ -6,7 +6,8 @@ A state a stage loaded rather than computed (a cached noise floor) is counted on
 the shard holding the eval set's first samples, which is the only one that loads it; shards that
 disagree about it are an error, never a double count. A kernel that crashes is recorded in the
 partial (``error``): the merged report then marks the offline stages ``error`` (exit 3), as a single
-run would.
+run would. Each shard runs the identity check on its own first batch and ships the result
+(``identity``); one invalid shard makes the merged offline stages ``invalid``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from promote.errors import EvaluationError, UsageError
+from promote.findings import IdentityInvalid
+from promote.identity.result import IdentityResult
 from promote.redact import redact_message
 from promote.registry import PLUGINS, load_plugins
 from promote.scale.compute import describe, shard_of
@@ -52,12 +55,14 @@ def compute_partial(ctx: StageContext, index: int, count: int) -> Partial:
     try:
         outcome = run_pass(ctx, names, consumers, samples=shard_of(contract, evalset, index, count),
                            first=index == 0)
-    except EvaluationError as exc:
+    except EvaluationError as exc:  # IdentityInvalid too: `identity` says which
         if all(v is not None for v in ctx.fingerprints.values()):  # both opened before the crash
             partial.kernels = dict(ctx.fingerprints)
         partial.error = redact_message(exc.format_message())
+        partial.identity = ctx.identity.to_dict() if isinstance(exc, IdentityInvalid) and ctx.identity else None
         return partial
     partial.kernels = dict(ctx.fingerprints)
+    partial.identity = ctx.identity.to_dict() if ctx.identity else None
     record = next(iter(outcome.records.values()), PassRecord())
     partial.kernel_seconds = {**record.kernel_seconds, "pass": time.perf_counter() - start}
     partial.notes = list(record.notes)
@@ -78,6 +83,14 @@ def from_partials(ctx: StageContext, partials: Sequence[tuple[str, Partial]]) ->
     if unknown:
         raise UsageError(f"{ordered[0][0]}: the partial holds stage `{unknown[0]}`, which is not an offline stage of "
                          "this promote; recompute the shards with it")
+    for _, partial in ordered:
+        if partial.identity is not None:
+            result = IdentityResult.from_dict(partial.identity)
+            ctx.identity = result if ctx.identity is None else ctx.identity.merged(result)
+    if ctx.identity is not None and ctx.identity.invalid:
+        from promote.stages.offline import invalid
+
+        return invalid(ctx, names)
     failed = [(w, p) for w, p in ordered if p.error is not None]
     if failed:
         return errors(ctx, names, f"shard {failed[0][1].label}: {failed[0][1].error}")
