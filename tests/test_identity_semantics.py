@@ -125,7 +125,7 @@ def test_space_mismatch_with_logit_drift_is_invalid_naming_the_fix():
     assert [(f.check, f.severity, f.side) for f in found] == [("value_semantics", "invalid", "both")]
     f = found[0]
     assert "reference gives raw logits, the candidate log-probs" in f.message and "logit_drift" in f.message
-    assert "record reference as log-probs" in f.fix and "raw_logprobs" in f.fix and "logit_osc" in f.fix
+    assert "record the reference as log-probs" in f.fix and "raw_logprobs" in f.fix and "logit_osc" in f.fix
     assert f.evidence["reference"] == "logits" and f.evidence["candidate"] == "logprobs"
     assert f.evidence["metrics"] == ["logit_drift"]
 

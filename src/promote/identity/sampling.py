@@ -30,8 +30,9 @@ import numpy as np
 
 from promote.data.sampler import NEUTRAL
 from promote.findings import Finding
+from promote.identity.api import IdentityCheck, IdentityInputs, SideFacts
 
-CHECK = "sampling"
+NAME = "sampling"
 TRUNCATING = ("top_p", "top_k", "min_p")
 PENALTIES = ("repetition_penalty", "presence_penalty", "frequency_penalty")
 _SHOW = 3
@@ -76,7 +77,7 @@ def _reshaped_note(settings: Mapping[str, float], sides: list[SamplerSide]) -> F
             "both applied every setting" if processed else
             "the log-probs compared are of the model's softmax, so log w is not the importance ratio "
             "π_train/π_sample the RL bounds assume (the kernel comparison itself is unaffected)")
-    return Finding(CHECK, "note", "both", f"the rollouts were sampled by a {' and '.join(kinds)} sampler "
+    return Finding(NAME, "note", "both", f"the rollouts were sampled by a {' and '.join(kinds)} sampler "
                    f"({_show(settings)}): {tail}", "to read log w as the off-policy correction, sample at "
                    "temperature 1 without top-p/top-k/min-p, or record both sides' log-probs of the processed "
                    "distribution (vLLM `--logprobs-mode processed_logprobs`, the trainer applying the same settings)",
@@ -90,14 +91,14 @@ def check_sampling_settings(reference: SamplerSide, candidate: SamplerSide) -> l
     have = [s for s in sides if s.settings is not None]
     out: list[Finding] = []
     if not have:
-        return [Finding(CHECK, "note", "both", "neither side records its sampler settings (temperature, top-p, "
+        return [Finding(NAME, "note", "both", "neither side records its sampler settings (temperature, top-p, "
                         "top-k, min-p), so whether both log-probs are of the distribution the tokens were sampled "
                         "from cannot be checked", "record them: `write_rollouts(..., sampling=...)`, or the "
                         "records metadata key `sampling` (docs/identity.md)", {})]
     for side in sides:
         if side.settings is None:
             other = have[0]
-            out.append(Finding(CHECK, "note", side.role, f"{side.label} records no sampler settings while "
+            out.append(Finding(NAME, "note", side.role, f"{side.label} records no sampler settings while "
                                f"{other.label} declares {_show(other.settings or {})} ({other.declared_by}); the "
                                "two cannot be compared", f"record the {side.role}'s settings too (records "
                                "metadata `sampling`)", {other.role: dict(other.settings or {})}))
@@ -105,7 +106,7 @@ def check_sampling_settings(reference: SamplerSide, candidate: SamplerSide) -> l
         differ = _differences(reference.settings or {}, candidate.settings or {})
         if differ:
             shown = "; ".join(f"{k} {a:g} (reference) vs {b:g} (candidate)" for k, (a, b) in differ.items())
-            out.append(Finding(CHECK, "invalid", "both", f"the sampler settings differ: {shown}. The two sides' "
+            out.append(Finding(NAME, "invalid", "both", f"the sampler settings differ: {shown}. The two sides' "
                                "log-probs are then of different distributions, whatever the kernels",
                                "recompute the trainer's log-probs with the settings the engine sampled with "
                                "(the same temperature applied to the logits), or record the settings that were "
@@ -177,7 +178,7 @@ def check_sampled_tokens(reference: Mapping[str, tuple[np.ndarray, np.ndarray]],
         if rows:
             what, fix = _WHAT[kind]
             shown = ", ".join(_describe(kind, r) for r in rows[:_SHOW]) + (", …" if len(rows) > _SHOW else "")
-            out.append(Finding(CHECK, "invalid", "both", f"{what} in {len(rows)} of {total} samples: {shown}", fix,
+            out.append(Finding(NAME, "invalid", "both", f"{what} in {len(rows)} of {total} samples: {shown}", fix,
                                {"kind": kind, "count": len(rows), "first": rows[:_SHOW]}))
     return out
 
@@ -214,7 +215,7 @@ def check_against_evalset(rows: Mapping[str, tuple[np.ndarray, np.ndarray]], eva
             shown = ", ".join(f"`{r['id']}`" + (f" (position {r['position']}: {r['side']} vs {r['eval_set']})"
                                                  if kind == "ids" else "") for r in found[:_SHOW])
             more = ", …" if len(found) > _SHOW else ""
-            out.append(Finding(CHECK, "invalid", role, f"{label}: {_AGAINST[kind]} in {len(found)} of {len(evalset)} "
+            out.append(Finding(NAME, "invalid", role, f"{label}: {_AGAINST[kind]} in {len(found)} of {len(evalset)} "
                                f"samples: {shown}{more}", _WHAT[kind][1],
                                {"kind": kind, "count": len(found), "first": found[:_SHOW]}))
     return out
@@ -238,5 +239,42 @@ def _describe(kind: str, row: Mapping[str, Any]) -> str:
     return f"{sid} (position {row['position']} in the {row['in']}: token {row['reference']} vs {row['candidate']})"
 
 
-__all__ = ["CHECK", "SamplerSide", "check_against_evalset", "check_sampled_tokens", "check_sampling_settings",
-           "record_rows", "reshapes"]
+def _sampler(side: SideFacts) -> SamplerSide:
+    declared = side.declared
+    return SamplerSide(side.role, side.label, declared.get("sampling"), str(declared.get("declared_by") or "declared"),
+                       declared.get("logprobs_mode"))
+
+
+def _is_rollout(side: SideFacts) -> bool:
+    """Sampled-token records, or a side that declares a sampler: RL rollouts, where a sampler is involved."""
+    out = side.outputs
+    return (side.declared.get("records_format") == "sampled" or side.declared.get("sampling") is not None
+            or (out is not None and out.is_sampled))
+
+
+def check(inputs: IdentityInputs) -> list[Finding]:
+    """The registered check, for RL rollouts only (a teacher-forced pair involves no sampler): the settings;
+    the two sides' rows against each other; where they agree (or one side is live), each side's rows
+    against the eval set (the engine's sample)."""
+    sides = inputs.sides()
+    if not any(_is_rollout(s) for s in sides):
+        return []
+    found = check_sampling_settings(*(_sampler(s) for s in sides))
+    rows = {s.role: s.declared.get("sampled_rows") for s in sides}
+    if rows["reference"] is not None and rows["candidate"] is not None:
+        pairwise = check_sampled_tokens(rows["reference"], rows["candidate"])
+        if pairwise:
+            return found + pairwise
+    if inputs.evalset is not None:
+        want = {s.id: np.asarray(s.input_ids) for s in inputs.evalset.samples}
+        for side in sides:
+            if rows[side.role] is not None:
+                found += check_against_evalset(rows[side.role], want, side.role, side.label)  # type: ignore[arg-type]
+    return found
+
+
+CHECK = IdentityCheck(NAME, check, doc=__doc__ or "")
+
+
+__all__ = ["CHECK", "NAME", "SamplerSide", "check", "check_against_evalset", "check_sampled_tokens",
+           "check_sampling_settings", "record_rows", "reshapes"]

@@ -31,10 +31,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from promote.contract.kinds import RERUN
+from promote.data import Batch
 from promote.data.sampler import MODES
 from promote.findings import Finding
+from promote.identity.api import IdentityCheck, IdentityInputs, SideFacts
+from promote.kernels.base import Outputs
+from promote.kernels.records import _EPS as RECORD_EPS
 
-CHECK = "value_semantics"
+NAME = "value_semantics"
 Space = Literal["logits", "logprobs"]
 Role = Literal["reference", "candidate"]
 #: Metrics that read the values' additive offset, so both sides must be in one space.
@@ -165,19 +170,19 @@ def _declared_vs_observed(side: ValueSide) -> list[Finding]:
     out: list[Finding] = []
     seen = side.observed.space if side.observed is not None else None
     if side.declared is not None and side.declared not in MODES:
-        return [Finding(CHECK, "invalid", side.role, f"{side.label} declares `{side.declared}` ({side.declared_by}), "
+        return [Finding(NAME, "invalid", side.role, f"{side.label} declares `{side.declared}` ({side.declared_by}), "
                         "which is no value mode", f"declare one of {', '.join(MODES)} (vLLM's `--logprobs-mode`)",
                         {"declared": side.declared, "declared_by": side.declared_by})]
     if side.format == "topk" and ((side.declared and mode_space(side.declared) == "logits") or seen == "logits"):
         what = side.observed.how if seen == "logits" and side.observed else f"it declares `{side.declared}`"
-        out.append(Finding(CHECK, "invalid", side.role, f"{side.label} gives top-k raw logits ({what}); a top-k "
+        out.append(Finding(NAME, "invalid", side.role, f"{side.label} gives top-k raw logits ({what}); a top-k "
                            "cannot be normalised without the rest of the vocabulary, so no metric of it is defined",
                            "record top-k log-probs (vLLM `--logprobs-mode raw_logprobs`), or the whole vocabulary "
                            "(`top_k: all` / full `logits` records)",
                            {"format": side.format, "declared": side.declared, **_obs(side)}))
     elif side.declared in MODES and seen is not None and mode_space(side.declared) != seen:
         assert side.observed is not None
-        out.append(Finding(CHECK, "invalid", side.role, f"{side.label} declares `{side.declared}` "
+        out.append(Finding(NAME, "invalid", side.role, f"{side.label} declares `{side.declared}` "
                            f"({side.declared_by}) but its values are {_name(seen)}: {side.observed.how}",
                            f"correct the declaration to what the engine wrote, or re-record with vLLM "
                            f"`--logprobs-mode {side.declared}`", {"declared": side.declared, **_obs(side)}))
@@ -201,7 +206,7 @@ def _processed(ref: ValueSide, cand: ValueSide) -> list[Finding]:
     flags = {s.role: is_processed(s.declared) for s in (ref, cand)}
     modes = {"reference": ref.declared, "candidate": cand.declared}
     if flags["reference"] and flags["candidate"]:
-        return [Finding(CHECK, "note", "both", "both sides give processed values (after the sampler's temperature "
+        return [Finding(NAME, "note", "both", "both sides give processed values (after the sampler's temperature "
                         f"and penalties: {ref.declared} / {cand.declared}); they compare only if both used the same "
                         "sampling settings", "record raw values (`--logprobs-mode raw_logprobs`) to compare the "
                         "models rather than the samplers", modes)]
@@ -211,15 +216,16 @@ def _processed(ref: ValueSide, cand: ValueSide) -> list[Finding]:
             continue
         raw = "raw_logits" if mode_space(str(side.declared)) == "logits" else "raw_logprobs"
         if other.declared not in MODES and not other.live:
-            out.append(Finding(CHECK, "note", other.role, f"{side.label} gives processed values (`{side.declared}`, "
+            out.append(Finding(NAME, "note", other.role, f"{side.label} gives processed values (`{side.declared}`, "
                                f"{side.declared_by}) and {other.label} declares no value mode: if its values are "
                                "raw, the two are of different distributions", f"declare the {other.role}'s mode "
                                f"(records metadata `logprobs_mode`), or re-record the {side.role} with vLLM "
                                f"`--logprobs-mode {raw}`", modes))
             continue
-        out.append(Finding(CHECK, "invalid", side.role, f"{side.label} gives processed values (`{side.declared}`, "
+        out.append(Finding(NAME, "invalid", side.role, f"{side.label} gives processed values (`{side.declared}`, "
                            f"{side.declared_by}: after temperature and penalties) while {other.label} gives raw ones "
-                           f"(`{other.declared or 'the model’s own outputs'}`): they are values of different "
+                           f"({f'`{other.declared}`' if other.declared else 'the model’s own outputs'}): they are "
+                           "values of different "
                            "distributions, so every metric would measure the sampler, not the kernel",
                            f"re-record the {side.role} with vLLM "
                            f"`--logprobs-mode {raw}` (or process both sides with the same sampling settings)", modes))
@@ -239,12 +245,13 @@ def _spaces(ref: ValueSide, cand: ValueSide, metrics: set[str]) -> list[Finding]
     drift = sorted(metrics & set(OFFSET_METRICS))
     if drift:
         logits_side = ref if ref.space == "logits" else cand
-        return [Finding(CHECK, "invalid", "both", f"{where}, and the contract gates on {', '.join(drift)}: max |z_c − "
+        return [Finding(NAME, "invalid", "both", f"{where}, and the contract gates on {', '.join(drift)}: max |z_c − "
                         "z_r| across the two spaces measures the raw side's log-normaliser (logsumexp), not a drift",
-                        f"put both sides in one space: record {logits_side.role} as log-probs (vLLM `--logprobs-mode "
-                        "raw_logprobs`) or the other side as raw logits (`raw_logits`, full `logits` records); or "
-                        "gate on `logit_osc`, which ignores the per-position offset", {**evidence, "metrics": drift})]
-    return [Finding(CHECK, "note", "both", f"{where}: the same distributions in two coordinates, so KL, TV, the "
+                        f"put both sides in one space: record the {logits_side.role} as log-probs (vLLM "
+                        "`--logprobs-mode raw_logprobs`) or the other side as raw logits (`raw_logits`, full "
+                        "`logits` records); or gate on `logit_osc`, which ignores the per-position offset",
+                        {**evidence, "metrics": drift})]
+    return [Finding(NAME, "note", "both", f"{where}: the same distributions in two coordinates, so KL, TV, the "
                     "log-ratio metrics and logit_osc are unaffected (logit_drift would not be)",
                     "none needed; record both sides in one space to gate on logit_drift", evidence)]
 
@@ -294,7 +301,7 @@ def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.n
     same_side = float(np.mean(np.sign(slope - 1.0) == np.sign(median - 1.0)))
     if abs(median - 1.0) <= deviation or same_side < share:
         return None
-    return Finding(CHECK, "note", "candidate", f"the candidate's values look temperature-scaled: log q ≈ "
+    return Finding(NAME, "note", "candidate", f"the candidate's values look temperature-scaled: log q ≈ "
                    f"{median:.3g}·log p + c (temperature ≈ {1.0 / median:.3g}) at {same_side:.0%} of {len(slope)} "
                    "positions", "if the candidate applies a sampler temperature (vLLM `processed_logprobs`), record "
                    "raw values; otherwise this is the kernel's own scaling and the metrics judge it",
@@ -302,5 +309,46 @@ def temperature_hint(reference: np.ndarray, candidate: np.ndarray, *, mask: np.n
                     "share": same_side, "explained": float(np.median(explained))})
 
 
-__all__ = ["CHECK", "MODES", "OFFSET_METRICS", "Observation", "ValueSide", "check_value_semantics", "is_processed",
-           "lse_tolerance", "mode_space", "observe_dense", "observe_topk", "temperature_hint"]
+def _probe_mask(probe: Batch, outputs: Outputs) -> np.ndarray:
+    """The probe positions this side scored."""
+    mask = probe.scored_mask()
+    return mask if outputs.mask is None else mask & outputs.mask
+
+
+def _value_side(side: SideFacts, probe: Batch | None) -> ValueSide:
+    """A side as ``check_value_semantics`` reads it: what it declares (records metadata ``logprobs_mode``,
+    parsed by the records reader) and what its probe outputs show."""
+    declared, out = side.declared, side.outputs
+    fmt = declared.get("records_format") or ("logits" if out is None or out.logits is not None
+                                             else "sampled" if out.is_sampled else "topk")
+    observed = None
+    if out is not None and probe is not None:
+        if out.logits is not None:
+            eps = max((RECORD_EPS.get(str(d), 1.2e-7) for d in declared.get("dtype") or ()), default=1.2e-7)
+            observed = observe_dense(out.logits, mask=_probe_mask(probe, out), tol=lse_tolerance(eps))
+        elif not out.is_sampled and out.topk_logprobs is not None:
+            observed = observe_topk(out.topk_logprobs, mask=_probe_mask(probe, out), mass_tol=out.mass_tol or 1e-4)
+    mode = declared.get("logprobs_mode")
+    return ValueSide(side.role, side.label, fmt, None if mode is None else str(mode),  # type: ignore[arg-type]
+                     str(declared.get("declared_by") or "declared"), observed, live=RERUN in side.capabilities)
+
+
+def check(inputs: IdentityInputs) -> list[Finding]:
+    """The registered check: both sides' value semantics, and the temperature signature on a probe where
+    both sides give the whole vocabulary."""
+    found = check_value_semantics(*(_value_side(s, inputs.probe) for s in inputs.sides()), inputs.metrics)
+    ref, cand = inputs.reference.outputs, inputs.candidate.outputs
+    if (inputs.probe is not None and ref is not None and cand is not None and ref.logits is not None
+            and cand.logits is not None and ref.logits.shape == cand.logits.shape):
+        hint = temperature_hint(ref.logits, cand.logits, mask=_probe_mask(inputs.probe, ref)
+                                & _probe_mask(inputs.probe, cand))
+        found += [hint] if hint is not None else []
+    return found
+
+
+CHECK = IdentityCheck(NAME, check, doc=__doc__ or "")
+
+
+__all__ = ["CHECK", "MODES", "NAME", "OFFSET_METRICS", "Observation", "ValueSide", "check", "check_value_semantics",
+           "is_processed", "lse_tolerance", "mode_space", "observe_dense", "observe_topk", "positions",
+           "temperature_hint"]

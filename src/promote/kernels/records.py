@@ -96,15 +96,21 @@ def write_records(
     else:
         raise ValueError("write_records: give `logits`, or all of topk_ids, topk_logprobs, target_logprobs, or "
                          "target_logprobs alone (sampled-token records)")
-    meta = {**(metadata or {}), "ids": json.dumps(ids), "format": FORMAT}
-    if logprobs_mode is not None:
-        meta["logprobs_mode"] = parse_mode(logprobs_mode, "write_records")
-    if sampling is not None:
-        parse_sampling(sampling, "write_records")
-        meta["sampling"] = json.dumps(dict(sampling))
+    meta = {**(metadata or {}), "ids": json.dumps(ids), "format": FORMAT, **_declarations(logprobs_mode, sampling)}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out), metadata=meta)
+    return out
+
+
+def _declarations(logprobs_mode: str | None, sampling: dict[str, Any] | None) -> dict[str, str]:
+    """The metadata of ``write_records``' declarations, checked before anything is written."""
+    out = {}
+    if logprobs_mode is not None:
+        out["logprobs_mode"] = parse_mode(logprobs_mode, "write_records")
+    if sampling is not None:
+        parse_sampling(sampling, "write_records")
+        out["sampling"] = json.dumps(dict(sampling))
     return out
 
 
@@ -265,7 +271,9 @@ class RecordsKernel(Kernel):
         self.records.close()
 
     def _bind_impl(self, evalset: EvalSet) -> None:
-        """Join the records to the eval set by id; every mismatch is an error naming file and ids."""
+        """Join the records to the eval set by id; every mismatch is an error naming file and ids, except
+        other tokens in sampled-token records: a trainer that scored other tokens than the engine sampled is
+        an identity finding (``identity/sampling.py``, exit 3), which sees both sides."""
         if self._bound == id(evalset):
             return
         where = self.records.where
@@ -288,6 +296,8 @@ class RecordsKernel(Kernel):
                 differ.append(sample.id)
             else:
                 unscored += int((~shard.mask[row, : n - 1]).sum())
+        if (short or differ) and self.records.format == "sampled":
+            short = differ = []  # a rollout side scored other tokens: the identity check's `sampling` finding (exit 3)
         if short:
             raise UsageError(f"{self.spec.path_display}: records are shorter than the eval-set samples "
                              f"{_some(short)} (T = {self.records.shards[0].input_ids.shape[1]})")
@@ -337,10 +347,17 @@ class RecordsKernel(Kernel):
         return 8 * eps * ((self.records.width or 1) + 16)
 
     def identity_facts(self) -> dict[str, Any]:
-        """Recorded logits give the vocabulary; the files' metadata is what the recording engine declared."""
+        """Recorded logits give the vocabulary; the files' metadata is what the recording engine declared
+        (``logprobs_mode`` and ``sampling`` parsed, the records' format and dtype, and for sampled-token
+        records each sample's ids and mask)."""
         recs = self.records
-        return {"vocab": recs.width if recs.format == "logits" else None,
-                "declared": {k: v for k, v in recs.metadata.items() if k != "format"}}
+        declared: dict[str, Any] = {k: v for k, v in recs.metadata.items() if k != "format"}
+        declared.update(recs.declared, records_format=recs.format, dtype=sorted({s.dtype for s in recs.shards}),
+                        declared_by=f"metadata of {self.spec.path_display}")
+        if recs.format == "sampled":  # what each rollout side scored, for the `sampling` check (views, no copy)
+            declared["sampled_rows"] = {sid: (recs.shards[i].input_ids[row], recs.shards[i].mask[row])
+                                        for sid, (i, row) in recs.where.items()}
+        return {"vocab": recs.width if recs.format == "logits" else None, "declared": declared}
 
     def _fingerprint_impl(self) -> dict[str, Any]:
         recs = self.records
