@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+import test_openai_hostile as hostile
 import yaml
 from click.testing import CliRunner
 
@@ -167,3 +168,39 @@ def test_misaligned_trainer_rows_are_invalid(tmp_path, plant):
     kind = {"shift": "ids", "mask": "mask", "longer": "length"}[plant]
     assert [f["evidence"]["kind"] for f in bad] == [kind]
     assert bad[0]["evidence"]["first"][0]["id"] == r.id
+
+
+# --- a server in vLLM's `raw_logits` mode against one giving log-probs (real HTTP) -------------------
+
+def _raw_logits(request) -> dict:
+    """vLLM with `--logprobs-mode raw_logits`: the same distribution as the reference's, un-normalised."""
+    answer = hostile.vllm_answer(json.loads(request.body)["prompt"])
+    for row in answer["choices"][0]["prompt_logprobs"][1:]:
+        for entry in row.values():
+            entry["logprob"] += 7.25  # the log-normaliser a raw logit carries
+    return answer
+
+
+@pytest.mark.parametrize("clauses", ["drift", "distribution"])
+def test_a_raw_logits_server_against_a_log_prob_server(tmp_path, clauses):
+    from hostile_http import Hostile, computed
+
+    with Hostile() as reference, Hostile() as candidate:
+        reference.route("/v1/completions", computed(hostile.good))
+        candidate.route("/v1/completions", computed(_raw_logits))
+        path = hostile.contract(tmp_path, reference.url("/v1"), candidate.url("/v1"))
+        if clauses == "distribution":
+            doc = yaml.safe_load(path.read_text())
+            doc["numerical"]["clauses"] = [{"id": "osc", "metric": "logit_osc", "stat": "max", "max": 1e-4},
+                                           {"id": "kl", "metric": "kl", "stat": "max", "max": 1e-9}]
+            path.write_text(yaml.safe_dump(doc))
+        result, report = hostile.check(path, tmp_path)
+    found = findings(report, "value_semantics")
+    if clauses == "drift":
+        assert result.exit_code == 3 and report["verdict"] == "invalid"
+        assert [(f["severity"], f["side"]) for f in found] == [("invalid", "both")]
+        assert "the reference gives log-probs, the candidate raw logits" in found[0]["message"]
+        assert "record the candidate as log-probs" in found[0]["fix"]
+    else:  # the same distributions: logit_osc and KL are exact across the two spaces
+        assert result.exit_code == 0 and report["verdict"] == "pass"
+        assert [(f["severity"], f["side"]) for f in found] == [("note", "both")]
