@@ -17,7 +17,10 @@ comparable is outside the numbers:
   that is 0.04 once the tokens are aligned is a misalignment, not a drift).
 
 Pure functions; the declarations they compare are read and checked by ``data/sampler.py`` (records
-metadata ``sampling``, ``write_rollouts(sampling=...)``).
+metadata ``sampling``, ``write_rollouts(sampling=...)``). ``check`` (the registered ``CHECK``) runs them
+for RL rollouts only (a side of sampled-token records, or one that declares a sampler): the settings,
+the two sides' rows against each other, then each side's rows against the eval set (the engine's
+sample), which is why ``kernels/records.py`` leaves other tokens in sampled-token records to it.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@ the contract's metrics compare them as they are?
 
 A side's values are told apart two ways, and both are used:
 
-* **declared**: what a records file (metadata ``logprobs_mode``), a launched vLLM (``--logprobs-mode``)
-  or a kernel kind says it gives, in vLLM's words: ``raw_logits``, ``raw_logprobs`` (the default),
-  ``processed_logits``, ``processed_logprobs`` (after the sampler's temperature and penalties);
+* **declared**: what a records file says it holds (metadata ``logprobs_mode``), in vLLM's words:
+  ``raw_logits``, ``raw_logprobs`` (the default), ``processed_logits``, ``processed_logprobs`` (after
+  the sampler's temperature and penalties); a kernel promote runs itself (capability ``rerun``: torch,
+  onnx, a server asked at temperature 0 without penalties) gives the model's own values, never processed;
 * **observed** from the values: log-probs over the whole vocabulary have logsumexp 0 at every
   position, raw logits almost never do; a top-k side's probabilities cannot sum past 1 (the mass
   bound), nor can one exceed 1. The ``openai`` kernel's probe answer is observed the same way.
@@ -19,8 +20,10 @@ Normalising both sides instead would silently turn a clause written on logits in
 Processed values (tempered, penalised) against raw ones describe different distributions by
 construction: ``invalid`` whatever the metrics.
 
-Pure functions of small inputs (``ValueSide``), so the identity check, the tests and a plug-in feed
-them from records, servers or arrays alike.
+Pure functions of small inputs (``ValueSide``), so the tests and a plug-in feed them from arrays
+alike; ``check`` (the registered ``CHECK``) builds them from ``IdentityInputs``: the declarations and the
+probe batch's outputs, and adds the temperature signature (a note) where both sides give the whole
+vocabulary.
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ Role = Literal["reference", "candidate"]
 OFFSET_METRICS = ("logit_drift",)
 #: logsumexp within this of 0 counts as normalised at float32/float64 (wider for bf16/fp16: ``lse_tolerance``).
 LSE_TOL = 1e-3
-_SHOW = 3
 
 
 def mode_space(mode: str) -> Space:
