@@ -116,7 +116,7 @@ def test_an_honest_pair_has_no_finding(tmp_path):
     result, report = run(project(tmp_path))
     assert result.exit_code == 0, result.output
     assert report["identity"]["findings"] == [] and report["identity"]["invalid"] is False
-    assert report["identity"]["checked"] == ["vocabulary", "prompt", "fingerprint"]
+    assert report["identity"]["checked"] == ["vocabulary", "prompt", "fingerprint", "value_semantics", "sampling"]
     assert report["identity"]["probe_samples"] == 4 and report["verdict"] == "pass"
 
 
@@ -284,7 +284,8 @@ def test_a_live_stage_alone_is_not_judged_when_identity_fails(mini):
     stage = next(s for s in report["stages"] if s["name"] == "runtime")
     assert stage["status"] == "invalid" and stage["details"] == {}
     assert report["verdict"] == "invalid" and report["identity"]["probe_samples"] == 0
-    assert report["identity"]["checked"] == ["vocabulary", "prompt", "fingerprint"]  # on what the kernels declare
+    assert report["identity"]["checked"] == [  # on what the kernels declare
+        "vocabulary", "prompt", "fingerprint", "value_semantics", "sampling"]
     assert report["identity"]["findings"][0]["check"] == "fingerprint"
 
 

@@ -22,7 +22,8 @@ from promote.data.jsonl import is_token_id
 from promote.errors import UsageError
 
 # Canonical column names; ``columns=`` maps them onto a dump's own names.
-COLUMNS = ("id", "prompt_ids", "response_ids", "response_mask", "engine_logprobs", "trainer_logprobs", "tags")
+COLUMNS = ("id", "prompt_ids", "response_ids", "response_mask", "engine_logprobs", "trainer_logprobs", "tags",
+           "trainer_response_ids", "trainer_response_mask")
 REQUIRED = ("prompt_ids", "response_ids", "engine_logprobs", "trainer_logprobs")
 # Field names of common frameworks (docs/rl.md): pass as ``columns=VERL_COLUMNS``.
 VERL_COLUMNS = {"id": "uid", "prompt_ids": "prompts", "response_ids": "responses", "response_mask": "response_mask",
@@ -33,7 +34,12 @@ TRL_COLUMNS = {"prompt_ids": "prompt_ids", "response_ids": "completion_ids", "re
 
 @dataclass(frozen=True)
 class Rollout:
-    """One rollout: prompt and response token ids, response mask (1 = scored), both sides' log-probs."""
+    """One rollout: prompt and response token ids, response mask (1 = scored), both sides' log-probs.
+
+    ``trainer_response_ids``/``trainer_response_mask``: what the trainer scored, when the dump records it
+    apart from the engine's sample (None: the same tokens and mask); the identity check compares them
+    position by position (docs/identity.md), so a misaligned recompute is ``invalid``, not a drift.
+    """
 
     id: str
     prompt_ids: tuple[int, ...]
@@ -42,6 +48,8 @@ class Rollout:
     engine_logprobs: tuple[float, ...]
     trainer_logprobs: tuple[float, ...]
     tags: dict[str, str] = field(default_factory=dict)
+    trainer_response_ids: tuple[int, ...] | None = None
+    trainer_response_mask: tuple[bool, ...] | None = None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -109,14 +117,58 @@ def _floats(value: Any, where: str, name: str) -> tuple[float, ...]:
     return out
 
 
+_Side = tuple[Any, Any, tuple[float, ...]]  # (response ids, mask, log-probs) of one side, trailing padding dropped
+
+
+def _side(row: dict[str, Any], names: Mapping[str, str], where: str, ids_key: str, mask_key: str, lp_key: str,
+          default_mask: tuple[bool, ...] | None = None) -> _Side:
+    """One side's per-response-token columns, of one length, trailing padding (mask 0) dropped."""
+    response = token_ids(row[names[ids_key]], where, names[ids_key])
+    logprobs = _floats(row[names[lp_key]], where, names[lp_key])
+    raw_mask = row.get(names[mask_key])
+    mask = (mask_bits(raw_mask, where, names[mask_key]) if raw_mask is not None
+            else default_mask if default_mask is not None and len(default_mask) == len(response)
+            else (True,) * len(response))
+    lengths = {names[ids_key]: len(response), names[lp_key]: len(logprobs), names[mask_key]: len(mask)}
+    if len(set(lengths.values())) != 1:
+        shown = ", ".join(f"`{k}` {v}" for k, v in lengths.items())
+        raise UsageError(f"{where}: per-response-token columns differ in length ({shown}); each needs one "
+                         "entry per response token")
+    keep = max((i + 1 for i, m in enumerate(mask) if m), default=0)  # drop trailing padding
+    return response[:keep], mask[:keep], logprobs[:keep]
+
+
+def _sides(row: dict[str, Any], names: Mapping[str, str], where: str) -> tuple[_Side, _Side]:
+    """The engine's and the trainer's columns. Without ``trainer_response_ids`` the trainer scored the
+    engine's tokens, so its log-probs share the engine's length and mask; with it, each side is checked
+    on its own and the identity check compares them (a length or token mismatch is ``invalid``, exit 3)."""
+    if names["trainer_response_ids"] not in row:
+        engine = _side(row, names, where, "response_ids", "response_mask", "engine_logprobs")
+        lengths = {names["engine_logprobs"]: len(row[names["engine_logprobs"]]),
+                   names["trainer_logprobs"]: len(_floats(row[names["trainer_logprobs"]], where,
+                                                          names["trainer_logprobs"]))}
+        if len(set(lengths.values())) != 1:
+            shown = ", ".join(f"`{k}` {v}" for k, v in lengths.items())
+            raise UsageError(f"{where}: per-response-token columns differ in length ({shown}); each needs one "
+                             "entry per response token (or give the trainer's own `trainer_response_ids`)")
+        trainer = _floats(row[names["trainer_logprobs"]], where, names["trainer_logprobs"])[: len(engine[0])]
+        return engine, (None, None, trainer)
+    engine = _side(row, names, where, "response_ids", "response_mask", "engine_logprobs")
+    raw_engine_mask = row.get(names["response_mask"])
+    default = mask_bits(raw_engine_mask, where, names["response_mask"]) if raw_engine_mask is not None else None
+    trainer = _side(row, names, where, "trainer_response_ids", "trainer_response_mask", "trainer_logprobs", default)
+    return engine, trainer
+
+
 def read_rollouts(path: str | Path, *, columns: Mapping[str, str] | None = None,
                   tag_columns: tuple[str, ...] = ()) -> list[Rollout]:
     """Rollouts from a JSONL (one object per line) or ``.parquet`` dump.
 
     ``columns`` maps canonical names (``COLUMNS``) to the dump's (e.g. ``VERL_COLUMNS``); unmapped
     ones keep their canonical name. Without an ``id`` column rows are named ``row-N``. Log-probs and
-    the mask are per response token (trailing padding where the mask is 0 is dropped);
-    ``tag_columns`` become string tags for slices (``tags.NAME``).
+    the mask are per response token (trailing padding where the mask is 0 is dropped); optional
+    ``trainer_response_ids``/``trainer_response_mask`` give what the trainer scored when it differs from
+    the engine's sample (docs/rl.md). ``tag_columns`` become string tags for slices (``tags.NAME``).
     """
     path = Path(path)
     names = {c: c for c in COLUMNS} | dict(columns or {})
@@ -134,25 +186,16 @@ def read_rollouts(path: str | Path, *, columns: Mapping[str, str] | None = None,
             raise UsageError(f"{where}: rollout id `{rid}` repeats {seen[rid]}; ids must be unique")
         seen[rid] = where
         prompt = token_ids(row[names["prompt_ids"]], where, names["prompt_ids"])
-        response = token_ids(row[names["response_ids"]], where, names["response_ids"])
-        engine = _floats(row[names["engine_logprobs"]], where, names["engine_logprobs"])
-        trainer = _floats(row[names["trainer_logprobs"]], where, names["trainer_logprobs"])
-        raw_mask = row.get(names["response_mask"])
-        mask = mask_bits(raw_mask, where, names["response_mask"]) if raw_mask is not None else (True,) * len(response)
-        lengths = {names["response_ids"]: len(response), names["engine_logprobs"]: len(engine),
-                   names["trainer_logprobs"]: len(trainer), names["response_mask"]: len(mask)}
-        if len(set(lengths.values())) != 1:
-            shown = ", ".join(f"`{k}` {v}" for k, v in lengths.items())
-            raise UsageError(f"{where}: per-response-token columns differ in length ({shown}); each needs one "
-                             "entry per response token")
         if not prompt:
             raise UsageError(f"{where}: `{names['prompt_ids']}` is empty; the first response token is scored "
                              "from the prompt's last position, so a prompt needs at least one token")
-        keep = max((i + 1 for i, m in enumerate(mask) if m), default=0)  # drop trailing padding
+        engine, trainer = _sides(row, names, where)
         tags = {name: str(row[name]) for name in tag_columns if row.get(name) is not None}
         if isinstance(row.get(names["tags"]), dict):
             tags = {str(k): str(v) for k, v in row[names["tags"]].items()} | tags
-        out.append(Rollout(rid, prompt, response[:keep], mask[:keep], engine[:keep], trainer[:keep], tags))
+        own = trainer[0] is not None  # the dump records what the trainer scored apart from the sample
+        out.append(Rollout(rid, prompt, engine[0], engine[1], engine[2], trainer[2], tags,
+                           trainer[0] if own else None, trainer[1] if own else None))
     if not out:
         raise UsageError(f"{path}: no rollouts in the file")
     return out

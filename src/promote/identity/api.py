@@ -65,6 +65,7 @@ class IdentityInputs:
     probe: Batch | None
     reference: SideFacts
     candidate: SideFacts
+    metrics: frozenset[str] = frozenset()  # the contract's clause metrics (value_semantics: logit_drift)
 
     def sides(self) -> tuple[SideFacts, SideFacts]:
         return self.reference, self.candidate
@@ -94,3 +95,5 @@ IDENTITY_CHECKS: Registry[IdentityCheck] = Registry("identity check", check=lamb
 IDENTITY_CHECKS.register("vocabulary", Lazy("promote.identity.vocabulary:CHECK"))
 IDENTITY_CHECKS.register("prompt", Lazy("promote.identity.prompt:CHECK"))
 IDENTITY_CHECKS.register("fingerprint", Lazy("promote.identity.fingerprint:CHECK"))
+IDENTITY_CHECKS.register("value_semantics", Lazy("promote.identity.semantics:CHECK"))
+IDENTITY_CHECKS.register("sampling", Lazy("promote.identity.sampling:CHECK"))

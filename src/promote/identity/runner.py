@@ -84,14 +84,16 @@ def from_evidence(exc: IdentityEvidence, inputs: IdentityInputs) -> Finding:
 
 
 def inputs_for(spec: IdentitySpec, task: str, evalset: EvalSet | None, kernels: Mapping[str, Kernel], *,
-               probe: Batch | None = None, outputs: Mapping[str, Outputs] | None = None) -> IdentityInputs:
+               probe: Batch | None = None, outputs: Mapping[str, Outputs] | None = None,
+               metrics: frozenset[str] = frozenset()) -> IdentityInputs:
     sides = {role: side_facts(role, kernels[role], spec, (outputs or {}).get(role)) for role in ROLES}
-    return IdentityInputs(spec=spec, task=task, evalset=evalset, probe=probe, **sides)
+    return IdentityInputs(spec=spec, task=task, evalset=evalset, probe=probe, **sides, metrics=metrics)
 
 
 def identify(spec: IdentitySpec, task: str, evalset: EvalSet | None, kernels: Mapping[str, Kernel], *,
              probe: Batch | None = None, outputs: Mapping[str, Outputs] | None = None,
-             evidence: Sequence[IdentityEvidence] = ()) -> IdentityResult:
+             evidence: Sequence[IdentityEvidence] = (), metrics: frozenset[str] = frozenset()) -> IdentityResult:
     """The identity result of a kernel pair (``probe``/``outputs``: the first batch and both sides' outputs
     on it; ``evidence``: what a kernel raised while running the probe)."""
-    return evaluate(inputs_for(spec, task, evalset, kernels, probe=probe, outputs=outputs), evidence=evidence)
+    return evaluate(inputs_for(spec, task, evalset, kernels, probe=probe, outputs=outputs, metrics=metrics),
+                    evidence=evidence)

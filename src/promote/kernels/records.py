@@ -7,7 +7,9 @@ Format of one file (a directory of ``*.safetensors`` shards, read in sorted orde
   ``logits`` float [N, T, V] or ``topk_ids`` int [N, T, K] + ``topk_logprobs`` float [N, T, K] +
   ``target_logprobs`` float [N, T] (log-prob of ``input_ids[:, t + 1]``), or ``target_logprobs``
   alone: *sampled-token* records (RL rollouts: the log-prob of the sampled token only; docs/rl.md);
-* metadata key ``ids``: JSON list of the N sample ids; other metadata keys are kept as provenance.
+* metadata key ``ids``: JSON list of the N sample ids; ``logprobs_mode`` (vLLM's ``--logprobs-mode``:
+  what the values are) and ``sampling`` (JSON sampler settings) are declarations the identity check
+  compares across sides (docs/identity.md); other metadata keys are kept as provenance.
 
 Files are opened with ``safe_open`` (memory-mapped) and read a batch's rows at a time, so a record set
 larger than memory is fine. Every mismatch with the eval set is an error naming the file and the ids.
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from promote.data import Batch, EvalSet
+from promote.data.sampler import parse_mode, parse_sampling
 from promote.errors import UsageError
 from promote.kernels.base import Kernel, Outputs
 
@@ -51,6 +54,8 @@ def write_records(
     topk_logprobs: Any = None,
     target_logprobs: Any = None,
     metadata: dict[str, str] | None = None,
+    logprobs_mode: str | None = None,
+    sampling: dict[str, Any] | None = None,
 ) -> Path:
     """Save one engine's outputs as a records file that ``kind: records`` reads.
 
@@ -59,6 +64,9 @@ def write_records(
     trainers record them; only metrics exact on the sampled token apply). Arrays may be numpy or torch
     (bf16 is kept as is).
     ``metadata`` (string → string, e.g. ``{"engine": "vllm 0.6.3"}``) is stored as provenance.
+    ``logprobs_mode`` (``raw_logits``, ``raw_logprobs``, ``processed_logits``, ``processed_logprobs``) and
+    ``sampling`` (``{"temperature": 1.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0}``) declare what the
+    values are and how the tokens were sampled, for the identity check (docs/identity.md).
     """
     import torch
     from safetensors.torch import save_file
@@ -88,10 +96,21 @@ def write_records(
     else:
         raise ValueError("write_records: give `logits`, or all of topk_ids, topk_logprobs, target_logprobs, or "
                          "target_logprobs alone (sampled-token records)")
-    meta = {**(metadata or {}), "ids": json.dumps(ids), "format": FORMAT}
+    meta = {**(metadata or {}), "ids": json.dumps(ids), "format": FORMAT, **_declarations(logprobs_mode, sampling)}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out), metadata=meta)
+    return out
+
+
+def _declarations(logprobs_mode: str | None, sampling: dict[str, Any] | None) -> dict[str, str]:
+    """The metadata of ``write_records``' declarations, checked before anything is written."""
+    out = {}
+    if logprobs_mode is not None:
+        out["logprobs_mode"] = parse_mode(logprobs_mode, "write_records")
+    if sampling is not None:
+        parse_sampling(sampling, "write_records")
+        out["sampling"] = json.dumps(dict(sampling))
     return out
 
 
@@ -135,6 +154,7 @@ class RecordSet:
         self.format: str | None = None
         self.width: int | None = None  # V for logits, K for top-k
         self.metadata: dict[str, str] = {}
+        self.declared: dict[str, Any] = {}  # logprobs_mode, sampling (parsed), from the first shard that has them
         for file in files:
             self._add(file, display if file == path else os.path.join(display, file.name))
 
@@ -187,8 +207,26 @@ class RecordSet:
         self.where.update({sample_id: (index, row) for row, sample_id in enumerate(ids)})
         self.format, self.width = fmt, shape[2]
         dtype = handle.get_slice({"logits": "logits", "topk": "topk_logprobs"}.get(fmt, "target_logprobs")).get_dtype()
+        self._declare(meta, display)
         self.metadata.update({k: v for k, v in meta.items() if k not in ("ids",)})
         self.shards.append(_Shard(file, display, handle, ids, input_ids.astype(np.int64), mask, dtype))
+
+    def _declare(self, meta: dict[str, str], display: str) -> None:
+        """Metadata ``logprobs_mode`` and ``sampling``, checked; every shard of a set declares alike."""
+        got: dict[str, Any] = {}
+        if "logprobs_mode" in meta:
+            got["logprobs_mode"] = parse_mode(meta["logprobs_mode"], f"{display}: metadata")
+        if "sampling" in meta:
+            got["sampling"] = parse_sampling(meta["sampling"], f"{display}: metadata `sampling`")
+        for key, value in got.items():
+            if key in self.declared and self.declared[key] != value:
+                raise UsageError(f"{display}: metadata `{key}` is {meta[key]} but {self.shards[0].display} "
+                                 f"declares {self.declared[key]}; one record set, one declaration")
+        if self.shards and set(got) != set(self.declared):
+            raise UsageError(f"{display}: declares {sorted(got) or 'nothing'} in its metadata but "
+                             f"{self.shards[0].display} declares {sorted(self.declared) or 'nothing'}; one record "
+                             "set, one declaration")
+        self.declared.update(got)
 
     @staticmethod
     def _ids(meta: dict[str, str], display: str) -> list[str]:
@@ -233,7 +271,9 @@ class RecordsKernel(Kernel):
         self.records.close()
 
     def _bind_impl(self, evalset: EvalSet) -> None:
-        """Join the records to the eval set by id; every mismatch is an error naming file and ids."""
+        """Join the records to the eval set by id; every mismatch is an error naming file and ids, except
+        other tokens in sampled-token records: a trainer that scored other tokens than the engine sampled is
+        an identity finding (``identity/sampling.py``, exit 3), which sees both sides."""
         if self._bound == id(evalset):
             return
         where = self.records.where
@@ -256,6 +296,8 @@ class RecordsKernel(Kernel):
                 differ.append(sample.id)
             else:
                 unscored += int((~shard.mask[row, : n - 1]).sum())
+        if (short or differ) and self.records.format == "sampled":
+            short = differ = []  # a rollout side scored other tokens: the identity check's `sampling` finding (exit 3)
         if short:
             raise UsageError(f"{self.spec.path_display}: records are shorter than the eval-set samples "
                              f"{_some(short)} (T = {self.records.shards[0].input_ids.shape[1]})")
@@ -305,10 +347,17 @@ class RecordsKernel(Kernel):
         return 8 * eps * ((self.records.width or 1) + 16)
 
     def identity_facts(self) -> dict[str, Any]:
-        """Recorded logits give the vocabulary; the files' metadata is what the recording engine declared."""
+        """Recorded logits give the vocabulary; the files' metadata is what the recording engine declared
+        (``logprobs_mode`` and ``sampling`` parsed, the records' format and dtype, and for sampled-token
+        records each sample's ids and mask)."""
         recs = self.records
-        return {"vocab": recs.width if recs.format == "logits" else None,
-                "declared": {k: v for k, v in recs.metadata.items() if k != "format"}}
+        declared: dict[str, Any] = {k: v for k, v in recs.metadata.items() if k != "format"}
+        declared.update(recs.declared, records_format=recs.format, dtype=sorted({s.dtype for s in recs.shards}),
+                        declared_by=f"metadata of {self.spec.path_display}")
+        if recs.format == "sampled":  # what each rollout side scored, for the `sampling` check (views, no copy)
+            declared["sampled_rows"] = {sid: (recs.shards[i].input_ids[row], recs.shards[i].mask[row])
+                                        for sid, (i, row) in recs.where.items()}
+        return {"vocab": recs.width if recs.format == "logits" else None, "declared": declared}
 
     def _fingerprint_impl(self) -> dict[str, Any]:
         recs = self.records

@@ -29,6 +29,12 @@ def _task(ctx: StageContext) -> str:
     return ctx.contract.data.task if ctx.contract.data is not None else "causal-lm"
 
 
+def _metrics(ctx: StageContext) -> frozenset[str]:
+    """Every clause metric of the contract (value_semantics asks whether `logit_drift` is gated on)."""
+    return frozenset(str(c.metric) for section in ctx.contract.present()
+                     for c in getattr(ctx.contract.spec(section), "clauses", ()) if hasattr(c, "metric"))
+
+
 def _record(ctx: StageContext, result: IdentityResult) -> IdentityResult:
     ctx.identity = result if ctx.identity is None else ctx.identity.merged(result)
     return ctx.identity
@@ -38,7 +44,7 @@ def hook(ctx: StageContext, kernels: Mapping[str, Kernel]) -> Before:
     """The offline pass's ``before``: the identity of the first batch; raises ``IdentityInvalid``."""
     def before(batch: Batch, reference: Outputs, candidate: Outputs) -> int | None:
         result = identify(ctx.contract.identity, _task(ctx), ctx.evalset, kernels, probe=batch,
-                          outputs={"reference": reference, "candidate": candidate})
+                          outputs={"reference": reference, "candidate": candidate}, metrics=_metrics(ctx))
         _record(ctx, result)
         if result.invalid:
             raise IdentityInvalid(result.findings)
@@ -50,13 +56,14 @@ def hook(ctx: StageContext, kernels: Mapping[str, Kernel]) -> Before:
 def static(ctx: StageContext, kernels: Mapping[str, Kernel]) -> IdentityResult:
     """The checks that need no probe (a live stage, ``task: tensor``); raises nothing."""
     evalset = ctx.evalset if ctx.contract.data is not None and ctx.evalset_loaded is not None else None
-    return _record(ctx, identify(ctx.contract.identity, _task(ctx), evalset, kernels))
+    return _record(ctx, identify(ctx.contract.identity, _task(ctx), evalset, kernels, metrics=_metrics(ctx)))
 
 
 def from_evidence(ctx: StageContext, kernels: Mapping[str, Kernel], exc: IdentityEvidence) -> IdentityInvalid:
     """What a kernel saw while running, as the run's identity result; the error to raise."""
     evalset = ctx.evalset_loaded
-    result = _record(ctx, identify(ctx.contract.identity, _task(ctx), evalset, kernels, evidence=[exc]))
+    result = _record(ctx, identify(ctx.contract.identity, _task(ctx), evalset, kernels, evidence=[exc],
+                                   metrics=_metrics(ctx)))
     return IdentityInvalid(result.findings)
 
 
