@@ -238,3 +238,19 @@ def test_positions_copies_only_a_spread_of_scored_rows():
     assert picked[0] == 110 and picked[-1] == 259 and list(picked) == sorted(set(picked))
     assert all(mask.reshape(-1)[i] for i in picked)
     assert positions(values, mask).shape == (100, 3)
+
+
+def test_the_probe_reads_torch_tensors_of_any_dtype_where_they_live():
+    """Torch kernels hand their logits on as tensors (bf16 included, issue 22): the probe indexes the
+    measured rows in place and copies only those, with the values numpy would give."""
+    import torch
+
+    from promote.identity.semantics import positions
+
+    logits = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    mask = np.zeros((2, 5), dtype=bool)
+    mask[0, 1:4] = mask[1, 0] = True
+    expected = positions(logits.to(torch.float32).numpy(), mask, limit=3)
+    got = positions(logits, mask, limit=3)
+    assert got.dtype == np.float64 and got.shape == (3, 7)
+    assert np.array_equal(got, expected)

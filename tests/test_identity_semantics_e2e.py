@@ -20,6 +20,7 @@ from promote.contract.model import load_contract
 from promote.data import batches, read_jsonl
 from promote.data.rollouts import read_rollouts
 from promote.kernels import build_kernel
+from promote.kernels.base import host_logits
 from promote.kernels.records import write_records
 from promote.resources import load_schema
 from promote.rl import write_rollouts
@@ -57,7 +58,7 @@ def recorded(mini, values: str, clauses: list[dict], **declared) -> Path:
     evalset = read_jsonl(contract.data.path)
     batch = next(batches(evalset.samples, len(evalset.samples)))
     with build_kernel(contract.candidate, role="candidate") as kernel:
-        logits = kernel.run(batch).logits
+        logits = host_logits(kernel.run(batch).logits)
     out = {"logits": logits, "logprobs": _log_softmax(logits), "tempered": _log_softmax(logits / 0.8)}[values]
     write_records(mini.root / "cand.safetensors", [s.id for s in evalset.samples], batch.input_ids,
                   batch.scored_mask(), logits=out, **declared)

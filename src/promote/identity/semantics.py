@@ -39,7 +39,7 @@ from promote.data import Batch
 from promote.data.sampler import MODES
 from promote.findings import Finding
 from promote.identity.api import IdentityCheck, IdentityInputs, SideFacts
-from promote.kernels.base import Outputs
+from promote.kernels.base import Outputs, host_logits
 from promote.kernels.records import _EPS as RECORD_EPS
 
 NAME = "value_semantics"
@@ -80,11 +80,17 @@ class Observation:
 def positions(values: np.ndarray, mask: np.ndarray | None = None, limit: int | None = None) -> np.ndarray:
     """Rows [n, V] of ``values`` [..., V] at the scored positions (``mask`` [...]), as float64; at most
     ``limit`` of them, spread evenly, and only those copied (a probe batch at V = 151 936 is gigabytes)."""
-    flat = np.asarray(values).reshape(-1, np.shape(values)[-1])
-    index = np.arange(len(flat)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
+    vocab = int(values.shape[-1])
+    flat = values.reshape(-1, vocab)  # a torch tensor (any device or dtype) stays where it is
+    index = (np.arange(int(flat.shape[0])) if mask is None
+             else np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1)))
     if limit is not None and len(index) > limit:
         index = index[np.linspace(0, len(index) - 1, limit).round().astype(np.int64)]
-    return flat[index].astype(np.float64)
+    if isinstance(flat, np.ndarray):
+        return flat[index].astype(np.float64)
+    import torch
+
+    return host_logits(flat[torch.from_numpy(index)]).astype(np.float64)
 
 
 #: Positions of a full-vocabulary probe measured (each a row of V float64s).
