@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import shutil
 import socket
@@ -201,25 +202,50 @@ def vllm_requests(server: VllmServer) -> float:
                if line.startswith("vllm:request_success_total{"))
 
 
-class Traffic:
-    """A client sending real completions through HAProxy in a background thread (the canary's live
-    traffic: the candidate's vLLM counters move, Prometheus sees rates), every ``every`` seconds, until
-    closed. Failed requests are counted, not raised (the candidate restarts during a swap)."""
+def served_prompts(n: int = 32, tokens: int = 12) -> list[list[int]]:
+    """The prompts the live traffic sends: the example eval set's documents cut to ``tokens`` ids (short
+    prompts keep whole-vocabulary answers small; never 3 or 4 tokens)."""
+    lines = (EXAMPLE / "eval.jsonl").read_text().splitlines()[:n]
+    return [json.loads(line)["input_ids"][:tokens] for line in lines]
 
-    def __init__(self, base_url: str, every: float = 1.0) -> None:
-        self.base_url, self.every = base_url, every
+
+class Traffic:
+    """A client sending real completions through HAProxy in a background thread — the canary's live
+    traffic: both servers' vLLM counters move, Prometheus sees rates — one every ``every`` seconds, until
+    closed. Each prompt sent is appended to ``request_log`` (the JSONL `promote watch` tails, docs/watch.md)
+    the way a serving gateway would log it. Failed requests are counted, not raised (the candidate
+    restarts during a swap; HAProxy's health checks take it out)."""
+
+    def __init__(self, base_url: str, request_log: Path | None = None, every: float = 1.0) -> None:
+        self.base_url, self.request_log, self.every = base_url, request_log, every
+        self.prompts = served_prompts()
         self.served: Counter = Counter()
         self.failed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _one(self, i: int) -> None:
+        prompt = self.prompts[i % len(self.prompts)]
+        try:
+            answer = requests.post(f"{self.base_url}/completions", timeout=60, json={
+                "model": "tiny-llama", "prompt": prompt, "max_tokens": 1, "temperature": 0})
+        except requests.RequestException:
+            self.failed += 1
+            return
+        if answer.status_code != 200:
+            self.failed += 1
+            return
+        self.served[answer.headers.get(SERVED_BY)] += 1
+        if self.request_log is not None:
+            with open(self.request_log, "a") as log:
+                log.write(json.dumps({"input_ids": prompt, "time": time.time(), "id": f"req-{i}"}) + "\n")
+
     def _run(self) -> None:
+        i = 0
         while not self._stop.wait(self.every):
-            try:
-                self.served.update(send(self.base_url, 1, timeout=60))
-            except (AssertionError, requests.RequestException):
-                self.failed += 1
+            self._one(i)
+            i += 1
 
     def close(self) -> None:
         self._stop.set()
@@ -324,9 +350,9 @@ def watch_prometheus(vllm_fp32, watch_candidate, watch_haproxy):
 
 
 @contextlib.contextmanager
-def traffic(url: str, every: float = 1.0):
-    """Live traffic through ``url`` for the body of the ``with``."""
-    client = Traffic(url, every)
+def traffic(url: str, request_log: Path | None = None, every: float = 1.0):
+    """Live traffic through ``url`` (logged to ``request_log``) for the body of the ``with``."""
+    client = Traffic(url, request_log, every)
     try:
         yield client
     finally:
