@@ -252,6 +252,59 @@ class Traffic:
         self._thread.join(timeout=90)
 
 
+class WatchRun:
+    """``promote watch CONTRACT --window W --log LOG`` as a real process (its own session, stopped by PID),
+    with its output in a file and its audit log read as it grows."""
+
+    def __init__(self, contract: Path, log: Path, env: dict[str, str], window: str, *extra: str) -> None:
+        self.log = log
+        self.output = log.with_suffix(".out")
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "promote.cli", "watch", str(contract), "--window", window, "--log", str(log),
+                 *extra], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output_tail(self, chars: int = 4000) -> str:
+        return launch.tail(self.output, chars)
+
+    def records(self) -> list[dict]:
+        """The whole records written so far (a line still being written is left for the next read)."""
+        try:
+            data = self.log.read_bytes()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in data.split(b"\n")[:-1]]
+
+    def wait_records(self, condition: Callable[[list[dict]], object], what: str, timeout: float) -> list[dict]:
+        """The records once ``condition(records)`` holds; fails (with the watch's output) if the watch ends
+        first or the time runs out."""
+        def ready() -> list[dict] | None:
+            records = self.records()
+            if condition(records):
+                return records
+            if self.proc.poll() is not None:
+                raise AssertionError(f"promote watch exited ({self.proc.returncode}) before {what}:\n"
+                                     f"{self.output_tail()}")
+            return None
+        return wait_until(ready, what, timeout, interval=1.0, tail=self.output_tail)  # type: ignore[return-value]
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM (the loop ends between two whole records), SIGKILL of its group after ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                launch.stop(self.proc.pid, timeout=1)
+                self.proc.wait()
+        return self.proc.returncode
+
+
 def faulted_model(folder: Path) -> Path:
     """A copy of the tiny Llama with the wrong ``rope_theta`` (examples/tiny_llama/faults.py)."""
     sys.path.insert(0, str(EXAMPLE))
