@@ -10,7 +10,8 @@ candidate is restarted on its port with the wrong rope_theta (examples/tiny_llam
 Measured:
 - per window: its wall time as the audit record gives it (``window.seconds``: evaluation, sinks, record)
   and the CPU seconds the watch process spent on it (``/proc/PID/stat`` utime+stime between records),
-  plus the CPU both vLLM servers spent meanwhile (the live traffic's share included);
+  plus the CPU both vLLM servers spent meanwhile (the live traffic's share included; their CPU per second
+  under the traffic alone is measured for QUIET_S seconds before watch starts);
 - the fault: ``fault → routed back`` from the moment the honest candidate is stopped to the first read
   of candidate weight 0 on HAProxy's runtime API (polled every 0.2 s, independently of the sink);
   ``faulted server up → failing window`` from the moment the faulted server answers a request to the end
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 TICK = os.sysconf("SC_CLK_TCK")
+QUIET_S = 20.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -73,6 +75,17 @@ def stamp(record: dict, key: str) -> float:
     return datetime.fromisoformat(record["window"][key].replace("Z", "+00:00")).timestamp()
 
 
+def timeline(record: dict, fault_at: float) -> str:
+    """One line per window: start relative to the fault, duration, outcome, action, stages, first problem."""
+    evidence = record["evidence"]
+    stages = " ".join(f"{k}={v['status']}" for k, v in evidence.get("stages", {}).items())
+    problem = evidence.get("error") or next((f"{n['stage']}/{n['clause']}: {n.get('message', n['status'])}"
+                                            for n in evidence.get("notable", [])), "")
+    return (f"window {record['window']['index']} start {stamp(record, 'started') - fault_at:+.1f}s "
+            f"took {record['window']['seconds']}s {record['outcome']} {record['decision']['action']} "
+            f"w={record['decision']['candidate_weight']} {stages} {str(problem)[:400]}")
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
             "max": round(max(values), 2), "n": len(values)} if values else {}
@@ -100,6 +113,10 @@ def run(window: str, honest: int, work: Path) -> dict:
         closers.append(live.close)
         wp.wait_until(lambda: requests_log.exists() and len(requests_log.read_text().splitlines()) >= 8,
                       "8 served prompts", 120)
+        # The servers' CPU under the live traffic alone, to tell the watch's share from the traffic's.
+        quiet = cpu_seconds(reference.pid) + cpu_seconds(candidate.pid)
+        time.sleep(QUIET_S)
+        traffic_cpu_per_s = (cpu_seconds(reference.pid) + cpu_seconds(candidate.pid) - quiet) / QUIET_S
         env = {"PROMOTE_VLLM_URL": candidate.url, "PROMOTE_BASELINE_URL": reference.url, "PROMETHEUS_URL":
                prometheus.url, "PROMOTE_HAPROXY_SOCKET": str(proxy.socket), "PROMOTE_REQUEST_LOG": str(requests_log)}
         watch = wp.WatchRun(wp.EXAMPLE / "watch.yaml", work / "audit.jsonl", env, window)
@@ -141,6 +158,7 @@ def run(window: str, honest: int, work: Path) -> dict:
             "window_watch_cpu_s_first": round(per_window_cpu[0], 2),
             "window_watch_cpu_s_later": summary(per_window_cpu[1:]),
             "window_servers_cpu_s": summary(per_window_servers[1:]),
+            "servers_cpu_s_per_s_traffic_only": round(traffic_cpu_per_s, 3),
             "stage_seconds_later": {stage: summary([r["evidence"]["stages"][stage]["duration_s"]
                                                     for r in honest_records[1:]])
                                     for stage in honest_records[-1]["evidence"].get("stages", {})},
@@ -150,6 +168,7 @@ def run(window: str, honest: int, work: Path) -> dict:
             "faulted_up_to_failing_window_end_s": round(stamp(failing, "ended") - up_at, 1),
             "failing_window_notable": [n["clause"] for n in failing["evidence"]["notable"] if n["status"] == "fail"],
             "traffic": dict(live.served), "traffic_failed": live.failed,
+            "timeline": [timeline(r, fault_at) for r in records],
         }
     finally:
         for close in reversed(closers):
