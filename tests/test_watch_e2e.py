@@ -127,6 +127,18 @@ def test_watch_keeps_an_honest_canary_and_routes_a_faulted_one_back(vllm_fp32, h
     assert send(proxy.url, 12) == {"reference": 12}
     assert int(proxy.stats()["candidate"]["stot"]) == sessions
 
+    # The watch keeps the state it decided: the canary weights put back behind its back (by hand here; a
+    # route-back that never reached HAProxy is the same) are routed back by a later window — a hold while
+    # routed back asks for weight 0 (sinks/api.py: `ok` means the read-back equals what the decision asks).
+    proxy.set_weight("candidate", CANARY_WEIGHT)
+    proxy.set_weight("reference", 100 - CANARY_WEIGHT)
+    count = len(run.records())  # the window now running may have called its sink before the change: one more
+    later = run.wait_records(lambda rs: len(rs) >= count + 2, "two more windows after the weights were changed", 600)
+    last = later[-1]
+    assert last["decision"]["candidate_weight"] == 0 and last["sinks"][0]["ok"], last["sinks"]
+    assert last["sinks"][0]["read_back"]["weights"] == {"candidate": 0, "reference": 100}, last["sinks"]
+    assert proxy.weight("candidate") == 0 and send(proxy.url, 6) == {"reference": 6}
+
     from promote.watch.audit import verify
 
     code = run.stop()

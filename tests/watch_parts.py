@@ -386,9 +386,10 @@ def watch_haproxy(vllm_fp32, watch_candidate):
 
 @pytest.fixture
 def canary_weights(watch_haproxy):
-    """The canary split restored before the test (an earlier one may have routed back)."""
+    """The canary split restored before the test (an earlier one may have routed back), both servers UP."""
     watch_haproxy.set_weight("reference", 100 - CANARY_WEIGHT)
     watch_haproxy.set_weight("candidate", CANARY_WEIGHT)
+    watch_haproxy.wait_up("reference", "candidate")
     return watch_haproxy
 
 
