@@ -31,6 +31,7 @@ from promote.kernels.schema import fault, kernel  # noqa: E402 - kernel specs an
 from promote.policy import ACTIONS  # noqa: E402 - the policy's actions
 from promote.results import Status  # noqa: E402 - clause statuses
 from promote.sections import decls, stage_names  # noqa: E402 - the stage registry
+from promote.watch.schema import SECTION as WATCH  # noqa: E402 - `watch:` (promote watch / serve)
 
 __all__ = ["METRICS", "PARAM_METRICS", "TASK_METRICS", "TENSOR_METRICS", "schema"]  # tests read the metric groups
 
@@ -189,6 +190,7 @@ schema = obj(
                                    "`numerical.consistency`)."),
         "escalation": escalation,
         "calibration": calibration,
+        "watch": WATCH,
     },
     ["version", "name"],
     dependentRequired=DEPENDENT_REQUIRED,

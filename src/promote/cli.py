@@ -54,8 +54,9 @@ def _add_commands() -> None:
     from promote.commands.render import render
     from promote.commands.starter import init, schema
     from promote.commands.validate import validate
+    from promote.commands.watch import serve, watch
 
-    for command in (check, merge, validate, comment, render, bounds, schema, init, calibrate_command):
+    for command in (check, merge, validate, comment, render, bounds, schema, init, calibrate_command, watch, serve):
         cli.add_command(command)
 
 

@@ -27,6 +27,10 @@ def validate(ctx: click.Context, contracts: tuple[str, ...], no_data: bool) -> N
     for path in contracts:
         try:
             contract, warnings = load_contract(path)
+            if "watch" in contract.source.data:  # what the schema cannot say about `watch:` (watch/spec.py)
+                from promote.watch.spec import from_contract
+
+                from_contract(contract)
             if not no_data and contract.needs_evalset:  # observability alone reads no eval set
                 load_evalset(contract.data)
         except ContractError as exc:
