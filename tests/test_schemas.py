@@ -95,7 +95,10 @@ def test_wheel_ships_schemas_and_templates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("promote/_data/schemas/contract.schema.json", "promote/_data/schemas/report.schema.json",
                    "promote/_data/templates/report.md.j2", "promote/_data/templates/starter-contract.yaml",
-                   "promote/cli.py"):
+                   "promote/cli.py", "promote/_data/schemas/sinks/httproute.v1.openapi.json",
+                   "promote/_data/schemas/sinks/rollout.v1alpha1.openapi.json",
+                   "promote/_data/schemas/sinks/flagd.flagd.json", "promote/_data/schemas/sinks/flagd.flags.json",
+                   "promote/_data/schemas/sinks/flagd.targeting.json"):
         assert needed in names, needed
 
 

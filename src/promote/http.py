@@ -336,8 +336,10 @@ class Transport:
     def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str], watch: _Watch) -> Any:
         left = max(watch.deadline - time.monotonic(), 0.001)
         try:
+            # ``verify`` passed per request: requests lets $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE replace a
+            # session's CA file (psf/requests#3829), so a configured ca_file would silently be ignored
             return self.session.request(method, url, data=body, headers=headers, timeout=(left, left), stream=True,
-                                        allow_redirects=False)
+                                        allow_redirects=False, verify=self.session.verify)
         except Exception as exc:  # noqa: BLE001 - requests, urllib3 and http.client raise many kinds
             raise _failure(exc, url) from None
 
