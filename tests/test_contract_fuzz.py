@@ -142,14 +142,15 @@ def mutated_example(draw: st.DrawFn) -> tuple[str, str]:
         for part in where[:-1]:
             parent = parent[part]
         action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "unknown_key"]))
-        # a fresh copy of each drawn value: the shared `{}`/`[]` of EDGE_VALUES, once inserted and then
-        # mutated by a later step, could end up inside itself (a cycle _paths recurses into forever)
+        # a copy: TRICKY's `{}` and `[]` are shared objects, and a later mutation inside one planted here
+        # would change it for every draw (and could plant it inside itself: a cycle)
+        value = copy.deepcopy(draw(TRICKY))
         if action == "replace" or not isinstance(parent, dict):
-            parent[where[-1]] = copy.deepcopy(draw(TRICKY))
+            parent[where[-1]] = value
         elif action == "delete":
             del parent[where[-1]]
         else:
-            parent[draw(st.text(min_size=1, max_size=8))] = copy.deepcopy(draw(TRICKY))
+            parent[draw(st.text(min_size=1, max_size=8))] = value
     return source.parent.name, yaml.safe_dump(data, allow_unicode=True)
 
 

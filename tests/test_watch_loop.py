@@ -131,8 +131,9 @@ def test_an_unconfirmed_route_back_is_retried_every_window_until_the_sink_confir
     records = verify(watch.spec.log).records
     assert [r["decision"]["action"] for r in records] == ["route_back", "hold", "hold", "hold"]
     assert [(r["sinks"][0]["action"], r["sinks"][0]["ok"]) for r in records] == [
-        ("route_back", False), ("route_back", False), ("route_back", True), ("hold", True)]
-    assert [c["action"] for c in calls(tmp_path)] == ["route_back", "route_back", "route_back", "hold"]
+        ("route_back", False), ("route_back", False), ("route_back", True), ("route_back", True)]
+    # a hold while routed back re-asserts weight 0 every window (idempotent: the sink reads 0 and sends nothing)
+    assert [c["action"] for c in calls(tmp_path)] == ["route_back", "route_back", "route_back", "route_back"]
     assert json.loads((tmp_path / "traffic.json").read_text()) == {"weight": 0}
 
 

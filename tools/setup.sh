@@ -4,7 +4,7 @@
 #   bash tools/setup.sh example   promote with its runtime dependencies only, then the embedded example
 #                                 (promote check examples/tiny_lm/contract.yaml)
 #   bash tools/setup.sh test [PYTEST ARGS...]
-#                                 the dev extras too, Debian's prometheus, chromium, haproxy, the pinned
+#                                 the dev extras too, Debian's prometheus, haproxy and chromium (apt-get), the pinned
 #                                 vLLM venv (tools/vllm_env.sh), then ruff, lint-imports and pytest: what
 #                                 .ci/run runs, in a temporary venv of its own
 #
@@ -47,15 +47,16 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else return 1; fi
 }
 
-# The services the tests run for real: Prometheus (stage 4, tests/prometheus_live.py), headless
-# Chromium (tests/test_browser_report.py) and HAProxy (the `watch` sinks and end-to-end test). Outside CI a missing one skips its tests; under CI=true it
-# fails them. Debian's maintainer scripts would start Prometheus as a system service: policy-rc.d
-# (exit 101) keeps them from it, and the tests start their own server on a free port.
+# The services the tests run for real: Prometheus (stage 4, tests/prometheus_live.py), HAProxy (`promote
+# watch` routing a canary back, tests/watch_parts.py) and headless Chromium (tests/test_browser_report.py).
+# Outside CI a missing one skips its tests; under CI=true it fails them. Debian's maintainer scripts would
+# start Prometheus and HAProxy as system services: policy-rc.d (exit 101) keeps them from it, and the tests
+# start their own servers on free ports.
 install_services() {
   local missing=()
   command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
-  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! command -v apt-get >/dev/null 2>&1 || ! as_root true; then
     say "${missing[*]} missing and cannot be installed here (needs apt-get and root or sudo): their tests will skip"
@@ -73,7 +74,7 @@ install_services() {
   for package in "${missing[@]}"; do
     [ "$status" -eq 0 ] || break
     # Prometheus and HAProxy need nothing they recommend; Chromium keeps its recommends (fonts).
-    if [ "$package" != chromium ]; then
+    if [ "$package" = prometheus ] || [ "$package" = haproxy ]; then
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$package" || status=$?
     else
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" || status=$?

@@ -3,11 +3,14 @@
 
 What each sink is asked (``for_sinks``): the decision, except that ``stop`` is sent as ``route_back`` (an
 ``invalid`` candidate must lose its traffic before the loop ends; routing sinks change nothing on
-``stop``), and that a ``hold`` is sent to a sink whose last weight-changing call was not confirmed
-(``ok: false``) as that call again — a failed route-back is retried every window until the sink
-confirms it. A sink that raises (against the protocol) is reported as ``ok: false`` with the exception's
-type and message: a decision is always recorded, whatever a sink did. ``--dry-run`` calls each sink with
-``dry_run=True`` (the sink reads back but sets nothing) and says so on stderr.
+``stop``); that a ``hold`` while routed back (weight 0) is sent as ``route_back`` — idempotent, so it
+sends nothing while the target reads 0 and puts 0 back when anything changed it since
+(tests/test_watch_e2e.py sets the weights by hand on a real HAProxy); and that any other ``hold`` is sent
+to a sink whose last weight-changing call was not confirmed (``ok: false``) as that call again — a
+failed restore is retried every window until the sink confirms it. A sink that raises (against the
+protocol) is reported as ``ok: false`` with the exception's type and message: a decision is always
+recorded, whatever a sink did. ``--dry-run`` calls each sink with ``dry_run=True`` (the sink reads back
+but sets nothing) and says so on stderr.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def for_sinks(decision: Decision, count: int, unconfirmed: Mapping[int, str]) ->
     if decision.action == "stop":
         decision = replace(decision, action="route_back", candidate_weight=0,
                            reason=f"stop: the candidate loses its traffic first; {decision.reason}")
+    if decision.action == "hold" and decision.candidate_weight == 0:  # routed back: keep it so, every window
+        decision = replace(decision, action="route_back",
+                           reason=f"hold while routed back: weight 0 re-asserted; {decision.reason}")
     out = []
     for index in range(count):
         retry = unconfirmed.get(index) if decision.action == "hold" else None
