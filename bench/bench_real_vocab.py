@@ -20,7 +20,7 @@ imports and model loading), check positions/s, both peak RSS. Models, eval sets 
 ``--dir`` (default /tmp/promote-bench-real-vocab, reused when present).
 
 Run: ``python bench/bench_real_vocab.py [--vocab 32000 128256 151936] [--positions 2048 8192]
-[--seq 128] [--batch 4] [--repeat 1]``; prints one line per run and a JSON document last.
+[--seq 128] [--batch 4] [--repeat 1] [--threads N]``; prints one line per run and a JSON document last.
 """
 
 from __future__ import annotations
@@ -115,11 +115,13 @@ def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, f
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out_path.read_text()
 
 
-def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat: int) -> dict:
+def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat: int, threads: int | None) -> dict:
     folder = model_dir(root, vocab)
     work = workload(root, vocab, positions, seq, batch)
     env = {**os.environ, "PROMOTE_TINY_LLAMA_DIR": str(folder), "PYTHONPATH": str(REPO / "src")}
     env.pop("PROMOTE_FLOOR_CACHE", None)
+    if threads:  # torch (OpenMP/MKL) and numba alike: on a shared machine one thread each spins on nothing
+        env.update({name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
     checks, bares = [], []
     load = os.getloadavg()[0]
     for _ in range(repeat):
@@ -141,7 +143,7 @@ def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat
             "positions_per_s": scored / check_s,
             "check_kernel_s": sum(numerics["details"]["kernel_seconds"].values()),
             "check_rss_mib": check_rss, "bare_rss_mib": bare_rss,
-            "logits_per_batch_side_mib": batch * seq * vocab * 4 / 2**20}
+            "logits_per_batch_side_mib": batch * seq * vocab * 4 / 2**20, "threads": threads}
 
 
 def main() -> None:
@@ -152,13 +154,14 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command; the fastest is kept")
+    parser.add_argument("--threads", type=int, help="threads of torch and numba in both commands (default: theirs)")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/promote-bench-real-vocab"))
     args = parser.parse_args()
     rows = []
     for vocab in args.vocab:
         mine = []
         for positions in args.positions:
-            r = measure(args.dir, vocab, positions, args.seq, args.batch, args.repeat)
+            r = measure(args.dir, vocab, positions, args.seq, args.batch, args.repeat, args.threads)
             rows.append(r)
             mine.append(r)
             print(f"V={vocab:>6} positions={r['positions']:>6}  check {r['check_s']:6.1f}s  bare {r['bare_s']:6.1f}s "
