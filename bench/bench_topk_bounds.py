@@ -6,7 +6,7 @@ exact log-ratio metrics plus certified [lower, upper] bounds on KL, reverse KL, 
 oscillation (metrics/topk.py, docs/records.md). How useful the bounds are depends on how peaked the
 distributions are: on a trained model most of the mass sits in a few ids.
 
-This measures it on the shipped example Llama (examples/tiny_llama: trained, V = 512, 132 samples):
+This measures it on the shipped example Llama (examples/tiny_llama: trained, V = 512, 32 samples, 1 120 positions):
 fp32 torch reference against three candidates — `bf16` autocast (honest), ``rms_norm_eps`` × 10 and
 ``rope_theta`` 10000 → 500 (faults the vLLM examples block) — and, for K = 5, 20, 100, the statistic of
 the lower and upper bounds next to the exact full-vocabulary value, in the two set-ups a remote check
@@ -20,7 +20,7 @@ has:
 Scored through promote's own path (``engine.scoring.score_outputs``) with the rounding the `openai`
 kernel declares for a served answer (float32 log-probs, ``mass_tol`` = 1e-4 × (K + 16)).
 
-Run: ``python bench/bench_topk_bounds.py [--k 5 20 100] [--json OUT]`` (~1 min on 2 cores).
+Run: ``python bench/bench_topk_bounds.py [--k 5 20 100] [--json OUT]`` (1–2 min on 2 busy cores).
 """
 
 from __future__ import annotations
