@@ -17,6 +17,7 @@ from promote.contract.model import load_contract
 from promote.data import Sample, batches
 from promote.errors import UsageError
 from promote.kernels import build_kernel
+from promote.kernels.base import host_logits
 from promote.kernels.inject import apply_output_fault, round_mantissa
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_lm"
@@ -87,7 +88,7 @@ def _logits(path: Path) -> tuple[np.ndarray, np.ndarray, tuple]:
     outs = []
     for role in ("reference", "candidate"):
         with build_kernel(getattr(contract, role), role=role) as kernel:
-            outs.append(kernel.run(batch).logits)
+            outs.append(host_logits(kernel.run(batch).logits))
     return outs[0], outs[1], batch
 
 

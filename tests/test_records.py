@@ -16,6 +16,7 @@ from promote.cli import cli
 from promote.contract.model import load_contract
 from promote.data import batches, read_jsonl
 from promote.kernels import build_kernel
+from promote.kernels.base import host_logits
 from promote.kernels.records import write_records
 from promote.metrics.topk import topk_of_logits
 
@@ -32,7 +33,7 @@ def record(mini, out: Path, *, candidate: str = "build", k: int | None = None, s
     chosen = evalset.samples[samples]
     kernel = build_kernel(contract.candidate, role="candidate")
     with kernel:
-        logits = [kernel.run(b).logits for b in batches(chosen, len(chosen))][0]
+        logits = [host_logits(kernel.run(b).logits) for b in batches(chosen, len(chosen))][0]
     batch = next(batches(chosen, len(chosen)))
     mask = batch.scored_mask()
     if vocab_pad:

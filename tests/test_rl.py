@@ -144,12 +144,13 @@ def test_one_side_full_logits_other_sampled(mini):
     from promote.contract.model import load_contract
     from promote.data import batches, read_jsonl
     from promote.kernels import build_kernel
+    from promote.kernels.base import host_logits
 
     contract, _ = load_contract(mini.contract("src.yaml"))
     evalset = read_jsonl(contract.data.path)
     batch = next(batches(evalset.samples, len(evalset.samples)))
     with build_kernel(contract.reference, role="reference") as kernel:
-        logits = kernel.run(batch).logits.astype(np.float64)
+        logits = host_logits(kernel.run(batch).logits).astype(np.float64)
     lp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
         - logits.max(-1, keepdims=True)
     targets = np.concatenate([batch.input_ids[:, 1:], np.zeros((len(batch.samples), 1), np.int64)], 1)

@@ -14,6 +14,7 @@ from promote.cli import cli
 from promote.contract.model import load_contract
 from promote.data import batches, read_jsonl
 from promote.kernels import build_kernel
+from promote.kernels.base import host_logits
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_lm"
 
@@ -53,7 +54,7 @@ def _logits(contract_path: Path, role: str) -> list[np.ndarray]:
     spec = getattr(contract, role)
     evalset = read_jsonl(contract.data.path)
     with build_kernel(spec, role=role) as kernel:
-        return [kernel.run(batch).logits for batch in batches(evalset.samples[:10], 5)]
+        return [host_logits(kernel.run(batch).logits) for batch in batches(evalset.samples[:10], 5)]
 
 
 def test_inductor_matches_eager_within_1e_4(mini):

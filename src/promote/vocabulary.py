@@ -144,8 +144,9 @@ RL_METRICS = tuple(m.name for m in METRICS.values() if m.on_demand)
 PARAMETERIZED_METRICS = {m.name: (m.param, m.param_default) for m in METRICS.values() if m.param}
 DIVERGENCE_METRICS = tuple(m.name for m in METRICS.values() if m.divergence and m.task != "tensor")
 # Per-position facts besides the metrics: argmax flips at near ties, the reference's top token and
-# its entropy (slices bucket positions by it).
-EXTRA_NAMES = ("tie_flip", "ref_argmax", "ref_entropy", "cand_entropy")
+# its entropy (slices bucket positions by it); whether both rows are constant (vacuity), the largest
+# finite |reference logit| (float resolution) and the candidate's top token (slices' correctness).
+EXTRA_NAMES = ("tie_flip", "ref_argmax", "ref_entropy", "cand_entropy", "degenerate", "ref_abs_max", "cand_argmax")
 # `task: tensor`: per-element metrics, per-sample (tensor-level) ones, and all of them.
 ELEMENT_METRICS = ("abs", "rel", "ulp", "nonfinite")
 TENSOR_LEVEL_METRICS = ("cosine", "sqnr")

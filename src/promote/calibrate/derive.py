@@ -66,10 +66,9 @@ class _Values:
         for name, v in {**scored.values, **extra}.items():
             if v is not None:
                 self.values.setdefault(name, []).append(np.asarray(v, dtype=np.float64))
-        ref = scored.ref_logits
-        if ref is not None and ref.size and not scored.sampled:
-            finite = np.abs(ref[np.isfinite(ref)])
-            self.ref_abs_max = max(self.ref_abs_max, float(finite.max()) if finite.size else 0.0)
+        scale = None if scored.sampled else scored.ref_abs_max()
+        if scale is not None:
+            self.ref_abs_max = max(self.ref_abs_max, scale)
 
     def arrays(self, chosen: set[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Positions of the samples whose index is in ``chosen``."""

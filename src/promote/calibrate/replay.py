@@ -42,7 +42,7 @@ class ReplayKernel(WrappedKernel):
         if self.assemble and all(k in self.rows for k in key):
             self.replayed += 1
             return self._assembled(batch)
-        out = self.inner.run(batch)
+        out = self.inner.run(batch).on_host()  # kept for replay: host memory, and rows for rebatching
         self.store[key] = out
         if out.logits is not None and out.mask is None and out.topk_ids is None and out.target_logprobs is None:
             for row, sample in enumerate(batch.samples):

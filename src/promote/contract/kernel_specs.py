@@ -38,12 +38,13 @@ class TorchKernelSpec:
     compile: str = "off"
     compile_mode: str | None = None
     inject: tuple[FaultSpec, ...] = field(default=())  # planted faults (kernels/inject.py)
+    chunk: int | None = None  # positions per metric chunk (engine/device_scoring.py); None: sized from V
 
     def summary(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model, "weights": self.weights_display,
                 "precision": self.precision, "device": self.device, "batch_size": self.batch_size,
                 "compile": self.compile if self.compile_mode is None else f"{self.compile} ({self.compile_mode})",
-                **_injected(self.inject)}
+                **({"chunk": self.chunk} if self.chunk is not None else {}), **_injected(self.inject)}
 
 
 @dataclass(frozen=True)
@@ -270,5 +271,5 @@ def _torch_kernel(doc: LoadedDocument, role: str, raw: dict[str, Any], problems:
         kind="torch", model=raw["model"], model_file=model_file, module=module, factory=factory,
         weights=weights, weights_display=weights_display, precision=raw.get("precision", "fp32"),
         device=raw.get("device", "cpu"), batch_size=raw.get("batch_size", 16), threads=raw.get("threads"),
-        compile=compile_, compile_mode=raw.get("compile_mode"),
+        compile=compile_, compile_mode=raw.get("compile_mode"), chunk=raw.get("chunk"),
     )

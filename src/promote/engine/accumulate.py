@@ -12,7 +12,7 @@ import numpy as np
 
 from promote.engine.profile import PROFILE_METRICS, DriftProfile
 from promote.engine.scoring import ScoredBatch
-from promote.metrics.distribution import METRIC_NAMES, is_degenerate, ratio_outside, topk_overlap
+from promote.metrics.distribution import METRIC_NAMES, ratio_outside
 from promote.metrics.rl import parameterized_values, sequence_values
 from promote.metrics.summary import MetricSummary
 from promote.state import Field, Mergeable, StateError
@@ -101,13 +101,11 @@ class NumericsAccumulator(Mergeable):
         self.positions += scored.rows.size
         self.samples += len(scored.batch.samples)
         if not scored.sampled:  # a lone sampled log-prob is no distribution: "constant" means nothing there
-            self.degenerate_positions += int((is_degenerate(scored.ref_logits)
-                                              & is_degenerate(scored.cand_logits)).sum())
+            self.degenerate_positions += scored.degenerate_positions()
         self.tie_flips += int(scored.values["tie_flip"].sum())
-        if scored.ref_logits is not None and scored.ref_logits.size:  # the outputs' scale: float resolution
-            finite = np.abs(scored.ref_logits[np.isfinite(scored.ref_logits)])
-            if finite.size:
-                self.ref_abs_max = max(self.ref_abs_max, float(finite.max()))
+        scale = scored.ref_abs_max()  # the outputs' scale: float resolution
+        if scale is not None:
+            self.ref_abs_max = max(self.ref_abs_max, scale)
 
     @staticmethod
     def _values(name: str, scored: ScoredBatch) -> np.ndarray | None:
@@ -118,7 +116,7 @@ class NumericsAccumulator(Mergeable):
         if metric == "ratio_outside" and "abs_log_ratio" in scored.values:
             return ratio_outside(scored.values["abs_log_ratio"], float(param))
         if metric == "topk_overlap" and not scored.bounded and not scored.sampled:
-            return topk_overlap(scored.ref_logits, scored.cand_logits, int(float(param)))
+            return scored.topk_overlap(int(float(param)))
         if param:
             return parameterized_values(metric, float(param), scored.values["log_ratio"])
         return None

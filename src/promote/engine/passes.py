@@ -22,14 +22,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from promote.data import Batch, EvalSet, Sample, TensorBatch, batches, tensor_batches
-from promote.engine.scoring import ScoredBatch, score_outputs
+from promote.engine.scoring import ScoredBatch, score_batch, score_outputs
 from promote.kernels.base import Kernel, Outputs
-from promote.metrics.distribution import token_metrics
 
 Progress = Callable[[int, int], None]
 
@@ -50,17 +49,20 @@ class Floor:
     kernel: str = "reference"  # whose own noise: "reference" or "candidate"
 
 
-def perturbed_logits(kernel: Kernel, batch: Batch, kind: str, *, odd_batch_size: int) -> np.ndarray:
-    """The kernel's logits for ``batch`` computed under perturbation ``kind``, shaped like the batch."""
+def perturbed_logits(kernel: Kernel, batch: Batch, kind: str, *, odd_batch_size: int) -> Any:
+    """The kernel's logits for ``batch`` computed under perturbation ``kind``, shaped like the batch (numpy, or a
+    torch tensor on the kernel's device when the kernel gives tensors)."""
     if kind == "rerun":
         return kernel.run(batch).logits
     size = 1 if kind == "batch_size" else odd_batch_size
-    out: np.ndarray | None = None
+    out: Any = None
     start = 0
     for sub in batches(batch.samples, size):
         logits = kernel.run(sub).logits
         if out is None:
-            out = np.zeros((*batch.input_ids.shape, logits.shape[-1]), dtype=logits.dtype)
+            shape = (*batch.input_ids.shape, logits.shape[-1])
+            out = (np.zeros(shape, dtype=logits.dtype) if isinstance(logits, np.ndarray)
+                   else logits.new_zeros(shape))
         out[start : start + len(sub.samples), : logits.shape[1]] = logits
         start += len(sub.samples)
     assert out is not None
@@ -72,12 +74,9 @@ def _feed_floors(floors: Sequence[Floor], kernels: dict[str, Kernel], batch: Bat
     for floor in floors:
         kernel, base = kernels[floor.kernel], bases[floor.kernel]
         mask = batch.scored_mask() if base.mask is None else batch.scored_mask() & base.mask
-        rows, cols = np.nonzero(mask)
-        targets = batch.input_ids[rows, cols + 1]
-        ref = base.logits[rows, cols]
-        other = perturbed_logits(kernel, batch, floor.kind, odd_batch_size=floor.odd_batch_size)[rows, cols]
-        values = token_metrics(ref, other, targets, tie_margin=tie_margin)
-        floor.consumer.update(ScoredBatch(batch, rows, cols, targets, ref, other, values))
+        other = perturbed_logits(kernel, batch, floor.kind, odd_batch_size=floor.odd_batch_size)
+        floor.consumer.update(score_batch(batch, base.logits, other, tie_margin=tie_margin, mask=mask,
+                                          chunk=base.chunk))
 
 
 def _samples(evalset: EvalSet, samples: Sequence[Sample] | None) -> tuple[Sample, ...]:

@@ -7,7 +7,9 @@ however many stages use them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +17,8 @@ from promote.data import Batch
 from promote.data.rollouts import MAX_LOGPROB
 from promote.engine.topk_scoring import check_vocab, score_topk
 from promote.errors import UsageError
-from promote.kernels.base import Outputs
-from promote.metrics.distribution import token_metrics
+from promote.kernels.base import Outputs, rows_on_host
+from promote.metrics.distribution import columns_to_values, is_degenerate, token_metrics, topk_overlap
 from promote.metrics.rl import token_values
 from promote.metrics.topk import BOUNDED_METRICS, log_softmax
 
@@ -26,35 +28,87 @@ class ScoredBatch:
     """One batch after both kernels ran: logits and metric values at its scored positions only.
 
     Consumers (numerics summaries, the noise floor, slice statistics) read this, so the kernels run
-    once per batch however many stages use the outputs.
+    once per batch however many stages use the outputs. Torch logits stay on their device (``device``,
+    engine/device_scoring.py; ``ref_logits``/``cand_logits`` are then None): consumers ask for
+    per-position functions of the logits (``per_position``, ``topk_overlap``) instead of reading them.
     """
 
     batch: Batch
     rows: np.ndarray
     cols: np.ndarray
     targets: np.ndarray
-    ref_logits: np.ndarray
-    cand_logits: np.ndarray
+    ref_logits: np.ndarray | None
+    cand_logits: np.ndarray | None
     values: dict[str, np.ndarray]
     bounded: tuple[str, ...] = field(default=())  # metrics given as NAME_lower/NAME_upper (top-k records)
     sampled: bool = False  # a side gave only the sampled token's log-prob: only SAMPLED_METRICS exist
+    device: Any = None  # engine.device_scoring.DeviceLogits: both sides' logits where the kernels left them
 
     @property
     def sample_ids(self) -> list[str]:
         return [self.batch.samples[r].id for r in self.rows]
 
+    def per_position(self, host: Callable[..., np.ndarray], on_device: Callable[..., Any], *,
+                     both: bool = False) -> np.ndarray:
+        """A per-position function of the reference logits (``both``: of both sides' logits), float64 [P]:
+        ``host`` on numpy logits, ``on_device`` (torch ops, metrics/device.py) chunk by chunk on the device."""
+        if self.device is not None:
+            return self.device.per_position(on_device, both=both)
+        return np.asarray(host(self.ref_logits, self.cand_logits) if both else host(self.ref_logits))
 
-def score_batch(batch: Batch, ref_logits: np.ndarray, cand_logits: np.ndarray, *, tie_margin: float,
-                mask: np.ndarray | None = None) -> ScoredBatch:
-    """Pick the scored positions of a batch (``mask``, default all) and compute every metric there."""
+    def topk_overlap(self, k: int) -> np.ndarray:
+        """|top-k(p) ∩ top-k(q)| / k per position (metrics/distribution.topk_overlap)."""
+        def on_device(ref: Any, cand: Any) -> Any:
+            from promote.metrics import device  # torch: only when a kernel gave torch logits
+
+            return device.topk_overlap(ref, cand, k)
+
+        return self.per_position(lambda r, c: topk_overlap(r, c, k), on_device, both=True)
+
+    def degenerate_positions(self) -> int:
+        """Positions where both kernels' logits are constant (nothing was compared)."""
+        if "degenerate" in self.values:
+            return int(self.values["degenerate"].sum())
+        return int((is_degenerate(self.ref_logits) & is_degenerate(self.cand_logits)).sum())
+
+    def ref_abs_max(self) -> float | None:
+        """The largest finite |reference logit| at the scored positions (None: none finite or none scored)."""
+        if "ref_abs_max" in self.values:
+            found = self.values["ref_abs_max"]
+            return float(found.max()) if found.size else None
+        ref = self.ref_logits
+        if ref is None or not ref.size:
+            return None
+        finite = np.abs(ref[np.isfinite(ref)])
+        return float(finite.max()) if finite.size else None
+
+
+def score_batch(batch: Batch, ref_logits: Any, cand_logits: Any, *, tie_margin: float,
+                mask: np.ndarray | None = None, chunk: int | None = None) -> ScoredBatch:
+    """Pick the scored positions of a batch (``mask``, default all) and compute every metric there.
+
+    Numpy logits go through the numba kernel at once; when a side is a torch tensor the positions are
+    scored where the logits are, ``chunk`` at a time (engine/device_scoring.py)."""
     if ref_logits.shape[-1] != cand_logits.shape[-1]:
         raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
                          f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
     rows, cols = np.nonzero(batch.scored_mask() if mask is None else mask)
     targets = batch.input_ids[rows, cols + 1]
+    if not (isinstance(ref_logits, np.ndarray) and isinstance(cand_logits, np.ndarray)):
+        from promote.engine.device_scoring import DeviceLogits  # torch: only for torch outputs
+
+        logits = DeviceLogits(ref_logits, cand_logits, rows, cols, chunk=chunk)
+        values = columns_to_values(logits.columns(targets, tie_margin))
+        return ScoredBatch(batch, rows, cols, targets, None, None, values, device=logits)
     ref, cand = ref_logits[rows, cols], cand_logits[rows, cols]
     values = token_metrics(ref, cand, targets, tie_margin=tie_margin)
     return ScoredBatch(batch, rows, cols, targets, ref, cand, values)
+
+
+def metric_chunk(*outputs: Outputs) -> int | None:
+    """Positions per metric chunk: the smallest `chunk` the kernels set (None: the default for V)."""
+    chunks = [o.chunk for o in outputs if o.chunk is not None]
+    return min(chunks) if chunks else None
 
 
 def score_outputs(batch: Batch, ref: Outputs, cand: Outputs, *, tie_margin: float,
@@ -70,7 +124,8 @@ def score_outputs(batch: Batch, ref: Outputs, cand: Outputs, *, tie_margin: floa
         scored = score_sampled(batch, ref, cand, mask)
     elif ref.logits is not None and cand.logits is not None:
         check_vocab(labels, ref.logits.shape[-1], cand.logits.shape[-1])
-        scored = score_batch(batch, ref.logits, cand.logits, tie_margin=tie_margin, mask=mask)
+        scored = score_batch(batch, ref.logits, cand.logits, tie_margin=tie_margin, mask=mask,
+                             chunk=metric_chunk(ref, cand))
     else:
         rows, cols, targets, ref_view, cand_view, values = score_topk(batch, ref, cand, mask, labels=labels,
                                                                       tie_margin=tie_margin)
@@ -81,7 +136,7 @@ def score_outputs(batch: Batch, ref: Outputs, cand: Outputs, *, tie_margin: floa
 
 def _sampled_logprob(out: Outputs, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
     if out.logits is not None:
-        lp = log_softmax(out.logits[rows, cols])
+        lp = log_softmax(rows_on_host(out.logits, rows, cols))
         return np.take_along_axis(lp, targets[:, None], -1)[:, 0]
     return np.asarray(out.target_logprobs[rows, cols], dtype=np.float64)
 

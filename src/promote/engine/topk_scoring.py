@@ -12,7 +12,7 @@ import numpy as np
 
 from promote.data import Batch
 from promote.errors import UsageError
-from promote.kernels.base import Outputs
+from promote.kernels.base import Outputs, rows_on_host
 from promote.metrics.topk import Side, side_from_logits, topk_metrics
 
 
@@ -25,7 +25,7 @@ def check_vocab(labels: tuple[str, str], ref_vocab: int, cand_vocab: int) -> Non
 
 def _side(out: Outputs, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> Side:
     if out.logits is not None:
-        return side_from_logits(out.logits[rows, cols], targets)
+        return side_from_logits(rows_on_host(out.logits, rows, cols), targets)
     return Side(ids=out.topk_ids[rows, cols].astype(np.int64),
                 logprobs=out.topk_logprobs[rows, cols].astype(np.float64),
                 target=out.target_logprobs[rows, cols].astype(np.float64),
@@ -65,7 +65,8 @@ def score_topk(batch: Batch, ref: Outputs, cand: Outputs, mask: np.ndarray, *, l
         if out.is_topk:
             _check_ids(side, labels[index], batch, rows, cols, vocabs[1 - index])
     values = topk_metrics(sides[0], sides[1], tie_margin=tie_margin)
-    views = [o.logits[rows, cols] if o.logits is not None else o.topk_logprobs[rows, cols] for o in (ref, cand)]
+    views = [rows_on_host(o.logits, rows, cols) if o.logits is not None else o.topk_logprobs[rows, cols]
+             for o in (ref, cand)]
     return rows, cols, targets, views[0], views[1], values
 
 

@@ -15,6 +15,7 @@ code user code chose; a real Ctrl-C or SIGTERM stays a signal (promote/signals.p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import time
 from abc import ABC, abstractmethod
@@ -49,6 +50,10 @@ class Outputs:
     ``request_s`` float [B], HTTP kernels only: each row's wire time (request sent → last byte of the
     answer), which stage 3 times instead of the call's wall time so promote's own decoding does not
     dilute latency ratios.
+
+    ``logits`` may be a torch tensor (a `kind: torch` kernel's own, on its device and in its dtype): the
+    pass engine then scores it where it is (engine/device_scoring.py), ``chunk`` positions at a time,
+    and only per-position values reach the host. Code that needs numpy calls ``host_logits``.
     """
 
     logits: np.ndarray | None = None
@@ -61,6 +66,7 @@ class Outputs:
     named: dict[str, np.ndarray] | None = None
     dtypes: dict[str, str] = field(default_factory=dict)
     request_s: np.ndarray | None = None
+    chunk: int | None = None  # positions per metric chunk when ``logits`` is a torch tensor (the kernel's `chunk`)
 
     @property
     def is_topk(self) -> bool:
@@ -75,6 +81,46 @@ class Outputs:
     def dtype_of(self, key: str) -> str:
         """The model's own dtype name of named output ``key``."""
         return self.dtypes.get(key) or (self.named or {})[key].dtype.name
+
+    def on_host(self) -> Outputs:
+        """These outputs with numpy logits (a copy to the host as float32 when they are a torch tensor)."""
+        if self.logits is None or isinstance(self.logits, np.ndarray):
+            return self
+        return dataclasses.replace(self, logits=host_logits(self.logits))
+
+
+def host_logits(logits: Any) -> np.ndarray:
+    """Logits as numpy: an array as it is, a torch tensor (any device, any float dtype) as float32 on the
+    host. For code that needs numpy (output faults, replay, records); scoring keeps tensors where they are."""
+    if isinstance(logits, np.ndarray):
+        return logits
+    import torch
+
+    return logits.detach().to("cpu", torch.float32).numpy()
+
+
+def rows_on_host(logits: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``logits[rows, cols]`` as numpy: a torch tensor is indexed where it is, then only those rows copied."""
+    if isinstance(logits, np.ndarray):
+        return logits[rows, cols]
+    import torch
+
+    return host_logits(logits[torch.from_numpy(rows), torch.from_numpy(cols)])
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Running out of memory, however torch or Python says it: ``torch.cuda.OutOfMemoryError``, a RuntimeError
+    "out of memory" (CUDA) or "can't allocate memory" (torch's CPU allocator), a ``MemoryError``."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _is_float(logits: Any) -> bool:
+    if isinstance(logits, np.ndarray):
+        return bool(np.issubdtype(logits.dtype, np.floating))
+    return bool(logits.is_floating_point())
 
 
 class Kernel(ABC):
@@ -166,7 +212,7 @@ class Kernel(ABC):
                 f"{self.label}: the task `causal-lm` expects logits shaped [batch, seq, vocab] = [{b}, {t}, V], "
                 f"got {list(logits.shape)}; make the model's forward return next-token logits"
             )
-        if not np.issubdtype(logits.dtype, np.floating):
+        if not _is_float(logits):
             raise UsageError(f"{self.label}: logits must be floating point, got {logits.dtype}")
         vocab = logits.shape[2]
         beyond = batch.first_token_beyond(vocab)

@@ -22,7 +22,7 @@ from promote.contract.fault_specs import FaultSpec
 from promote.contract.kinds import MODULES
 from promote.data import Batch, TensorBatch
 from promote.errors import EvaluationError, UsageError
-from promote.kernels.base import Kernel, Outputs, WrappedKernel
+from promote.kernels.base import Kernel, Outputs, WrappedKernel, host_logits
 from promote.registry import Registry
 
 
@@ -89,7 +89,7 @@ def apply_output_fault(fault: FaultSpec, logits: np.ndarray, batch: Batch) -> np
     """The logits [B, T, V] with an output fault applied (a new array)."""
     if fault.fault not in OUTPUT_FAULTS:
         raise AssertionError(f"not an output fault: {fault.fault}")
-    return OUTPUT_FAULTS.get(fault.fault)(fault, np.array(logits, dtype=np.float32, copy=True), batch)
+    return OUTPUT_FAULTS.get(fault.fault)(fault, np.array(host_logits(logits), dtype=np.float32, copy=True), batch)
 
 
 class InjectedKernel(WrappedKernel):

@@ -18,6 +18,8 @@ from promote.contract.schema_parts import (
 )
 from promote.kernels.openai_api import APIS
 
+CHUNK_MAX = 1 << 24  # positions per metric chunk: far above any useful chunk (16 M positions × V floats)
+
 PRECISIONS = {
     "fp32": "float32 with TF32 explicitly off (the reference default).",
     "tf32": "float32 storage, TF32 matmuls allowed.",
@@ -100,6 +102,12 @@ torch_kernel = obj(
         "batch_size": integer("Sequences per forward pass. Default 16.", minimum=1, maximum=BATCH_MAX),
         "threads": integer("torch intra-op threads during this kernel's calls (default: torch's own choice).",
                            minimum=1, maximum=THREADS_MAX),
+        "chunk": integer("Scored positions per metric chunk: the logits stay on the kernel's device and the "
+                         "metrics are computed there, this many positions at a time, so scratch memory is "
+                         "about chunk × V floats per side (docs/metrics.md). Default: 2^23 / V positions on "
+                         "CPU, 2^25 / V on CUDA; with two torch kernels the smaller `chunk` wins. Lower it "
+                         "(or `batch_size`) when the metric pass runs out of memory.",
+                         minimum=1, maximum=CHUNK_MAX),
         "compile": {"enum": ["off", "inductor", False],
                     "description": "`inductor`: run the module through torch.compile with the inductor backend "
                                    "(needs a C++ compiler on CPU; the first batches pay the compile time). "

@@ -25,7 +25,7 @@ import torch
 
 from promote.data import Batch, TensorBatch
 from promote.errors import EvaluationError, UsageError
-from promote.kernels.base import Kernel, Outputs, evaluation_failure
+from promote.kernels.base import Kernel, Outputs, evaluation_failure, is_out_of_memory
 
 _WEIGHT_DTYPES = {"bf16-weights": torch.bfloat16, "fp16-weights": torch.float16}
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -221,12 +221,25 @@ class TorchKernel(Kernel):
             with self._threads(), precision_flags(self.spec.precision), torch.inference_mode(), autocast:
                 raw = self.module(ids)
         except BaseException as exc:
+            if is_out_of_memory(exc):
+                raise EvaluationError(f"{self.label}: out of {self.spec.device} memory in the forward pass of a batch "
+                                      f"of {ids.shape[0]} sequences × {ids.shape[1]} tokens; lower this kernel's "
+                                      f"`batch_size` (now {self.spec.batch_size}) ({type(exc).__name__})") from None
             raise evaluation_failure(self.label, "forward pass", exc) from None
         logits = _logits_of(raw)
         if logits is None:
             raise UsageError(f"{self.label}: forward returned {type(raw).__name__}; the task `causal-lm` needs a "
                              "logits tensor (or an object with `.logits`, or a dict with `logits`)")
-        return Outputs(logits=logits.detach().to("cpu", torch.float32).numpy())
+        if not isinstance(logits, torch.Tensor):
+            raise UsageError(f"{self.label}: forward returned logits of type {type(logits).__name__}; the task "
+                             "`causal-lm` needs a torch tensor")
+        # The tensor stays on its device in its dtype: the pass engine scores it there, `chunk` positions at
+        # a time (engine/device_scoring.py). CUDA-graph outputs of a compiled module are overwritten by its
+        # next call (a noise floor's rerun), so those are copied.
+        logits = logits.detach()
+        if self.spec.compile != "off" and logits.device.type == "cuda":
+            logits = logits.clone()
+        return Outputs(logits=logits, chunk=self.spec.chunk)
 
     def _fingerprint_impl(self) -> dict[str, Any]:
         with precision_flags(self.spec.precision) as flags:

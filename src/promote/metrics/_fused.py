@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
@@ -28,6 +28,28 @@ _X_MIN = -708.0  # below this e^x is treated as 0 (< 1e-307): keeps 2^k a normal
 _X_MAX = 709.0
 
 _JIT = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy")
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):  # noqa: ANN001, ANN202 - numba intrinsic signature
+    """Reinterpret an int32 bit pattern as float32 (a bfloat16 is the top half of a float32)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+def _widen(x):  # noqa: ANN001, ANN202 - numba picks the implementation by type (below)
+    """One logit as float64: a float widened, a uint16 read as the bits of a bfloat16."""
+    return float(x)
+
+
+@overload(_widen, inline="always")
+def _widen_impl(x):  # noqa: ANN001, ANN202
+    if isinstance(x, types.Integer):
+        return lambda x: np.float64(_bits_as_float(np.int32(np.int64(x) << 16)))
+    return lambda x: np.float64(x)
 
 
 @intrinsic
@@ -107,61 +129,86 @@ _FINITE_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
 
 @numba.njit(inline="never", **_FINITE_JIT)
 def _finite_row_ranges(a, b):  # noqa: ANN001, ANN202
-    """max z_r, max z_c, max δ, min δ of a row whose entries are all finite (the caller checked)."""
-    m_r = np.float64(a[0])
-    m_c = np.float64(b[0])
+    """max z_r, max z_c, max δ, min δ, min z_r, min z_c of a row whose entries are all finite (the
+    caller checked)."""
+    m_r = _widen(a[0])
+    m_c = _widen(b[0])
+    lo_r = m_r
+    lo_c = m_c
     d_hi = m_c - m_r
     d_lo = d_hi
     for i in range(a.shape[0]):
-        ar = np.float64(a[i])
-        ac = np.float64(b[i])
+        ar = _widen(a[i])
+        ac = _widen(b[i])
         d = ac - ar
         m_r = max(m_r, ar)
         m_c = max(m_c, ac)
+        lo_r = min(lo_r, ar)
+        lo_c = min(lo_c, ac)
         d_hi = max(d_hi, d)
         d_lo = min(d_lo, d)
-    return m_r, m_c, d_hi, d_lo
+    return m_r, m_c, d_hi, d_lo, lo_r, lo_c
 
 
 @numba.njit(parallel=True, **_JIT)
-def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN201
-    """Per-row metrics into ``out`` [R, 13] float64, columns as in ``COLUMNS``."""
-    rows, vocab = zr.shape
+def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN001, ANN201
+    """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``, for rows ``index`` [R] of
+    ``zr``/``zc`` [N, V] (float32, float64, or bfloat16 bits as uint16: a torch bf16 tensor read in place).
+
+    Besides the metrics, three facts consumers would otherwise take from the logits in passes of their
+    own: ``degenerate`` (both rows constant once non-finite entries count as 0: nothing compared),
+    ``ref_abs_max`` (largest finite |z_r|, 0 if none: the outputs' float resolution) and ``cand_argmax``."""
+    rows = index.shape[0]
+    vocab = zr.shape[1]
     for row in numba.prange(rows):
-        a = zr[row]
-        b = zc[row]
+        a = zr[index[row]]
+        b = zc[index[row]]
         # Pass 1: maxima, logit-difference range, non-finite count (masks: −inf on both sides).
         # One vectorised count tells whether the row is all finite (|x| < inf is false for NaN and ±Inf):
         # the common case takes a fast-math loop; masks and NaN/Inf take the careful loop.
         probe = 0.0
         for i in range(vocab):
-            probe += (0.0 if abs(np.float64(a[i])) < np.inf else 1.0) + (0.0 if abs(np.float64(b[i])) < np.inf else 1.0)
+            probe += (0.0 if abs(_widen(a[i])) < np.inf else 1.0) + (0.0 if abs(_widen(b[i])) < np.inf else 1.0)
         bad = 0
         if probe == 0.0:
-            m_r, m_c, d_hi, d_lo = _finite_row_ranges(a, b)
+            m_r, m_c, d_hi, d_lo, lo_r, lo_c = _finite_row_ranges(a, b)
+            f_hi_r, f_lo_r, f_hi_c, f_lo_c = m_r, lo_r, m_c, lo_c
         else:
             m_r = -np.inf
             m_c = -np.inf
             d_hi = -np.inf
             d_lo = np.inf
+            # Ranges with every non-finite entry counted as 0 (is_degenerate's rule, and |z_r| over finite z).
+            f_hi_r = -np.inf
+            f_lo_r = np.inf
+            f_hi_c = -np.inf
+            f_lo_c = np.inf
             for i in range(vocab):
-                ar = np.float64(a[i])
-                ac = np.float64(b[i])
+                ar = _widen(a[i])
+                ac = _widen(b[i])
                 masked = ar == -np.inf and ac == -np.inf
-                finite = math.isfinite(ar) and math.isfinite(ac)
+                fin_r = math.isfinite(ar)
+                fin_c = math.isfinite(ac)
+                finite = fin_r and fin_c
                 bad += 0 if (masked or finite) else 1
                 m_r = max(m_r, ar)
                 m_c = max(m_c, ac)
                 d = ac - ar
                 d_hi = max(d_hi, d if finite else -np.inf)
                 d_lo = min(d_lo, d if finite else np.inf)
+                fr = ar if fin_r else 0.0
+                fc = ac if fin_c else 0.0
+                f_hi_r = max(f_hi_r, fr)
+                f_lo_r = min(f_lo_r, fr)
+                f_hi_c = max(f_hi_c, fc)
+                f_lo_c = min(f_lo_c, fc)
         # Bounded searches: a row of NaN never equals its "maximum", and an unbounded scan read past
         # the row (a segfault on an all-NaN candidate row, e.g. an fp16 overflow).
         am_r = 0
-        while am_r < vocab - 1 and np.float64(a[am_r]) != m_r:
+        while am_r < vocab - 1 and _widen(a[am_r]) != m_r:
             am_r += 1
         am_c = 0
-        while am_c < vocab - 1 and np.float64(b[am_c]) != m_c:
+        while am_c < vocab - 1 and _widen(b[am_c]) != m_c:
             am_c += 1
         agree = am_r == am_c
         flip_at_tie = 0.0
@@ -169,13 +216,16 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
             second = -np.inf
             for i in range(vocab):
                 if i != am_r:
-                    second = max(second, np.float64(a[i]))
+                    second = max(second, _widen(a[i]))
             flip_at_tie = 1.0 if m_r - second < tie_margin else 0.0
         o = out[row]
         o[7] = 1.0 if agree else 0.0
         o[8] = bad
         o[9] = flip_at_tie
         o[10] = am_r
+        o[13] = 1.0 if (f_hi_r == f_lo_r and f_hi_c == f_lo_c) else 0.0
+        o[14] = max(abs(f_hi_r), abs(f_lo_r))
+        o[15] = am_c
         if bad > 0:
             for c in range(7):
                 o[c] = np.nan
@@ -186,19 +236,19 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         o[4] = d_hi - d_lo
         # Pass 2: unnormalised reference weights w_i = e^{z_i − max}; centre δ under p, anchored at
         # the reference argmax so a large common shift cannot cost precision.
-        anchor = np.float64(b[am_r]) - np.float64(a[am_r])
+        anchor = _widen(b[am_r]) - _widen(a[am_r])
         weights = np.empty(vocab)
         s = 0.0
         sd = 0.0
         sx = 0.0
         for i in range(vocab):
-            ar = np.float64(a[i])
+            ar = _widen(a[i])
             live = ar != -np.inf
             x = ar - m_r if live else 0.0
             w = _exp(x) if live else 0.0
             weights[i] = w
             s += w
-            sd += w * ((np.float64(b[i]) - ar) - anchor if live else 0.0)
+            sd += w * ((_widen(b[i]) - ar) - anchor if live else 0.0)
             sx += w * x
         mu = sd / s
         o[11] = math.log(s) - sx / s  # reference entropy, nats
@@ -214,8 +264,8 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         # bf16: |u| ≤ 1/4) gets a loop with the shortest series only.
         if reach <= 0.25:
             for i in range(vocab):
-                ar = np.float64(a[i])
-                u = (np.float64(b[i]) - ar) - shift if ar != -np.inf else 0.0
+                ar = _widen(a[i])
+                u = (_widen(b[i]) - ar) - shift if ar != -np.inf else 0.0
                 g = _g_short(u)
                 t = u + g
                 expm1_u[i] = t
@@ -225,8 +275,8 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         else:
             series_only = reach <= 1.0
             for i in range(vocab):
-                ar = np.float64(a[i])
-                u = (np.float64(b[i]) - ar) - shift if ar != -np.inf else 0.0
+                ar = _widen(a[i])
+                u = (_widen(b[i]) - ar) - shift if ar != -np.inf else 0.0
                 g = _g_series(u) if series_only else _g(u)
                 t = u + g
                 expm1_u[i] = t
@@ -243,10 +293,10 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
         for i in range(vocab):
             w = weights[i]
             tv += w * abs(c1 * expm1_u[i] + c0)
-            ar = np.float64(a[i])
+            ar = _widen(a[i])
             sqx += w * (1.0 + expm1_u[i]) * (ar - m_r if ar != -np.inf else 0.0)
         y = targets[row]
-        u_y = (np.float64(b[y]) - np.float64(a[y])) - shift
+        u_y = (_widen(b[y]) - _widen(a[y])) - shift
         kl_rev = c1 * acc_ut / s - kl
         o[0] = kl
         o[1] = kl_rev
@@ -258,4 +308,5 @@ def fused_token_metrics(zr, zc, targets, tie_margin, out):  # noqa: ANN001, ANN2
 
 
 COLUMNS = ("kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio", "abs_log_ratio", "argmax_agree",
-           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy", "cand_entropy")
+           "nonfinite", "tie_flip", "ref_argmax", "ref_entropy", "cand_entropy", "degenerate", "ref_abs_max",
+           "cand_argmax")

@@ -18,8 +18,8 @@ import numpy as np
 from promote.metrics._fused import COLUMNS, fused_token_metrics
 from promote.vocabulary import DEFAULT_TIE_MARGIN, DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
-__all__ = ["DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "entropy_ratio", "is_degenerate", "ratio_outside",
-           "token_metrics", "topk_overlap"]
+__all__ = ["COLUMNS", "DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "columns_to_values", "entropy_ratio",
+           "fused_columns", "is_degenerate", "ratio_outside", "token_metrics", "topk_overlap"]
 
 def token_metrics(
     ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = DEFAULT_TIE_MARGIN
@@ -41,17 +41,36 @@ def token_metrics(
         raise ValueError(f"logit shapes differ: reference {ref_logits.shape}, candidate {cand_logits.shape}")
     if ref_logits.ndim != 2:
         raise ValueError(f"expected [positions, vocab] logits, got shape {ref_logits.shape}")
-    rows = ref_logits.shape[0]
-    out = np.empty((rows, len(COLUMNS)), dtype=np.float64)
-    if rows:
-        dtype = np.float64 if ref_logits.dtype == np.float64 or cand_logits.dtype == np.float64 else np.float32
-        fused_token_metrics(
-            np.ascontiguousarray(ref_logits, dtype=dtype),
-            np.ascontiguousarray(cand_logits, dtype=dtype),
-            np.ascontiguousarray(targets, dtype=np.int64),
-            float(tie_margin),
-            out,
-        )
+    out = np.empty((ref_logits.shape[0], len(COLUMNS)), dtype=np.float64)
+    # Integer arrays are numbers here, never bfloat16 bits (only the torch path hands those over).
+    ref_logits, cand_logits = (z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)
+                               for z in (ref_logits, cand_logits))
+    fused_columns(ref_logits, cand_logits, targets, tie_margin, out)
+    return columns_to_values(out)
+
+
+def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, tie_margin: float,
+                  out: np.ndarray, index: np.ndarray | None = None) -> None:
+    """The fused kernel's ``COLUMNS`` into ``out`` [P, len(COLUMNS)] (float64) for rows ``index`` [P] of [N, V]
+    logits (default: every row). float32/float64 logits, or uint16 holding bfloat16 bits, are read in place."""
+    if index is None:
+        index = np.arange(ref_logits.shape[0], dtype=np.int64)
+    if index.shape[0]:
+        fused_token_metrics(_readable(ref_logits, cand_logits), _readable(cand_logits, ref_logits),
+                            np.ascontiguousarray(index, dtype=np.int64), np.ascontiguousarray(targets, dtype=np.int64),
+                            float(tie_margin), out)
+
+
+def _readable(logits: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Logits numba reads as they are (row-contiguous float32/float64 or bf16 bits); others widened to float32,
+    or to float64 when the other side is float64."""
+    if logits.dtype in (np.float32, np.float64, np.uint16) and logits.flags.c_contiguous:
+        return logits
+    return np.ascontiguousarray(logits, dtype=np.float64 if np.float64 in (logits.dtype, other.dtype) else np.float32)
+
+
+def columns_to_values(out: np.ndarray) -> dict[str, np.ndarray]:
+    """name → float64 [P] from the fused kernel's columns (numba or metrics/device.py), plus the entropy ratio."""
     values = {name: out[:, j].copy() for j, name in enumerate(COLUMNS)}
     values["entropy_ratio"] = entropy_ratio(values["ref_entropy"], values["cand_entropy"])
     return values
@@ -66,14 +85,41 @@ def entropy_ratio(ref_entropy: np.ndarray, cand_entropy: np.ndarray) -> np.ndarr
 
 
 def topk_overlap(ref_logits: np.ndarray, cand_logits: np.ndarray, k: int) -> np.ndarray:
-    """|top-k(z_r) ∩ top-k(z_c)| / k per position (k capped at V; ties broken by index)."""
+    """|top-k(z_r) ∩ top-k(z_c)| / k per position (k capped at V).
+
+    The top-k set is every logit above the k-th largest plus, among those equal to it, the lowest
+    indices (NaN counts as −inf): a rule, not an accident of a selection algorithm, so the torch path
+    (metrics/device.py) gives the same sets on ties. A row without a tie across the k-th logit (or a
+    NaN) keeps the selection's k ids; only the others are resolved by the rule."""
     k = min(k, ref_logits.shape[-1])
     if ref_logits.shape[0] == 0:
         return np.zeros(0)
-    top_r = np.argpartition(-ref_logits, k - 1, axis=-1)[:, :k]
-    top_c = np.argpartition(-cand_logits, k - 1, axis=-1)[:, :k]
-    shared = (top_r[:, :, None] == top_c[:, None, :]).any(-1).sum(-1)
-    return shared / k
+    ids_r, ids_c = _top_ids(ref_logits, k), _top_ids(cand_logits, k)
+    return (ids_r[:, :, None] == ids_c[:, None, :]).any(-1).sum(-1) / k
+
+
+def _top_ids(logits: np.ndarray, k: int) -> np.ndarray:
+    """int [P, k]: the ids of each row's top-k set (``topk_overlap``'s rule)."""
+    cut = logits.shape[-1] - k
+    ids = np.argpartition(logits, cut, axis=-1)[:, cut:]  # NaN sorts last: such rows are redone below
+    top = np.take_along_axis(logits, ids, -1)
+    kth = top.min(-1, keepdims=True)
+    redo = np.flatnonzero(((logits >= kth).sum(-1) > k) | np.isnan(top).any(-1))
+    if redo.size:
+        ids[redo] = _ids_by_rule(logits[redo], k)
+    return ids
+
+
+def _ids_by_rule(logits: np.ndarray, k: int) -> np.ndarray:
+    """int [n, k]: logits above the k-th largest, then the lowest indices equal to it (NaN as −inf)."""
+    z = np.where(np.isnan(logits), -np.inf, logits)
+    kth = np.partition(z, z.shape[-1] - k, axis=-1)[:, z.shape[-1] - k]
+    rows, cols = np.nonzero(z >= kth[:, None])
+    tied = z[rows, cols] == kth[rows]
+    order = np.lexsort((cols, tied, rows))  # by row, those above the k-th first, then by index
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, np.arange(z.shape[0]))[rows]
+    return cols[rank < k].reshape(z.shape[0], k)
 
 
 def ratio_outside(abs_log_ratio: np.ndarray, cap: float) -> np.ndarray:

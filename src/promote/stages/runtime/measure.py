@@ -37,7 +37,7 @@ import numpy as np
 from promote.contract.kinds import HTTP
 from promote.data import Sample, batches
 from promote.errors import PromoteError
-from promote.kernels.base import Kernel, Outputs
+from promote.kernels.base import Kernel, Outputs, host_logits
 
 QUANTILE_STEPS = tuple(range(0, 101, 5))  # percent; compact enough for every level of every kernel
 
@@ -104,7 +104,7 @@ class KernelRuntime:
 def _values(outputs: Outputs, row: int, n: int) -> np.ndarray:
     """The numbers a rerun must reproduce: logits, or top-k and target log-probs, of the scored positions."""
     if outputs.logits is not None:
-        return np.asarray(outputs.logits[row, : max(n - 1, 0)], dtype=np.float64).ravel()
+        return np.asarray(host_logits(outputs.logits[row, : max(n - 1, 0)]), dtype=np.float64).ravel()
     parts = [outputs.topk_logprobs[row, : n - 1].ravel(), outputs.target_logprobs[row, : n - 1].ravel()]
     return np.concatenate(parts).astype(np.float64)
 

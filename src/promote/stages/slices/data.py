@@ -29,6 +29,16 @@ _NEEDS_FIELD = {"exact_match": "`target` (list of token ids ending input_ids) or
                 "reward": "`reward: {reference: x, candidate: y}`", "score": "`score: {reference: x, candidate: y}`"}
 
 
+def _on_device(name: str) -> Any:
+    """metrics/device.py's ``name``, imported (with torch) only when a batch's logits are on a device."""
+    def call(logits: Any) -> Any:
+        from promote.metrics import device
+
+        return getattr(device, name)(logits)
+
+    return call
+
+
 @dataclass
 class PositionTable:
     """Per scored position arrays (all the same length), in eval-set order."""
@@ -99,9 +109,9 @@ class SliceCollector(Mergeable):
             if metric in scored.values:  # sampled-token records have no distribution metrics
                 self._add(f"m:{metric}", scored.values[metric])
         if "entropy" in self.position_keys:
-            self._add("k:entropy", reference_entropy(scored.ref_logits))
+            self._add("k:entropy", scored.per_position(reference_entropy, _on_device("reference_entropy")))
         if "margin" in self.position_keys:
-            self._add("k:margin", top2_margin(scored.ref_logits))
+            self._add("k:margin", scored.per_position(top2_margin, _on_device("top2_margin")))
         if "token_frequency" in self.position_keys:
             self._add("k:token_frequency", np.array([self._freq.get(int(t), 0) for t in scored.targets],
                                                     dtype=np.float64))
@@ -114,7 +124,10 @@ class SliceCollector(Mergeable):
             self._add("k:response_position", (np.arange(rows.size) - first).astype(np.float64))
         if self.need_correct:
             self._add("ref_correct", scored.values["ref_argmax"].astype(np.int64) == scored.targets)
-            cand = np.argmax(scored.cand_logits, axis=-1) if scored.rows.size else np.zeros(0, dtype=np.int64)
+            if "cand_argmax" in scored.values:
+                cand = scored.values["cand_argmax"].astype(np.int64)
+            else:
+                cand = np.argmax(scored.cand_logits, axis=-1) if scored.rows.size else np.zeros(0, dtype=np.int64)
             self._add("cand_correct", cand == scored.targets)
 
     def finish(self) -> PositionTable:
