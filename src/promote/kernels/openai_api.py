@@ -46,6 +46,36 @@ def max_answer_bytes(tokens: int, top_k: int | str, vocab: int | None) -> int:
     return max(tokens, 1) * entries * BYTES_PER_ENTRY + 64 * 1024
 
 
+#: The most one scoring answer may take. A `top_k: all` request whose cap (:func:`max_answer_bytes`)
+#: is larger is never sent: at a real vocabulary the JSON would be gigabytes (vLLM renders ~60 bytes
+#: per id per position) and minutes of server rendering before promote could refuse it.
+MAX_SCORING_ANSWER = 2**30
+
+
+def oversized_full_vocabulary(tokens: int, top_k: int | str, vocab: int | None) -> str | None:
+    """Why a ``top_k: all`` prompt of ``tokens`` ids at ``vocab`` cannot come back through HTTP (its
+    answer's cap exceeds :data:`MAX_SCORING_ANSWER`), with what to ask for instead; None when it can."""
+    if top_k != ALL or vocab is None or max_answer_bytes(tokens, top_k, vocab) <= MAX_SCORING_ANSWER:
+        return None
+    longest = (MAX_SCORING_ANSWER - 64 * 1024) // (vocab * BYTES_PER_ENTRY)
+    return (f"at a vocabulary of {vocab} ids a `top_k: all` answer for {tokens} tokens may take "
+            f"{max_answer_bytes(tokens, top_k, vocab) / 2**30:.1f} GiB ({tokens} × {vocab} ids × {BYTES_PER_ENTRY} "
+            f"bytes; vLLM renders ~60 bytes per id, ~{tokens * vocab * 60 / 2**30:.1f} GiB), more than the "
+            f"{MAX_SCORING_ANSWER // 2**20} MiB promote accepts in one answer (prompts of at most {longest} tokens "
+            "fit). Ask the server for `top_k: N` (e.g. 20): log_ratio, abs_log_ratio and ratio_outside stay exact "
+            "and KL, TV and drift become certified bounds (docs/runtime.md, \"Remote servers at real "
+            f"vocabulary\"); for exact full-vocabulary metrics compute the logits where they live: {_exact_paths()}")
+
+
+def _exact_paths() -> str:
+    """The kernel kinds that give full logits without JSON (the in-process vLLM kind once registered)."""
+    from promote.contract.kinds import KINDS
+
+    engine = ["`kind: vllm` (the engine in process)"] if "vllm" in KINDS else []
+    return ", ".join([*engine, "`kind: torch` on the same weights", "`kind: records` of the logits the engine "
+                      "recorded"])
+
+
 class ShapeError(ValueError):
     """The answer does not have the documented shape, or does not match the prompt; the message says how."""
 

@@ -76,6 +76,15 @@ class OpenAIKernel(Kernel):
     def _bind_impl(self, evalset: Any) -> None:
         if self.server is not None:
             refuse_amx_short_prompts(self.spec, self.label, evalset.samples)
+        if evalset.samples:  # the earliest point both the vocabulary (the probe's) and every prompt are known
+            longest = max(evalset.samples, key=lambda s: len(s.input_ids))
+            self._refuse_oversized(len(longest.input_ids), longest.id)
+
+    def _refuse_oversized(self, tokens: int, sample_id: str) -> None:
+        """Exit 3 before sending a `top_k: all` prompt whose answer could exceed what promote accepts."""
+        why = apis.oversized_full_vocabulary(tokens, self.spec.top_k, self.vocab)
+        if why is not None:
+            raise EvaluationError(f"{self.label}: sample `{sample_id}` was not sent to {self.endpoint}: {why}")
 
     def _connect(self) -> None:
         spec = self.spec
@@ -150,6 +159,7 @@ class OpenAIKernel(Kernel):
 
     def _score(self, ids: list[int], sample_id: str) -> apis.Scored:
         """One prompt scored; ``Scored.seconds`` is its wire time (Client.post_timed), not promote's decoding."""
+        self._refuse_oversized(len(ids), sample_id)
         body = apis.request_body(self.spec.api, self.spec.model, ids, self.spec.top_k)
         self._pending[sample_id] = len(ids)  # which prompts were in flight if the server dies
         try:
