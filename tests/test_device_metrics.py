@@ -223,7 +223,7 @@ def test_out_of_memory_in_a_chunk_is_an_evaluation_error():
     assert "out of host memory" in text and "64 positions" in text and "`chunk`" in text and "batch_size" in text
 
 
-def test_check_out_of_memory_is_exit_3_naming_chunk(tmp_path):
+def test_check_out_of_memory_is_exit_3_naming_what_to_lower(tmp_path):
     (tmp_path / "model.py").write_text(textwrap.dedent("""
         import torch
 
@@ -246,9 +246,13 @@ def test_check_out_of_memory_is_exit_3_naming_chunk(tmp_path):
             - {id: kl, metric: kl, stat: max, max: 1}
     """))
     result = CliRunner().invoke(cli, ["check", str(tmp_path / "contract.yaml"), "--no-progress"])
+    # The identity check reads the first batch before it is scored (issue 23): at V = 10^10 even its probe
+    # rows do not fit, and that is exit 3 saying so; the chunk's own message is held by the test above.
     assert result.exit_code == 3, result.output
-    assert "a chunk of 8 positions" in result.output and "Lower `chunk`" in result.output
+    assert "ran out of memory reading the first batch's outputs (10000000000 ids per position)" in result.output
+    assert "lower `batch_size`" in result.output
     assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
 
 def test_forward_out_of_memory_is_exit_3_naming_batch_size(tmp_path):

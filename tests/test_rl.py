@@ -28,7 +28,7 @@ CLAUSES = """
     - {id: lo, metric: ratio_below, cap: 1.005, stat: mean, max: 0.5}
     - {id: seq, metric: seq_log_ratio, stat: min, min: -100}
     - {id: geo, metric: seq_geo_ratio, stat: max, max: 2}
-    - {id: mask, metric: seq_masked, cap: 1.005, stat: mean, max: 1}
+    - {id: mask, metric: seq_masked, cap: 1.005, stat: mean, min: 0.5}
     - {id: ess, metric: ess, stat: mean, min: 0.9}
     - {id: pg, metric: pg_bias, stat: max, max: 1}
     - {id: clip, metric: clip_budget_used, stat: max, max: 1}

@@ -4,6 +4,7 @@ rendering; its JSON is ``schemas/report.schema.json``'s ``identity``."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +44,22 @@ class IdentityResult:
 
     def merged(self, other: IdentityResult) -> IdentityResult:
         """Two shards' results as one run's: findings once each, the first shard's fingerprints and probe
-        (shard 0's first batch is the single run's), so a merged report equals the one-process report."""
-        seen = {(f.check, f.side, f.message) for f in self.findings}
-        extra = [f for f in other.findings if (f.check, f.side, f.message) not in seen]
+        (shard 0's first batch is the single run's), so a merged report equals the one-process report. A
+        note measured on each shard's own probe (a temperature-like slope over 30 or 31 positions) is kept
+        from the first shard only; every distinct `invalid` finding of any shard is kept."""
+        seen = {_merge_key(f) for f in self.findings}
+        extra = [f for f in other.findings if _merge_key(f) not in seen]
         return IdentityResult(findings=[*self.findings, *extra], fingerprints=self.fingerprints or other.fingerprints,
                               checked=list(dict.fromkeys([*self.checked, *other.checked])),
                               not_checked={**other.not_checked, **self.not_checked},
                               probe_samples=self.probe_samples or other.probe_samples,
                               scored_vocab=self.scored_vocab if self.scored_vocab is not None else other.scored_vocab)
+
+
+def _merge_key(finding: Finding) -> tuple[str, ...]:
+    """What makes two shards' findings the same: for a note its check, side and wording without its
+    numbers (they come from each shard's own probe), for an `invalid` finding its whole message (each
+    mismatch is reported)."""
+    if finding.severity == "note":
+        return (finding.check, finding.side, finding.severity, re.sub(r"\d+(\.\d+)?", "#", finding.message))
+    return (finding.check, finding.side, finding.severity, finding.message)

@@ -16,10 +16,11 @@ from typing import Any
 from promote.contract.identity_spec import IdentitySpec
 from promote.contract.kinds import identity_checks_of
 from promote.data import Batch, EvalSet
+from promote.errors import EvaluationError
 from promote.findings import Finding
 from promote.identity.api import IDENTITY_CHECKS, ROLES, IdentityCheck, IdentityInputs, SideFacts
 from promote.identity.result import IdentityResult
-from promote.kernels.base import IdentityEvidence, Kernel, Outputs
+from promote.kernels.base import IdentityEvidence, Kernel, Outputs, is_out_of_memory
 
 
 def side_facts(role: str, kernel: Kernel, spec: IdentitySpec, outputs: Outputs | None = None,
@@ -65,12 +66,28 @@ def evaluate(inputs: IdentityInputs, *, evidence: Sequence[IdentityEvidence] = (
             result.not_checked[name] = why
             continue
         result.checked.append(name)
-        result.findings.extend(check.run(inputs))
+        result.findings.extend(_run(name, check, inputs))
     result.findings.extend(from_evidence(e, inputs) for e in evidence)
     from promote.identity.vocabulary import scored_vocab
 
     result.scored_vocab = None if result.invalid else scored_vocab(inputs)
     return result
+
+
+def _run(name: str, check: IdentityCheck, inputs: IdentityInputs) -> list[Finding]:
+    """One check's findings; running out of memory on the probe is exit 3 saying so (never a traceback):
+    a check reads at most a few dozen rows of the first batch, so only a vocabulary this machine cannot
+    hold a few rows of gets here."""
+    try:
+        return check.run(inputs)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        vocab = next((s.vocab for s in inputs.sides() if s.vocab), None)
+        raise EvaluationError(
+            f"identity check `{name}` ran out of memory reading the first batch's outputs"
+            f"{f' ({vocab} ids per position)' if vocab else ''}: {str(exc).splitlines()[0][:200]}; free memory "
+            "on this machine, or lower `batch_size` (the probe is the first batch)") from None
 
 
 def from_evidence(exc: IdentityEvidence, inputs: IdentityInputs) -> Finding:
