@@ -19,6 +19,7 @@ from typing import Any
 from promote.contract.identity_spec import SAME_KEYS, SideFiles
 from promote.findings import Finding
 from promote.identity.api import IdentityCheck, IdentityInputs
+from promote.scale.split import file_digest
 
 PATTERNS: dict[str, tuple[str, ...]] = {
     "tokenizer": ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -27,19 +28,16 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "weights": ("*.safetensors", "*.bin", "*.onnx", "*.gguf", "*.pt"),
 }
 _CACHE: dict[tuple[str, int, int], str] = {}
-CHUNK = 1 << 20
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, cached by (path, size, mtime)."""
+    """The file's digest as shards name it (``scale.split.file_digest``: sha256 of the bytes up to 1 GiB,
+    beyond it the size and evenly spaced chunks, so a 140 GB checkpoint is not read whole on every check),
+    cached by (path, size, mtime)."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-        _CACHE[key] = digest.hexdigest()
+        _CACHE[key] = file_digest(path)
     return _CACHE[key]
 
 
