@@ -43,10 +43,10 @@ numerical:
   clauses:
     - {id: kl-mean, metric: kl, stat: mean, max: 1.0}
     - {id: kl-p99, metric: kl, stat: p99, max: 1.0}
-    - {id: tv-p99, metric: tv, stat: p99, max: 1.0}
+    - {id: tv-p99, metric: tv, stat: p99, max: 0.99}
     - {id: osc-p99, metric: logit_osc, stat: p99, max: 100.0}
     - {id: log-ratio-p99, metric: abs_log_ratio, stat: p99, max: 10.0}
-    - {id: argmax, metric: argmax_agree, stat: mean, min: 0.0}
+    - {id: argmax, metric: argmax_agree, stat: mean, min: 0.001}
     - {id: entropy, metric: entropy_ratio, stat: mean, max: 10.0}
     - {id: finite, metric: nonfinite, stat: max, max: 0}
 """

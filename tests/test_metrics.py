@@ -140,6 +140,36 @@ def test_tie_flips_are_reported_apart():
     assert list(got["tie_flip"]) == [1, 0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_scans_find_every_position_in_blocks_lanes_and_tail(dtype):
+    """The kernel scans a row in lanes of 16 and blocks of 64 with a scalar tail (metrics/_fused.py):
+    the maximum, its first index, the runner-up and the logit-difference range must come out the same
+    wherever in a 133-wide row (two blocks, eight lanes and a tail of 5) the extreme sits."""
+    vocab = 133
+    rng = np.random.default_rng(7)
+    base = rng.uniform(-1.0, 1.0, size=vocab)
+    zr = np.tile(base, (vocab, 1)).astype(dtype)
+    zc = zr.copy()
+    for p in range(vocab):
+        zr[p, p] = 5.0  # the reference's maximum at p
+        zc[p, (p + 1) % vocab] = 5.0  # the candidate's one further on: argmaxes disagree everywhere
+        zr[p, (p + 7) % vocab] = 5.0 - (1e-4 if p % 2 == 0 else 0.5)  # runner-up: inside the tie margin on even rows
+        zc[p, (p + 3) % vocab] += 2.5  # the largest difference
+        zc[p, (p + 5) % vocab] -= 1.5  # the smallest
+    got = token_metrics(zr, zc, np.zeros(vocab, dtype=np.int64), tie_margin=1e-3)
+    positions = np.arange(vocab)
+    np.testing.assert_array_equal(got["ref_argmax"], positions)
+    np.testing.assert_array_equal(got["cand_argmax"], (positions + 1) % vocab)
+    assert (got["argmax_agree"] == 0).all()
+    np.testing.assert_array_equal(got["tie_flip"], (positions % 2 == 0).astype(float))
+    want = reference_metrics(zr, zc, np.zeros(vocab, dtype=np.int64))
+    np.testing.assert_allclose(got["logit_drift"], want["logit_drift"], rtol=1e-12)
+    np.testing.assert_allclose(got["logit_osc"], want["logit_osc"], rtol=1e-12)
+    zr[:, 0] = zr.max(axis=1)  # a tie for the maximum: the first index wins
+    got = token_metrics(zr, zc, np.zeros(vocab, dtype=np.int64), tie_margin=1e-3)
+    assert (got["ref_argmax"] == 0).all()
+
+
 def _summary(values, ids, start=0):
     s = MetricSummary("kl", worst_k=3)
     s.update(np.array(values), ids, np.arange(start, start + len(values)), np.zeros(len(values), dtype=int))

@@ -1,0 +1,143 @@
+"""The numba building blocks of the fused metric kernel (metrics/_fused.py): compile flags, reading a logit
+of any stored type as float64, and a vectorisable exp and e^x − 1 − x.
+
+Why a hand-written exp: llvmlite's wheels ship without SVML, so ``math.exp`` would stay a scalar libm
+call; the small Cody–Waite + Taylor exp below is plain arithmetic and a bit cast, which LLVM
+vectorises. It is accurate to a few ulp in float64.
+
+Importing this module also lets LLVM use 512-bit vectors on AVX-512 CPUs (``_prefer_full_vector_width``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import codegen as _numba_codegen
+from numba.extending import intrinsic, overload
+
+
+def _prefer_full_vector_width() -> None:
+    """Let LLVM use 512-bit vectors where the CPU has AVX-512.
+
+    LLVM's tuning for Skylake-SP and later Xeons prefers 256-bit vectors (``prefer-256-bit``: on the
+    first AVX-512 parts a 512-bit instruction lowered the clock for everything around it). This kernel
+    is arithmetic over whole rows, so on the Sapphire/Emerald Rapids development machine 512-bit
+    vectors run it 1.7x faster (docs/performance.md). numba reads the target features once, when it
+    first compiles or loads a function in the process, so this runs at import, before anything here
+    compiles; a ``NUMBA_CPU_FEATURES`` the user set is left as it is, and where numba has already
+    started (promote imported late into a process that compiled its own functions) the code simply
+    stays at 256 bits: correct either way.
+    """
+    if numba.config.CPU_FEATURES is not None:
+        return
+    features = _numba_codegen.get_host_cpu_features()
+    if "+avx512f" in features.split(",") and os.environ.get("PROMOTE_NUMBA_PREFER_256") != "1":
+        numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+
+
+_prefer_full_vector_width()
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_X_MIN = -708.0  # below this e^x is treated as 0 (< 1e-307): keeps 2^k a normal number
+_X_MAX = 709.0
+
+JIT_FLAGS = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy")
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):  # noqa: ANN001, ANN202 - numba intrinsic signature
+    """Reinterpret an int32 bit pattern as float32 (a bfloat16 is the top half of a float32)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+def widen(x):  # noqa: ANN001, ANN202 - numba picks the implementation by type (below)
+    """One logit as float64: a float widened, a uint16 read as the bits of a bfloat16."""
+    return float(x)
+
+
+@overload(widen, inline="always")
+def widen_impl(x):  # noqa: ANN001, ANN202
+    if isinstance(x, types.Integer):
+        return lambda x: np.float64(_bits_as_float(np.int32(np.int64(x) << 16)))
+    return lambda x: np.float64(x)
+
+
+@intrinsic
+def _bits_as_double(typingctx, bits):  # noqa: ANN001, ANN202 - numba intrinsic signature
+    """Reinterpret an int64 bit pattern as float64 (2^k from its exponent field)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@numba.njit(inline="always", **JIT_FLAGS)
+def g_series(x):  # noqa: ANN001, ANN202
+    """e^x − 1 − x by Taylor series for |x| ≤ 1 (truncation < 1e-13 relative)."""
+    p = 1.0 / 355687428096000.0
+    p = p * x + 1.0 / 20922789888000.0
+    p = p * x + 1.0 / 1307674368000.0
+    p = p * x + 1.0 / 87178291200.0
+    p = p * x + 1.0 / 6227020800.0
+    p = p * x + 1.0 / 479001600.0
+    p = p * x + 1.0 / 39916800.0
+    p = p * x + 1.0 / 3628800.0
+    p = p * x + 1.0 / 362880.0
+    p = p * x + 1.0 / 40320.0
+    p = p * x + 1.0 / 5040.0
+    p = p * x + 1.0 / 720.0
+    p = p * x + 1.0 / 120.0
+    p = p * x + 1.0 / 24.0
+    p = p * x + 1.0 / 6.0
+    p = p * x + 0.5
+    return p * x * x
+
+
+@numba.njit(inline="always", **JIT_FLAGS)
+def g_short(x):  # noqa: ANN001, ANN202
+    """e^x − 1 − x by Taylor series for |x| ≤ ln2/2 (truncation < 3e-12 relative; < 1e-11 at 1/4).
+
+    Serves exp's reduced argument and the near-identical rows of pass 3: weights and g(u) need far
+    less than float64 precision (a relative error ε moves KL by ~ε), so the series stops at ~1e-11,
+    well inside the 1e-6 accuracy rule."""
+    p = 1.0 / 3628800.0
+    p = p * x + 1.0 / 362880.0
+    p = p * x + 1.0 / 40320.0
+    p = p * x + 1.0 / 5040.0
+    p = p * x + 1.0 / 720.0
+    p = p * x + 1.0 / 120.0
+    p = p * x + 1.0 / 24.0
+    p = p * x + 1.0 / 6.0
+    p = p * x + 0.5
+    return p * x * x
+
+
+@numba.njit(inline="always", **JIT_FLAGS)
+def fast_exp(x):  # noqa: ANN001, ANN202
+    """e^x, branch-free (vectorisable): range reduction x = k·ln2 + r, series on r, 2^k by bits."""
+    xc = min(max(x, _X_MIN), _X_MAX)
+    k = math.floor(xc * _LOG2E + 0.5)
+    r = (xc - k * _LN2_HI) - k * _LN2_LO
+    scale = _bits_as_double((np.int64(k) + 1023) << 52)
+    out = (1.0 + r + g_short(r)) * scale
+    return out if x >= _X_MIN else 0.0
+
+
+@numba.njit(inline="always", **JIT_FLAGS)
+def g_any(x):  # noqa: ANN001, ANN202
+    """e^x − 1 − x, relatively accurate for every x (series for |x| ≤ 1, exp beyond)."""
+    near = g_series(min(max(x, -1.0), 1.0))
+    far = fast_exp(x) - 1.0 - x
+    return near if abs(x) <= 1.0 else far
