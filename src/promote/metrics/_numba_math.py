@@ -141,3 +141,51 @@ def g_any(x):  # noqa: ANN001, ANN202
     near = g_series(min(max(x, -1.0), 1.0))
     far = fast_exp(x) - 1.0 - x
     return near if abs(x) <= 1.0 else far
+
+
+def bits_of(row):  # noqa: ANN001, ANN201 - numba picks the implementation by dtype (below)
+    """A row's stored bits as unsigned integers (float32 → uint32, float64 → uint64, bf16 bits as they are)."""
+    return row
+
+
+@overload(bits_of, inline="always")
+def bits_of_impl(row):  # noqa: ANN001, ANN202
+    if row.dtype == types.float32:
+        return lambda row: row.view(np.uint32)
+    if row.dtype == types.float64:
+        return lambda row: row.view(np.uint64)
+    return lambda row: row
+
+
+def not_finite(bits):  # noqa: ANN001, ANN201 - numba picks the implementation by type (below)
+    """Whether stored bits are ±Inf or NaN (exponent all ones), tested as integers: unlike a float
+    comparison, this survives full fast-math, so the range pass can test finiteness as it goes."""
+    return bits
+
+
+@overload(not_finite, inline="always")
+def not_finite_impl(bits):  # noqa: ANN001, ANN202
+    if bits == types.uint64:
+        mask64 = np.uint64(0x7FF0000000000000)
+        return lambda bits: (bits & mask64) == mask64
+    if bits == types.uint32:
+        mask32 = np.uint32(0x7F800000)
+        return lambda bits: (bits & mask32) == mask32
+    mask16 = np.uint16(0x7F80)  # bfloat16 bits
+    return lambda bits: (bits & mask16) == mask16
+
+@intrinsic
+def stack_f64(typingctx, count):  # noqa: ANN001, ANN201 - numba intrinsic signature
+    """A pointer to ``count`` (a literal) float64 on the stack of the calling function, for
+    ``numba.carray``. Why: running minima/maxima kept in lanes of a heap array (np.empty) stay in memory,
+    because LLVM cannot tell the array from the row being read; a stack buffer it can keep in vector
+    registers once the lane loop is unrolled (0.99 → 0.26 ns an element for the six ranges)."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        with builder.goto_entry_block():
+            return builder.alloca(ir.DoubleType(), size=ir.Constant(ir.IntType(64), size))
+
+    return types.CPointer(types.float64)(count), codegen
