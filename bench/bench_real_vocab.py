@@ -19,8 +19,12 @@ Reported per (V, positions): both wall times, their ratio, the bare forwards' ow
 imports and model loading), check positions/s, both peak RSS. Models, eval sets and contracts go to
 ``--dir`` (default /tmp/promote-bench-real-vocab, reused when present).
 
+``--split`` profiles one more check (cProfile) and reports the offline pass's seconds split into the forwards,
+the scoring and the one-off identity gate: the pass less the gate over the forwards is the marginal ratio
+without the start-up and loading costs, which move by a second or more between processes.
+
 Run: ``python bench/bench_real_vocab.py [--vocab 32000 128256 151936] [--positions 2048 8192]
-[--seq 128] [--batch 4] [--repeat 1] [--threads N]``; prints one line per run and a JSON document last.
+[--seq 128] [--batch 4] [--repeat 1] [--threads N] [--split]``; prints one line per run and a JSON document last.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import subprocess
 import sys
 import time
@@ -115,7 +120,30 @@ def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, f
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out_path.read_text()
 
 
-def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat: int, threads: int | None) -> dict:
+# Inside one check: the offline pass, the two kernels' forwards in it, the scoring, and the identity gate that runs
+# once inside the pass (file suffix, function name; cumulative seconds from cProfile, which costs nothing in the
+# torch and numba calls that take the time).
+SPLIT = {"pass": ("engine/passes.py", "kernel_pass"), "forwards": ("kernels/base.py", "run"),
+         "scoring": ("engine/scoring.py", "score_outputs"), "identity": ("stages/identity_gate.py", "before")}
+
+
+def profile_split(work: Path, env: dict[str, str]) -> dict[str, float]:
+    """One more check under cProfile: seconds of SPLIT's parts, and the pass (less the one-off identity gate)
+    over the forwards inside it: the marginal cost per batch, free of start-up and loading, which vary by a
+    second or more between processes on a shared machine."""
+    profile = work / "check.prof"
+    run_child([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "promote.cli", "check", "contract.yaml",
+               "--stage", "numerics", "--no-progress", "--no-github", "--output", "json=report.json"], work, env)
+    stats = pstats.Stats(str(profile)).stats  # (file, line, function) -> (calls, primitive, own s, cumulative s, _)
+    split = {key: sum(row[3] for (file, _, function), row in stats.items()
+                      if file.endswith(suffix) and function == name)
+             for key, (suffix, name) in SPLIT.items()}
+    split["pass_over_forwards"] = (split["pass"] - split["identity"]) / split["forwards"]
+    return {f"split_{key}": value for key, value in split.items()}
+
+
+def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat: int, threads: int | None,
+            split: bool = False) -> dict:
     folder = model_dir(root, vocab)
     work = workload(root, vocab, positions, seq, batch)
     env = {**os.environ, "PROMOTE_TINY_LLAMA_DIR": str(folder), "PYTHONPATH": str(REPO / "src")}
@@ -129,6 +157,7 @@ def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat
                                  "numerics", "--no-progress", "--no-github", "--output", "json=report.json"],
                                 work, env))
         bares.append(run_child([sys.executable, "-c", BARE, str(folder), "eval.jsonl", str(batch)], work, env))
+    parts = profile_split(work, env) if split else {}
     check_s, check_cpu, check_rss, _ = min(checks)
     bare_s, bare_cpu, bare_rss, bare_out = min(bares)
     report = json.loads((work / "report.json").read_text())
@@ -143,7 +172,7 @@ def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat
             "positions_per_s": scored / check_s,
             "check_kernel_s": sum(numerics["details"]["kernel_seconds"].values()),
             "check_rss_mib": check_rss, "bare_rss_mib": bare_rss,
-            "logits_per_batch_side_mib": batch * seq * vocab * 4 / 2**20, "threads": threads}
+            "logits_per_batch_side_mib": batch * seq * vocab * 4 / 2**20, "threads": threads, **parts}
 
 
 def main() -> None:
@@ -156,12 +185,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command; the fastest is kept")
     parser.add_argument("--threads", type=int, help="threads of torch and numba in both commands (default: theirs)")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/promote-bench-real-vocab"))
+    parser.add_argument("--split", action="store_true",
+                        help="also profile one check: its pass, forwards and scoring seconds (the marginal ratio)")
     args = parser.parse_args()
     rows = []
     for vocab in args.vocab:
         mine = []
         for positions in args.positions:
-            r = measure(args.dir, vocab, positions, args.seq, args.batch, args.repeat, args.threads)
+            r = measure(args.dir, vocab, positions, args.seq, args.batch, args.repeat, args.threads, args.split)
             rows.append(r)
             mine.append(r)
             print(f"V={vocab:>6} positions={r['positions']:>6}  check {r['check_s']:6.1f}s  bare {r['bare_s']:6.1f}s "
@@ -170,6 +201,10 @@ def main() -> None:
                   f"bare {r['bare_rss_mib']:6.0f} MiB  [{r['verdict']}; load {r['load_before']:.1f}"
                   f"→{r['load_after']:.1f}]",
                   flush=True)
+            if args.split:
+                print(f"    inside check: pass {r['split_pass']:.2f}s = forwards {r['split_forwards']:.2f}s + scoring "
+                      f"{r['split_scoring']:.2f}s + identity {r['split_identity']:.2f}s + rest; pass less identity "
+                      f"÷ forwards = {r['split_pass_over_forwards']:.2f}x", flush=True)
         if len(mine) > 1:  # the fixed costs (imports, loading, the report) cancel in the difference
             first, last = mine[0], mine[-1]
             for unit, check, bare in (("wall", "check_s", "bare_forward_s"),
