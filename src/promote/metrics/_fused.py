@@ -132,12 +132,14 @@ def _finite_max_except(a, skip):  # noqa: ANN001, ANN202
     return second
 
 
-@numba.njit(inline="always", **JIT_FLAGS)
+@numba.njit(**JIT_FLAGS)
 def _reference_weights(a, b, m_r, anchor, weights, masked):  # noqa: ANN001, ANN202
     """Pass 2: unnormalised reference weights w_i = e^{z_i − max} into ``weights``; returns Σw,
     Σw·(δ − anchor) (δ centred under p, anchored at the reference argmax so a large common shift
     cannot cost precision) and Σw·(z_i − max) (the entropy). ``masked``: the row may hold −inf on
-    both sides (weight 0); a constant at each call site, so the unmasked copy has no test."""
+    both sides (weight 0); each call site passes a constant, so LLVM can drop the test where it inlines the
+    call (numba-level inlining of these helpers, which would guarantee it, made each signature compile in
+    16 s instead of 11 for no measured speed)."""
     s = 0.0
     sd = 0.0
     sx = 0.0
@@ -153,7 +155,7 @@ def _reference_weights(a, b, m_r, anchor, weights, masked):  # noqa: ANN001, ANN
     return s, sd, sx
 
 
-@numba.njit(inline="always", **JIT_FLAGS)
+@numba.njit(**JIT_FLAGS)
 def _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, masked):  # noqa: ANN001, ANN202
     """Pass 3: u = δ − μ; returns Σw·g(u) (KL(p‖q) = log1p(E_p[g(u)]), g(u) = e^u − 1 − u ≥ 0),
     Σw·u·t (the reverse KL) and Σw·(1 + t)·(z_i − max) (the candidate's entropy), keeping
@@ -192,7 +194,7 @@ def _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, masked):  # noqa
     return acc, acc_ut, sqx
 
 
-@numba.njit(inline="always", **JIT_FLAGS)
+@numba.njit(**JIT_FLAGS)
 def _total_variation(weights, expm1_u, c1, c0):  # noqa: ANN001, ANN202
     """Pass 4: Σw·|c1·t + c0| (twice the TV times Σw, with c1 = e^{−KL}, c0 = expm1(−KL))."""
     tv = 0.0
@@ -279,7 +281,7 @@ def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN00
         o[3] = max(abs(d_hi), abs(d_lo))
         o[4] = d_hi - d_lo
         # Passes 2-4 (the helpers above). Rows without a vocabulary mask (specials == 0: every entry
-        # finite) take copies compiled with masked=False, so the per-element mask test folds away.
+        # finite) call them with masked=False, a constant: no per-element mask test is needed there.
         anchor = widen(b[am_r]) - widen(a[am_r])
         weights = np.empty(vocab)
         expm1_u = np.empty(vocab)
