@@ -40,7 +40,7 @@ from promote.data.sampler import MODES
 from promote.findings import Finding
 from promote.identity.api import IdentityCheck, IdentityInputs, SideFacts
 from promote.kernels.base import Outputs, host_logits
-from promote.kernels.records import _EPS as RECORD_EPS
+from promote.kernels.records import DTYPE_EPS
 
 NAME = "value_semantics"
 Space = Literal["logits", "logprobs"]
@@ -342,7 +342,7 @@ def _value_side(side: SideFacts, probe: Batch | None) -> ValueSide:
     observed = None
     if out is not None and probe is not None:
         if out.logits is not None:
-            eps = max((RECORD_EPS.get(str(d), 1.2e-7) for d in declared.get("dtype") or ()), default=1.2e-7)
+            eps = max((DTYPE_EPS.get(str(d), 1.2e-7) for d in declared.get("dtype") or ()), default=1.2e-7)
             observed = observe_dense(out.logits, mask=_probe_mask(probe, out), tol=lse_tolerance(eps))
         elif not out.is_sampled and out.topk_logprobs is not None:
             observed = observe_topk(out.topk_logprobs, mask=_probe_mask(probe, out), mass_tol=out.mass_tol or 1e-4)

@@ -33,7 +33,9 @@ from promote.kernels.base import Kernel, Outputs
 
 TOPK_KEYS = ("topk_ids", "topk_logprobs", "target_logprobs")
 FORMAT = "promote-records/1"
-_EPS = {"F64": 2.2e-16, "F32": 1.2e-7, "F16": 9.8e-4, "BF16": 7.9e-3}
+#: Machine epsilon of each stored safetensors dtype: how far rounding alone moves a stored value (the top-k
+#: mass tolerance below, and the logsumexp tolerance of identity/semantics.py's log-probs test).
+DTYPE_EPS = {"F64": 2.2e-16, "F32": 1.2e-7, "F16": 9.8e-4, "BF16": 7.9e-3}
 _SHOW = 5
 
 
@@ -343,7 +345,7 @@ class RecordsKernel(Kernel):
 
     def _mass_tol(self) -> float:
         """How far 1 − Σ exp(top-k logprobs) may be off through the records' dtype (docs/records.md)."""
-        eps = max(_EPS.get(s.dtype, 1.2e-7) for s in self.records.shards)
+        eps = max(DTYPE_EPS.get(s.dtype, 1.2e-7) for s in self.records.shards)
         return 8 * eps * ((self.records.width or 1) + 16)
 
     def identity_facts(self) -> dict[str, Any]:
@@ -373,4 +375,4 @@ class RecordsKernel(Kernel):
         }
 
 
-__all__ = ["RecordsKernel", "RecordSet", "write_records", "records_format", "FORMAT"]
+__all__ = ["DTYPE_EPS", "FORMAT", "RecordSet", "RecordsKernel", "records_format", "write_records"]

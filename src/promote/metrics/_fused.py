@@ -44,9 +44,8 @@ _RANGE_SLOTS = 6 * _LANES  # six running values per lane (a literal for stack_f6
 @numba.njit(inline="never", **_FINITE_JIT)
 def _row_ranges(a, b):  # noqa: ANN001, ANN202
     """(1 if any entry is non-finite else 0, max z_r, max z_c, max δ, min δ, min z_r, min z_c) of a row in
-    one pass. The first is exact (integer tests on the stored bits); the ranges
-    only mean something when it is 0: under full fast-math a NaN or ±Inf leaves them undefined, and the
-    caller then takes the careful loop."""
+    one pass. The first is exact (integer tests on the stored bits); the ranges only mean something when it
+    is 0: under full fast-math a NaN or ±Inf leaves them undefined, and the caller takes the careful loop."""
     vocab = a.shape[0]
     a_bits = bits_of(a)
     b_bits = bits_of(b)
