@@ -342,7 +342,8 @@ def _value_side(side: SideFacts, probe: Batch | None) -> ValueSide:
     observed = None
     if out is not None and probe is not None:
         if out.logits is not None:
-            eps = max((DTYPE_EPS.get(str(d), 1.2e-7) for d in declared.get("dtype") or ()), default=1.2e-7)
+            fp32 = DTYPE_EPS["F32"]
+            eps = max((DTYPE_EPS.get(str(d), fp32) for d in declared.get("dtype") or ()), default=fp32)
             observed = observe_dense(out.logits, mask=_probe_mask(probe, out), tol=lse_tolerance(eps))
         elif not out.is_sampled and out.topk_logprobs is not None:
             observed = observe_topk(out.topk_logprobs, mask=_probe_mask(probe, out), mass_tol=out.mass_tol or 1e-4)

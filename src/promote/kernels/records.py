@@ -345,7 +345,7 @@ class RecordsKernel(Kernel):
 
     def _mass_tol(self) -> float:
         """How far 1 − Σ exp(top-k logprobs) may be off through the records' dtype (docs/records.md)."""
-        eps = max(DTYPE_EPS.get(s.dtype, 1.2e-7) for s in self.records.shards)
+        eps = max(DTYPE_EPS.get(s.dtype, DTYPE_EPS["F32"]) for s in self.records.shards)
         return 8 * eps * ((self.records.width or 1) + 16)
 
     def identity_facts(self) -> dict[str, Any]:

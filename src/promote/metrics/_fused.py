@@ -28,24 +28,36 @@ from promote.metrics._numba_math import (
     widen,
 )
 
-# For rows already checked to be finite only: full fast-math lets LLVM vectorise the comparisons
-# (without `nnan` it must keep NaN semantics).
+# Full fast-math lets LLVM vectorise the comparisons (without `nnan` it must keep NaN semantics); the
+# functions compiled with it are only trusted on rows found all finite.
 _FINITE_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
 
 # LLVM does not vectorise a min/max *reduction* as numba writes it (a compare and a select carried
 # from one element to the next): such a loop ran at ~1.3 ns an element, scalar. Keeping one running
 # value per lane of a small stack array (``stack_f64``: kept in registers) makes each step an
 # element-wise max over _LANES independent values, which it does vectorise (the six ranges: 1.7 →
-# 0.3 ns an element); the lanes are reduced once at the end.
+# 0.3 ns an element); the lanes are reduced once at the end, the row's tail (< _LANES) folded into them.
 _LANES = 16
 _RANGE_SLOTS = 6 * _LANES  # six running values per lane (a literal for stack_f64)
 
 
+@numba.njit(inline="always", **_FINITE_JIT)
+def _widen_ranges(lanes, j, ar, ac):  # noqa: ANN001, ANN202
+    """Lane j of the six running ranges takes one element (z_r = ar, z_c = ac)."""
+    d = ac - ar
+    lanes[0, j] = ar if ar > lanes[0, j] else lanes[0, j]
+    lanes[1, j] = ac if ac > lanes[1, j] else lanes[1, j]
+    lanes[2, j] = d if d > lanes[2, j] else lanes[2, j]
+    lanes[3, j] = d if d < lanes[3, j] else lanes[3, j]
+    lanes[4, j] = ar if ar < lanes[4, j] else lanes[4, j]
+    lanes[5, j] = ac if ac < lanes[5, j] else lanes[5, j]
+
+
 @numba.njit(inline="never", **_FINITE_JIT)
 def _row_ranges(a, b):  # noqa: ANN001, ANN202
-    """(1 if any entry is non-finite else 0, max z_r, max z_c, max δ, min δ, min z_r, min z_c) of a row in
-    one pass. The first is exact (integer tests on the stored bits); the ranges only mean something when it
-    is 0: under full fast-math a NaN or ±Inf leaves them undefined, and the caller takes the careful loop."""
+    """(whether any entry is non-finite, max z_r, max z_c, max δ, min δ, min z_r, min z_c) of a row in one
+    pass. The first is exact (integer tests on the stored bits); the ranges only mean something when it
+    is False: under full fast-math a NaN or ±Inf leaves them undefined, and the caller takes the careful loop."""
     vocab = a.shape[0]
     a_bits = bits_of(a)
     b_bits = bits_of(b)
@@ -64,29 +76,12 @@ def _row_ranges(a, b):  # noqa: ANN001, ANN202
     for start in range(0, whole, _LANES):
         for j in range(_LANES):
             special |= not_finite(a_bits[start + j]) | not_finite(b_bits[start + j])
-            ar = widen(a[start + j])
-            ac = widen(b[start + j])
-            d = ac - ar
-            lanes[0, j] = ar if ar > lanes[0, j] else lanes[0, j]
-            lanes[1, j] = ac if ac > lanes[1, j] else lanes[1, j]
-            lanes[2, j] = d if d > lanes[2, j] else lanes[2, j]
-            lanes[3, j] = d if d < lanes[3, j] else lanes[3, j]
-            lanes[4, j] = ar if ar < lanes[4, j] else lanes[4, j]
-            lanes[5, j] = ac if ac < lanes[5, j] else lanes[5, j]
-    m_r, m_c, d_hi = lanes[0].max(), lanes[1].max(), lanes[2].max()
-    d_lo, lo_r, lo_c = lanes[3].min(), lanes[4].min(), lanes[5].min()
+            _widen_ranges(lanes, j, widen(a[start + j]), widen(b[start + j]))
     for i in range(whole, vocab):
         special |= not_finite(a_bits[i]) | not_finite(b_bits[i])
-        ar = widen(a[i])
-        ac = widen(b[i])
-        d = ac - ar
-        m_r = max(m_r, ar)
-        m_c = max(m_c, ac)
-        d_hi = max(d_hi, d)
-        d_lo = min(d_lo, d)
-        lo_r = min(lo_r, ar)
-        lo_c = min(lo_c, ac)
-    return 1 if special else 0, m_r, m_c, d_hi, d_lo, lo_r, lo_c
+        _widen_ranges(lanes, i - whole, widen(a[i]), widen(b[i]))
+    return (special, lanes[0].max(), lanes[1].max(), lanes[2].max(), lanes[3].min(), lanes[4].min(),
+            lanes[5].min())
 
 
 _BLOCK = 64
@@ -124,11 +119,10 @@ def _finite_max_except(a, skip):  # noqa: ANN001, ANN202
         for j in range(_LANES):
             x = widen(a[start + j]) if start + j != skip else -np.inf
             lanes[j] = x if x > lanes[j] else lanes[j]
-    second = lanes.max()
     for i in range(whole, vocab):
-        if i != skip:
-            second = max(second, widen(a[i]))
-    return second
+        x = widen(a[i]) if i != skip else -np.inf
+        lanes[i - whole] = x if x > lanes[i - whole] else lanes[i - whole]
+    return lanes.max()
 
 
 @numba.njit(**JIT_FLAGS)
@@ -215,11 +209,11 @@ def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN00
     for row in numba.prange(rows):
         a = zr[index[row]]
         b = zc[index[row]]
-        # Pass 1: maxima, logit-difference range, non-finite count (masks: −inf on both sides), in one
-        # vectorised pass for the common all-finite row; masks and NaN/Inf take the careful loop.
-        specials, m_r, m_c, d_hi, d_lo, lo_r, lo_c = _row_ranges(a, b)
+        # Pass 1: maxima and logit-difference range in one vectorised pass for the common all-finite row;
+        # masks (−inf on both sides) and NaN/Inf take the careful loop, which also counts non-finite entries.
+        special, m_r, m_c, d_hi, d_lo, lo_r, lo_c = _row_ranges(a, b)
         bad = 0
-        if specials == 0:
+        if not special:
             f_hi_r, f_lo_r, f_hi_c, f_lo_c = m_r, lo_r, m_c, lo_c
         else:
             m_r = -np.inf
@@ -255,7 +249,7 @@ def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN00
         agree = am_r == am_c
         flip_at_tie = 0.0
         if not agree:
-            if specials == 0:
+            if not special:
                 second = _finite_max_except(a, am_r)
             else:
                 second = -np.inf
@@ -279,12 +273,12 @@ def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN00
             continue
         o[3] = max(abs(d_hi), abs(d_lo))
         o[4] = d_hi - d_lo
-        # Passes 2-4 (the helpers above). Rows without a vocabulary mask (specials == 0: every entry
+        # Passes 2-4 (the helpers above). Rows without a vocabulary mask (not special: every entry
         # finite) call them with masked=False, a constant: no per-element mask test is needed there.
         anchor = widen(b[am_r]) - widen(a[am_r])
         weights = np.empty(vocab)
         expm1_u = np.empty(vocab)
-        masked = specials != 0
+        masked = special
         if masked:
             s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, True)
         else:

@@ -1,5 +1,6 @@
 """The numba building blocks of the fused metric kernel (metrics/_fused.py): compile flags, reading a logit
-of any stored type as float64, and a vectorisable exp and e^x − 1 − x.
+of any stored type as float64, a vectorisable exp and e^x − 1 − x, finiteness tested on the stored bits,
+and small stack buffers for running minima/maxima.
 
 Why a hand-written exp: llvmlite's wheels ship without SVML, so ``math.exp`` would stay a scalar libm
 call; the small Cody–Waite + Taylor exp below is plain arithmetic and a bit cast, which LLVM
@@ -67,7 +68,7 @@ def widen(x):  # noqa: ANN001, ANN202 - numba picks the implementation by type (
 
 
 @overload(widen, inline="always")
-def widen_impl(x):  # noqa: ANN001, ANN202
+def _widen_impl(x):  # noqa: ANN001, ANN202
     if isinstance(x, types.Integer):
         return lambda x: np.float64(_bits_as_float(np.int32(np.int64(x) << 16)))
     return lambda x: np.float64(x)
@@ -149,7 +150,7 @@ def bits_of(row):  # noqa: ANN001, ANN201 - numba picks the implementation by dt
 
 
 @overload(bits_of, inline="always")
-def bits_of_impl(row):  # noqa: ANN001, ANN202
+def _bits_of_impl(row):  # noqa: ANN001, ANN202
     if row.dtype == types.float32:
         return lambda row: row.view(np.uint32)
     if row.dtype == types.float64:
@@ -164,7 +165,7 @@ def not_finite(bits):  # noqa: ANN001, ANN201 - numba picks the implementation b
 
 
 @overload(not_finite, inline="always")
-def not_finite_impl(bits):  # noqa: ANN001, ANN202
+def _not_finite_impl(bits):  # noqa: ANN001, ANN202
     if bits == types.uint64:
         mask64 = np.uint64(0x7FF0000000000000)
         return lambda bits: (bits & mask64) == mask64
