@@ -24,7 +24,8 @@ the scoring and the one-off identity gate: the pass less the gate over the forwa
 without the start-up and loading costs, which move by a second or more between processes.
 
 Run: ``python bench/bench_real_vocab.py [--vocab 32000 128256 151936] [--positions 2048 8192]
-[--seq 128] [--batch 4] [--hidden 64] [--repeat 1] [--threads N] [--split]``; prints one line per run and a
+[--seq 128] [--batch 4] [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--real-proportions]
+[--repeat 1] [--threads N] [--split]``; prints one line per run and a
 JSON document last.
 """
 
@@ -42,6 +43,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from random_llama import SHAPE_DEFAULTS, add_shape_arguments, build, shape_from, shape_suffix  # noqa: E402
+
 MODEL_PY = REPO / "examples" / "tiny_llama" / "model.py"  # build(): LlamaForCausalLM from $PROMOTE_TINY_LLAMA_DIR
 
 CLAUSES = """\
@@ -77,20 +81,18 @@ print(json.dumps({"forward_s": time.perf_counter() - start, "forward_cpu_s": tim
 """
 
 
-def model_dir(root: Path, vocab: int, hidden: int = 64) -> Path:
-    """The seeded random-weight Llama at ``vocab`` and ``hidden`` (built once, then reused)."""
-    folder = root / (f"llama-v{vocab}" if hidden == 64 else f"llama-v{vocab}-h{hidden}")
+def model_dir(root: Path, vocab: int, shape: dict[str, int] | None = None) -> Path:
+    """The seeded random-weight Llama at ``vocab`` and ``shape`` (built once, then reused)."""
+    shape = {**SHAPE_DEFAULTS, **(shape or {})}
+    folder = root / f"llama-v{vocab}{shape_suffix(shape)}"
     if not (folder / "model.safetensors").exists():
-        sys.path.insert(0, str(REPO / "bench"))
-        from random_llama import build
-
-        build(folder, vocab, hidden=hidden)
+        build(folder, vocab, **shape)
     return folder
 
 
-def workload(root: Path, vocab: int, positions: int, seq: int, batch: int, hidden: int = 64) -> Path:
+def workload(root: Path, vocab: int, positions: int, seq: int, batch: int, suffix: str = "") -> Path:
     """A folder with eval.jsonl (positions // seq samples of seq random ids in [0, V)) and contract.yaml."""
-    work = root / (f"v{vocab}-p{positions}-s{seq}-b{batch}" + ("" if hidden == 64 else f"-h{hidden}"))
+    work = root / f"v{vocab}-p{positions}-s{seq}-b{batch}{suffix}"
     work.mkdir(parents=True, exist_ok=True)
     samples = max(1, positions // seq)
     ids = np.random.default_rng(vocab + positions).integers(0, vocab, size=(samples, seq))
@@ -144,9 +146,10 @@ def profile_split(work: Path, env: dict[str, str]) -> dict[str, float]:
 
 
 def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat: int, threads: int | None,
-            split: bool = False, hidden: int = 64) -> dict:
-    folder = model_dir(root, vocab, hidden)
-    work = workload(root, vocab, positions, seq, batch, hidden)
+            split: bool = False, shape: dict[str, int] | None = None) -> dict:
+    shape = {**SHAPE_DEFAULTS, **(shape or {})}
+    folder = model_dir(root, vocab, shape)
+    work = workload(root, vocab, positions, seq, batch, shape_suffix(shape))
     env = {**os.environ, "PROMOTE_TINY_LLAMA_DIR": str(folder), "PYTHONPATH": str(REPO / "src")}
     env.pop("PROMOTE_FLOOR_CACHE", None)
     if threads:  # torch (OpenMP/MKL) and numba alike: on a shared machine one thread each spins on nothing
@@ -164,7 +167,7 @@ def measure(root: Path, vocab: int, positions: int, seq: int, batch: int, repeat
     report = json.loads((work / "report.json").read_text())
     numerics = next(stage for stage in report["stages"] if stage.get("name") == "numerics")
     scored = positions // seq * (seq - 1)  # teacher-forced: each sample predicts seq - 1 next tokens
-    return {"vocab": vocab, "hidden": hidden, "positions": positions // seq * seq, "scored_positions": scored,
+    return {"vocab": vocab, **shape, "positions": positions // seq * seq, "scored_positions": scored,
             "seq": seq,
             "batch": batch, "verdict": report.get("verdict"), "check_s": check_s, "bare_s": bare_s,
             "ratio": check_s / bare_s, "check_cpu_s": check_cpu, "bare_cpu_s": bare_cpu,
@@ -183,9 +186,7 @@ def main() -> None:
     parser.add_argument("--positions", type=int, nargs="+", default=[2048, 8192],
                         help="eval-set sizes in tokens (samples × seq)")
     parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--hidden", type=int, default=64,
-                        help="the model's hidden size (default 64: the vocabulary dominates; larger: a realistic "
-                             "share of the forward beside the output layer)")
+    add_shape_arguments(parser)  # default hidden 64, 2 layers: the vocabulary dominates
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command; the fastest is kept")
     parser.add_argument("--threads", type=int, help="threads of torch and numba in both commands (default: theirs)")
@@ -198,7 +199,7 @@ def main() -> None:
         mine = []
         for positions in args.positions:
             r = measure(args.dir, vocab, positions, args.seq, args.batch, args.repeat, args.threads, args.split,
-                        args.hidden)
+                        shape_from(args))
             rows.append(r)
             mine.append(r)
             print(f"V={vocab:>6} positions={r['positions']:>6}  check {r['check_s']:6.1f}s  bare {r['bare_s']:6.1f}s "

@@ -16,6 +16,10 @@ The model is ``bench/random_llama.py``'s seeded random-weight Llama (hidden 64, 
 * ``--check N``: a whole ``promote check`` of N samples, transformers fp32 against `kind: vllm`.
 
     python bench/bench_vllm_paths.py [--vocab 32000] [--batch 8] [--tokens 256] [--reps 5] [--http] [--check 32]
+        [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--real-proportions]
+
+``--real-proportions`` builds a model whose output layer is ~a quarter of the forward (random_llama.py's
+REAL_PROPORTIONS), as in small real models, instead of the vocabulary-dominated default.
 """
 
 from __future__ import annotations
@@ -147,7 +151,8 @@ def check(model: Path, python: str, batch: int, tokens: int, count: int, folder:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--model", type=Path, help="a model directory (default: random_llama at --vocab)")
+    parser.add_argument("--model", type=Path, help="a model directory (default: random_llama at --vocab and the "
+                                                     "shape below)")
     parser.add_argument("--python", default=DEFAULT_PYTHON, help="the vLLM venv's interpreter")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=256)
@@ -157,16 +162,19 @@ def main() -> int:
     parser.add_argument("--http-requests", type=int, default=3)
     parser.add_argument("--check", type=int, default=0, metavar="SAMPLES",
                         help="also time a whole `promote check` (transformers fp32 vs `kind: vllm`) on SAMPLES samples")
+    sys.path.insert(0, str(REPO / "bench"))
+    from random_llama import add_shape_arguments, build, shape_from
+
+    add_shape_arguments(parser)  # default hidden 64, 2 layers: the vocabulary dominates
     args = parser.parse_args()
+    shape = shape_from(args)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            sys.path.insert(0, str(REPO / "bench"))
-            from random_llama import build
-
-            model = build(Path(tmp) / f"llama-{args.vocab}", args.vocab)
+            model = build(Path(tmp) / f"llama-{args.vocab}", args.vocab, **shape)
         report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "load": os.getloadavg(),
-                  "vocab": args.vocab, "vllm_kind": inproc(model, args.python, args.batch, args.tokens, args.reps)}
+                  "vocab": args.vocab, "shape": None if args.model else shape,
+                  "vllm_kind": inproc(model, args.python, args.batch, args.tokens, args.reps)}
         if args.http:
             report["openai_top_k_all"] = http(model, args.http_tokens, args.http_requests)
         if args.check:

@@ -22,6 +22,37 @@ import torch
 TINY = Path(__file__).resolve().parents[1] / "examples" / "tiny_llama" / "model"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")
 
+# build()'s default shape: the vocabulary dominates (the output layer is ~90 % of the forward at V = 32 000).
+SHAPE_DEFAULTS = {"hidden": 64, "layers": 2, "intermediate": 128, "heads": 2}
+# A small real model's proportions: the output layer is ~a quarter of the forward's multiply-adds at V = 32 000
+# (8 layers of 4·h² attention + 3·h·2816 MLP = 103 M, against h·V = 33 M), as in Llama-3.2-1B (~21 % at
+# V = 128 256) and Qwen2.5-0.5B (~28 % at V = 151 936); 136 M parameters at V = 32 000.
+REAL_PROPORTIONS = {"hidden": 1024, "layers": 8, "intermediate": 2816, "heads": 16}
+
+
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """--hidden, --layers, --intermediate, --heads and --real-proportions, for the benchmarks that build models."""
+    parser.add_argument("--hidden", type=int, help=f"hidden size (default {SHAPE_DEFAULTS['hidden']})")
+    parser.add_argument("--layers", type=int, help=f"decoder layers (default {SHAPE_DEFAULTS['layers']})")
+    parser.add_argument("--intermediate", type=int,
+                        help=f"MLP intermediate size (default {SHAPE_DEFAULTS['intermediate']})")
+    parser.add_argument("--heads", type=int, help=f"attention heads (default {SHAPE_DEFAULTS['heads']})")
+    parser.add_argument("--real-proportions", action="store_true",
+                        help=f"start from a small real model's proportions instead, {REAL_PROPORTIONS} (the "
+                             "output layer ~a quarter of the forward); the flags above still override")
+
+
+def shape_from(args: argparse.Namespace) -> dict[str, int]:
+    """The model shape the parsed arguments ask for."""
+    base = REAL_PROPORTIONS if getattr(args, "real_proportions", False) else SHAPE_DEFAULTS
+    return {key: getattr(args, key, None) or value for key, value in base.items()}
+
+
+def shape_suffix(shape: dict[str, int]) -> str:
+    """``-h1024-l8-i2816-a16``: the parts of ``shape`` that differ from SHAPE_DEFAULTS ("" for none), for names."""
+    tags = {"hidden": "h", "layers": "l", "intermediate": "i", "heads": "a"}
+    return "".join(f"-{tags[key]}{value}" for key, value in shape.items() if value != SHAPE_DEFAULTS[key])
+
 
 def build(out: Path, vocab: int, *, hidden: int = 64, layers: int = 2, heads: int = 2,
           intermediate: int = 128, max_positions: int = 1024, seed: int = 0, padded: int = 0) -> Path:
@@ -60,12 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
+    add_shape_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--padded", type=int, default=0, help="rows beyond the tokenizer (default 0: none)")
     args = parser.parse_args()
-    print(build(args.out, args.vocab, hidden=args.hidden, layers=args.layers, seed=args.seed, padded=args.padded))
+    print(build(args.out, args.vocab, **shape_from(args), seed=args.seed, padded=args.padded))
 
 
 if __name__ == "__main__":
