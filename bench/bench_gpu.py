@@ -46,9 +46,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
+from bench_real_vocab import workload  # noqa: E402
 from random_llama import REAL_PROPORTIONS, SHAPE_DEFAULTS, build, shape_suffix  # noqa: E402
 
-MODEL_PY = REPO / "examples" / "tiny_llama" / "model.py"  # build(): LlamaForCausalLM from $PROMOTE_TINY_LLAMA_DIR
+CLAUSES = """\
+numerical:
+  clauses:
+    - {id: kl-mean, metric: kl, stat: mean, max: 1.0}
+    - {id: tv-p99, metric: tv, stat: p99, max: 0.99}
+    - {id: argmax, metric: argmax_agree, stat: mean, min: 0.001}
+    - {id: finite, metric: nonfinite, stat: max, max: 0}
+"""
 SHAPES = {"default": SHAPE_DEFAULTS, "real": REAL_PROPORTIONS,
           "llama-1b": {"hidden": 2048, "layers": 16, "intermediate": 8192, "heads": 32}}
 
@@ -137,23 +145,6 @@ def metric_pass(positions: int, vocab: int, device: str, repeats: int, *, compil
             "positions_per_s": positions / seconds, "chunk": used, **agreement}
 
 
-def write_workload(folder: Path, model: Path, vocab: int, positions: int, seq: int, batch: int, device: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = np.random.default_rng(vocab + positions).integers(0, vocab, size=(max(1, positions // seq), seq))
-    with (folder / "eval.jsonl").open("w") as out:
-        for i, row in enumerate(ids):
-            out.write(json.dumps({"id": f"s{i:05d}", "input_ids": row.tolist()}) + "\n")
-    kernel = f"{{kind: torch, model: {MODEL_PY}:build, batch_size: {batch}, device: {device}, precision: %s}}"
-    (folder / "contract.yaml").write_text(
-        f"version: 1\nname: bench-gpu-{vocab}\nreference: {kernel % 'fp32'}\ncandidate: {kernel % 'bf16'}\n"
-        "data: {path: eval.jsonl, task: causal-lm}\nnumerical:\n  clauses:\n"
-        "    - {id: kl-mean, metric: kl, stat: mean, max: 1.0}\n"
-        "    - {id: tv-p99, metric: tv, stat: p99, max: 0.99}\n"
-        "    - {id: argmax, metric: argmax_agree, stat: mean, min: 0.001}\n"
-        "    - {id: finite, metric: nonfinite, stat: max, max: 0}\n")
-    return folder
-
-
 def run_child(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -170,7 +161,8 @@ def check_ratio(root: Path, shape_name: str, vocab: int, positions: int, seq: in
     model = root / f"llama-v{vocab}{shape_suffix(shape)}"
     if not (model / "model.safetensors").exists():
         build(model, vocab, **shape)
-    work = write_workload(root / f"{shape_name}-v{vocab}-p{positions}", model, vocab, positions, seq, batch, device)
+    work = workload(root, vocab, positions, seq, batch, f"{shape_suffix(shape)}-{device}", device=device,
+                    clauses=CLAUSES)
     env = {**os.environ, "PROMOTE_TINY_LLAMA_DIR": str(model), "PYTHONPATH": str(REPO / "src")}
     check_s, _ = run_child([sys.executable, "-m", "promote.cli", "check", "contract.yaml", "--stage", "numerics",
                             "--no-progress", "--no-github", "--output", "json=report.json"], work, env, timeout)

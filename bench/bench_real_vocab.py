@@ -90,8 +90,10 @@ def model_dir(root: Path, vocab: int, shape: dict[str, int] | None = None) -> Pa
     return folder
 
 
-def workload(root: Path, vocab: int, positions: int, seq: int, batch: int, suffix: str = "") -> Path:
-    """A folder with eval.jsonl (positions // seq samples of seq random ids in [0, V)) and contract.yaml."""
+def workload(root: Path, vocab: int, positions: int, seq: int, batch: int, suffix: str = "", *,
+             device: str = "cpu", clauses: str = CLAUSES) -> Path:
+    """A folder with eval.jsonl (positions // seq samples of seq random ids in [0, V)) and contract.yaml: the fp32
+    reference and `precision: bf16` candidate, both `kind: torch` on ``device``, judged by ``clauses``."""
     work = root / f"v{vocab}-p{positions}-s{seq}-b{batch}{suffix}"
     work.mkdir(parents=True, exist_ok=True)
     samples = max(1, positions // seq)
@@ -99,11 +101,12 @@ def workload(root: Path, vocab: int, positions: int, seq: int, batch: int, suffi
     with (work / "eval.jsonl").open("w") as out:
         for i, row in enumerate(ids):
             out.write(json.dumps({"id": f"s{i:05d}", "input_ids": row.tolist()}) + "\n")
-    kernel = f"{{kind: torch, model: {MODEL_PY}:build, batch_size: {batch}, precision: %s}}"
+    placed = "" if device == "cpu" else f", device: {device}"
+    kernel = f"{{kind: torch, model: {MODEL_PY}:build, batch_size: {batch}{placed}, precision: %s}}"
     (work / "contract.yaml").write_text(
         f"version: 1\nname: bench-real-vocab-{vocab}\n"
         f"reference: {kernel % 'fp32'}\ncandidate: {kernel % 'bf16'}\n"
-        "data: {path: eval.jsonl, task: causal-lm}\n" + CLAUSES)
+        "data: {path: eval.jsonl, task: causal-lm}\n" + clauses)
     return work
 
 

@@ -158,6 +158,25 @@ def _vllm_tools():
     return module
 
 
+def vllm_python_or_skip() -> str:
+    """The pinned vLLM venv's interpreter, built on first use. A machine that cannot build it skips outside
+    CI; under CI=true that is a failure, never a skip."""
+    import os
+
+    try:
+        return _vllm_tools().vllm_python()
+    except Exception as exc:  # noqa: BLE001 - any build failure
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the vLLM venv could not be built under CI=true: {exc}")
+        pytest.skip(f"the vLLM venv could not be built here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> str:
+    """The vLLM venv's interpreter for tests that run the engine themselves (`kind: vllm`)."""
+    return vllm_python_or_skip()
+
+
 class VllmServer:
     """A real vLLM server for tests (tools/vllm_server.py), proven to answer a real request before any
     test uses it: :meth:`ensure` runs before every test that has it among its fixtures
@@ -218,15 +237,7 @@ def start_vllm(request: pytest.FixtureRequest, model_dir: Path, **kwargs) -> Vll
     """Start vLLM (building its venv on first use), prove it answers, and stop it by PID when the
     fixture ends. Outside CI a machine that cannot build the venv skips; under CI=true that is a
     failure, never a skip."""
-    import os
-
-    tools = _vllm_tools()
-    try:
-        tools.vllm_python()
-    except Exception as exc:  # noqa: BLE001 - any build failure
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the vLLM venv could not be built under CI=true: {exc}")
-        pytest.skip(f"the vLLM venv could not be built here: {exc}")
+    vllm_python_or_skip()
     handle = VllmServer(model_dir, kwargs)
     handle.start()
     request.addfinalizer(handle.stop)

@@ -16,7 +16,6 @@ check must accept all 32 000. Then:
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import _vllm_tools
 
 from promote.cli import cli
 
@@ -111,16 +109,6 @@ def test_a_planted_output_layer_fault_at_32000_is_blocked(llama, evalset, tmp_pa
     assert result.exit_code == 1, result.output
     got = {c["id"]: c["status"] for c in numerics(report)["clauses"]}
     assert got["kl-max"] == "fail" and got["argmax"] == "fail", got
-
-
-@pytest.fixture(scope="module")
-def vllm_python() -> str:
-    try:
-        return _vllm_tools().vllm_python()
-    except Exception as exc:  # noqa: BLE001 - any build failure
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the vLLM venv could not be built under CI=true: {exc}")
-        pytest.skip(f"the vLLM venv could not be built here: {exc}")
 
 
 def test_vllm_engine_at_32000_matches_transformers_fp32_on_every_logit(llama, evalset, vllm_python, tmp_path):

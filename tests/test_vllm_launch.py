@@ -4,13 +4,12 @@ is stopped by PID with its per-job log removed."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import _vllm_tools
+from conftest import vllm_python_or_skip
 
 from promote.cli import cli
 from promote.kernels import launch
@@ -20,12 +19,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_llama"
 
 @pytest.fixture
 def vllm_python(monkeypatch) -> str:
-    try:
-        python = _vllm_tools().vllm_python()
-    except Exception as exc:  # noqa: BLE001 - any build failure
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the vLLM venv could not be built under CI=true: {exc}")
-        pytest.skip(f"the vLLM venv could not be built here: {exc}")
+    python = vllm_python_or_skip()
     monkeypatch.setenv("PROMOTE_VLLM_PYTHON", python)
     monkeypatch.delenv("PROMOTE_VLLM_URL", raising=False)
     return python
