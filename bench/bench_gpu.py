@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 from bench_real_vocab import workload  # noqa: E402
-from random_llama import REAL_PROPORTIONS, SHAPE_DEFAULTS, build, shape_suffix  # noqa: E402
+from random_llama import SHAPES, build, shape_suffix  # noqa: E402
 
 CLAUSES = """\
 numerical:
@@ -57,8 +57,6 @@ numerical:
     - {id: argmax, metric: argmax_agree, stat: mean, min: 0.001}
     - {id: finite, metric: nonfinite, stat: max, max: 0}
 """
-SHAPES = {"default": SHAPE_DEFAULTS, "real": REAL_PROPORTIONS,
-          "llama-1b": {"hidden": 2048, "layers": 16, "intermediate": 8192, "heads": 32}}
 
 BARE = """\
 import json, sys, time

@@ -24,7 +24,7 @@ the scoring and the one-off identity gate: the pass less the gate over the forwa
 without the start-up and loading costs, which move by a second or more between processes.
 
 Run: ``python bench/bench_real_vocab.py [--vocab 32000 128256 151936] [--positions 2048 8192]
-[--seq 128] [--batch 4] [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--real-proportions]
+[--seq 128] [--batch 4] [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--shape default|real|llama-1b]
 [--repeat 1] [--threads N] [--split]``; prints one line per run and a
 JSON document last.
 """

@@ -16,9 +16,9 @@ The model is ``bench/random_llama.py``'s seeded random-weight Llama (hidden 64, 
 * ``--check N``: a whole ``promote check`` of N samples, transformers fp32 against `kind: vllm`.
 
     python bench/bench_vllm_paths.py [--vocab 32000] [--batch 8] [--tokens 256] [--reps 5] [--http] [--check 32]
-        [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--real-proportions]
+        [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--shape default|real|llama-1b]
 
-``--real-proportions`` builds a model whose output layer is ~a quarter of the forward (random_llama.py's
+``--shape real`` builds a model whose output layer is ~a quarter of the forward (random_llama.py's
 REAL_PROPORTIONS), as in small real models, instead of the vocabulary-dominated default.
 """
 

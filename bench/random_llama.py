@@ -28,23 +28,28 @@ SHAPE_DEFAULTS = {"hidden": 64, "layers": 2, "intermediate": 128, "heads": 2}
 # (8 layers of 4·h² attention + 3·h·2816 MLP = 103 M, against h·V = 33 M), as in Llama-3.2-1B (~21 % at
 # V = 128 256) and Qwen2.5-0.5B (~28 % at V = 151 936); 136 M parameters at V = 32 000.
 REAL_PROPORTIONS = {"hidden": 1024, "layers": 8, "intermediate": 2816, "heads": 16}
+# Named shapes for --shape: the default, those proportions, and Llama-3.2-1B's own (hidden 2 048, 16 layers, MLP 8 192,
+# 32 heads; multi-head attention here, where the real model groups its keys and values): 1.24 B parameters at
+# V = 128 256, the output layer ~21 % of the forward.
+SHAPES = {"default": SHAPE_DEFAULTS, "real": REAL_PROPORTIONS,
+          "llama-1b": {"hidden": 2048, "layers": 16, "intermediate": 8192, "heads": 32}}
 
 
 def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
-    """--hidden, --layers, --intermediate, --heads and --real-proportions, for the benchmarks that build models."""
-    parser.add_argument("--hidden", type=int, help=f"hidden size (default {SHAPE_DEFAULTS['hidden']})")
-    parser.add_argument("--layers", type=int, help=f"decoder layers (default {SHAPE_DEFAULTS['layers']})")
-    parser.add_argument("--intermediate", type=int,
-                        help=f"MLP intermediate size (default {SHAPE_DEFAULTS['intermediate']})")
-    parser.add_argument("--heads", type=int, help=f"attention heads (default {SHAPE_DEFAULTS['heads']})")
-    parser.add_argument("--real-proportions", action="store_true",
-                        help=f"start from a small real model's proportions instead, {REAL_PROPORTIONS} (the "
-                             "output layer ~a quarter of the forward); the flags above still override")
+    """--shape, then --hidden, --layers, --intermediate and --heads over it, for the benchmarks that build models."""
+    for name, what in (("hidden", "hidden size"), ("layers", "decoder layers"),
+                       ("intermediate", "MLP intermediate size"), ("heads", "attention heads")):
+        parser.add_argument(f"--{name}", type=int,
+                            help=f"{what} (default: --shape's; {SHAPE_DEFAULTS[name]} in the default shape)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="default",
+                        help="a named shape to start from: default (hidden 64, 2 layers: the vocabulary dominates), "
+                             f"real ({REAL_PROPORTIONS}: the output layer ~a quarter of the forward, as in small real "
+                             "models), llama-1b (Llama-3.2-1B's sizes); the flags above override its parts")
 
 
 def shape_from(args: argparse.Namespace) -> dict[str, int]:
     """The model shape the parsed arguments ask for."""
-    base = REAL_PROPORTIONS if getattr(args, "real_proportions", False) else SHAPE_DEFAULTS
+    base = SHAPES[getattr(args, "shape", None) or "default"]
     return {key: getattr(args, key, None) or value for key, value in base.items()}
 
 
