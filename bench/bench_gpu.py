@@ -46,8 +46,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
-from bench_real_vocab import workload  # noqa: E402
-from random_llama import SHAPES, build, shape_suffix  # noqa: E402
+from bench_real_vocab import BARE, model_dir, workload  # noqa: E402
+from random_llama import SHAPES, shape_suffix  # noqa: E402
 
 CLAUSES = """\
 numerical:
@@ -56,27 +56,6 @@ numerical:
     - {id: tv-p99, metric: tv, stat: p99, max: 0.99}
     - {id: argmax, metric: argmax_agree, stat: mean, min: 0.001}
     - {id: finite, metric: nonfinite, stat: max, max: 0}
-"""
-
-BARE = """\
-import json, sys, time
-import torch
-from transformers import LlamaForCausalLM
-folder, evalset, batch, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-rows = [json.loads(line)["input_ids"] for line in open(evalset)]
-ref = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
-cand = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
-sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-sync()
-start = time.perf_counter()
-with torch.inference_mode():
-    for i in range(0, len(rows), batch):
-        ids = torch.tensor(rows[i:i + batch], device=device)
-        ref(input_ids=ids, use_cache=False).logits
-        with torch.autocast(device, dtype=torch.bfloat16):
-            cand(input_ids=ids, use_cache=False).logits
-sync()
-print(json.dumps({"forward_s": time.perf_counter() - start}))
 """
 
 
@@ -156,9 +135,7 @@ def check_ratio(root: Path, shape_name: str, vocab: int, positions: int, seq: in
                 timeout: float) -> dict[str, Any]:
     """``promote check`` and the bare forwards at one shape: wall times, the pass's own seconds, ratios."""
     shape = SHAPES[shape_name]
-    model = root / f"llama-v{vocab}{shape_suffix(shape)}"
-    if not (model / "model.safetensors").exists():
-        build(model, vocab, **shape)
+    model = model_dir(root, vocab, shape)
     work = workload(root, vocab, positions, seq, batch, f"{shape_suffix(shape)}-{device}", device=device,
                     clauses=CLAUSES)
     env = {**os.environ, "PROMOTE_TINY_LLAMA_DIR": str(model), "PYTHONPATH": str(REPO / "src")}

@@ -25,8 +25,7 @@ without the start-up and loading costs, which move by a second or more between p
 
 Run: ``python bench/bench_real_vocab.py [--vocab 32000 128256 151936] [--positions 2048 8192]
 [--seq 128] [--batch 4] [--hidden 64] [--layers 2] [--intermediate 128] [--heads 2] [--shape default|real|llama-1b]
-[--repeat 1] [--threads N] [--split]``; prints one line per run and a
-JSON document last.
+[--repeat 1] [--threads N] [--split]``; prints one line per run and a JSON document last.
 """
 
 from __future__ import annotations
@@ -61,29 +60,33 @@ numerical:
     - {id: finite, metric: nonfinite, stat: max, max: 0}
 """
 
-# The bare forwards: what a user writes to compare the two kernels by hand, minus the comparison.
+# The bare forwards: what a user writes to compare the two kernels by hand, minus the comparison. Arguments:
+# model folder, eval set, batch size and, optionally, the device (default cpu; bench_gpu.py passes cuda).
 BARE = """\
 import json, sys, time
 import torch
 from transformers import LlamaForCausalLM
 folder, evalset, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
 rows = [json.loads(line)["input_ids"] for line in open(evalset)]
-ref = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-cand = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+ref = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+cand = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+sync()
 start, cpu = time.perf_counter(), time.process_time()
 with torch.inference_mode():
     for i in range(0, len(rows), batch):
-        ids = torch.tensor(rows[i:i + batch])
+        ids = torch.tensor(rows[i:i + batch], device=device)
         ref(input_ids=ids, use_cache=False).logits
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16):
             cand(input_ids=ids, use_cache=False).logits
+sync()
 print(json.dumps({"forward_s": time.perf_counter() - start, "forward_cpu_s": time.process_time() - cpu}))
 """
 
 
-def model_dir(root: Path, vocab: int, shape: dict[str, int] | None = None) -> Path:
+def model_dir(root: Path, vocab: int, shape: dict[str, int]) -> Path:
     """The seeded random-weight Llama at ``vocab`` and ``shape`` (built once, then reused)."""
-    shape = {**SHAPE_DEFAULTS, **(shape or {})}
     folder = root / f"llama-v{vocab}{shape_suffix(shape)}"
     if not (folder / "model.safetensors").exists():
         build(folder, vocab, **shape)

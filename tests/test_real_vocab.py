@@ -61,11 +61,11 @@ def contract(tmp_path: Path, evalset: Path, candidate: dict, clauses: list[dict]
     return path
 
 
-def check(path: Path, model: Path, extra_env: dict[str, str] | None = None) -> tuple:
+def check(path: Path, model: Path) -> tuple:
     report = path.parent / "report.json"
     result = CliRunner().invoke(cli, ["check", str(path), "--no-progress", "--no-github", "--output",
                                       f"json={report}"],
-                                env={"PROMOTE_TINY_LLAMA_DIR": str(model), **(extra_env or {})},
+                                env={"PROMOTE_TINY_LLAMA_DIR": str(model)},
                                 catch_exceptions=False)
     return result, (json.loads(report.read_text()) if report.exists() else None)
 
