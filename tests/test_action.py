@@ -40,15 +40,15 @@ def test_action_declares_the_documented_interface():
     action = yaml.safe_load(ACTION.read_text())
     assert action["runs"]["using"] == "composite"
     assert set(action["inputs"]) == {"contract", "stages", "fail-on", "comment", "github-token", "python-version",
-                                     "extra-args", "artifact-name"}  # issue 15: artifact-name
+                                     "extra-args", "artifact-name", "kernel-cache"}  # issues 15 and 22
     assert set(action["outputs"]) == {"verdict", "exit-code", "report-json", "report-html", "artifact-url"}
     steps = action["runs"]["steps"]
     setup = steps[0]
     assert re.fullmatch(r"actions/setup-python@[0-9a-f]{40}", setup["uses"])  # pinned by SHA
     assert setup["with"]["update-environment"] is False
     for step in steps[1:]:
-        if "uses" in step:  # the report upload (issue 15)
-            assert re.fullmatch(r"actions/upload-artifact@[0-9a-f]{40}", step["uses"])  # pinned by SHA
+        if "uses" in step:  # the report upload (issue 15), the compiled-kernel cache (issue 22)
+            assert re.fullmatch(r"actions/(upload-artifact|cache/restore|cache/save)@[0-9a-f]{40}", step["uses"])
             continue
         assert step["shell"] == "bash"
         assert "${{" not in step["run"], "inputs must reach scripts through env:, never the script text"
@@ -92,10 +92,50 @@ def _expand(value: str, context: dict[str, str]) -> str:
     """The few `${{ }}` expressions the action uses, resolved the way the runner would."""
     def one(match: re.Match[str]) -> str:
         expr = match.group(1).strip()
+        if re.fullmatch(r"steps\.[\w-]+\.outputs\.[\w-]+", expr):
+            return context.get(expr, "")  # a step that did not run or set it: empty, as on a runner
         assert expr in context, f"unexpected expression {expr}"
         return context[expr]
 
     return re.sub(r"\$\{\{(.*?)\}\}", one, str(value))
+
+
+def _runs(condition: str, context: dict[str, str], failed: bool) -> bool:
+    """Whether a runner runs a step with this ``if:``: the forms the action uses, joined by ``&&``
+    (``!cancelled()``, ``X != 'v'``, ``X == 'v'``); without ``!cancelled()`` a step is skipped after a failure."""
+    terms = [t.strip() for t in condition.strip().removeprefix("${{").removesuffix("}}").split("&&") if t.strip()]
+    if failed and "!cancelled()" not in terms:
+        return False
+    for term in terms:
+        if term == "!cancelled()":
+            continue
+        match = re.fullmatch(r"([\w.-]+) (!=|==) '([^']*)'", term)
+        assert match, f"unexpected condition {term}"
+        name, op, value = match.groups()
+        if (context.get(name, "") == value) != (op == "=="):
+            return False
+    return True
+
+
+def _uses(step: dict, context: dict[str, str], cache_store: Path) -> None:
+    """What the `uses:` steps would do: the upload outputs its URL; actions/cache restores from and saves to
+    ``cache_store`` (one folder per key, immutable once saved, as GitHub's cache)."""
+    name = step["uses"].split("@")[0]
+    if name == "actions/upload-artifact":
+        context[f"steps.{step['id']}.outputs.artifact-url"] = ARTIFACT_URL
+        return
+    with_ = {k: _expand(v, context) for k, v in step["with"].items()}
+    if name == "actions/cache/restore":
+        saved = cache_store / with_["key"]
+        if saved.is_dir():
+            shutil.copytree(saved, with_["path"], dirs_exist_ok=True)
+        context[f"steps.{step['id']}.outputs.cache-hit"] = "true" if saved.is_dir() else "false"
+    elif name == "actions/cache/save":
+        saved = cache_store / with_["key"]
+        if not saved.exists():
+            shutil.copytree(with_["path"], saved)
+    else:
+        raise AssertionError(f"unexpected action {name}")
 
 
 def _user_site_with_this_interpreters_packages(tmp: Path) -> dict[str, str]:
@@ -119,9 +159,10 @@ def _user_site_with_this_interpreters_packages(tmp: Path) -> dict[str, str]:
     return {"PYTHONUSERBASE": str(userbase)}
 
 
-def run_action(work: Path, inputs: dict[str, str],
-               tmp: Path) -> tuple[dict[str, str], list[subprocess.CompletedProcess]]:
-    """Run the action's bash steps in order, as a runner does (bash -eo pipefail, env files per step)."""
+def run_action(work: Path, inputs: dict[str, str], tmp: Path, *, cache_store: Path | None = None,
+               env: dict[str, str] | None = None) -> tuple[dict[str, str], list[subprocess.CompletedProcess]]:
+    """Run the action's bash steps in order, as a runner does (bash -eo pipefail, env files per step); the
+    `uses:` steps as ``_uses`` says (the cache in ``cache_store``, default a folder in ``tmp``)."""
     action = yaml.safe_load(ACTION.read_text())
     defaults = {k: str(v.get("default", "")) for k, v in action["inputs"].items()}
     context = {f"inputs.{k}": v for k, v in {**defaults, **inputs}.items()}
@@ -141,15 +182,13 @@ def run_action(work: Path, inputs: dict[str, str],
     })
     procs = []
     failed = False
+    base_env.update(env or {})
+    cache_store = cache_store or tmp / "actions-cache"
     for step in action["runs"]["steps"][1:]:
-        condition = str(step.get("if", ""))
-        if failed and "!cancelled()" not in condition:
-            break  # a runner skips a step without such a condition once one failed
-        empty = re.findall(r"([\w.-]+) != ''", condition)  # the `X != ''` terms the action's conditions use
-        if any(not context.get(name) for name in empty):
+        if not _runs(str(step.get("if", "")), context, failed):
             continue
-        if "uses" in step:  # actions/upload-artifact: what it would output
-            context[f"steps.{step['id']}.outputs.artifact-url"] = ARTIFACT_URL
+        if "uses" in step:
+            _uses(step, context, cache_store)
             continue
         out_file = tmp / f"output-{step['id']}"
         env = {**base_env, "GITHUB_OUTPUT": str(out_file)}
@@ -170,8 +209,9 @@ def test_action_steps_run_locally(mini, tmp_path):
     mini.contract("b-fail.yaml", candidate="build_hot")
     outputs, procs = run_action(mini.root, {"contract": "*.yaml", "comment": "off", "extra-args": "--no-progress"},
                                 tmp_path / "run")
-    install, check, link = procs
+    install, key, check, link = procs
     assert install.returncode == 0, install.stderr
+    assert key.returncode == 0, key.stderr
     venv_python = tmp_path / "run" / "runner-temp" / "promote-venv" / "bin" / "python"
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(venv_python), "-c", "import promote; print(promote.__file__)"], capture_output=True,
@@ -188,6 +228,39 @@ def test_action_steps_run_locally(mini, tmp_path):
     assert len(pages) == 2 and all(Path(p).read_text().startswith("<!DOCTYPE html>") for p in pages)
     assert link.returncode == 0, link.stderr
     assert summary.rstrip().endswith(f"[Full report: plots (HTML) and JSON]({ARTIFACT_URL}) (workflow artifact)")
+
+
+def test_action_keeps_compiled_kernels_between_runs(mini, tmp_path):
+    """Issue 22: the second run (a fresh venv at the runner's same paths, as on a hosted runner) loads the
+    metric kernels the first run compiled and saved with actions/cache, and compiles nothing."""
+    mini.contract("a-pass.yaml")
+    store = tmp_path / "store"
+    inputs = {"contract": "a-pass.yaml", "comment": "off", "extra-args": "--no-progress"}
+    checks = []
+    for _ in range(2):
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)  # a new machine: nothing of the last run but the cache
+        outputs, (install, key, check, _) = run_action(mini.root, inputs, tmp_path / "run", cache_store=store,
+                                                       env={"NUMBA_DEBUG_CACHE": "1"})
+        assert key.returncode == 0 and "::warning" not in key.stdout, key.stdout + key.stderr
+        assert check.returncode == 0 and outputs["verdict"] == "pass", check.stdout + check.stderr
+        checks.append(check.stdout)
+    keys = [p.name for p in store.iterdir()]
+    assert len(keys) == 1 and keys[0].startswith("promote-kernels-v1-"), keys
+    assert "fused_token_metrics" in "".join(p.name for p in (store / keys[0]).rglob("*.nbi"))
+    first, second = checks
+    assert re.search(r"\[cache\] data saved to .*fused_token_metrics", first), first[-3000:]
+    assert re.search(r"\[cache\] data loaded from .*fused_token_metrics", second), second[-3000:]
+    assert "[cache] data saved to" not in second, "the second run compiled a kernel again"
+
+
+def test_action_kernel_cache_off_keeps_nothing(mini, tmp_path):
+    mini.contract("a-pass.yaml")
+    store = tmp_path / "store"
+    outputs, (_, key, check, _) = run_action(
+        mini.root, {"contract": "a-pass.yaml", "comment": "off", "kernel-cache": "false"}, tmp_path / "run",
+        cache_store=store)
+    assert check.returncode == 0 and outputs["verdict"] == "pass", check.stdout + check.stderr
+    assert not store.exists() and not (tmp_path / "run" / "runner-temp" / "promote-kernel-cache").exists()
 
 
 def test_action_with_no_matching_contract_exits_2(mini, tmp_path):

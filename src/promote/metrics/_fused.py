@@ -28,6 +28,11 @@ from promote.metrics._numba_math import (
     widen,
 )
 
+# numba keys a cached function on its own file's content, not on the functions it inlines from other files:
+# this hash of _numba_math.py (held equal by tests/test_kernel_cache.py) makes any change there a change here,
+# so numba drops kernels compiled against the old helpers instead of loading them.
+HELPERS_SHA256 = "83995ecbb5542c6eec88f9bd238cccb697c40f345b566294308fc8d5d9dfb8d2"
+
 # Full fast-math lets LLVM vectorise the comparisons (without `nnan` it must keep NaN semantics); the
 # functions compiled with it are only trusted on rows found all finite.
 _FINITE_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")

@@ -1,0 +1,50 @@
+"""The GitHub Action's compiled-kernel cache key (promote/github/kernel_cache.py) and the guard that keeps numba's
+own cache honest across promote's two kernel modules (issue 22)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import promote
+from promote.github import kernel_cache
+from promote.metrics import _fused
+
+PACKAGE = Path(promote.__file__).parent
+
+
+def test_key_changes_with_any_source_file_and_with_the_install_path(tmp_path):
+    here, there = tmp_path / "a" / "promote", tmp_path / "b" / "promote"
+    shutil.copytree(PACKAGE, here, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE, there, ignore=shutil.ignore_patterns("__pycache__"))
+    key = kernel_cache.cache_key(here, {})
+    assert re.fullmatch(r"promote-kernels-v1-[a-z0-9]+-\w+-[0-9a-f]{32}", key)
+    assert kernel_cache.cache_key(here, {}) == key  # deterministic
+    assert kernel_cache.package_digest(here) == kernel_cache.package_digest(there)
+    assert kernel_cache.cache_key(there, {}) != key  # numba files its cache under the source path
+    helper = here / "metrics" / "_numba_math.py"  # a callee only: numba's own cache would not notice
+    helper.write_text(helper.read_text() + "\n# changed\n")
+    assert kernel_cache.cache_key(here, {}) != key
+    assert kernel_cache.cache_key(there, {"PROMOTE_NUMBA_PREFER_256": "1"}) != kernel_cache.cache_key(there, {})
+
+
+def test_main_prints_the_outputs_and_needs_a_runner(tmp_path, capsys):
+    assert kernel_cache.main({"RUNNER_TEMP": str(tmp_path)}) == 0
+    out = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert set(out) == {"key", "path"} and out["path"] == str(tmp_path / "promote-kernel-cache")
+    assert out["key"] == kernel_cache.cache_key(PACKAGE, {})
+    assert kernel_cache.main({}) == 2
+    assert "RUNNER_TEMP is not set" in capsys.readouterr().err
+
+
+def test_fused_kernel_names_the_helpers_it_was_written_against():
+    """numba re-compiles a cached function when *its* file changes, not when a function it inlines from
+    another file does (numba 0.68: _fused.py's kernels would keep the old _numba_math.py code, silently).
+    _fused.py therefore carries _numba_math.py's hash: changing the helpers means changing this line too, and
+    that change is what makes numba drop the stale kernels."""
+    helpers = Path(_fused.__file__).with_name("_numba_math.py")
+    digest = hashlib.sha256(helpers.read_bytes()).hexdigest()
+    assert digest == _fused.HELPERS_SHA256, (
+        f"metrics/_numba_math.py changed: set HELPERS_SHA256 in metrics/_fused.py to {digest!r}")
