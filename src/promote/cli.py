@@ -68,11 +68,13 @@ def main() -> None:
     reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate.
     SIGINT/SIGTERM stop the run with 130/143 (promote/signals.py tells them from user code's own
     KeyboardInterrupt/SystemExit, which are evaluation errors)."""
-    from promote.signals import Interrupted, exit_now, handling, stuck_threads
+    from promote.signals import Interrupted, exit_now, finish, handling, stuck_threads
 
     try:
         with handling():
             cli.main(prog_name="promote")
+    except SystemExit as exc:  # click's way out of every finished command: end it without the teardown
+        finish(exc.code)
     except Interrupted as exc:
         console.message(f"\npromote: interrupted by {exc}; stopped without a verdict (exit {exc.exit_code})")
         if stuck_threads():  # a worker blocked on a server: exiting normally would join it (forever)
