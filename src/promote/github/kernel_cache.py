@@ -1,10 +1,12 @@
 """The GitHub Action's cache of promote's compiled metric kernels (numba's on-disk cache) across runs.
 
 Why: the action installs promote into a fresh virtual environment on every run, so numba compiles the
-fused metric kernel again for every signature a check meets (~10-12 s each on a 2-core runner; the
-embedded example's check takes ~32 s on a fresh machine and ~9 s once compiled, docs/performance.md).
-The action keeps numba's cache in ``$RUNNER_TEMP/promote-kernel-cache`` (``NUMBA_CACHE_DIR``) and saves
-and restores it with ``actions/cache`` under the key computed here.
+fused metric kernel again for every signature a check meets (~10 s each on a 2-core runner; the embedded
+example's check takes ~29 s on a fresh machine and ~8 s once compiled, docs/performance.md). numba keeps
+that cache beside the source, in ``promote/metrics/__pycache__`` of the installed package; the action
+saves and restores that one folder with ``actions/cache`` under the key computed here. Only promote's
+kernels are kept: numba code of the user's own (a model file's) keeps numba's default place and is
+compiled fresh as before.
 
 What the key must cover, because a restored entry is machine code that numba loads without asking:
 
@@ -13,7 +15,7 @@ What the key must cover, because a restored entry is machine code that numba loa
 * numba's, llvmlite's and Python's versions, the OS and architecture, and the CPU (name and feature
   string): numba would skip entries for another CPU, but an immutable cache entry saved on one CPU type
   would then miss forever on another;
-* where promote is installed: numba files the cache under the source directory's path.
+* where promote is installed: numba files its index under the source's path.
 
 The key is a digest, so nothing from the environment reaches a log line or a cache name as text.
 """
@@ -27,7 +29,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-CACHE_DIR_NAME = "promote-kernel-cache"
 KEY_PREFIX = "promote-kernels-v1"
 
 
@@ -61,18 +62,18 @@ def cache_key(package_dir: Path, env: Mapping[str, str]) -> str:
     return f"{KEY_PREFIX}-{sys.platform}-{platform.machine()}-{digest.hexdigest()[:32]}"
 
 
-def main(env: Mapping[str, str] | None = None) -> int:
+def kernel_folder(package_dir: Path) -> Path:
+    """Where numba caches promote's metric kernels: ``__pycache__`` beside ``metrics/_fused.py``."""
+    return package_dir / "metrics" / "__pycache__"
+
+
+def main() -> int:
     """Print ``key=`` and ``path=`` lines for ``$GITHUB_OUTPUT`` (the action's cache step)."""
-    env = os.environ if env is None else env
-    temp = env.get("RUNNER_TEMP")
-    if not temp:
-        print("promote.github.kernel_cache: RUNNER_TEMP is not set (run inside a GitHub Actions job)",
-              file=sys.stderr)
-        return 2
     import promote
 
-    print(f"key={cache_key(Path(promote.__file__).parent, env)}")
-    print(f"path={Path(temp) / CACHE_DIR_NAME}")
+    package_dir = Path(promote.__file__).parent
+    print(f"key={cache_key(package_dir, os.environ)}")
+    print(f"path={kernel_folder(package_dir)}")
     return 0
 
 
