@@ -14,7 +14,8 @@ and the interpreter joins such threads again at exit. So the first signal also s
 that ends the process with the signal's code after ``GRACE_S`` (time for ``finally`` blocks to
 close kernels), a second signal ends it at once, and :func:`exit_now` leaves without joining
 threads still blocked. Report files are written atomically (``atomic.py``), so the previous report
-is intact whenever the process ends.
+is intact whenever the process ends. A command that finished ends through :func:`finish`: the exit a
+normal one would make, without the interpreter's slow teardown.
 """
 
 from __future__ import annotations
