@@ -68,8 +68,10 @@ def main() -> None:
     reported as exit 3 ("could not evaluate") rather than exit 1, which would read as a failed gate.
     SIGINT/SIGTERM stop the run with 130/143 (promote/signals.py tells them from user code's own
     KeyboardInterrupt/SystemExit, which are evaluation errors)."""
+    from promote.heap import own_process
     from promote.signals import Interrupted, exit_now, finish, handling, stuck_threads
 
+    own_process()  # this process runs one command: loading kernels may freeze what they load (promote/heap.py)
     try:
         with handling():
             cli.main(prog_name="promote")

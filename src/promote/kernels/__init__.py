@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from promote.heap import loading
 from promote.kernels.base import Kernel
 from promote.registry import Registry
 
@@ -51,9 +52,11 @@ for _kind, (_module, _name) in {
 
 
 def build_kernel(spec: Any, *, role: str) -> Kernel:
-    """Construct the kernel a contract's `reference`/`candidate` spec describes."""
+    """Construct the kernel a contract's `reference`/`candidate` spec describes (its kind's framework is
+    imported here: under ``heap.loading``, like the weights in ``Kernel.open``)."""
     factory = KERNEL_KINDS.get(spec.kind)  # KeyError naming the registered kinds
-    kernel = factory(spec, role)
+    with loading():
+        kernel = factory(spec, role)
     faults = getattr(spec, "inject", ())
     if faults:  # `inject:` wraps any kind (kernels/inject.py)
         from promote.kernels.inject import InjectedKernel

@@ -28,6 +28,7 @@ import numpy as np
 from promote import signals
 from promote.data import Batch, EvalSet, TensorBatch
 from promote.errors import EvaluationError, UsageError
+from promote.heap import loading
 
 
 @dataclass
@@ -167,7 +168,7 @@ class Kernel(ABC):
 
     def open(self) -> None:
         if not self._opened:
-            with contained(self.label, "opening the kernel"):
+            with contained(self.label, "opening the kernel"), loading():  # long-lived: see promote/heap.py
                 self._open_impl()
             self._opened = True
 

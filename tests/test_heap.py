@@ -1,0 +1,174 @@
+"""promote/heap.py: while a kernel loads, the cyclic collector is paused; afterwards what the load left as
+cyclic garbage is freed and the survivors are frozen, so later collections skip them (~0.7 s of each
+`promote check` with torch and transformers, docs/performance.md). Only in a process promote owns."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import weakref
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from promote import heap
+from promote.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def owned(monkeypatch):
+    """This test process as if it were promote's own (as `cli.main` makes it); the freeze undone after."""
+    monkeypatch.setattr(heap, "_owned", True)
+    assert gc.isenabled()
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+class Node:
+    """An object that can sit in a reference cycle (plain objects are tracked by the collector)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_load_pauses_the_collector_then_frees_its_cycles_and_freezes_the_rest(owned):
+    frozen_before = gc.get_freeze_count()
+    with heap.loading():
+        assert not gc.isenabled()
+        garbage = Node()
+        gone = weakref.ref(garbage)
+        del garbage  # only the cycle keeps it alive: reference counting alone cannot free it
+        kept = [Node() for _ in range(1000)]
+        assert gone() is not None
+    assert gc.isenabled()
+    assert gone() is None, "the load's cyclic garbage was kept (frozen) instead of freed"
+    assert gc.get_freeze_count() >= frozen_before + 1000, "the load's survivors were not frozen"
+    assert kept[0].me is kept[0]
+
+
+def test_nested_and_concurrent_loads_collect_and_freeze_once_when_the_last_ends(owned):
+    inner_done = threading.Event()
+    outer_may_end = threading.Event()
+    seen = {}
+
+    def other_load() -> None:
+        with heap.loading():
+            seen["other"] = gc.isenabled()
+            outer_may_end.wait(10)
+        inner_done.set()
+
+    with heap.loading():
+        with heap.loading():
+            pass
+        assert not gc.isenabled(), "an inner load's end resumed the collector under the outer one"
+        worker = threading.Thread(target=other_load)
+        worker.start()
+    assert not gc.isenabled(), "the outer load resumed the collector while another thread's load runs"
+    outer_may_end.set()
+    worker.join(10)
+    assert inner_done.is_set() and seen["other"] is False
+    assert gc.isenabled()
+
+
+def test_a_failed_load_resumes_the_collector_and_freezes_nothing(owned):
+    frozen_before = gc.get_freeze_count()
+    with pytest.raises(RuntimeError, match="weights"), heap.loading():
+        _partial = [Node() for _ in range(100)]
+        raise RuntimeError("no weights")
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen_before
+
+
+def test_a_collector_the_host_turned_off_stays_off_and_nothing_is_frozen(owned):
+    frozen_before = gc.get_freeze_count()
+    gc.disable()
+    with heap.loading():
+        _more = [Node() for _ in range(100)]
+    assert not gc.isenabled()
+    assert gc.get_freeze_count() == frozen_before
+
+
+def test_a_program_that_imports_promote_keeps_its_collector(monkeypatch):
+    monkeypatch.setattr(heap, "_owned", False)
+    frozen_before = gc.get_freeze_count()
+    with heap.loading():
+        assert gc.isenabled()
+        _more = [Node() for _ in range(100)]
+    assert gc.get_freeze_count() == frozen_before
+
+
+# A torch kernel whose build() and first forward write down what the collector was doing then.
+MODEL = """
+import gc, json, os
+import torch
+
+class Echo(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.seen = {"build_collector_on": gc.isenabled(), "frozen_at_build": gc.get_freeze_count()}
+
+    def forward(self, ids):
+        if "forward_collector_on" not in self.seen:
+            self.seen.update(forward_collector_on=gc.isenabled(), frozen_at_forward=gc.get_freeze_count())
+            with open(os.environ["HEAP_PROBE"], "a") as out:
+                out.write(json.dumps(self.seen) + "\\n")
+        return torch.nn.functional.one_hot(ids % 16, 16).float() * 3.0
+
+def build():
+    return Echo()
+"""
+
+
+def _workload(tmp_path: Path) -> Path:
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(f'{{"id": "s{i}", "input_ids": [{i}, 5, 7, 9, 11, 13]}}\n' for i in range(8)))
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(textwrap.dedent("""
+        version: 1
+        name: heap
+        reference: {kind: torch, model: model.py:build, batch_size: 4}
+        candidate: {kind: torch, model: model.py:build, batch_size: 4}
+        data: {path: eval.jsonl, task: causal-lm}
+        numerical: {clauses: [{id: kl, metric: kl, stat: max, max: 1}]}
+    """))
+    return contract
+
+
+def test_the_promote_command_loads_kernels_with_the_collector_paused_then_frozen(tmp_path):
+    contract = _workload(tmp_path)
+    probe = tmp_path / "probe.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HEAP_PROBE": str(probe)}
+    proc = subprocess.run([sys.executable, "-c", "import promote.cli; promote.cli.main()", "check", str(contract),
+                           "--stage", "numerics", "--no-progress", "--format", "json"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["verdict"] == "pass"
+    seen = [json.loads(line) for line in probe.read_text().splitlines()]
+    assert len(seen) == 2, seen  # reference and candidate
+    for kernel in seen:
+        assert kernel["build_collector_on"] is False, "a kernel was built with the collector running"
+        assert kernel["forward_collector_on"] is True, "the collector stayed paused after the kernels loaded"
+        assert kernel["frozen_at_forward"] > 100_000, "torch's objects were not frozen after loading"
+
+
+def test_the_same_check_in_a_host_process_leaves_the_collector_alone(tmp_path, monkeypatch):
+    contract = _workload(tmp_path)
+    probe = tmp_path / "probe.jsonl"
+    monkeypatch.setenv("HEAP_PROBE", str(probe))
+    monkeypatch.setattr(heap, "_owned", False)
+    frozen_before = gc.get_freeze_count()
+    result = CliRunner().invoke(cli, ["check", str(contract), "--stage", "numerics", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    seen = [json.loads(line) for line in probe.read_text().splitlines()]
+    assert len(seen) == 2 and all(kernel["build_collector_on"] for kernel in seen)
+    assert gc.get_freeze_count() == frozen_before
