@@ -141,8 +141,13 @@ def profile_split(work: Path, env: dict[str, str]) -> dict[str, float]:
     over the forwards inside it: the marginal cost per batch, free of start-up and loading, which vary by a
     second or more between processes on a shared machine."""
     profile = work / "check.prof"
+    profile.unlink(missing_ok=True)  # never read an earlier run's profile
+    # cProfile writes its file when the module returns: the normal exit, not promote's exit without teardown
     run_child([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "promote.cli", "check", "contract.yaml",
-               "--stage", "numerics", "--no-progress", "--no-github", "--output", "json=report.json"], work, env)
+               "--stage", "numerics", "--no-progress", "--no-github", "--output", "json=report.json"], work,
+              {**env, "PROMOTE_FULL_EXIT": "1"})
+    if not profile.exists():
+        raise SystemExit(f"{work}: the profiled check wrote no {profile.name}")
     stats = pstats.Stats(str(profile)).stats  # (file, line, function) -> (calls, primitive, own s, cumulative s, _)
     split = {key: sum(row[3] for (file, _, function), row in stats.items()
                       if file.endswith(suffix) and function == name)
