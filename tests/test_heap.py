@@ -1,6 +1,6 @@
-"""promote/heap.py: while a kernel loads, the cyclic collector is paused; afterwards what the load left as
-cyclic garbage is freed and the survivors are frozen, so later collections skip them (~0.7 s of each
-`promote check` with torch and transformers, docs/performance.md). Only in a process promote owns."""
+"""promote/heap.py: while a kernel loads, the collector's full collections are held back (young ones still
+free short-lived cycles); afterwards the survivors are frozen, so later collections skip them (~0.7 s of
+each `promote check` with torch and transformers, docs/performance.md). Only in a process promote owns."""
 
 from __future__ import annotations
 
@@ -28,9 +28,16 @@ def owned(monkeypatch):
     """This test process as if it were promote's own (as `cli.main` makes it); the freeze undone after."""
     monkeypatch.setattr(heap, "_owned", True)
     assert gc.isenabled()
-    yield
+    before = gc.get_threshold()
+    yield before
     gc.unfreeze()
     gc.enable()
+    gc.set_threshold(*before)
+
+
+def held_back() -> bool:
+    """Full collections are held back (the young generations still collected)."""
+    return gc.isenabled() and gc.get_threshold()[2] == heap._NEVER
 
 
 class Node:
@@ -40,19 +47,35 @@ class Node:
         self.me = self
 
 
-def test_a_load_pauses_the_collector_then_frees_its_cycles_and_freezes_the_rest(owned):
+def test_a_load_holds_back_full_collections_then_frees_its_cycles_and_freezes_the_rest(owned):
     frozen_before = gc.get_freeze_count()
+    gc.collect()
     with heap.loading():
-        assert not gc.isenabled()
+        assert held_back()
         garbage = Node()
         gone = weakref.ref(garbage)
         del garbage  # only the cycle keeps it alive: reference counting alone cannot free it
         kept = [Node() for _ in range(1000)]
-        assert gone() is not None
-    assert gc.isenabled()
+    assert gc.get_threshold() == owned, "the thresholds were not restored"
     assert gone() is None, "the load's cyclic garbage was kept (frozen) instead of freed"
     assert gc.get_freeze_count() >= frozen_before + 1000, "the load's survivors were not frozen"
     assert kept[0].me is kept[0]
+
+
+def test_no_full_collection_runs_during_a_load(owned):
+    full = []
+    record = lambda phase, info: full.append(1) if phase == "start" and info["generation"] == 2 else None  # noqa: E731
+    gc.freeze()
+    gc.collect()  # the oldest generation (less what is frozen) is now ~empty: any growth allows a full collection
+    gc.callbacks.append(record)
+    try:
+        with heap.loading():
+            _many = [Node() for _ in range(100_000)]  # ~140 young collections: full ones without the hold
+        assert not full, "a full collection ran while the kernel loaded"
+        _more = [Node() for _ in range(100_000)]
+    finally:
+        gc.callbacks.remove(record)
+    assert full, "full collections did not resume after the load"
 
 
 def test_nested_and_concurrent_loads_collect_and_freeze_once_when_the_last_ends(owned):
@@ -62,21 +85,21 @@ def test_nested_and_concurrent_loads_collect_and_freeze_once_when_the_last_ends(
 
     def other_load() -> None:
         with heap.loading():
-            seen["other"] = gc.isenabled()
+            seen["other"] = held_back()
             outer_may_end.wait(10)
         inner_done.set()
 
     with heap.loading():
         with heap.loading():
             pass
-        assert not gc.isenabled(), "an inner load's end resumed the collector under the outer one"
+        assert held_back(), "an inner load's end resumed full collections under the outer one"
         worker = threading.Thread(target=other_load)
         worker.start()
-    assert not gc.isenabled(), "the outer load resumed the collector while another thread's load runs"
+    assert held_back(), "the outer load resumed full collections while another thread's load runs"
     outer_may_end.set()
     worker.join(10)
-    assert inner_done.is_set() and seen["other"] is False
-    assert gc.isenabled()
+    assert inner_done.is_set() and seen["other"] is True
+    assert gc.get_threshold() == owned
 
 
 def test_a_failed_load_resumes_the_collector_and_freezes_nothing(owned):
@@ -84,7 +107,7 @@ def test_a_failed_load_resumes_the_collector_and_freezes_nothing(owned):
     with pytest.raises(RuntimeError, match="weights"), heap.loading():
         _partial = [Node() for _ in range(100)]
         raise RuntimeError("no weights")
-    assert gc.isenabled()
+    assert gc.get_threshold() == owned
     assert gc.get_freeze_count() == frozen_before
 
 
@@ -92,6 +115,7 @@ def test_a_collector_the_host_turned_off_stays_off_and_nothing_is_frozen(owned):
     frozen_before = gc.get_freeze_count()
     gc.disable()
     with heap.loading():
+        assert gc.get_threshold() == owned
         _more = [Node() for _ in range(100)]
     assert not gc.isenabled()
     assert gc.get_freeze_count() == frozen_before
@@ -100,8 +124,9 @@ def test_a_collector_the_host_turned_off_stays_off_and_nothing_is_frozen(owned):
 def test_a_program_that_imports_promote_keeps_its_collector(monkeypatch):
     monkeypatch.setattr(heap, "_owned", False)
     frozen_before = gc.get_freeze_count()
+    before = gc.get_threshold()
     with heap.loading():
-        assert gc.isenabled()
+        assert gc.get_threshold() == before
         _more = [Node() for _ in range(100)]
     assert gc.get_freeze_count() == frozen_before
 
@@ -114,11 +139,11 @@ import torch
 class Echo(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.seen = {"build_collector_on": gc.isenabled(), "frozen_at_build": gc.get_freeze_count()}
+        self.seen = {"build_thresholds": gc.get_threshold(), "frozen_at_build": gc.get_freeze_count()}
 
     def forward(self, ids):
-        if "forward_collector_on" not in self.seen:
-            self.seen.update(forward_collector_on=gc.isenabled(), frozen_at_forward=gc.get_freeze_count())
+        if "forward_thresholds" not in self.seen:
+            self.seen.update(forward_thresholds=gc.get_threshold(), frozen_at_forward=gc.get_freeze_count())
             with open(os.environ["HEAP_PROBE"], "a") as out:
                 out.write(json.dumps(self.seen) + "\\n")
         return torch.nn.functional.one_hot(ids % 16, 16).float() * 3.0
@@ -156,8 +181,8 @@ def test_the_promote_command_loads_kernels_with_the_collector_paused_then_frozen
     seen = [json.loads(line) for line in probe.read_text().splitlines()]
     assert len(seen) == 2, seen  # reference and candidate
     for kernel in seen:
-        assert kernel["build_collector_on"] is False, "a kernel was built with the collector running"
-        assert kernel["forward_collector_on"] is True, "the collector stayed paused after the kernels loaded"
+        assert kernel["build_thresholds"][2] == heap._NEVER, "a kernel was built with full collections running"
+        assert kernel["forward_thresholds"] == list(gc.get_threshold()), "full collections stayed held back"
         assert kernel["frozen_at_forward"] > 100_000, "torch's objects were not frozen after loading"
 
 
@@ -170,5 +195,5 @@ def test_the_same_check_in_a_host_process_leaves_the_collector_alone(tmp_path, m
     result = CliRunner().invoke(cli, ["check", str(contract), "--stage", "numerics", "--no-progress"])
     assert result.exit_code == 0, result.output
     seen = [json.loads(line) for line in probe.read_text().splitlines()]
-    assert len(seen) == 2 and all(kernel["build_collector_on"] for kernel in seen)
+    assert len(seen) == 2 and all(kernel["build_thresholds"] == list(gc.get_threshold()) for kernel in seen)
     assert gc.get_freeze_count() == frozen_before

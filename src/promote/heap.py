@@ -7,17 +7,19 @@ numba loads its cached kernels after them: ~1 s of a 5–8 s ``promote check`` a
 (docs/performance.md, "The garbage collector while kernels load"), none of it finding more than a few
 thousand dead objects.
 
-``loading()`` pauses automatic collection while a kernel is built or opened, then collects the young
-objects that load created once (its cyclic leftovers, ~10 000 small objects and a hundred frames after
-torch and transformers, are freed, not kept) and freezes the survivors (``gc.freeze``), so later
+``loading()`` holds back the collector's full collections while a kernel is built or opened (the young
+generations are still collected as usual, so short-lived cycles are freed as soon as ever), then
+collects the young generations once more and freezes every survivor (``gc.freeze``): later full
 collections skip them. Objects freed by reference counting are freed as always, frozen or not; what
-freezing keeps is only an object alive at that moment that becomes part of a reference cycle later.
+freezing keeps is an object that becomes part of an unreachable reference cycle after it reached the
+oldest generation (~1 900 small objects after torch, transformers and two Llama models: import-time
+frames and functions). A full collection instead of that last young one would free those too but
+costs ~0.25 s, as much as the freeze saves once.
 
 That is a process-wide policy, so promote applies it only in a process it owns: the console entry
 (``cli.main``) calls ``own_process()``; a program that imports promote (a notebook, a test session, a
 rollout loop calling the Python API) keeps its collector as it was, and ``loading()`` does nothing
-there. Nested and concurrent loads collect and freeze once, when the last one ends; a collector that
-was already off stays off.
+there. Nested and concurrent loads freeze once, when the last one ends; a collector that is off stays off.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from contextlib import contextmanager
 
 __all__ = ["loading", "own_process"]
 
+_NEVER = 2**31 - 1  # a full collection once the young generations have been collected this many times
+
 _lock = threading.Lock()
-_depth = 0  # loads in progress that paused the collector
+_depth = 0  # loads in progress that hold back full collections
+_saved: tuple[int, ...] = ()  # the thresholds to restore when the last load ends
 _owned = False  # set by own_process(): this process runs one promote command
 
 
@@ -43,26 +48,26 @@ def own_process() -> None:
 
 @contextmanager
 def loading() -> Iterator[None]:
-    """Pause the cyclic collector for the block (a framework import, a model's weights); when the last
-    such block ends, collect what it left young, freeze the survivors and resume collecting."""
-    global _depth
+    """Hold back full collections for the block (a framework import, a model's weights); when the last
+    such block ends, collect the young generations, freeze the survivors and restore the thresholds."""
+    global _depth, _saved
     with _lock:
-        if not _owned or (_depth == 0 and not gc.isenabled()):  # the host's collector, or one already off
-            paused = False
-        else:
-            paused = True
+        held = _owned and (_depth > 0 or gc.isenabled())  # not the host's collector, nor one that is off
+        if held:
+            if _depth == 0:
+                _saved = gc.get_threshold()
+                gc.set_threshold(_saved[0], _saved[1], _NEVER)
             _depth += 1
-            gc.disable()
     ok = False
     try:
         yield
         ok = True
     finally:
-        if paused:
+        if held:
             with _lock:
                 _depth -= 1
                 if _depth == 0:
                     if ok:
-                        gc.collect(0)  # everything the load created is still in the youngest generation
+                        gc.collect(1)  # the young generations: cheap, and frees what the load just dropped
                         gc.freeze()
-                    gc.enable()
+                    gc.set_threshold(*_saved)
