@@ -13,12 +13,14 @@ import textwrap
 import threading
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
 from promote import heap
 from promote.cli import cli
+from promote.kernels.base import Kernel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def owned(monkeypatch):
     """This test process as if it were promote's own (as `cli.main` makes it); the freeze undone after."""
     monkeypatch.setattr(heap, "_owned", True)
+    monkeypatch.setattr(heap, "_released", False)
     assert gc.isenabled()
     before = gc.get_threshold()
     yield before
@@ -131,15 +134,66 @@ def test_a_program_that_imports_promote_keeps_its_collector(monkeypatch):
     assert gc.get_freeze_count() == frozen_before
 
 
+class CyclicKernel(Kernel):
+    """Opens a "model" that sits in a reference cycle (as a transformers Llama's parameters do) with a 16 MB
+    payload, the way a kernel's weights are what its load leaves alive."""
+
+    kind = "cyclic"
+
+    def __init__(self) -> None:
+        super().__init__(SimpleNamespace(batch_size=1), role="candidate")
+
+    def _open_impl(self) -> None:
+        self.model = Node()
+        self.model.weights = bytearray(16 << 20)
+
+    def _run_impl(self, batch):  # pragma: no cover - never run
+        raise AssertionError
+
+
+def test_a_closed_kernels_frozen_cycles_are_freed_before_the_next_kernel_loads(owned):
+    first = CyclicKernel()
+    first.open()
+    weights = weakref.ref(first.model)
+    first.close()
+    del first
+    gc.collect()
+    assert weights() is not None, "not frozen: the test no longer shows what released() is for"
+    second = CyclicKernel()
+    second.open()  # the next load frees the closed kernel's cycles first
+    assert weights() is None, "a closed kernel's model stayed frozen: each reload would keep the last one's weights"
+    second.close()
+
+
+def test_without_a_close_the_next_load_runs_no_full_collection(owned):
+    first = CyclicKernel()
+    first.open()
+    full = []
+    record = lambda phase, info: full.append(1) if phase == "start" and info["generation"] == 2 else None  # noqa: E731
+    gc.callbacks.append(record)
+    try:
+        second = CyclicKernel()
+        second.open()  # a check's candidate after its reference: nothing closed, nothing to rescan
+    finally:
+        gc.callbacks.remove(record)
+    assert not full, "a load rescanned the whole heap though no kernel had closed"
+    first.close()
+    second.close()
+
+
 # A torch kernel whose build() and first forward write down what the collector was doing then.
 MODEL = """
 import gc, json, os
 import torch
 
+LOGS = []
+
 class Echo(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.seen = {"build_thresholds": gc.get_threshold(), "frozen_at_build": gc.get_freeze_count()}
+        LOGS.append(open(os.environ["HEAP_PROBE"] + ".log", "a"))  # never closed, alive to the end, frozen
+        LOGS[-1].write("a line the model logged while it loaded\\n")
 
     def forward(self, ids):
         if "forward_thresholds" not in self.seen:
@@ -184,6 +238,8 @@ def test_the_promote_command_loads_kernels_with_the_collector_paused_then_frozen
         assert kernel["build_thresholds"][2] == heap._NEVER, "a kernel was built with full collections running"
         assert kernel["forward_thresholds"] == list(gc.get_threshold()), "full collections stayed held back"
         assert kernel["frozen_at_forward"] > 100_000, "torch's objects were not frozen after loading"
+    # promote's exit closes every open file (signals.finish); one frozen with the model must be among them
+    assert (tmp_path / "probe.jsonl.log").read_text() == "a line the model logged while it loaded\n" * 2
 
 
 def test_the_same_check_in_a_host_process_leaves_the_collector_alone(tmp_path, monkeypatch):

@@ -16,6 +16,13 @@ oldest generation (~1 900 small objects after torch, transformers and two Llama 
 frames and functions). A full collection instead of that last young one would free those too but
 costs ~0.25 s, as much as the freeze saves once.
 
+Frozen objects that die in a reference cycle are never freed while frozen, and a loaded model has such
+cycles (a Llama from transformers: its parameters outlive the model object until a cyclic collection). So
+when a kernel closes (``released()``), the next load first gives everything back to the collector and runs
+one full collection, then loads: `promote calibrate`, which loads a fresh candidate for each planted
+fault, frees each one's weights before the next loads. A check closes its kernels only at its end, where
+no load follows, and never pays for that collection.
+
 That is a process-wide policy, so promote applies it only in a process it owns: the console entry
 (``cli.main``) calls ``own_process()``; a program that imports promote (a notebook, a test session, a
 rollout loop calling the Python API) keeps its collector as it was, and ``loading()`` does nothing
@@ -29,14 +36,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["loading", "own_process"]
+__all__ = ["loading", "own_process", "released"]
 
 _NEVER = 2**31 - 1  # a full collection once the young generations have been collected this many times
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a finaliser run by a collection below may close a kernel
 _depth = 0  # loads in progress that hold back full collections
 _saved: tuple[int, ...] = ()  # the thresholds to restore when the last load ends
 _owned = False  # set by own_process(): this process runs one promote command
+_released = False  # a kernel closed since the last freeze: some of what was frozen may be garbage now
 
 
 def own_process() -> None:
@@ -46,15 +54,25 @@ def own_process() -> None:
     _owned = True
 
 
+def released() -> None:
+    """A kernel closed: what its load froze may be cyclic garbage now; the next load collects it first."""
+    global _released
+    _released = True
+
+
 @contextmanager
 def loading() -> Iterator[None]:
     """Hold back full collections for the block (a framework import, a model's weights); when the last
     such block ends, collect the young generations, freeze the survivors and restore the thresholds."""
-    global _depth, _saved
+    global _depth, _saved, _released
     with _lock:
         held = _owned and (_depth > 0 or gc.isenabled())  # not the host's collector, nor one that is off
         if held:
             if _depth == 0:
+                if _released:  # a closed kernel's frozen cycles: free them before loading the next one
+                    gc.unfreeze()
+                    gc.collect()
+                    _released = False
                 _saved = gc.get_threshold()
                 gc.set_threshold(_saved[0], _saved[1], _NEVER)
             _depth += 1

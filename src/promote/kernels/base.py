@@ -28,7 +28,7 @@ import numpy as np
 from promote import signals
 from promote.data import Batch, EvalSet, TensorBatch
 from promote.errors import EvaluationError, UsageError
-from promote.heap import loading
+from promote.heap import loading, released
 
 
 @dataclass
@@ -177,6 +177,7 @@ class Kernel(ABC):
             self._opened = False
             with contained(self.label, "closing the kernel"):
                 self._close_impl()
+            released()  # what open() froze may be garbage now (promote/heap.py)
 
     def __enter__(self) -> Kernel:
         self.open()
