@@ -27,11 +27,15 @@ That is a process-wide policy, so promote applies it only in a process it owns: 
 (``cli.main``) calls ``own_process()``; a program that imports promote (a notebook, a test session, a
 rollout loop calling the Python API) keeps its collector as it was, and ``loading()`` does nothing
 there. Nested and concurrent loads freeze once, when the last one ends; a collector that is off stays off.
+
+From Python 3.14 the collector is incremental (two generations; ``gc.set_threshold`` ignores its third
+value), so there is no full collection to hold back; the freeze still keeps what loaded out of its scans.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +43,7 @@ from contextlib import contextmanager
 __all__ = ["loading", "own_process", "released"]
 
 _NEVER = 2**31 - 1  # a full collection once the young generations have been collected this many times
+HOLDS_FULL_COLLECTIONS = sys.version_info < (3, 14)  # a generational collector whose third threshold counts
 
 _lock = threading.RLock()  # re-entrant: a finaliser run by a collection below may close a kernel
 _depth = 0  # loads in progress that hold back full collections
@@ -74,7 +79,8 @@ def loading() -> Iterator[None]:
                     gc.collect()
                     _released = False
                 _saved = gc.get_threshold()
-                gc.set_threshold(_saved[0], _saved[1], _NEVER)
+                if HOLDS_FULL_COLLECTIONS:
+                    gc.set_threshold(_saved[0], _saved[1], _NEVER)
             _depth += 1
     ok = False
     try:
@@ -88,4 +94,5 @@ def loading() -> Iterator[None]:
                     if ok:
                         gc.collect(1)  # the young generations: cheap, and frees what the load just dropped
                         gc.freeze()
-                    gc.set_threshold(*_saved)
+                    if HOLDS_FULL_COLLECTIONS:
+                        gc.set_threshold(*_saved)
