@@ -261,3 +261,52 @@ def test_the_same_check_in_a_host_process_leaves_the_collector_alone(tmp_path, m
     seen = [json.loads(line) for line in probe.read_text().splitlines()]
     assert len(seen) == 2 and all(kernel["build_thresholds"] == list(gc.get_threshold()) for kernel in seen)
     assert gc.get_freeze_count() == frozen_before
+
+
+def test_a_closed_torch_kernel_lets_its_model_go(tmp_path, monkeypatch):
+    """Calibrate keeps each planted fault's row (and its kernel) to the end: before, every module fault's fresh
+    model stayed alive with it (8 Llama models at the end of a six-fault calibration)."""
+    from promote.contract.model import load_contract
+    from promote.kernels import build_kernel
+
+    monkeypatch.setenv("HEAP_PROBE", str(tmp_path / "probe.jsonl"))
+    contract, _ = load_contract(str(_workload(tmp_path)))
+    kernel = build_kernel(contract.candidate, role="candidate")
+    kernel.open()
+    model = weakref.ref(kernel.module)
+    kernel.close()
+    assert model() is None, "a closed torch kernel still holds its model"
+    kernel.open()  # opening it again builds the model again
+    assert kernel.module is not None
+    kernel.close()
+
+
+def test_calibrate_frees_each_fault_model_after_its_row(tmp_path, monkeypatch):
+    """Every row's fresh candidate is gone before the next row builds one: at most the honest pair and one fault
+    model are alive at a time."""
+    contract = _workload(tmp_path)
+    with contract.open("a") as out:
+        out.write(textwrap.dedent("""
+            calibration:
+              faults:
+                a: {fault: layer, module: "", scale: 1.5}
+                b: {fault: layer, module: "", scale: 2.0}
+                c: {fault: layer, module: "", scale: 2.5}
+        """))
+    alive = []
+    import promote.kernels.torch_kernel as torch_kernel
+
+    opened = torch_kernel.TorchKernel._open_impl
+
+    def track(self):
+        opened(self)
+        alive.append(weakref.ref(self.module))
+        assert sum(ref() is not None for ref in alive) <= 3, "an earlier row's fault model is still alive"
+
+    monkeypatch.setattr(torch_kernel.TorchKernel, "_open_impl", track)
+    monkeypatch.setenv("HEAP_PROBE", str(tmp_path / "probe.jsonl"))
+    result = CliRunner().invoke(cli, ["calibrate", str(contract), "--faults", "a,b,c"])
+    assert "an earlier row's fault model" not in result.output, result.output
+    assert result.exit_code in (0, 1), result.output  # a verdict on every row (0: all caught, 1: one missed)
+    assert "| a |" in result.output and "| c |" in result.output, result.output
+    assert len(alive) == 5, (len(alive), result.output)  # the honest pair, then one fresh model per fault

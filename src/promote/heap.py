@@ -16,12 +16,12 @@ oldest generation (~1 900 small objects after torch, transformers and two Llama 
 frames and functions). A full collection instead of that last young one would free those too but
 costs ~0.25 s, as much as the freeze saves once.
 
-Frozen objects that die in a reference cycle are never freed while frozen, and a loaded model has such
-cycles (a Llama from transformers: its parameters outlive the model object until a cyclic collection). So
-when a kernel closes (``released()``), the next load first gives everything back to the collector and runs
-one full collection, then loads: `promote calibrate`, which loads a fresh candidate for each planted
-fault, frees each one's weights before the next loads. A check closes its kernels only at its end, where
-no load follows, and never pays for that collection.
+Frozen objects that die in a reference cycle are never freed while frozen: for example a cycle made while a
+model loaded that still points at one of its weights. So when a kernel closes
+(``released()``), the next load first gives everything back to the collector and runs one full
+collection, then loads: `promote calibrate`, which loads a fresh candidate for each planted fault and
+closes it after its row, cannot keep one row's leftovers through the next. A check closes its kernels
+only at its end, where no load follows, and never pays for that collection.
 
 That is a process-wide policy, so promote applies it only in a process it owns: the console entry
 (``cli.main``) calls ``own_process()``; a program that imports promote (a notebook, a test session, a

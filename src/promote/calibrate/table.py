@@ -177,6 +177,7 @@ def calibrate(contract: Contract, *, faults: Sequence[str] | None = None, batch_
             finally:
                 for kernel in row.owned:
                     kernel.close()
+                row.owned.clear()  # this row's fresh model is done: free it before the next row builds one
             by_id: dict[str, list[ClauseResult]] = {}
             for stage in report.stages:
                 if stage.name not in stages:

@@ -178,6 +178,12 @@ class TorchKernel(Kernel):
             module = torch.compile(module, backend="inductor", mode=self.spec.compile_mode)
         self.module = module
 
+    def _close_impl(self) -> None:
+        """Let the model go: a closed kernel that stays referenced (calibrate keeps each planted fault's row)
+        must not keep its weights; opening it again builds the model again."""
+        self.module = None
+        self.quantization = None
+
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
         if self.spec.threads is None:
