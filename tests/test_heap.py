@@ -4,6 +4,7 @@ each `promote check` with torch and transformers, docs/performance.md). Only in 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,21 +72,32 @@ def test_a_load_holds_back_full_collections_then_frees_its_cycles_and_freezes_th
     assert kept[0].me is kept[0]
 
 
-@generational
-def test_no_full_collection_runs_during_a_load(owned):
-    full = []
-    record = lambda phase, info: full.append(1) if phase == "start" and info["generation"] == 2 else None  # noqa: E731
-    gc.freeze()
-    gc.collect()  # the oldest generation (less what is frozen) is now ~empty: any growth allows a full collection
+@contextlib.contextmanager
+def full_collections() -> Iterator[list[int]]:
+    """The full collections that start inside the block, one entry each."""
+    full: list[int] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
     gc.callbacks.append(record)
     try:
-        with heap.loading():
-            _many = [Node() for _ in range(100_000)]  # ~140 young collections: full ones without the hold
-        assert not full, "a full collection ran while the kernel loaded"
-        _more = [Node() for _ in range(100_000)]
+        yield full
     finally:
         gc.callbacks.remove(record)
-    assert full, "full collections did not resume after the load"
+
+
+@generational
+def test_no_full_collection_runs_during_a_load(owned):
+    gc.freeze()
+    gc.collect()  # the oldest generation (less what is frozen) is now ~empty: any growth allows a full collection
+    with full_collections() as during, heap.loading():
+        _many = [Node() for _ in range(100_000)]  # ~140 young collections: full ones without the hold
+    assert not during, "a full collection ran while the kernel loaded"
+    with full_collections() as after:
+        _more = [Node() for _ in range(100_000)]
+    assert after, "full collections did not resume after the load"
 
 
 def test_nested_and_concurrent_loads_collect_and_freeze_once_when_the_last_ends(owned):
@@ -175,14 +188,9 @@ def test_a_closed_kernels_frozen_cycles_are_freed_before_the_next_kernel_loads(o
 def test_without_a_close_the_next_load_runs_no_full_collection(owned):
     first = CyclicKernel()
     first.open()
-    full = []
-    record = lambda phase, info: full.append(1) if phase == "start" and info["generation"] == 2 else None  # noqa: E731
-    gc.callbacks.append(record)
-    try:
+    with full_collections() as full:
         second = CyclicKernel()
         second.open()  # a check's candidate after its reference: nothing closed, nothing to rescan
-    finally:
-        gc.callbacks.remove(record)
     assert not full, "a load rescanned the whole heap though no kernel had closed"
     first.close()
     second.close()

@@ -17,11 +17,11 @@ frames and functions). A full collection instead of that last young one would fr
 costs ~0.25 s, as much as the freeze saves once.
 
 Frozen objects that die in a reference cycle are never freed while frozen: for example a cycle made while a
-model loaded that still points at one of its weights. So when a kernel closes
-(``released()``), the next load first gives everything back to the collector and runs one full
-collection, then loads: `promote calibrate`, which loads a fresh candidate for each planted fault and
-closes it after its row, cannot keep one row's leftovers through the next. A check closes its kernels
-only at its end, where no load follows, and never pays for that collection.
+model loaded that still points at one of its weights. So when a kernel closes (``released()``), the next
+load first gives everything back to the collector and runs one full collection, then loads: `promote
+calibrate`, which loads a fresh candidate for each planted fault and closes it after its row, cannot keep
+one row's leftovers through the next. A check closes its kernels only at its end, where no load follows, and
+never pays for that collection.
 
 That is a process-wide policy, so promote applies it only in a process it owns: the console entry
 (``cli.main``) calls ``own_process()``; a program that imports promote (a notebook, a test session, a
@@ -45,7 +45,7 @@ __all__ = ["loading", "own_process", "released"]
 _NEVER = 2**31 - 1  # a full collection once the young generations have been collected this many times
 HOLDS_FULL_COLLECTIONS = sys.version_info < (3, 14)  # a generational collector whose third threshold counts
 
-_lock = threading.RLock()  # re-entrant: a finaliser run by a collection below may close a kernel
+_lock = threading.RLock()  # re-entrant: a finaliser run by a collection below may itself start a load
 _depth = 0  # loads in progress that hold back full collections
 _saved: tuple[int, ...] = ()  # the thresholds to restore when the last load ends
 _owned = False  # set by own_process(): this process runs one promote command

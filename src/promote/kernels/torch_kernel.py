@@ -182,7 +182,6 @@ class TorchKernel(Kernel):
         """Let the model go: a closed kernel that stays referenced (calibrate keeps each planted fault's row)
         must not keep its weights; opening it again builds the model again."""
         self.module = None
-        self.quantization = None
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
