@@ -81,9 +81,9 @@ def test_every_metric_is_one_declaration_with_its_description():
     assert listed == {m.name: m.doc for m in METRICS.values()}
 
 
-#: Functions still over 60 lines, by name (they move between modules): the numba kernel must stay one
-#: function. The list may only shrink.
-LONG_FUNCTIONS = {"fused_token_metrics"}
+#: Functions still over 60 lines, by name (they move between modules): the numba kernel's per-row body must
+#: stay one function (it was fused_token_metrics' loop body until the rows shared scratch). The list may only shrink.
+LONG_FUNCTIONS = {"_score_row"}
 
 
 def test_no_module_over_400_lines_and_no_new_function_over_60():

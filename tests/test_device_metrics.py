@@ -172,14 +172,16 @@ def test_scored_batches_and_summaries_equal(backend, chunk):
 
 def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch):
     """On CPU, numba reads the kernels' own tensors (fp32, and bf16 as its bits): no copy of the logits is made,
-    and each call covers at most `chunk` positions (the smaller chunk of the two kernels)."""
-    seen = []
+    each call covers at most `chunk` positions (the smaller chunk of the two kernels), and every chunk of the
+    batch reuses one allocation of the kernel's scratch rows (per-row allocations page-faulted at V ≥ 128k)."""
+    seen, scratches = [], []
     real = device_scoring.fused_columns
 
-    def spy(ref, cand, targets, tie_margin, out, index=None):
+    def spy(ref, cand, targets, tie_margin, out, index=None, scratch=None):
         seen.append((len(index), np.shares_memory(ref, ref_t.numpy()),
                      np.shares_memory(cand, cand_t.view(torch.int16).numpy())))
-        return real(ref, cand, targets, tie_margin, out, index=index)
+        scratches.append(scratch)
+        return real(ref, cand, targets, tie_margin, out, index=index, scratch=scratch)
 
     monkeypatch.setattr(device_scoring, "fused_columns", spy)
     rng = np.random.default_rng(5)
@@ -189,6 +191,7 @@ def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch):
     score_outputs(batch, Outputs(logits=ref_t, chunk=16), Outputs(logits=cand_t, chunk=32), tie_margin=1e-3)
     assert max(n for n, _, _ in seen) == 16 and sum(n for n, _, _ in seen) == 121  # every scored position once
     assert all(r and c for _, r, c in seen)
+    assert len(seen) > 1 and all(s is scratches[0] for s in scratches) and scratches[0].shape[1:] == (2, 50)
 
 
 def test_a_chunk_of_non_finite_logits_is_counted_never_dropped(backend):

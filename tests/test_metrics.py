@@ -279,3 +279,55 @@ def test_ratio_outside_and_topk_overlap_against_direct_definitions():
         top_c = set(np.argsort(-zc[row])[:5])
         assert overlap[row] == len(top_r & top_c) / 5
     assert topk_overlap(zr, zr, 5).min() == 1.0
+
+
+def test_the_kernel_allocates_its_scratch_rows_once_per_call_not_once_per_row():
+    """Per-row scratch (2·V float64s) page-faulted on every row at V ≥ 128k; the kernel now takes it from the
+    caller. Counted with numba's own allocation statistics (only switched on at start-up: a fresh process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import numpy as np\n"
+        "from numba.core.runtime import rtsys\n"
+        "from promote.metrics.distribution import fused_columns\n"
+        "def allocations(rows):\n"
+        "    a = np.random.default_rng(rows).standard_normal((rows, 1000)).astype(np.float32)\n"
+        "    out, y = np.empty((rows, 16)), np.zeros(rows, np.int64)\n"
+        "    fused_columns(a, a + 0.01, y, 1e-3, out)\n"
+        "    before = rtsys.get_allocation_stats().alloc\n"
+        "    fused_columns(a, a + 0.01, y, 1e-3, out)\n"
+        "    return rtsys.get_allocation_stats().alloc - before\n"
+        "print(allocations(8), allocations(400))\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "NUMBA_NRT_STATS": "1", "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    few, many = map(int, done.stdout.split())
+    assert few == many and many < 20, (few, many)  # before: 2 more for every row (21 → 805)
+
+
+def test_scratch_rows_are_checked_and_any_number_of_blocks_gives_the_same_columns():
+    from promote.metrics._fused import COLUMNS
+    from promote.metrics.distribution import fused_columns
+
+    rng = np.random.default_rng(11)
+    zr = (rng.normal(size=(9, 70)) * 3).astype(np.float32)
+    zc = (zr + rng.normal(size=zr.shape) * 0.2).astype(np.float32)
+    zc[4, :3] = np.nan  # a row on the careful path among the others
+    y = rng.integers(0, 70, 9)
+    outs = []
+    for blocks in (None, 1, 4, 32):  # the default (one per thread), fewer or more blocks than rows
+        out = np.full((9, len(COLUMNS)), -7.0)
+        scratch = None if blocks is None else np.full((blocks, 2, 70), np.nan)
+        fused_columns(zr, zc, y, 1e-3, out, scratch=scratch)
+        outs.append(out)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    assert not (outs[0] == -7.0).any()  # every cell written
+    for bad in (np.empty((2, 2, 69)), np.empty((2, 3, 70)), np.empty((0, 2, 70)), np.empty((2, 2, 70), np.float32),
+                np.empty((2, 70, 2)).transpose(0, 2, 1)):
+        with pytest.raises(ValueError, match="scratch must be new_scratch"):
+            fused_columns(zr, zc, y, 1e-3, np.empty((9, len(COLUMNS))), scratch=bad)

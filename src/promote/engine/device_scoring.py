@@ -26,7 +26,7 @@ import torch
 from promote.errors import EvaluationError
 from promote.kernels.base import is_out_of_memory
 from promote.metrics import device as device_metrics
-from promote.metrics.distribution import COLUMNS, fused_columns
+from promote.metrics.distribution import COLUMNS, fused_columns, new_scratch
 
 _CPU_ELEMENTS = 1 << 23  # logits per side per chunk on CPU (32 MB of float32): the default chunk is this / V
 _CUDA_ELEMENTS = 1 << 25  # on a GPU: ~10 float64 temporaries of this size (2.7 GB) per chunk
@@ -81,15 +81,17 @@ class DeviceLogits:
         numba = self.device.type == "cpu" and CPU_BACKEND == "numba"
         views = (_in_place(self.ref), _in_place(self.cand)) if numba else (None, None)
         with self.guard("scoring"):
+            scratch = new_scratch(self.vocab) if numba and self.positions else None  # one for all the chunks
             for start, index in self._chunks():
                 stop = start + index.numel()
                 if views[0] is not None and views[1] is not None:  # numba reads the tensors' memory: no copy
                     fused_columns(views[0], views[1], targets[start:stop], tie_margin, out[start:stop],
-                                  index=index.numpy())
+                                  index=index.numpy(), scratch=scratch)
                     continue
                 ref, cand = self._rows(self.ref, index), self._rows(self.cand, index)
                 if numba:
-                    fused_columns(_numpy(ref), _numpy(cand), targets[start:stop], tie_margin, out[start:stop])
+                    fused_columns(_numpy(ref), _numpy(cand), targets[start:stop], tie_margin, out[start:stop],
+                                  scratch=scratch)
                 else:
                     y = torch.from_numpy(np.ascontiguousarray(targets[start:stop], dtype=np.int64)).to(self.device)
                     out[start:stop] = device_metrics.token_columns(ref, cand, y, tie_margin).cpu().numpy()

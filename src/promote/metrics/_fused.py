@@ -201,117 +201,131 @@ def _total_variation(weights, expm1_u, c1, c0):  # noqa: ANN001, ANN202
     return tv
 
 
+@numba.njit(inline="never", **JIT_FLAGS)
+def _score_row(a, b, y, tie_margin, o, weights, expm1_u):  # noqa: ANN001, ANN202
+    """One row's ``COLUMNS`` into ``o``; ``weights`` and ``expm1_u`` [V] are scratch."""
+    vocab = a.shape[0]
+    # Pass 1: maxima and logit-difference range in one vectorised pass for the common all-finite row;
+    # masks (−inf on both sides) and NaN/Inf take the careful loop, which also counts non-finite entries.
+    special, m_r, m_c, d_hi, d_lo, lo_r, lo_c = _row_ranges(a, b)
+    bad = 0
+    if not special:
+        f_hi_r, f_lo_r, f_hi_c, f_lo_c = m_r, lo_r, m_c, lo_c
+    else:
+        m_r = -np.inf
+        m_c = -np.inf
+        d_hi = -np.inf
+        d_lo = np.inf
+        # Ranges with every non-finite entry counted as 0 (is_degenerate's rule, and |z_r| over finite z).
+        f_hi_r = -np.inf
+        f_lo_r = np.inf
+        f_hi_c = -np.inf
+        f_lo_c = np.inf
+        for i in range(vocab):
+            ar = widen(a[i])
+            ac = widen(b[i])
+            both_masked = ar == -np.inf and ac == -np.inf
+            fin_r = math.isfinite(ar)
+            fin_c = math.isfinite(ac)
+            finite = fin_r and fin_c
+            bad += 0 if (both_masked or finite) else 1
+            m_r = max(m_r, ar)
+            m_c = max(m_c, ac)
+            d = ac - ar
+            d_hi = max(d_hi, d if finite else -np.inf)
+            d_lo = min(d_lo, d if finite else np.inf)
+            fr = ar if fin_r else 0.0
+            fc = ac if fin_c else 0.0
+            f_hi_r = max(f_hi_r, fr)
+            f_lo_r = min(f_lo_r, fr)
+            f_hi_c = max(f_hi_c, fc)
+            f_lo_c = min(f_lo_c, fc)
+    am_r = _first_index_of(a, m_r)
+    am_c = _first_index_of(b, m_c)
+    agree = am_r == am_c
+    flip_at_tie = 0.0
+    if not agree:
+        if not special:
+            second = _finite_max_except(a, am_r)
+        else:
+            second = -np.inf
+            for i in range(vocab):
+                if i != am_r:
+                    second = max(second, widen(a[i]))
+        flip_at_tie = 1.0 if m_r - second < tie_margin else 0.0
+    o[7] = 1.0 if agree else 0.0
+    o[8] = bad
+    o[9] = flip_at_tie
+    o[10] = am_r
+    o[13] = 1.0 if (f_hi_r == f_lo_r and f_hi_c == f_lo_c) else 0.0
+    o[14] = max(abs(f_hi_r), abs(f_lo_r))
+    o[15] = am_c
+    if bad > 0:
+        for c in range(7):
+            o[c] = np.nan
+        o[11] = np.nan
+        o[12] = np.nan
+        return
+    o[3] = max(abs(d_hi), abs(d_lo))
+    o[4] = d_hi - d_lo
+    # Passes 2-4 (the helpers above). Rows without a vocabulary mask (not special: every entry
+    # finite) call them with masked=False, a constant: no per-element mask test is needed there.
+    anchor = widen(b[am_r]) - widen(a[am_r])
+    masked = special
+    if masked:
+        s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, True)
+    else:
+        s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, False)
+    mu = sd / s
+    o[11] = math.log(s) - sx / s  # reference entropy, nats
+    shift = anchor + mu
+    reach = max(abs(d_hi - shift), abs(d_lo - shift))  # largest |u| in the row
+    if masked:
+        acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, True)
+    else:
+        acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, False)
+    kl = math.log1p(acc / s)
+    # TV = ½·E_p|e^{u − KL} − 1| with e^{u − KL} − 1 = e^{−KL}·t + expm1(−KL); and
+    # KL(q‖p) = E_p[e^{u−KL}·(u − KL)] = e^{−KL}·E_p[u·t] − KL (using E_p[u] = 0).
+    c1 = math.exp(-kl)
+    tv = _total_variation(weights, expm1_u, c1, math.expm1(-kl))
+    u_y = (widen(b[y]) - widen(a[y])) - shift
+    kl_rev = c1 * acc_ut / s - kl
+    o[0] = kl
+    o[1] = kl_rev
+    # Candidate entropy from the same terms: log q_i = log p_i + (u_i − KL), q_i = p_i·e^{−KL}(1 + t_i).
+    o[12] = math.log(s) - c1 * sqx / s - kl_rev
+    o[2] = 0.5 * tv / s
+    o[5] = kl - u_y
+    o[6] = abs(kl - u_y)
+
+
+def new_scratch(vocab: int) -> np.ndarray:
+    """Scratch rows for ``fused_token_metrics``: [threads, 2, V] float64 (each thread's reference weights and
+    e^u − 1). Allocated by the caller, once for as many rows as it can, because allocating them per row cost
+    a page fault per 4 KiB at V ≥ 128k: the allocator returns a block that large to the kernel when it is freed
+    and maps fresh zeroed pages for the next row (at V = 151 936 the kernel spent as long in the system as in
+    its own arithmetic, docs/performance.md)."""
+    return np.empty((numba.get_num_threads(), 2, vocab))
+
+
 @numba.njit(parallel=True, **JIT_FLAGS)
-def fused_token_metrics(zr, zc, index, targets, tie_margin, out):  # noqa: ANN001, ANN201
+def fused_token_metrics(zr, zc, index, targets, tie_margin, out, scratch):  # noqa: ANN001, ANN201
     """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``, for rows ``index`` [R] of
-    ``zr``/``zc`` [N, V] (float32, float64, or bfloat16 bits as uint16: a torch bf16 tensor read in place).
+    ``zr``/``zc`` [N, V] (float32, float64, or bfloat16 bits as uint16: a torch bf16 tensor read in place);
+    ``scratch`` is ``new_scratch(V)`` (its first axis: how many blocks of rows run in parallel).
 
     Besides the metrics, three facts consumers would otherwise take from the logits in passes of their
     own: ``degenerate`` (both rows constant once non-finite entries count as 0: nothing compared),
     ``ref_abs_max`` (largest finite |z_r|, 0 if none: the outputs' float resolution) and ``cand_argmax``."""
     rows = index.shape[0]
-    vocab = zr.shape[1]
-    for row in numba.prange(rows):
-        a = zr[index[row]]
-        b = zc[index[row]]
-        # Pass 1: maxima and logit-difference range in one vectorised pass for the common all-finite row;
-        # masks (−inf on both sides) and NaN/Inf take the careful loop, which also counts non-finite entries.
-        special, m_r, m_c, d_hi, d_lo, lo_r, lo_c = _row_ranges(a, b)
-        bad = 0
-        if not special:
-            f_hi_r, f_lo_r, f_hi_c, f_lo_c = m_r, lo_r, m_c, lo_c
-        else:
-            m_r = -np.inf
-            m_c = -np.inf
-            d_hi = -np.inf
-            d_lo = np.inf
-            # Ranges with every non-finite entry counted as 0 (is_degenerate's rule, and |z_r| over finite z).
-            f_hi_r = -np.inf
-            f_lo_r = np.inf
-            f_hi_c = -np.inf
-            f_lo_c = np.inf
-            for i in range(vocab):
-                ar = widen(a[i])
-                ac = widen(b[i])
-                both_masked = ar == -np.inf and ac == -np.inf
-                fin_r = math.isfinite(ar)
-                fin_c = math.isfinite(ac)
-                finite = fin_r and fin_c
-                bad += 0 if (both_masked or finite) else 1
-                m_r = max(m_r, ar)
-                m_c = max(m_c, ac)
-                d = ac - ar
-                d_hi = max(d_hi, d if finite else -np.inf)
-                d_lo = min(d_lo, d if finite else np.inf)
-                fr = ar if fin_r else 0.0
-                fc = ac if fin_c else 0.0
-                f_hi_r = max(f_hi_r, fr)
-                f_lo_r = min(f_lo_r, fr)
-                f_hi_c = max(f_hi_c, fc)
-                f_lo_c = min(f_lo_c, fc)
-        am_r = _first_index_of(a, m_r)
-        am_c = _first_index_of(b, m_c)
-        agree = am_r == am_c
-        flip_at_tie = 0.0
-        if not agree:
-            if not special:
-                second = _finite_max_except(a, am_r)
-            else:
-                second = -np.inf
-                for i in range(vocab):
-                    if i != am_r:
-                        second = max(second, widen(a[i]))
-            flip_at_tie = 1.0 if m_r - second < tie_margin else 0.0
-        o = out[row]
-        o[7] = 1.0 if agree else 0.0
-        o[8] = bad
-        o[9] = flip_at_tie
-        o[10] = am_r
-        o[13] = 1.0 if (f_hi_r == f_lo_r and f_hi_c == f_lo_c) else 0.0
-        o[14] = max(abs(f_hi_r), abs(f_lo_r))
-        o[15] = am_c
-        if bad > 0:
-            for c in range(7):
-                o[c] = np.nan
-            o[11] = np.nan
-            o[12] = np.nan
-            continue
-        o[3] = max(abs(d_hi), abs(d_lo))
-        o[4] = d_hi - d_lo
-        # Passes 2-4 (the helpers above). Rows without a vocabulary mask (not special: every entry
-        # finite) call them with masked=False, a constant: no per-element mask test is needed there.
-        anchor = widen(b[am_r]) - widen(a[am_r])
-        weights = np.empty(vocab)
-        expm1_u = np.empty(vocab)
-        masked = special
-        if masked:
-            s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, True)
-        else:
-            s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, False)
-        mu = sd / s
-        o[11] = math.log(s) - sx / s  # reference entropy, nats
-        shift = anchor + mu
-        reach = max(abs(d_hi - shift), abs(d_lo - shift))  # largest |u| in the row
-        if masked:
-            acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, True)
-        else:
-            acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, False)
-        kl = math.log1p(acc / s)
-        # TV = ½·E_p|e^{u − KL} − 1| with e^{u − KL} − 1 = e^{−KL}·t + expm1(−KL); and
-        # KL(q‖p) = E_p[e^{u−KL}·(u − KL)] = e^{−KL}·E_p[u·t] − KL (using E_p[u] = 0).
-        c1 = math.exp(-kl)
-        tv = _total_variation(weights, expm1_u, c1, math.expm1(-kl))
-        y = targets[row]
-        u_y = (widen(b[y]) - widen(a[y])) - shift
-        kl_rev = c1 * acc_ut / s - kl
-        o[0] = kl
-        o[1] = kl_rev
-        # Candidate entropy from the same terms: log q_i = log p_i + (u_i − KL), q_i = p_i·e^{−KL}(1 + t_i).
-        o[12] = math.log(s) - c1 * sqx / s - kl_rev
-        o[2] = 0.5 * tv / s
-        o[5] = kl - u_y
-        o[6] = abs(kl - u_y)
-
+    blocks = min(rows, scratch.shape[0])
+    # One contiguous block of rows per thread, as numba's static schedule split the rows before.
+    for block in numba.prange(blocks):
+        weights = scratch[block, 0]
+        expm1_u = scratch[block, 1]
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            _score_row(zr[index[row]], zc[index[row]], targets[row], tie_margin, out[row], weights, expm1_u)
 
 COLUMNS = ("kl", "kl_rev", "tv", "logit_drift", "logit_osc", "log_ratio", "abs_log_ratio", "argmax_agree",
            "nonfinite", "tie_flip", "ref_argmax", "ref_entropy", "cand_entropy", "degenerate", "ref_abs_max",

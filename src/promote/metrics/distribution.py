@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from promote.metrics._fused import COLUMNS, fused_token_metrics
+from promote.metrics._fused import COLUMNS, fused_token_metrics, new_scratch
 from promote.vocabulary import DEFAULT_TIE_MARGIN, DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
 __all__ = ["COLUMNS", "DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "columns_to_values", "entropy_ratio",
@@ -50,15 +50,22 @@ def token_metrics(
 
 
 def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, tie_margin: float,
-                  out: np.ndarray, index: np.ndarray | None = None) -> None:
+                  out: np.ndarray, index: np.ndarray | None = None, scratch: np.ndarray | None = None) -> None:
     """The fused kernel's ``COLUMNS`` into ``out`` [P, len(COLUMNS)] (float64) for rows ``index`` [P] of [N, V]
-    logits (default: every row). float32/float64 logits, or uint16 holding bfloat16 bits, are read in place."""
+    logits (default: every row). float32/float64 logits, or uint16 holding bfloat16 bits, are read in place.
+    ``scratch`` (``new_scratch(V)``) lets a caller scoring many chunks allocate the kernel's work rows once."""
     if index is None:
         index = np.arange(ref_logits.shape[0], dtype=np.int64)
+    vocab = ref_logits.shape[-1]
+    if scratch is None:
+        scratch = new_scratch(vocab)
+    elif (scratch.dtype != np.float64 or scratch.ndim != 3 or scratch.shape[1:] != (2, vocab) or not len(scratch)
+          or not scratch.flags.c_contiguous):  # numba does not check bounds: a wrong shape would write astray
+        raise ValueError(f"scratch must be new_scratch({vocab}), got {scratch.dtype} {scratch.shape}")
     if index.shape[0]:
         fused_token_metrics(_readable(ref_logits, cand_logits), _readable(cand_logits, ref_logits),
                             np.ascontiguousarray(index, dtype=np.int64), np.ascontiguousarray(targets, dtype=np.int64),
-                            float(tie_margin), out)
+                            float(tie_margin), out, scratch)
 
 
 def _readable(logits: np.ndarray, other: np.ndarray) -> np.ndarray:
