@@ -16,7 +16,7 @@ from promote.cli import cli
 from promote.contract.model import load_contract
 from promote.data import batches, read_jsonl
 from promote.kernels import build_kernel
-from promote.kernels.base import host_logits
+from promote.kernels.base import Outputs, host_logits
 from promote.kernels.records import write_records
 from promote.metrics.topk import topk_of_logits
 
@@ -219,3 +219,57 @@ def test_noise_floor_and_localize_need_live_kernels(tmp_path):
     text = "\n".join(str(p) for p in info.value.problems)
     assert "c.yaml:7:3" in text and "`records` reference cannot be re-run" in text
     assert "c.yaml:8:3" in text and "needs two `torch` kernels" in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_logit_records_reach_scoring_in_their_own_dtype_and_score_as_widened_float32(tmp_path, dtype):
+    """A batch of logit records is one torch tensor in the records' dtype (each row read once from the memory
+    map; the old path widened every batch to float32 and copied it four times): values as stored, and the
+    metrics exactly those of the same values widened to float32 numpy (the numpy path)."""
+    import torch
+
+    from promote.engine.scoring import score_outputs
+
+    rng = np.random.default_rng(3)
+    n, t, vocab = 5, 7, 300
+    ids = [f"r{i}" for i in range(n)]
+    input_ids = rng.integers(0, vocab, (n, t))
+    mask = np.ones((n, t), dtype=bool)
+    mask[:, -1] = False
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"id": i, "input_ids": row.tolist()}) + "\n"
+                                                 for i, row in zip(ids, input_ids, strict=True)))
+    stored = {}
+    for side, scale in (("ref", 0.0), ("cand", 0.05)):
+        base = torch.from_numpy(rng.standard_normal((n, t, vocab)).astype(np.float32) * 3)
+        stored[side] = (base if side == "ref" else stored["ref"].float() + scale * base).to(getattr(torch, dtype))
+        write_records(tmp_path / f"{side}.safetensors", ids, input_ids, mask, logits=stored[side])
+    (tmp_path / "c.yaml").write_text(
+        "version: 1\nname: r\n"
+        "reference: {kind: records, path: ref.safetensors, batch_size: 3}\n"
+        "candidate: {kind: records, path: cand.safetensors, batch_size: 3}\n"
+        "data: {path: eval.jsonl}\n"
+        "numerical:\n  clauses:\n    - {id: kl, metric: kl, stat: mean, max: 1.0}\n")
+    contract, _ = load_contract(tmp_path / "c.yaml")
+    evalset = read_jsonl(contract.data.path)
+    kernels = [build_kernel(contract.reference, role="reference"), build_kernel(contract.candidate, role="candidate")]
+    for kernel in kernels:
+        kernel.open()
+        kernel.bind(evalset)
+    try:
+        scored_batches = 0
+        for start, batch in zip(range(0, n, 3), batches(evalset.samples, 3), strict=True):
+            outs = [kernel.run(batch) for kernel in kernels]
+            for out, side in zip(outs, ("ref", "cand"), strict=True):
+                assert isinstance(out.logits, torch.Tensor) and out.logits.dtype == getattr(torch, dtype)
+                assert torch.equal(out.logits, stored[side][start : start + len(batch.samples)])
+            scored = score_outputs(batch, *outs, tie_margin=1e-3)
+            widened = [Outputs(logits=o.logits.float().numpy(), mask=o.mask) for o in outs]
+            as_numpy = score_outputs(batch, *widened, tie_margin=1e-3)
+            assert scored.values.keys() == as_numpy.values.keys()
+            for name, values in as_numpy.values.items():
+                np.testing.assert_array_equal(scored.values[name], values, err_msg=name)
+            scored_batches += 1
+        assert scored_batches == 2
+    finally:
+        for kernel in kernels:
+            kernel.close()
