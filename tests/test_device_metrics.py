@@ -170,10 +170,12 @@ def test_scored_batches_and_summaries_equal(backend, chunk):
         assert [(w.sample_id, w.position) for w in sb.worst] == [(w.sample_id, w.position) for w in sa.worst], key
 
 
-def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch):
-    """On CPU, numba reads the kernels' own tensors (fp32, and bf16 as its bits): no copy of the logits is made,
-    each call covers at most `chunk` positions (the smaller chunk of the two kernels), and every chunk of the
-    batch reuses one allocation of the kernel's scratch rows (per-row allocations page-faulted at V ≥ 128k)."""
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch, half):
+    """On CPU, numba reads the kernels' own tensors (fp32, and bf16/fp16 as their bits): no copy of the logits
+    is made, each call covers at most `chunk` positions (the smaller chunk of the two kernels), and every chunk
+    of the batch reuses one allocation of the kernel's scratch rows (per-row allocations page-faulted at
+    V ≥ 128k)."""
     seen, scratches = [], []
     real = device_scoring.fused_columns
 
@@ -187,7 +189,7 @@ def test_cpu_tensors_are_read_in_place_chunk_by_chunk(monkeypatch):
     rng = np.random.default_rng(5)
     batch = _padded_batch(rng, 50)
     ref_t = torch.from_numpy(rng.standard_normal((*batch.input_ids.shape, 50)).astype(np.float32))
-    cand_t = ref_t.to(torch.bfloat16)
+    cand_t = ref_t.to(half)
     score_outputs(batch, Outputs(logits=ref_t, chunk=16), Outputs(logits=cand_t, chunk=32), tie_margin=1e-3)
     assert max(n for n, _, _ in seen) == 16 and sum(n for n, _, _ in seen) == 121  # every scored position once
     assert all(r and c for _, r, c in seen)

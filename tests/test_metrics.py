@@ -331,3 +331,26 @@ def test_scratch_rows_are_checked_and_any_number_of_blocks_gives_the_same_column
                 np.empty((2, 70, 2)).transpose(0, 2, 1)):
         with pytest.raises(ValueError, match="scratch must be new_scratch"):
             fused_columns(zr, zc, y, 1e-3, np.empty((9, len(COLUMNS))), scratch=bad)
+
+
+def test_float16_logits_are_read_as_their_bits_and_score_exactly_as_widened_float32():
+    """fp16 (records, `precision: fp16` tensors) is read in place as int16 bits; the widening is exact, so every
+    column equals the float32 run: ±inf, NaN, a vocabulary mask, subnormals, −0 and an fp16-only row."""
+    from promote.metrics.distribution import _readable
+
+    rng = np.random.default_rng(0)
+    zr = (rng.standard_normal((12, 500)) * 3).astype(np.float16)
+    zc = (zr.astype(np.float32) + rng.standard_normal(zr.shape).astype(np.float32) * 0.05).astype(np.float16)
+    zr[0, :5] = np.array([np.inf, -np.inf, np.nan, 6e-8, -0.0], dtype=np.float16)
+    zr[1], zc[1] = -np.inf, -np.inf
+    zr[1, :10], zc[1, :10] = 1.0, 1.5  # a vocabulary mask: −inf on both sides beyond 10
+    zc[2, 7] = np.nan
+    zr[3] = np.float16(6e-8)
+    zr[3, 5] = np.float16(1e-7)  # subnormals only
+    y = rng.integers(0, 10, 12)
+    assert _readable(zr, zc).dtype == np.int16 and np.shares_memory(_readable(zr, zc), zr)
+    got = token_metrics(zr, zc, y)
+    want = token_metrics(zr.astype(np.float32), zc.astype(np.float32), y)
+    for name, values in want.items():
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
+    assert list(got["nonfinite"][:4]) == [3, 0, 1, 0] and got["argmax_agree"][3] == want["argmax_agree"][3]

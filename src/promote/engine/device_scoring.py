@@ -8,8 +8,8 @@ only per-position values — the fused kernel's ``COLUMNS`` — come back:
 
 * CUDA: metrics/device.py, torch ops in float64 on the GPU;
 * CPU: the numba kernel of metrics/_fused.py, reading the tensors' own memory (float32, float64, and
-  bfloat16 as its bits) at the chunk's rows: no copy at all. Other dtypes or layouts are gathered and
-  widened one chunk at a time. It beats torch's eager CPU ops several times over, and it is the same
+  bfloat16 and float16 as their bits) at the chunk's rows: no copy at all. Other dtypes or layouts are
+  gathered and widened one chunk at a time. It beats torch's eager CPU ops several times over, and it is the same
   code as the numpy path, so CPU numbers do not change.
 
 Running out of memory in a chunk is an ``EvaluationError`` (exit 3) naming the chunk and how to lower it.
@@ -112,7 +112,8 @@ class DeviceLogits:
 
 def _in_place(logits: torch.Tensor) -> np.ndarray | None:
     """[B·T, V] numpy over a contiguous CPU tensor's own memory, for numba: float32/float64 as they are,
-    bfloat16 as its bits (uint16; the kernel widens them). None when numba cannot read it in place."""
+    bfloat16 as its bits (uint16) and float16 as its bits (int16; the kernel widens both). None when numba
+    cannot read it in place."""
     if logits.device.type != "cpu" or not logits.is_contiguous():
         return None
     flat = logits.reshape(-1, logits.shape[-1])
@@ -120,6 +121,8 @@ def _in_place(logits: torch.Tensor) -> np.ndarray | None:
         return flat.numpy()
     if logits.dtype == torch.bfloat16:
         return flat.view(torch.int16).numpy().view(np.uint16)
+    if logits.dtype == torch.float16:
+        return flat.view(torch.int16).numpy()  # int16: the kernel reads these bits as fp16
     return None
 
 

@@ -31,7 +31,7 @@ from promote.metrics._numba_math import (
 # numba keys a cached function on its own file's content, not on the functions it inlines from other files:
 # this hash of _numba_math.py (held equal by tests/test_kernel_cache.py) makes any change there a change here,
 # so numba drops kernels compiled against the old helpers instead of loading them.
-HELPERS_SHA256 = "83995ecbb5542c6eec88f9bd238cccb697c40f345b566294308fc8d5d9dfb8d2"
+HELPERS_SHA256 = "01b14c4255f49e1e03f15858a8dc333c4f2d1f7f92b4f398ef343c4c7a7023fd"
 
 # Full fast-math lets LLVM vectorise the comparisons (without `nnan` it must keep NaN semantics); the
 # functions compiled with it are only trusted on rows found all finite.
@@ -312,7 +312,8 @@ def new_scratch(vocab: int) -> np.ndarray:
 @numba.njit(parallel=True, **JIT_FLAGS)
 def fused_token_metrics(zr, zc, index, targets, tie_margin, out, scratch):  # noqa: ANN001, ANN201
     """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``, for rows ``index`` [R] of
-    ``zr``/``zc`` [N, V] (float32, float64, or bfloat16 bits as uint16: a torch bf16 tensor read in place);
+    ``zr``/``zc`` [N, V] (float32, float64, bfloat16 bits as uint16 or float16 bits as int16: torch bf16/fp16
+    tensors read in place);
     ``scratch`` is ``new_scratch(V)`` (its first axis: how many blocks of rows run in parallel).
 
     Besides the metrics, three facts consumers would otherwise take from the logits in passes of their

@@ -42,7 +42,7 @@ def token_metrics(
     if ref_logits.ndim != 2:
         raise ValueError(f"expected [positions, vocab] logits, got shape {ref_logits.shape}")
     out = np.empty((ref_logits.shape[0], len(COLUMNS)), dtype=np.float64)
-    # Integer arrays are numbers here, never bfloat16 bits (only the torch path hands those over).
+    # Integer arrays are numbers here, never bfloat16 or float16 bits (only the torch path hands those over).
     ref_logits, cand_logits = (z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)
                                for z in (ref_logits, cand_logits))
     fused_columns(ref_logits, cand_logits, targets, tie_margin, out)
@@ -52,7 +52,8 @@ def token_metrics(
 def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, tie_margin: float,
                   out: np.ndarray, index: np.ndarray | None = None, scratch: np.ndarray | None = None) -> None:
     """The fused kernel's ``COLUMNS`` into ``out`` [P, len(COLUMNS)] (float64) for rows ``index`` [P] of [N, V]
-    logits (default: every row). float32/float64 logits, or uint16 holding bfloat16 bits, are read in place.
+    logits (default: every row). float32/float64/float16 logits, uint16 holding bfloat16 bits and int16 holding
+    float16 bits are read in place.
     ``scratch`` (``new_scratch(V)``) lets a caller scoring many chunks allocate the kernel's work rows once."""
     if index is None:
         index = np.arange(ref_logits.shape[0], dtype=np.int64)
@@ -69,10 +70,12 @@ def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.n
 
 
 def _readable(logits: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Logits numba reads as they are (row-contiguous float32/float64 or bf16 bits); others widened to float32,
-    or to float64 when the other side is float64."""
-    if logits.dtype in (np.float32, np.float64, np.uint16) and logits.flags.c_contiguous:
+    """Logits numba reads as they are (row-contiguous float32/float64, bf16 bits as uint16, fp16 as its bits in
+    int16); others widened to float32, or to float64 when the other side is float64."""
+    if logits.dtype in (np.float32, np.float64, np.uint16, np.int16) and logits.flags.c_contiguous:
         return logits
+    if logits.dtype == np.float16 and logits.flags.c_contiguous:
+        return logits.view(np.int16)
     return np.ascontiguousarray(logits, dtype=np.float64 if np.float64 in (logits.dtype, other.dtype) else np.float32)
 
 
