@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def generate(root: Path, samples: int, seq: int, vocab: int, per_file: int = 128) -> Path:
+def generate(root: Path, samples: int, seq: int, vocab: int, per_file: int = 128, batch: int | None = None) -> Path:
     """Eval set + reference/candidate records (fp16, candidate = reference + 1e-2 noise); the contract."""
     from promote.kernels.records import write_records
 
@@ -48,8 +48,8 @@ def generate(root: Path, samples: int, seq: int, vocab: int, per_file: int = 128
         del ref, cand
     contract.write_text(
         "version: 1\nname: bench-scale-out\n"
-        f"reference: {{kind: records, path: ref, batch_size: {BATCH}}}\n"
-        f"candidate: {{kind: records, path: cand, batch_size: {BATCH}}}\n"
+        f"reference: {{kind: records, path: ref, batch_size: {batch or BATCH}}}\n"
+        f"candidate: {{kind: records, path: cand, batch_size: {batch or BATCH}}}\n"
         "data: {path: eval.jsonl, task: causal-lm}\n"
         "numerical:\n  clauses:\n"
         "    - {id: kl-mean, metric: kl, stat: mean, max: 1.0}\n"
