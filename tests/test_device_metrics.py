@@ -145,7 +145,8 @@ def test_scored_batches_and_summaries_equal(backend, chunk):
     cand[5, 6, :] = 1.0  # a constant candidate row
     host = score_outputs(batch, Outputs(logits=ref.numpy()), Outputs(logits=cand.float().numpy()), tie_margin=1e-3)
     dev = score_outputs(batch, Outputs(logits=ref, chunk=chunk), Outputs(logits=cand, chunk=chunk), tie_margin=1e-3)
-    assert dev.ref_logits is None and dev.device is not None and host.device is None
+    assert dev.ref_logits is None and dev.device is not None and host.device is not None  # numpy: read in place
+    assert host.device.host_arrays and not dev.device.host_arrays  # numpy always by numba, torch by `backend`
     np.testing.assert_array_equal(dev.rows, host.rows)
     assert set(dev.values) == set(host.values) and "k3" in dev.values
     assert dev.rows.size == sum([0, 1, 16, 39, 2, 39, 24])

@@ -43,7 +43,16 @@ def default_chunk(vocab: int, device: torch.device) -> int:
 
 
 def _as_tensor(logits: Any) -> torch.Tensor:
-    return logits if isinstance(logits, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(logits))
+    """A torch tensor over the logits: torch as it is, numpy wrapped without a copy (float16/32/64; integer
+    logits are numbers, widened to float64 as the numpy path did, other dtypes to float32)."""
+    if isinstance(logits, torch.Tensor):
+        return logits
+    array = np.asarray(logits)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    elif array.dtype not in (np.float16, np.float32, np.float64):
+        array = array.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 class DeviceLogits:
@@ -55,6 +64,9 @@ class DeviceLogits:
     """
 
     def __init__(self, ref: Any, cand: Any, rows: np.ndarray, cols: np.ndarray, *, chunk: int | None) -> None:
+        # numpy on both sides (ONNX, served, vLLM kernels) is always scored by numba, as on the numpy path it
+        # replaced; CPU_BACKEND = "torch" only moves torch tensors to the torch ops (the CUDA path's test twin).
+        self.host_arrays = not isinstance(ref, torch.Tensor) and not isinstance(cand, torch.Tensor)
         self.ref, self.cand = _as_tensor(ref), _as_tensor(cand)
         self.vocab = self.ref.shape[-1]
         self.device = next((t.device for t in (self.ref, self.cand) if t.device.type == "cuda"), torch.device("cpu"))
@@ -78,7 +90,7 @@ class DeviceLogits:
     def columns(self, targets: np.ndarray, tie_margin: float) -> np.ndarray:
         """The fused kernel's ``COLUMNS`` [P, len(COLUMNS)] float64 on the host."""
         out = np.empty((self.positions, len(COLUMNS)), dtype=np.float64)
-        numba = self.device.type == "cpu" and CPU_BACKEND == "numba"
+        numba = self.device.type == "cpu" and (CPU_BACKEND == "numba" or self.host_arrays)
         views = (_in_place(self.ref), _in_place(self.cand)) if numba else (None, None)
         with self.guard("scoring"):
             scratch = new_scratch(self.vocab) if numba and self.positions else None  # one for all the chunks

@@ -18,7 +18,7 @@ from promote.data.rollouts import MAX_LOGPROB
 from promote.engine.topk_scoring import check_vocab, score_topk
 from promote.errors import UsageError
 from promote.kernels.base import Outputs, rows_on_host
-from promote.metrics.distribution import columns_to_values, is_degenerate, token_metrics, topk_overlap
+from promote.metrics.distribution import columns_to_values, is_degenerate, topk_overlap
 from promote.metrics.rl import token_values
 from promote.metrics.topk import BOUNDED_METRICS, log_softmax
 
@@ -87,22 +87,20 @@ def score_batch(batch: Batch, ref_logits: Any, cand_logits: Any, *, tie_margin: 
                 mask: np.ndarray | None = None, chunk: int | None = None) -> ScoredBatch:
     """Pick the scored positions of a batch (``mask``, default all) and compute every metric there.
 
-    Numpy logits go through the numba kernel at once; when a side is a torch tensor the positions are
-    scored where the logits are, ``chunk`` at a time (engine/device_scoring.py)."""
+    The positions are scored where the logits are, ``chunk`` at a time (engine/device_scoring.py): torch
+    tensors on their device, numpy arrays (ONNX, served and vLLM kernels) wrapped without a copy and read
+    in place by the numba kernel. Gathering the scored positions of numpy logits first cost two copies of
+    the batch, ~1.5× the kernel's own time at V = 151 936."""
     if ref_logits.shape[-1] != cand_logits.shape[-1]:
         raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
                          f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
     rows, cols = np.nonzero(batch.scored_mask() if mask is None else mask)
     targets = batch.input_ids[rows, cols + 1]
-    if not (isinstance(ref_logits, np.ndarray) and isinstance(cand_logits, np.ndarray)):
-        from promote.engine.device_scoring import DeviceLogits  # torch: only for torch outputs
+    from promote.engine.device_scoring import DeviceLogits  # torch: imported with the first batch scored
 
-        logits = DeviceLogits(ref_logits, cand_logits, rows, cols, chunk=chunk)
-        values = columns_to_values(logits.columns(targets, tie_margin))
-        return ScoredBatch(batch, rows, cols, targets, None, None, values, device=logits)
-    ref, cand = ref_logits[rows, cols], cand_logits[rows, cols]
-    values = token_metrics(ref, cand, targets, tie_margin=tie_margin)
-    return ScoredBatch(batch, rows, cols, targets, ref, cand, values)
+    logits = DeviceLogits(ref_logits, cand_logits, rows, cols, chunk=chunk)
+    values = columns_to_values(logits.columns(targets, tie_margin))
+    return ScoredBatch(batch, rows, cols, targets, None, None, values, device=logits)
 
 
 def metric_chunk(*outputs: Outputs) -> int | None:
