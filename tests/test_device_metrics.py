@@ -145,8 +145,7 @@ def test_scored_batches_and_summaries_equal(backend, chunk):
     cand[5, 6, :] = 1.0  # a constant candidate row
     host = score_outputs(batch, Outputs(logits=ref.numpy()), Outputs(logits=cand.float().numpy()), tie_margin=1e-3)
     dev = score_outputs(batch, Outputs(logits=ref, chunk=chunk), Outputs(logits=cand, chunk=chunk), tie_margin=1e-3)
-    assert dev.ref_logits is None and dev.device is not None and host.device is not None  # numpy: read in place
-    assert host.device.host_arrays and not dev.device.host_arrays  # numpy always by numba, torch by `backend`
+    assert dev.ref_logits is None and dev.device is not None and host.device is None and host.host is not None
     np.testing.assert_array_equal(dev.rows, host.rows)
     assert set(dev.values) == set(host.values) and "k3" in dev.values
     assert dev.rows.size == sum([0, 1, 16, 39, 2, 39, 24])
@@ -314,3 +313,42 @@ def test_cuda_equals_numba(monkeypatch):
     _assert_same(dev.values, host.values)
     np.testing.assert_array_equal(dev.topk_overlap(5), host.topk_overlap(5))
     assert list(COLUMNS)[:3] == ["kl", "kl_rev", "tv"]
+
+
+def test_numpy_logits_are_scored_in_place_and_gathered_only_when_a_consumer_asks():
+    """Numpy pairs (ONNX, served, vLLM kernels): the kernel reads the batch where it is (the old path copied it
+    at the scored positions first); a per-position consumer gets the gathered rows, once, with the values the
+    gathered path gave."""
+    rng = np.random.default_rng(12)
+    batch = _padded_batch(rng, 61)
+    ref = (rng.standard_normal((*batch.input_ids.shape, 61)) * 3).astype(np.float32)
+    cand = (ref + rng.standard_normal(ref.shape) * 0.1).astype(np.float32)
+    scored = score_outputs(batch, Outputs(logits=ref), Outputs(logits=cand), tie_margin=1e-3)
+    assert scored.ref_logits is None and scored.host is not None and scored.host[0] is ref  # not gathered
+    gathered = ref[scored.rows, scored.cols], cand[scored.rows, scored.cols]
+    want = token_metrics(*gathered, scored.targets, tie_margin=1e-3)
+    for name, values in want.items():
+        np.testing.assert_array_equal(scored.values[name], values, err_msg=name)
+    np.testing.assert_array_equal(scored.topk_overlap(3), topk_overlap(*gathered, 3))
+    assert scored.host is None and np.array_equal(scored.cand_logits, gathered[1])  # gathered once, on demand
+    assert scored.per_position(reference_entropy, device.reference_entropy).shape == scored.rows.shape
+
+
+def test_scoring_numpy_logits_does_not_import_torch():
+    """ONNX-, HTTP- and vLLM-only checks never needed torch to score: importing it costs seconds a check."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "import numpy as np\n"
+              "from promote.data import Sample, batches\n"
+              "from promote.engine.scoring import score_outputs\n"
+              "from promote.kernels.base import Outputs\n"
+              "batch = next(batches((Sample(id='a', input_ids=(1, 2, 3, 4), tags={}, line=1),), 1))\n"
+              "z = np.random.default_rng(0).standard_normal((1, 4, 9)).astype(np.float32)\n"
+              "scored = score_outputs(batch, Outputs(logits=z), Outputs(logits=z + 0.1), tie_margin=1e-3)\n"
+              "assert scored.values['kl'].shape == (3,)\n"
+              "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "False"

@@ -64,9 +64,6 @@ class DeviceLogits:
     """
 
     def __init__(self, ref: Any, cand: Any, rows: np.ndarray, cols: np.ndarray, *, chunk: int | None) -> None:
-        # numpy on both sides (ONNX, served, vLLM kernels) is always scored by numba, as on the numpy path it
-        # replaced; CPU_BACKEND = "torch" only moves torch tensors to the torch ops (the CUDA path's test twin).
-        self.host_arrays = not isinstance(ref, torch.Tensor) and not isinstance(cand, torch.Tensor)
         self.ref, self.cand = _as_tensor(ref), _as_tensor(cand)
         self.vocab = self.ref.shape[-1]
         self.device = next((t.device for t in (self.ref, self.cand) if t.device.type == "cuda"), torch.device("cpu"))
@@ -90,7 +87,7 @@ class DeviceLogits:
     def columns(self, targets: np.ndarray, tie_margin: float) -> np.ndarray:
         """The fused kernel's ``COLUMNS`` [P, len(COLUMNS)] float64 on the host."""
         out = np.empty((self.positions, len(COLUMNS)), dtype=np.float64)
-        numba = self.device.type == "cpu" and (CPU_BACKEND == "numba" or self.host_arrays)
+        numba = self.device.type == "cpu" and CPU_BACKEND == "numba"
         views = (_in_place(self.ref), _in_place(self.cand)) if numba else (None, None)
         with self.guard("scoring"):
             scratch = new_scratch(self.vocab) if numba and self.positions else None  # one for all the chunks

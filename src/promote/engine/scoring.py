@@ -18,7 +18,7 @@ from promote.data.rollouts import MAX_LOGPROB
 from promote.engine.topk_scoring import check_vocab, score_topk
 from promote.errors import UsageError
 from promote.kernels.base import Outputs, rows_on_host
-from promote.metrics.distribution import columns_to_values, is_degenerate, topk_overlap
+from promote.metrics.distribution import columns_to_values, is_degenerate, token_metrics_at, topk_overlap
 from promote.metrics.rl import token_values
 from promote.metrics.topk import BOUNDED_METRICS, log_softmax
 
@@ -28,9 +28,10 @@ class ScoredBatch:
     """One batch after both kernels ran: logits and metric values at its scored positions only.
 
     Consumers (numerics summaries, the noise floor, slice statistics) read this, so the kernels run
-    once per batch however many stages use the outputs. Torch logits stay on their device (``device``,
-    engine/device_scoring.py; ``ref_logits``/``cand_logits`` are then None): consumers ask for
-    per-position functions of the logits (``per_position``, ``topk_overlap``) instead of reading them.
+    once per batch however many stages use the outputs. Full logits are not gathered at the scored
+    positions up front (``ref_logits``/``cand_logits`` are then None): torch logits stay on their device
+    (``device``, engine/device_scoring.py), numpy logits stay whole (``host``) and are gathered only if a
+    consumer asks for a per-position function of them (``per_position``, ``topk_overlap``).
     """
 
     batch: Batch
@@ -43,6 +44,7 @@ class ScoredBatch:
     bounded: tuple[str, ...] = field(default=())  # metrics given as NAME_lower/NAME_upper (top-k records)
     sampled: bool = False  # a side gave only the sampled token's log-prob: only SAMPLED_METRICS exist
     device: Any = None  # engine.device_scoring.DeviceLogits: both sides' logits where the kernels left them
+    host: tuple[np.ndarray, np.ndarray] | None = None  # both sides' whole [B, T, V] numpy logits, not yet gathered
 
     @property
     def sample_ids(self) -> list[str]:
@@ -54,7 +56,14 @@ class ScoredBatch:
         ``host`` on numpy logits, ``on_device`` (torch ops, metrics/device.py) chunk by chunk on the device."""
         if self.device is not None:
             return self.device.per_position(on_device, both=both)
+        self._gather()
         return np.asarray(host(self.ref_logits, self.cand_logits) if both else host(self.ref_logits))
+
+    def _gather(self) -> None:
+        """Numpy logits at the scored positions, copied once, when a consumer first needs them."""
+        if self.host is not None:
+            ref, cand = self.host
+            self.ref_logits, self.cand_logits, self.host = ref[self.rows, self.cols], cand[self.rows, self.cols], None
 
     def topk_overlap(self, k: int) -> np.ndarray:
         """|top-k(p) ∩ top-k(q)| / k per position (metrics/distribution.topk_overlap)."""
@@ -69,6 +78,7 @@ class ScoredBatch:
         """Positions where both kernels' logits are constant (nothing was compared)."""
         if "degenerate" in self.values:
             return int(self.values["degenerate"].sum())
+        self._gather()
         return int((is_degenerate(self.ref_logits) & is_degenerate(self.cand_logits)).sum())
 
     def ref_abs_max(self) -> float | None:
@@ -76,6 +86,7 @@ class ScoredBatch:
         if "ref_abs_max" in self.values:
             found = self.values["ref_abs_max"]
             return float(found.max()) if found.size else None
+        self._gather()
         ref = self.ref_logits
         if ref is None or not ref.size:
             return None
@@ -87,16 +98,19 @@ def score_batch(batch: Batch, ref_logits: Any, cand_logits: Any, *, tie_margin: 
                 mask: np.ndarray | None = None, chunk: int | None = None) -> ScoredBatch:
     """Pick the scored positions of a batch (``mask``, default all) and compute every metric there.
 
-    The positions are scored where the logits are, ``chunk`` at a time (engine/device_scoring.py): torch
-    tensors on their device, numpy arrays (ONNX, served and vLLM kernels) wrapped without a copy and read
-    in place by the numba kernel. Gathering the scored positions of numpy logits first cost two copies of
-    the batch, ~1.5× the kernel's own time at V = 151 936."""
+    The numba kernel reads numpy logits (ONNX, served and vLLM kernels) in place at the scored positions
+    (gathering them first cost a copy of the batch per side, ~1.5× the kernel's own time at V = 151 936);
+    when a side is a torch tensor the positions are scored where the logits are, ``chunk`` at a time
+    (engine/device_scoring.py)."""
     if ref_logits.shape[-1] != cand_logits.shape[-1]:
         raise UsageError(f"vocabulary sizes differ: reference {ref_logits.shape[-1]}, candidate "
                          f"{cand_logits.shape[-1]}; both kernels must score the same vocabulary")
     rows, cols = np.nonzero(batch.scored_mask() if mask is None else mask)
     targets = batch.input_ids[rows, cols + 1]
-    from promote.engine.device_scoring import DeviceLogits  # torch: imported with the first batch scored
+    if isinstance(ref_logits, np.ndarray) and isinstance(cand_logits, np.ndarray):  # no torch import for these
+        values = token_metrics_at(ref_logits, cand_logits, rows, cols, targets, tie_margin=tie_margin)
+        return ScoredBatch(batch, rows, cols, targets, None, None, values, host=(ref_logits, cand_logits))
+    from promote.engine.device_scoring import DeviceLogits  # torch: only for torch outputs
 
     logits = DeviceLogits(ref_logits, cand_logits, rows, cols, chunk=chunk)
     values = columns_to_values(logits.columns(targets, tie_margin))

@@ -49,6 +49,21 @@ def token_metrics(
     return columns_to_values(out)
 
 
+def token_metrics_at(ref_logits: np.ndarray, cand_logits: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                     targets: np.ndarray, *, tie_margin: float = 1e-3) -> dict[str, np.ndarray]:
+    """``token_metrics`` at positions (``rows``, ``cols``) of [B, T, V] logits, read in place (no gather)."""
+    if ref_logits.shape != cand_logits.shape or ref_logits.ndim != 3:
+        raise ValueError(f"expected two [batch, tokens, vocab] logits of one shape, got {ref_logits.shape} and "
+                         f"{cand_logits.shape}")
+    vocab = ref_logits.shape[-1]
+    flat = [(z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)).reshape(-1, vocab)
+            for z in (ref_logits, cand_logits)]  # integer arrays are numbers (as token_metrics); views when contiguous
+    index = np.asarray(rows, dtype=np.int64) * ref_logits.shape[1] + np.asarray(cols, dtype=np.int64)
+    out = np.empty((index.shape[0], len(COLUMNS)), dtype=np.float64)
+    fused_columns(flat[0], flat[1], targets, tie_margin, out, index=index)
+    return columns_to_values(out)
+
+
 def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, tie_margin: float,
                   out: np.ndarray, index: np.ndarray | None = None, scratch: np.ndarray | None = None) -> None:
     """The fused kernel's ``COLUMNS`` into ``out`` [P, len(COLUMNS)] (float64) for rows ``index`` [P] of [N, V]
