@@ -231,6 +231,11 @@ def main() -> None:
             print(f"V={vocab:>6} marginal, {first['positions']} → {last['positions']} positions: check's extra "
                   f"seconds ÷ the bare forwards' extra seconds = {last['marginal_wall_ratio']:.2f}x wall, "
                   f"{last['marginal_cpu_ratio']:.2f}x CPU", flush=True)
+    print_document(rows)
+
+
+def print_document(rows: list[dict]) -> None:
+    """The runs as one JSON document, with the commit, the Python and the CPU count they were measured on."""
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
     print(json.dumps({"commit": commit, "python": sys.version.split()[0], "cpus": os.cpu_count(), "runs": rows},

@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
+from bench_real_vocab import print_document  # noqa: E402
 from bench_scale_out import generate  # noqa: E402
 
 
@@ -70,10 +71,7 @@ def main() -> None:
               f"{best['system_s']:4.1f} s)  kernel {best['kernel_s']:4.1f} s  "
               f"{rows[-1]['positions_per_s']:6.0f} positions/s  peak RSS {best['peak_rss_mib']:6.0f} MiB  "
               f"minor faults {best['minor_faults']:>9,}  [{best['verdict']}]", flush=True)
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
-    print(json.dumps({"commit": commit, "python": sys.version.split()[0], "cpus": os.cpu_count(), "runs": rows},
-                     indent=1))
+    print_document(rows)
 
 
 if __name__ == "__main__":
