@@ -258,8 +258,8 @@ class RecordSet:
     def logits(self, by_shard: dict[int, list[tuple[int, int]]], b: int, t: int) -> Any:
         """A batch's logits [b, t, V] as a torch tensor in the records' own dtype: slot ← (shard, row) pairs,
         each row read once from the memory map into its slot (positions past a record's length are 0 and
-        masked). Scoring reads the tensor where it is (engine/device_scoring.py: float32/float64/bfloat16 in
-        place, other dtypes widened a chunk at a time), so a batch is never widened to float32 whole: at
+        masked). Scoring reads the tensor where it is (engine/device_scoring.py: float32, float64, bfloat16
+        and float16 in place, other dtypes widened a chunk at a time), so a batch is never widened whole: at
         V = 151 936 the old path (rows read, concatenated, widened, copied into a padded array, gathered
         again for scoring) spent ~4× the metric kernel's time in copies and their page faults."""
         import torch

@@ -313,8 +313,8 @@ def new_scratch(vocab: int) -> np.ndarray:
 def fused_token_metrics(zr, zc, index, targets, tie_margin, out, scratch):  # noqa: ANN001, ANN201
     """Per-row metrics into ``out`` [R, 16] float64, columns as in ``COLUMNS``, for rows ``index`` [R] of
     ``zr``/``zc`` [N, V] (float32, float64, bfloat16 bits as uint16 or float16 bits as int16: torch bf16/fp16
-    tensors read in place);
-    ``scratch`` is ``new_scratch(V)`` (its first axis: how many blocks of rows run in parallel).
+    tensors read in place); ``scratch`` is ``new_scratch(V)``, its first axis how many blocks of rows run in
+    parallel.
 
     Besides the metrics, three facts consumers would otherwise take from the logits in passes of their
     own: ``degenerate`` (both rows constant once non-finite entries count as 0: nothing compared),
