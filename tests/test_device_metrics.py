@@ -324,13 +324,14 @@ def test_numpy_logits_are_scored_in_place_and_gathered_only_when_a_consumer_asks
     ref = (rng.standard_normal((*batch.input_ids.shape, 61)) * 3).astype(np.float32)
     cand = (ref + rng.standard_normal(ref.shape) * 0.1).astype(np.float32)
     scored = score_outputs(batch, Outputs(logits=ref), Outputs(logits=cand), tie_margin=1e-3)
-    assert scored.ref_logits is None and scored.host is not None and scored.host[0] is ref  # not gathered
+    assert scored.gathered_ref is None and scored.host is not None and scored.host[0] is ref  # not gathered
     gathered = ref[scored.rows, scored.cols], cand[scored.rows, scored.cols]
     want = token_metrics(*gathered, scored.targets, tie_margin=1e-3)
     for name, values in want.items():
         np.testing.assert_array_equal(scored.values[name], values, err_msg=name)
     np.testing.assert_array_equal(scored.topk_overlap(3), topk_overlap(*gathered, 3))
-    assert scored.host is None and np.array_equal(scored.cand_logits, gathered[1])  # gathered once, on demand
+    assert scored.host is None and np.array_equal(scored.gathered_cand, gathered[1])  # gathered once, on demand
+    assert scored.cand_logits is scored.gathered_cand and np.array_equal(scored.ref_logits, gathered[0])
     assert scored.per_position(reference_entropy, device.reference_entropy).shape == scored.rows.shape
 
 

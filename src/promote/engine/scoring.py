@@ -29,22 +29,34 @@ class ScoredBatch:
 
     Consumers (numerics summaries, the noise floor, slice statistics) read this, so the kernels run
     once per batch however many stages use the outputs. Full logits are not gathered at the scored
-    positions up front (``ref_logits``/``cand_logits`` are then None): torch logits stay on their device
-    (``device``, engine/device_scoring.py), numpy logits stay whole (``host``) and are gathered only if a
-    consumer asks for a per-position function of them (``per_position``, ``topk_overlap``).
+    positions up front: torch logits stay on their device (``device``, engine/device_scoring.py;
+    ``ref_logits``/``cand_logits`` are None), numpy logits stay whole (``host``) and are gathered the
+    first time a consumer reads ``ref_logits``/``cand_logits`` or asks for a per-position function.
     """
 
     batch: Batch
     rows: np.ndarray
     cols: np.ndarray
     targets: np.ndarray
-    ref_logits: np.ndarray | None
-    cand_logits: np.ndarray | None
+    gathered_ref: np.ndarray | None  # [P, V] at the scored positions (``ref_logits``), once gathered
+    gathered_cand: np.ndarray | None
     values: dict[str, np.ndarray]
     bounded: tuple[str, ...] = field(default=())  # metrics given as NAME_lower/NAME_upper (top-k records)
     sampled: bool = False  # a side gave only the sampled token's log-prob: only SAMPLED_METRICS exist
     device: Any = None  # engine.device_scoring.DeviceLogits: both sides' logits where the kernels left them
     host: tuple[np.ndarray, np.ndarray] | None = None  # both sides' whole [B, T, V] numpy logits, not yet gathered
+
+    @property
+    def ref_logits(self) -> np.ndarray | None:
+        """Reference logits [P, V] at the scored positions as numpy (None for torch logits: ``per_position``)."""
+        self._gather()
+        return self.gathered_ref
+
+    @property
+    def cand_logits(self) -> np.ndarray | None:
+        """Candidate logits [P, V] at the scored positions as numpy (None for torch logits: ``per_position``)."""
+        self._gather()
+        return self.gathered_cand
 
     @property
     def sample_ids(self) -> list[str]:
@@ -56,14 +68,14 @@ class ScoredBatch:
         ``host`` on numpy logits, ``on_device`` (torch ops, metrics/device.py) chunk by chunk on the device."""
         if self.device is not None:
             return self.device.per_position(on_device, both=both)
-        self._gather()
         return np.asarray(host(self.ref_logits, self.cand_logits) if both else host(self.ref_logits))
 
     def _gather(self) -> None:
-        """Numpy logits at the scored positions, copied once, when a consumer first needs them."""
+        """Numpy logits at the scored positions, copied once, when a consumer (a plug-in too) first reads them."""
         if self.host is not None:
             ref, cand = self.host
-            self.ref_logits, self.cand_logits, self.host = ref[self.rows, self.cols], cand[self.rows, self.cols], None
+            self.gathered_ref, self.gathered_cand = ref[self.rows, self.cols], cand[self.rows, self.cols]
+            self.host = None
 
     def topk_overlap(self, k: int) -> np.ndarray:
         """|top-k(p) ∩ top-k(q)| / k per position (metrics/distribution.topk_overlap)."""
@@ -78,7 +90,6 @@ class ScoredBatch:
         """Positions where both kernels' logits are constant (nothing was compared)."""
         if "degenerate" in self.values:
             return int(self.values["degenerate"].sum())
-        self._gather()
         return int((is_degenerate(self.ref_logits) & is_degenerate(self.cand_logits)).sum())
 
     def ref_abs_max(self) -> float | None:
@@ -86,7 +97,6 @@ class ScoredBatch:
         if "ref_abs_max" in self.values:
             found = self.values["ref_abs_max"]
             return float(found.max()) if found.size else None
-        self._gather()
         ref = self.ref_logits
         if ref is None or not ref.size:
             return None
