@@ -145,13 +145,17 @@ def test_scored_batches_and_summaries_equal(backend, chunk):
     cand[5, 6, :] = 1.0  # a constant candidate row
     host = score_outputs(batch, Outputs(logits=ref.numpy()), Outputs(logits=cand.float().numpy()), tie_margin=1e-3)
     dev = score_outputs(batch, Outputs(logits=ref, chunk=chunk), Outputs(logits=cand, chunk=chunk), tie_margin=1e-3)
-    assert dev.ref_logits is None and dev.device is not None and host.device is None and host.host is not None
+    assert dev.gathered_ref is None and dev.device is not None and host.device is None and host.host is not None
     np.testing.assert_array_equal(dev.rows, host.rows)
     assert set(dev.values) == set(host.values) and "k3" in dev.values
     assert dev.rows.size == sum([0, 1, 16, 39, 2, 39, 24])
     _assert_same(dev.values, host.values)
     np.testing.assert_array_equal(dev.topk_overlap(5), host.topk_overlap(5))
     assert dev.degenerate_positions() == host.degenerate_positions() and dev.ref_abs_max() == host.ref_abs_max()
+    assert dev.gathered_ref is None  # nothing above copied the batch off its device
+    # A consumer that reads the rows (a plug-in) gets them on the host, as float32, whatever the kernel gave.
+    np.testing.assert_array_equal(dev.ref_logits, host.ref_logits)
+    np.testing.assert_array_equal(dev.cand_logits, cand.float().numpy()[dev.rows, dev.cols])
     keys = ("kl", "tv", "argmax_agree", "nonfinite", "entropy_ratio", "topk_overlap@5", "ratio_outside@2", "k3",
             "pg_bias@1", "seq_log_ratio", "seq_masked@2")
     summaries = []

@@ -29,9 +29,9 @@ class ScoredBatch:
 
     Consumers (numerics summaries, the noise floor, slice statistics) read this, so the kernels run
     once per batch however many stages use the outputs. Full logits are not gathered at the scored
-    positions up front: torch logits stay on their device (``device``, engine/device_scoring.py;
-    ``ref_logits``/``cand_logits`` are None), numpy logits stay whole (``host``) and are gathered the
-    first time a consumer reads ``ref_logits``/``cand_logits`` or asks for a per-position function.
+    positions up front: torch logits stay on their device (``device``, engine/device_scoring.py), numpy
+    logits stay whole (``host``). Consumers ask for per-position functions (``per_position``,
+    ``topk_overlap``); reading ``ref_logits``/``cand_logits`` copies the scored rows to the host once.
     """
 
     batch: Batch
@@ -48,13 +48,14 @@ class ScoredBatch:
 
     @property
     def ref_logits(self) -> np.ndarray | None:
-        """Reference logits [P, V] at the scored positions as numpy (None for torch logits: ``per_position``)."""
+        """Reference logits [P, V] at the scored positions as numpy (top-k values for top-k records), gathered
+        on first read."""
         self._gather()
         return self.gathered_ref
 
     @property
     def cand_logits(self) -> np.ndarray | None:
-        """Candidate logits [P, V] at the scored positions as numpy (None for torch logits: ``per_position``)."""
+        """Candidate logits [P, V] at the scored positions as numpy, gathered on first read."""
         self._gather()
         return self.gathered_cand
 
@@ -71,11 +72,16 @@ class ScoredBatch:
         return np.asarray(host(self.ref_logits, self.cand_logits) if both else host(self.ref_logits))
 
     def _gather(self) -> None:
-        """Numpy logits at the scored positions, copied once, when a consumer (a plug-in too) first reads them."""
+        """The logits at the scored positions as numpy, copied once, when a consumer (a plug-in, say) first reads
+        them: numpy rows as they are, torch rows as float32 on the host (promote's own consumers use
+        ``per_position`` instead, which never copies a whole batch off a GPU)."""
         if self.host is not None:
             ref, cand = self.host
             self.gathered_ref, self.gathered_cand = ref[self.rows, self.cols], cand[self.rows, self.cols]
             self.host = None
+        elif self.device is not None and self.gathered_ref is None:
+            self.gathered_ref = rows_on_host(self.device.ref, self.rows, self.cols)
+            self.gathered_cand = rows_on_host(self.device.cand, self.rows, self.cols)
 
     def topk_overlap(self, k: int) -> np.ndarray:
         """|top-k(p) ∩ top-k(q)| / k per position (metrics/distribution.topk_overlap)."""
