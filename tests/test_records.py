@@ -223,9 +223,9 @@ def test_noise_floor_and_localize_need_live_kernels(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_logit_records_reach_scoring_in_their_own_dtype_and_score_as_widened_float32(tmp_path, dtype):
-    """A batch of logit records is one torch tensor in the records' dtype (each row read once from the memory
-    map; the old path widened every batch to float32 and copied it four times): values as stored, and the
-    metrics exactly those of the same values widened to float32 numpy (the numpy path)."""
+    """A batch of logit records is one torch tensor in the records' dtype (consecutive rows of one shard read at
+    once, other batches row by row; the old path widened every batch to float32 and copied it four times):
+    values as stored, and the metrics exactly those of the same values widened to float32 numpy."""
     import torch
 
     from promote.engine.scoring import score_outputs
@@ -242,11 +242,14 @@ def test_logit_records_reach_scoring_in_their_own_dtype_and_score_as_widened_flo
     for side, scale in (("ref", 0.0), ("cand", 0.05)):
         base = torch.from_numpy(rng.standard_normal((n, t, vocab)).astype(np.float32) * 3)
         stored[side] = (base if side == "ref" else stored["ref"].float() + scale * base).to(getattr(torch, dtype))
-        write_records(tmp_path / f"{side}.safetensors", ids, input_ids, mask, logits=stored[side])
+    write_records(tmp_path / "ref.safetensors", ids, input_ids, mask, logits=stored["ref"])
+    for part, rows in (("a", slice(0, 2)), ("b", slice(2, n))):  # the first batch spans both shards
+        write_records(tmp_path / "cand" / f"{part}.safetensors", ids[rows], input_ids[rows], mask[rows],
+                      logits=stored["cand"][rows])
     (tmp_path / "c.yaml").write_text(
         "version: 1\nname: r\n"
         "reference: {kind: records, path: ref.safetensors, batch_size: 3}\n"
-        "candidate: {kind: records, path: cand.safetensors, batch_size: 3}\n"
+        "candidate: {kind: records, path: cand, batch_size: 3}\n"
         "data: {path: eval.jsonl}\n"
         "numerical:\n  clauses:\n    - {id: kl, metric: kl, stat: mean, max: 1.0}\n")
     contract, _ = load_contract(tmp_path / "c.yaml")
