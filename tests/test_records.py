@@ -276,3 +276,34 @@ def test_logit_records_reach_scoring_in_their_own_dtype_and_score_as_widened_flo
     finally:
         for kernel in kernels:
             kernel.close()
+
+
+@pytest.mark.parametrize("tokens", [9, 6])  # the records' own length (a view of the map), or shorter (a copy)
+def test_a_batch_of_consecutive_records_is_a_view_that_never_writes_the_file(tmp_path, tokens):
+    """Consecutive rows of one shard come straight from the memory map, contiguous (sliced to the batch's length
+    when the records are longer), and a write into the batch tensor never reaches the user's file."""
+    import torch
+    from safetensors import safe_open
+
+    rng = np.random.default_rng(9)
+    n, recorded, vocab = 4, 9, 50
+    ids = [f"v{i}" for i in range(n)]
+    input_ids = rng.integers(0, vocab, (n, recorded))
+    logits = torch.from_numpy(rng.standard_normal((n, recorded, vocab)).astype(np.float32)).to(torch.float16)
+    path = write_records(tmp_path / "r.safetensors", ids, input_ids, np.ones((n, recorded), bool), logits=logits)
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"id": i, "input_ids": row[:tokens].tolist()}) + "\n"
+                                                 for i, row in zip(ids, input_ids, strict=True)))
+    (tmp_path / "c.yaml").write_text("version: 1\nname: r\nreference: {kind: records, path: r.safetensors}\n"
+                                     "candidate: {kind: records, path: r.safetensors}\ndata: {path: eval.jsonl}\n"
+                                     "numerical:\n  clauses:\n    - {id: kl, metric: kl, stat: mean, max: 1.0}\n")
+    contract, _ = load_contract(tmp_path / "c.yaml")
+    evalset = read_jsonl(contract.data.path)
+    kernel = build_kernel(contract.reference, role="reference")
+    with kernel:
+        kernel.bind(evalset)
+        batch = next(batches(evalset.samples, n))
+        got = kernel.run(batch).logits
+        assert got.shape == (n, tokens, vocab) and got.is_contiguous() and torch.equal(got, logits[:, :tokens])
+        got.fill_(7.0)
+    with safe_open(str(path), framework="pt") as handle:
+        assert torch.equal(handle.get_tensor("logits"), logits)  # the file is as written

@@ -256,10 +256,11 @@ class RecordSet:
         return (out.float() if out.is_floating_point() and out.dtype != torch.float64 else out).numpy()
 
     def logits(self, by_shard: dict[int, list[tuple[int, int]]], b: int, t: int) -> Any:
-        """A batch's logits [b, t, V] as a torch tensor in the records' own dtype: slot ← (shard, row) pairs,
-        each row read once from the memory map into its slot (positions past a record's length are 0 and
-        masked). Scoring reads the tensor where it is (engine/device_scoring.py: float32, float64, bfloat16
-        and float16 in place, other dtypes widened a chunk at a time), so a batch is never widened whole: at
+        """A batch's logits [b, t, V] as a torch tensor in the records' own dtype: slot ← (shard, row) pairs;
+        consecutive rows of one shard are a view of the memory map, other batches read row by row into their
+        slots (positions past a record's length are 0 and masked). Scoring reads the tensor where it is
+        (engine/device_scoring.py: float32, float64, bfloat16 and float16 in place, other dtypes widened a chunk
+        at a time), so a batch is never widened whole: at
         V = 151 936 the old path (rows read, concatenated, widened, copied into a padded array, gathered
         again for scoring) spent ~4× the metric kernel's time in copies and their page faults."""
         import torch
@@ -268,7 +269,10 @@ class RecordSet:
             (shard, pairs), = by_shard.items()
             first = pairs[0][1]
             if pairs == [(slot, first + slot) for slot in range(b)] and self.shards[shard].mask.shape[1] >= t:
-                return self.shards[shard].handle.get_slice("logits")[first : first + b, :t]  # one read, no copy after
+                # safetensors 0.8 returns a view of its copy-on-write file mapping (writes never reach the file):
+                # no copy at all when the records' length is the batch's; else one copy of the first t positions,
+                # contiguous so the kernel reads it in place.
+                return self.shards[shard].handle.get_slice("logits")[first : first + b, :t].contiguous()
         out = None
         for shard, pairs in by_shard.items():
             source = self.shards[shard].handle.get_slice("logits")
