@@ -256,31 +256,21 @@ class RecordSet:
         return (out.float() if out.is_floating_point() and out.dtype != torch.float64 else out).numpy()
 
     def logits(self, by_shard: dict[int, list[tuple[int, int]]], b: int, t: int) -> Any:
-        """A batch's logits [b, t, V] as a torch tensor in the records' own dtype: slot ← (shard, row) pairs;
-        consecutive rows of one shard are a view of the memory map, other batches read row by row into their
-        slots (positions past a record's length are 0 and masked). Scoring reads the tensor where it is
-        (engine/device_scoring.py: float32, float64, bfloat16 and float16 in place, other dtypes widened a chunk
-        at a time), so a batch is never widened whole: at
-        V = 151 936 the old path (rows read, concatenated, widened, copied into a padded array, gathered
-        again for scoring) spent ~4× the metric kernel's time in copies and their page faults."""
+        """A batch's logits [b, t, V], a torch tensor in the records' own dtype (slot ← (shard, row) pairs), which
+        scoring reads in place (docs/records.md): never widened or copied whole, as before 2026-12-06."""
         import torch
 
-        if len(by_shard) == 1:  # the usual batch: consecutive rows of one shard, in order, as long as the batch
-            (shard, pairs), = by_shard.items()
+        if len(by_shard) == 1:  # the usual batch, consecutive rows of one shard: a view of safetensors' copy-on-write
+            (shard, pairs), = by_shard.items()  # map (0.8; writes never reach the file), copied only if sliced
             first = pairs[0][1]
             if pairs == [(slot, first + slot) for slot in range(b)] and self.shards[shard].mask.shape[1] >= t:
-                # safetensors 0.8 returns a view of its copy-on-write file mapping (writes never reach the file):
-                # no copy at all when the records' length is the batch's; else one copy of the first t positions,
-                # contiguous so the kernel reads it in place.
                 return self.shards[shard].handle.get_slice("logits")[first : first + b, :t].contiguous()
         out = None
         for shard, pairs in by_shard.items():
-            source = self.shards[shard].handle.get_slice("logits")
-            width = min(t, self.shards[shard].mask.shape[1])
+            source, width = self.shards[shard].handle.get_slice("logits"), min(t, self.shards[shard].mask.shape[1])
             for slot, row in pairs:
                 values = source[row : row + 1, :width]
-                if out is None:
-                    out = torch.empty((b, t, values.shape[-1]), dtype=values.dtype)
+                out = torch.empty((b, t, values.shape[-1]), dtype=values.dtype) if out is None else out
                 out[slot, :width] = values[0]
                 out[slot, width:] = 0
         return out if out is not None else torch.zeros((b, t, self.width or 0))
