@@ -26,7 +26,7 @@ import torch
 from promote.errors import EvaluationError
 from promote.kernels.base import is_out_of_memory
 from promote.metrics import device as device_metrics
-from promote.metrics.distribution import COLUMNS, fused_columns, new_scratch
+from promote.metrics.distribution import COLUMNS, as_numbers, fused_columns, new_scratch
 
 _CPU_ELEMENTS = 1 << 23  # logits per side per chunk on CPU (32 MB of float32): the default chunk is this / V
 _CUDA_ELEMENTS = 1 << 25  # on a GPU: ~10 float64 temporaries of this size (2.7 GB) per chunk
@@ -47,10 +47,8 @@ def _as_tensor(logits: Any) -> torch.Tensor:
     logits are numbers, widened to float64 as the numpy path did, other dtypes to float32)."""
     if isinstance(logits, torch.Tensor):
         return logits
-    array = np.asarray(logits)
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float64)
-    elif array.dtype not in (np.float16, np.float32, np.float64):
+    array = as_numbers(np.asarray(logits))
+    if array.dtype not in (np.float16, np.float32, np.float64):  # long double: torch has no such dtype
         array = array.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(array))
 

@@ -18,8 +18,9 @@ import numpy as np
 from promote.metrics._fused import COLUMNS, fused_token_metrics, new_scratch
 from promote.vocabulary import DEFAULT_TIE_MARGIN, DIVERGENCE_METRICS, EXTRA_NAMES, METRIC_NAMES
 
-__all__ = ["COLUMNS", "DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "columns_to_values", "entropy_ratio",
-           "fused_columns", "is_degenerate", "ratio_outside", "token_metrics", "topk_overlap"]
+__all__ = ["COLUMNS", "DIVERGENCE_METRICS", "EXTRA_NAMES", "METRIC_NAMES", "as_numbers", "columns_to_values",
+           "entropy_ratio", "fused_columns", "is_degenerate", "new_scratch", "ratio_outside", "token_metrics",
+           "token_metrics_at", "topk_overlap"]
 
 def token_metrics(
     ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.ndarray, *, tie_margin: float = DEFAULT_TIE_MARGIN
@@ -42,11 +43,14 @@ def token_metrics(
     if ref_logits.ndim != 2:
         raise ValueError(f"expected [positions, vocab] logits, got shape {ref_logits.shape}")
     out = np.empty((ref_logits.shape[0], len(COLUMNS)), dtype=np.float64)
-    # Integer arrays are numbers here, never bfloat16 or float16 bits (only the torch path hands those over).
-    ref_logits, cand_logits = (z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)
-                               for z in (ref_logits, cand_logits))
-    fused_columns(ref_logits, cand_logits, targets, tie_margin, out)
+    fused_columns(as_numbers(ref_logits), as_numbers(cand_logits), targets, tie_margin, out)
     return columns_to_values(out)
+
+
+def as_numbers(logits: np.ndarray) -> np.ndarray:
+    """Integer logits as the float64 numbers they are (never bfloat16 or float16 bits: only the torch path hands
+    those over, as uint16/int16 views); floating arrays as they are."""
+    return logits if np.issubdtype(logits.dtype, np.floating) else logits.astype(np.float64)
 
 
 def token_metrics_at(ref_logits: np.ndarray, cand_logits: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -56,8 +60,7 @@ def token_metrics_at(ref_logits: np.ndarray, cand_logits: np.ndarray, rows: np.n
         raise ValueError(f"expected two [batch, tokens, vocab] logits of one shape, got {ref_logits.shape} and "
                          f"{cand_logits.shape}")
     vocab = ref_logits.shape[-1]
-    flat = [(z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)).reshape(-1, vocab)
-            for z in (ref_logits, cand_logits)]  # integer arrays are numbers (as token_metrics); views when contiguous
+    flat = [as_numbers(z).reshape(-1, vocab) for z in (ref_logits, cand_logits)]  # views when contiguous
     index = np.asarray(rows, dtype=np.int64) * ref_logits.shape[1] + np.asarray(cols, dtype=np.int64)
     out = np.empty((index.shape[0], len(COLUMNS)), dtype=np.float64)
     fused_columns(flat[0], flat[1], targets, tie_margin, out, index=index)
@@ -73,15 +76,14 @@ def fused_columns(ref_logits: np.ndarray, cand_logits: np.ndarray, targets: np.n
     if index is None:
         index = np.arange(ref_logits.shape[0], dtype=np.int64)
     vocab = ref_logits.shape[-1]
-    if scratch is None:
-        scratch = new_scratch(vocab)
-    elif (scratch.dtype != np.float64 or scratch.ndim != 3 or scratch.shape[1:] != (2, vocab) or not len(scratch)
-          or not scratch.flags.c_contiguous):  # numba does not check bounds: a wrong shape would write astray
+    if scratch is not None and (scratch.dtype != np.float64 or scratch.ndim != 3 or scratch.shape[1:] != (2, vocab)
+                                or not len(scratch) or not scratch.flags.c_contiguous):
+        # numba does not check bounds: a wrong shape would write astray
         raise ValueError(f"scratch must be new_scratch({vocab}), got {scratch.dtype} {scratch.shape}")
     if index.shape[0]:
         fused_token_metrics(_readable(ref_logits, cand_logits), _readable(cand_logits, ref_logits),
                             np.ascontiguousarray(index, dtype=np.int64), np.ascontiguousarray(targets, dtype=np.int64),
-                            float(tie_margin), out, scratch)
+                            float(tie_margin), out, new_scratch(vocab) if scratch is None else scratch)
 
 
 def _readable(logits: np.ndarray, other: np.ndarray) -> np.ndarray:
