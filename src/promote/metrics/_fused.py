@@ -6,7 +6,7 @@ bench/bench_metrics.py). Tensor libraries run each elementwise op as its own pas
 fusing them needs a compiler. The exp, the series and the logit reader are in _numba_math.py.
 
 All element arithmetic is float64 on float32 (or wider) inputs: z_c − z_r is then exact, and the
-centred KL/TV formulas of distribution.py keep every term non-negative.
+KL/TV formulas of distribution.py sum non-negative terms and take small differences by series.
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ from promote.metrics._numba_math import (
     g_any,
     g_series,
     g_short,
+    log1p_minus_x,
     not_finite,
     stack_f64,
     widen,
+    xlog1p_minus_x,
 )
 
 # numba keys a cached function on its own file's content, not on the functions it inlines from other files:
 # this hash of _numba_math.py (held equal by tests/test_kernel_cache.py) makes any change there a change here,
 # so numba drops kernels compiled against the old helpers instead of loading them.
-HELPERS_SHA256 = "01b14c4255f49e1e03f15858a8dc333c4f2d1f7f92b4f398ef343c4c7a7023fd"
+HELPERS_SHA256 = "624b62fbf7ee8b3a88d6e5f236f8b44e957ace90992325f131b72af2a1e99435"
 
 # Full fast-math lets LLVM vectorise the comparisons (without `nnan` it must keep NaN semantics); the
 # functions compiled with it are only trusted on rows found all finite.
@@ -131,26 +133,58 @@ def _finite_max_except(a, skip):  # noqa: ANN001, ANN202
 
 
 @numba.njit(**JIT_FLAGS)
-def _reference_weights(a, b, m_r, anchor, weights, masked):  # noqa: ANN001, ANN202
-    """Pass 2: unnormalised reference weights w_i = e^{z_i − max} into ``weights``; returns Σw,
-    Σw·(δ − anchor) (δ centred under p, anchored at the reference argmax so a large common shift
-    cannot cost precision) and Σw·(z_i − max) (the entropy). ``masked``: the row may hold −inf on
-    both sides (weight 0); each call site passes a constant, so LLVM can drop the test where it inlines the
-    call (numba-level inlining of these helpers, which would guarantee it, made each signature compile in
-    16 s instead of 11 for no measured speed)."""
+def _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked):  # noqa: ANN001, ANN202
+    """Pass 2, one read of the row: the unnormalised reference weights w_i = e^{z_i − max} (into ``weights``),
+    u_i = δ_i − anchor (δ anchored at the reference argmax, where u = 0, so a large common shift costs no
+    precision), t_i = e^u − 1 = u + g(u) (into ``expm1_u``, for the total variation) and the sums every
+    divergence is built from: Σw, Σw·u, Σw·g(u), Σw·u·t, Σw·x and Σw·t·x (x = z_i − max: the entropies).
+    ``masked``: the row may hold −inf on both sides (weight 0); each call site passes a constant, so LLVM can
+    drop the test where it inlines the call."""
     s = 0.0
-    sd = 0.0
+    su = 0.0
+    sg = 0.0
+    sut = 0.0
     sx = 0.0
-    for i in range(a.shape[0]):
-        ar = widen(a[i])
-        live = ar != -np.inf if masked else True
-        x = ar - m_r if live else 0.0
-        w = fast_exp(x) if live else 0.0
-        weights[i] = w
-        s += w
-        sd += w * ((widen(b[i]) - ar) - anchor if live else 0.0)
-        sx += w * x
-    return s, sd, sx
+    sxt = 0.0
+    # Copies of one loop on purpose: a per-element choice of series costs ~10 % of the whole kernel
+    # (bench/bench_metrics.py) and LLVM does not unswitch it; the common case (fp32 noise, bf16: |u| ≤ 1/4)
+    # gets a loop with the shortest series only.
+    if reach <= 0.25:
+        for i in range(a.shape[0]):
+            ar = widen(a[i])
+            live = ar != -np.inf if masked else True
+            x = ar - m_r if live else 0.0
+            w = fast_exp(x) if live else 0.0
+            u = (widen(b[i]) - ar) - anchor if live else 0.0
+            g = g_short(u)
+            t = u + g
+            weights[i] = w
+            expm1_u[i] = t
+            s += w
+            su += w * u
+            sg += w * g
+            sut += w * (u * t)
+            sx += w * x
+            sxt += w * (t * x)
+    else:
+        series_only = reach <= 1.0
+        for i in range(a.shape[0]):
+            ar = widen(a[i])
+            live = ar != -np.inf if masked else True
+            x = ar - m_r if live else 0.0
+            w = fast_exp(x) if live else 0.0
+            u = (widen(b[i]) - ar) - anchor if live else 0.0
+            g = g_series(u) if series_only else g_any(u)
+            t = u + g
+            weights[i] = w
+            expm1_u[i] = t
+            s += w
+            su += w * u
+            sg += w * g
+            sut += w * (u * t)
+            sx += w * x
+            sxt += w * (t * x)
+    return s, su, sg, sut, sx, sxt
 
 
 @numba.njit(**JIT_FLAGS)
@@ -199,6 +233,63 @@ def _total_variation(weights, expm1_u, c1, c0):  # noqa: ANN001, ANN202
     for i in range(weights.shape[0]):
         tv += weights[i] * abs(c1 * expm1_u[i] + c0)
     return tv
+
+
+# Below this ratio of E_p[g(u)] to KL (both ≥ 0), KL = E_p[g(u)] + (log1p(y) − y) is a difference of near
+# equals: the anchor sat far from the p-weighted mean of δ. Bounded by V (u = 0 at the argmax, so
+# E_p[u]² ≤ Var_p(u)/p_max), but the series' truncation (~1e-11 relative at |u| = 1/4) times V could reach
+# 1e-6; such rows are scored again around the mean (``_centred_divergences``), exact to ~1e-13.
+_RECENTRE = 64.0
+
+
+@numba.njit(**JIT_FLAGS)
+def _centred_divergences(a, b, m_r, shift, d_hi, d_lo, s, weights, expm1_u, masked):  # noqa: ANN001, ANN202
+    """(KL, reverse KL, TV, E_q[x], log Z) from a second read of the row with u centred at the p-weighted mean
+    (E_p[u] = 0, so KL = log1p(E_p[g(u)]) is a sum of non-negative terms), for rows the anchored sums
+    cannot score to full precision (``_RECENTRE``); ``weights`` are pass 2's."""
+    reach = max(abs(d_hi - shift), abs(d_lo - shift))
+    acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, masked)
+    kl = math.log1p(acc / s)
+    # TV = ½·E_p|e^{u − KL} − 1| with e^{u − KL} − 1 = e^{−KL}·t + expm1(−KL); and
+    # KL(q‖p) = E_p[e^{u−KL}·(u − KL)] = e^{−KL}·E_p[u·t] − KL (using E_p[u] = 0).
+    c1 = math.exp(-kl)
+    tv = _total_variation(weights, expm1_u, c1, math.expm1(-kl)) / s
+    return kl, c1 * acc_ut / s - kl, tv, c1 * sqx / s, kl
+
+
+@numba.njit(**JIT_FLAGS)
+def _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, masked):  # noqa: ANN001, ANN202
+    """KL both ways, TV, the log-ratio at ``y`` and both entropies of a finite row into ``o``.
+
+    With Z = E_p[e^u] = 1 + y_m (y_m = E_p[u] + E_p[g(u)]): KL(p‖q) = E_p[g] + (log1p(y_m) − y_m),
+    KL(q‖p) = (E_p[u·t] − E_p[g] − ((1 + y_m)·log1p(y_m) − y_m)) / Z, TV = ½·E_p|t − y_m| / Z, log p_y − log q_y
+    = log Z − u_y; every small difference is taken by a series, never by subtracting rounded logs."""
+    anchor = widen(b[am_r]) - widen(a[am_r])
+    reach = max(abs(d_hi - anchor), abs(d_lo - anchor))  # largest |u| in the row
+    s, su, sg, sut, sx, sxt = _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked)
+    o[11] = math.log(s) - sx / s  # reference entropy, nats
+    e_g = sg / s
+    y_m = (su + sg) / s
+    kl = e_g + log1p_minus_x(y_m)
+    if kl * _RECENTRE < e_g:
+        shift = anchor + su / s
+        kl, kl_rev, tv, e_q_x, log_z = _centred_divergences(a, b, m_r, shift, d_hi, d_lo, s, weights, expm1_u,
+                                                            masked)
+    else:
+        shift = anchor
+        z = 1.0 + y_m
+        kl_rev = max((sut / s - e_g - xlog1p_minus_x(y_m)) / z, 0.0)
+        tv = _total_variation(weights, expm1_u, 1.0, -y_m) / (s * z)
+        e_q_x = (sx + sxt) / (s * z)
+        log_z = math.log1p(y_m)
+    u_y = (widen(b[y]) - widen(a[y])) - shift
+    o[0] = kl
+    o[1] = kl_rev
+    # Candidate entropy from the same terms: log q_i = log p_i + u_i − log Z.
+    o[12] = math.log(s) - e_q_x - kl_rev
+    o[2] = 0.5 * tv
+    o[5] = log_z - u_y
+    o[6] = abs(log_z - u_y)
 
 
 @numba.njit(inline="never", **JIT_FLAGS)
@@ -268,36 +359,12 @@ def _score_row(a, b, y, tie_margin, o, weights, expm1_u):  # noqa: ANN001, ANN20
         return
     o[3] = max(abs(d_hi), abs(d_lo))
     o[4] = d_hi - d_lo
-    # Passes 2-4 (the helpers above). Rows without a vocabulary mask (not special: every entry
-    # finite) call them with masked=False, a constant: no per-element mask test is needed there.
-    anchor = widen(b[am_r]) - widen(a[am_r])
-    masked = special
-    if masked:
-        s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, True)
+    # Passes 2-4. Rows without a vocabulary mask (not special: every entry finite) call them with
+    # masked=False, a constant: no per-element mask test is needed there.
+    if special:
+        _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, True)
     else:
-        s, sd, sx = _reference_weights(a, b, m_r, anchor, weights, False)
-    mu = sd / s
-    o[11] = math.log(s) - sx / s  # reference entropy, nats
-    shift = anchor + mu
-    reach = max(abs(d_hi - shift), abs(d_lo - shift))  # largest |u| in the row
-    if masked:
-        acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, True)
-    else:
-        acc, acc_ut, sqx = _log_ratio_terms(a, b, m_r, shift, reach, weights, expm1_u, False)
-    kl = math.log1p(acc / s)
-    # TV = ½·E_p|e^{u − KL} − 1| with e^{u − KL} − 1 = e^{−KL}·t + expm1(−KL); and
-    # KL(q‖p) = E_p[e^{u−KL}·(u − KL)] = e^{−KL}·E_p[u·t] − KL (using E_p[u] = 0).
-    c1 = math.exp(-kl)
-    tv = _total_variation(weights, expm1_u, c1, math.expm1(-kl))
-    u_y = (widen(b[y]) - widen(a[y])) - shift
-    kl_rev = c1 * acc_ut / s - kl
-    o[0] = kl
-    o[1] = kl_rev
-    # Candidate entropy from the same terms: log q_i = log p_i + (u_i − KL), q_i = p_i·e^{−KL}(1 + t_i).
-    o[12] = math.log(s) - c1 * sqx / s - kl_rev
-    o[2] = 0.5 * tv / s
-    o[5] = kl - u_y
-    o[6] = abs(kl - u_y)
+        _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, False)
 
 
 def new_scratch(vocab: int) -> np.ndarray:

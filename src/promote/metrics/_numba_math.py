@@ -158,6 +158,40 @@ def g_any(x):  # noqa: ANN001, ANN202
     return near if abs(x) <= 1.0 else far
 
 
+@numba.njit(inline="always", **JIT_FLAGS)
+def log1p_minus_x(y):  # noqa: ANN001, ANN202
+    """log1p(y) − y, relatively accurate for tiny y too (series below |y| = 1/64: 1e-15)."""
+    if abs(y) > 0.015625:
+        return math.log1p(y) - y
+    p = -1.0 / 10.0
+    p = p * y + 1.0 / 9.0
+    p = p * y - 1.0 / 8.0
+    p = p * y + 1.0 / 7.0
+    p = p * y - 1.0 / 6.0
+    p = p * y + 1.0 / 5.0
+    p = p * y - 1.0 / 4.0
+    p = p * y + 1.0 / 3.0
+    p = p * y - 1.0 / 2.0
+    return p * y * y
+
+
+@numba.njit(inline="always", **JIT_FLAGS)
+def xlog1p_minus_x(y):  # noqa: ANN001, ANN202
+    """(1 + y)·log1p(y) − y = Σ_{n≥2} (−y)^n / (n(n−1)), relatively accurate for tiny y too."""
+    if abs(y) > 0.015625:
+        return (1.0 + y) * math.log1p(y) - y
+    p = 1.0 / 90.0
+    p = -p * y + 1.0 / 72.0
+    p = -p * y + 1.0 / 56.0
+    p = -p * y + 1.0 / 42.0
+    p = -p * y + 1.0 / 30.0
+    p = -p * y + 1.0 / 20.0
+    p = -p * y + 1.0 / 12.0
+    p = -p * y + 1.0 / 6.0
+    p = -p * y + 1.0 / 2.0
+    return p * y * y
+
+
 def bits_of(row):  # noqa: ANN001, ANN201 - numba picks the implementation by dtype (below)
     """A row's stored bits as unsigned integers (float32 → uint32, float64 → uint64, bf16 bits as they are);
     fp16 bits stay int16, which ``not_finite`` tests with the fp16 exponent."""

@@ -2,13 +2,14 @@
 
 Accuracy first: noise floors are built from near-identical distributions whose KL is ~1e-12, where
 ``Σ p·(log p − log q)`` returns rounding noise. So KL and TV are computed from the logit difference
-δ = z_c − z_r, centred under p:
+δ = z_c − z_r anchored at the reference argmax, u = δ − δ_argmax, with g(u) = e^u − 1 − u ≥ 0 (a Taylor
+series for small |u|) and y = E_p[e^u] − 1:
 
-    μ = E_p[δ],  u = δ − μ,  KL(p‖q) = log E_p[e^u] = log1p(E_p[e^u − 1 − u])
+    KL(p‖q) = log E_p[e^u] − E_p[u] = E_p[g(u)] + (log1p(y) − y)
 
-Each term ``e^u − 1 − u`` is ≥ 0 (no cancellation between terms) and is evaluated by its Taylor
-series for small |u|. Then q_i = p_i·e^{u_i − KL}, so TV = ½·E_p|expm1(u − KL)| and
-log p_y − log q_y = KL − u_y, all without subtracting nearly equal numbers. Everything is float64.
+the bracket by its own series for small y. Then q_i = p_i·e^{u_i}/(1 + y), so TV = ½·E_p|t − y|/(1 + y)
+(t = e^u − 1) and log p_y − log q_y = log1p(y) − u_y, all without subtracting nearly equal numbers. Rows
+where the anchor is far from E_p[δ] are scored again centred there (metrics/_fused.py). Everything is float64.
 """
 
 from __future__ import annotations
