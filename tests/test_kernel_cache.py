@@ -40,9 +40,12 @@ def test_main_prints_the_key_and_the_folder_numba_caches_promotes_kernels_in(cap
 def test_fused_kernel_names_the_helpers_it_was_written_against():
     """numba re-compiles a cached function when *its* file changes, not when a function it inlines from
     another file does (numba 0.68: _fused.py's kernels would keep the old _numba_math.py code, silently).
-    _fused.py therefore carries _numba_math.py's hash: changing the helpers means changing this line too, and
-    that change is what makes numba drop the stale kernels."""
-    helpers = Path(_fused.__file__).with_name("_numba_math.py")
-    digest = hashlib.sha256(helpers.read_bytes()).hexdigest()
+    _fused.py therefore carries the hash of the files it compiles in (_numba_math.py, then _row_scans.py):
+    changing them means changing this line too, and that change is what makes numba drop the stale kernels."""
+    here = Path(_fused.__file__).parent
+    digest = hashlib.sha256(b"".join((here / name).read_bytes() for name in HELPER_FILES)).hexdigest()
     assert digest == _fused.HELPERS_SHA256, (
-        f"metrics/_numba_math.py changed: set HELPERS_SHA256 in metrics/_fused.py to {digest!r}")
+        f"metrics/{' or '.join(HELPER_FILES)} changed: set HELPERS_SHA256 in metrics/_fused.py to {digest!r}")
+
+
+HELPER_FILES = ("_numba_math.py", "_row_scans.py")

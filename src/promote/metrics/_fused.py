@@ -18,118 +18,49 @@ import numpy as np
 
 from promote.metrics._numba_math import (
     JIT_FLAGS,
-    bits_of,
-    fast_exp,
+    exp_nonpositive,
     g_any,
     g_series,
     g_short,
+    g_tiny,
     log1p_minus_x,
-    not_finite,
-    stack_f64,
     widen,
     xlog1p_minus_x,
 )
+from promote.metrics._row_scans import finite_max_except, first_index_of, row_ranges
 
 # numba keys a cached function on its own file's content, not on the functions it inlines from other files:
-# this hash of _numba_math.py (held equal by tests/test_kernel_cache.py) makes any change there a change here,
-# so numba drops kernels compiled against the old helpers instead of loading them.
-HELPERS_SHA256 = "624b62fbf7ee8b3a88d6e5f236f8b44e957ace90992325f131b72af2a1e99435"
-
-# Full fast-math lets LLVM vectorise the comparisons (without `nnan` it must keep NaN semantics); the
-# functions compiled with it are only trusted on rows found all finite.
-_FINITE_JIT = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
-
-# LLVM does not vectorise a min/max *reduction* as numba writes it (a compare and a select carried
-# from one element to the next): such a loop ran at ~1.3 ns an element, scalar. Keeping one running
-# value per lane of a small stack array (``stack_f64``: kept in registers) makes each step an
-# element-wise max over _LANES independent values, which it does vectorise (the six ranges: 1.7 →
-# 0.3 ns an element); the lanes are reduced once at the end, the row's tail (< _LANES) folded into them.
-_LANES = 16
-_RANGE_SLOTS = 6 * _LANES  # six running values per lane (a literal for stack_f64)
+# this hash of _numba_math.py and _row_scans.py (held equal by tests/test_kernel_cache.py) makes any change
+# there a change here, so numba drops kernels compiled against the old helpers instead of loading them.
+HELPERS_SHA256 = "ba1328bae28d2a02de093b10a55125590d663013cbba8903045d1aff8289d556"
 
 
-@numba.njit(inline="always", **_FINITE_JIT)
-def _widen_ranges(lanes, j, ar, ac):  # noqa: ANN001, ANN202
-    """Lane j of the six running ranges takes one element (z_r = ar, z_c = ac)."""
-    d = ac - ar
-    lanes[0, j] = ar if ar > lanes[0, j] else lanes[0, j]
-    lanes[1, j] = ac if ac > lanes[1, j] else lanes[1, j]
-    lanes[2, j] = d if d > lanes[2, j] else lanes[2, j]
-    lanes[3, j] = d if d < lanes[3, j] else lanes[3, j]
-    lanes[4, j] = ar if ar < lanes[4, j] else lanes[4, j]
-    lanes[5, j] = ac if ac < lanes[5, j] else lanes[5, j]
-
-
-@numba.njit(inline="never", **_FINITE_JIT)
-def _row_ranges(a, b):  # noqa: ANN001, ANN202
-    """(whether any entry is non-finite, max z_r, max z_c, max δ, min δ, min z_r, min z_c) of a row in one
-    pass. The first is exact (integer tests on the stored bits); the ranges only mean something when it
-    is False: under full fast-math a NaN or ±Inf leaves them undefined, and the caller takes the careful loop."""
-    vocab = a.shape[0]
-    a_bits = bits_of(a)
-    b_bits = bits_of(b)
-    lanes = numba.carray(stack_f64(_RANGE_SLOTS), (6, _LANES))
-    first_r = widen(a[0])
-    first_c = widen(b[0])
-    for j in range(_LANES):
-        lanes[0, j] = first_r
-        lanes[1, j] = first_c
-        lanes[2, j] = first_c - first_r
-        lanes[3, j] = first_c - first_r
-        lanes[4, j] = first_r
-        lanes[5, j] = first_c
-    special = False
-    whole = vocab // _LANES * _LANES
-    for start in range(0, whole, _LANES):
-        for j in range(_LANES):
-            special |= not_finite(a_bits[start + j]) | not_finite(b_bits[start + j])
-            _widen_ranges(lanes, j, widen(a[start + j]), widen(b[start + j]))
-    for i in range(whole, vocab):
-        special |= not_finite(a_bits[i]) | not_finite(b_bits[i])
-        _widen_ranges(lanes, i - whole, widen(a[i]), widen(b[i]))
-    return (special, lanes[0].max(), lanes[1].max(), lanes[2].max(), lanes[3].min(), lanes[4].min(),
-            lanes[5].min())
-
-
-_BLOCK = 64
-
-
-@numba.njit(inline="always", **JIT_FLAGS)
-def _first_index_of(a, value):  # noqa: ANN001, ANN202
-    """The first i with a[i] == value, else the last index (a row of NaN never equals its "maximum";
-    an unbounded search read past the row). Blocks of _BLOCK are tested with a vectorised count first,
-    then searched one by one only where the count says the value is."""
-    vocab = a.shape[0]
-    whole = vocab // _BLOCK * _BLOCK
-    for start in range(0, whole, _BLOCK):
-        hits = 0
-        for j in range(_BLOCK):
-            hits += 1 if widen(a[start + j]) == value else 0
-        if hits > 0:
-            for j in range(_BLOCK):
-                if widen(a[start + j]) == value:
-                    return start + j
-    for i in range(whole, vocab):
-        if widen(a[i]) == value:
-            return i
-    return vocab - 1
-
-
-@numba.njit(inline="never", **_FINITE_JIT)
-def _finite_max_except(a, skip):  # noqa: ANN001, ANN202
-    """max over i != skip of a finite row (the runner-up logit for the tie test), lane by lane as above."""
-    vocab = a.shape[0]
-    lanes = numba.carray(stack_f64(_LANES), _LANES)
-    lanes[:] = -np.inf
-    whole = vocab // _LANES * _LANES
-    for start in range(0, whole, _LANES):
-        for j in range(_LANES):
-            x = widen(a[start + j]) if start + j != skip else -np.inf
-            lanes[j] = x if x > lanes[j] else lanes[j]
-    for i in range(whole, vocab):
-        x = widen(a[i]) if i != skip else -np.inf
-        lanes[i - whole] = x if x > lanes[i - whole] else lanes[i - whole]
-    return lanes.max()
+@numba.njit(**JIT_FLAGS)
+def _rounding_terms(a, b, m_r, anchor, weights, expm1_u, masked):  # noqa: ANN001, ANN202
+    """``_weighted_terms`` for rows whose |u| ≤ 1/64 (kernels that differ by rounding), with the shortest series."""
+    s = 0.0
+    su = 0.0
+    sg = 0.0
+    sut = 0.0
+    sx = 0.0
+    sxt = 0.0
+    for i in range(a.shape[0]):
+        ar = widen(a[i])
+        live = ar != -np.inf if masked else True
+        x = ar - m_r if live else 0.0
+        w = exp_nonpositive(x) if live else 0.0
+        u = (widen(b[i]) - ar) - anchor if live else 0.0
+        g = g_tiny(u)
+        t = u + g
+        weights[i] = w
+        expm1_u[i] = t
+        s += w
+        su += w * u
+        sg += w * g
+        sut += w * (u * t)
+        sx += w * x
+        sxt += w * (t * x)
+    return s, su, sg, sut, sx, sxt
 
 
 @numba.njit(**JIT_FLAGS)
@@ -147,14 +78,16 @@ def _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked):  # noqa
     sx = 0.0
     sxt = 0.0
     # Copies of one loop on purpose: a per-element choice of series costs ~10 % of the whole kernel
-    # (bench/bench_metrics.py) and LLVM does not unswitch it; the common case (fp32 noise, bf16: |u| ≤ 1/4)
-    # gets a loop with the shortest series only.
+    # (bench/bench_metrics.py) and LLVM does not unswitch it; the common cases (rounding differences: |u| ≤ 1/64;
+    # bf16 drift: |u| ≤ 1/4) get loops with one short series only.
+    if reach <= 0.015625:
+        return _rounding_terms(a, b, m_r, anchor, weights, expm1_u, masked)
     if reach <= 0.25:
         for i in range(a.shape[0]):
             ar = widen(a[i])
             live = ar != -np.inf if masked else True
             x = ar - m_r if live else 0.0
-            w = fast_exp(x) if live else 0.0
+            w = exp_nonpositive(x) if live else 0.0
             u = (widen(b[i]) - ar) - anchor if live else 0.0
             g = g_short(u)
             t = u + g
@@ -172,7 +105,7 @@ def _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked):  # noqa
             ar = widen(a[i])
             live = ar != -np.inf if masked else True
             x = ar - m_r if live else 0.0
-            w = fast_exp(x) if live else 0.0
+            w = exp_nonpositive(x) if live else 0.0
             u = (widen(b[i]) - ar) - anchor if live else 0.0
             g = g_series(u) if series_only else g_any(u)
             t = u + g
@@ -236,9 +169,10 @@ def _total_variation(weights, expm1_u, c1, c0):  # noqa: ANN001, ANN202
 
 
 # Below this ratio of E_p[g(u)] to KL (both ≥ 0), KL = E_p[g(u)] + (log1p(y) − y) is a difference of near
-# equals: the anchor sat far from the p-weighted mean of δ. Bounded by V (u = 0 at the argmax, so
-# E_p[u]² ≤ Var_p(u)/p_max), but the series' truncation (~1e-11 relative at |u| = 1/4) times V could reach
-# 1e-6; such rows are scored again around the mean (``_centred_divergences``), exact to ~1e-13.
+# equals: the anchor sat far from the p-weighted mean of δ (bounded by V: u = 0 at the argmax, so
+# E_p[u]² ≤ Var_p(u)/p_max, but the series' truncation, ~1e-11 relative at |u| = 1/4, times V could reach
+# 1e-6), or |u| was so large that E_p[g] and y are huge. Such rows are scored again around the mean
+# (``_centred_divergences``), exact to ~1e-13.
 _RECENTRE = 64.0
 
 
@@ -261,15 +195,18 @@ def _centred_divergences(a, b, m_r, shift, d_hi, d_lo, s, weights, expm1_u, mask
 def _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, masked):  # noqa: ANN001, ANN202
     """KL both ways, TV, the log-ratio at ``y`` and both entropies of a finite row into ``o``.
 
-    With Z = E_p[e^u] = 1 + y_m (y_m = E_p[u] + E_p[g(u)]): KL(p‖q) = E_p[g] + (log1p(y_m) − y_m),
-    KL(q‖p) = (E_p[u·t] − E_p[g] − ((1 + y_m)·log1p(y_m) − y_m)) / Z, TV = ½·E_p|t − y_m| / Z, log p_y − log q_y
-    = log Z − u_y; every small difference is taken by a series, never by subtracting rounded logs."""
+    With Z = E_p[e^u] = 1 + y_m (y_m = E_p[u] + E_p[g(u)]):
+    KL(p‖q) = log Z − E_p[u] = E_p[g] + (log1p(y_m) − y_m),
+    KL(q‖p) = E_p[u·e^u] / Z − log Z = (E_p[u·t] − E_p[g] − ((1 + y_m)·log1p(y_m) − y_m)) / Z,
+    TV = ½·E_p|t − y_m| / Z, log p_y − log q_y = log Z − u_y: the small differences are series, never
+    differences of rounded logs. Where E_p[g] dwarfs the KL it yields (a far anchor, or |u| so large that
+    E_p[g] and y_m are huge), KL is a difference of near equals: those rows are read again, centred."""
     anchor = widen(b[am_r]) - widen(a[am_r])
     reach = max(abs(d_hi - anchor), abs(d_lo - anchor))  # largest |u| in the row
     s, su, sg, sut, sx, sxt = _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked)
     o[11] = math.log(s) - sx / s  # reference entropy, nats
-    e_g = sg / s
     y_m = (su + sg) / s
+    e_g = sg / s
     kl = e_g + log1p_minus_x(y_m)
     if kl * _RECENTRE < e_g:
         shift = anchor + su / s
@@ -298,7 +235,7 @@ def _score_row(a, b, y, tie_margin, o, weights, expm1_u):  # noqa: ANN001, ANN20
     vocab = a.shape[0]
     # Pass 1: maxima and logit-difference range in one vectorised pass for the common all-finite row;
     # masks (−inf on both sides) and NaN/Inf take the careful loop, which also counts non-finite entries.
-    special, m_r, m_c, d_hi, d_lo, lo_r, lo_c = _row_ranges(a, b)
+    special, m_r, m_c, d_hi, d_lo, lo_r, lo_c = row_ranges(a, b)
     bad = 0
     if not special:
         f_hi_r, f_lo_r, f_hi_c, f_lo_c = m_r, lo_r, m_c, lo_c
@@ -331,13 +268,13 @@ def _score_row(a, b, y, tie_margin, o, weights, expm1_u):  # noqa: ANN001, ANN20
             f_lo_r = min(f_lo_r, fr)
             f_hi_c = max(f_hi_c, fc)
             f_lo_c = min(f_lo_c, fc)
-    am_r = _first_index_of(a, m_r)
-    am_c = _first_index_of(b, m_c)
+    am_r = first_index_of(a, m_r)
+    am_c = first_index_of(b, m_c)
     agree = am_r == am_c
     flip_at_tie = 0.0
     if not agree:
         if not special:
-            second = _finite_max_except(a, am_r)
+            second = finite_max_except(a, am_r)
         else:
             second = -np.inf
             for i in range(vocab):
@@ -359,7 +296,7 @@ def _score_row(a, b, y, tie_margin, o, weights, expm1_u):  # noqa: ANN001, ANN20
         return
     o[3] = max(abs(d_hi), abs(d_lo))
     o[4] = d_hi - d_lo
-    # Passes 2-4. Rows without a vocabulary mask (not special: every entry finite) call them with
+    # Passes 2-3. Rows without a vocabulary mask (not special: every entry finite) call them with
     # masked=False, a constant: no per-element mask test is needed there.
     if special:
         _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, True)
