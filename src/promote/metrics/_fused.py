@@ -32,7 +32,7 @@ from promote.metrics._row_scans import finite_max_except, first_index_of, row_ra
 # numba keys a cached function on its own file's content, not on the functions it inlines from other files:
 # this hash of _numba_math.py and _row_scans.py (held equal by tests/test_kernel_cache.py) makes any change
 # there a change here, so numba drops kernels compiled against the old helpers instead of loading them.
-HELPERS_SHA256 = "ba1328bae28d2a02de093b10a55125590d663013cbba8903045d1aff8289d556"
+HELPERS_SHA256 = "ce8bd88304bf7604a7986b7e2dbcd310f06901bd8d0805c87172b9c3262d50d8"
 
 
 @numba.njit(**JIT_FLAGS)
