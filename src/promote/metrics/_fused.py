@@ -66,9 +66,10 @@ def _rounding_terms(a, b, m_r, anchor, weights, expm1_u, masked):  # noqa: ANN00
 @numba.njit(**JIT_FLAGS)
 def _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked):  # noqa: ANN001, ANN202
     """Pass 2, one read of the row: the unnormalised reference weights w_i = e^{z_i − max} (into ``weights``),
-    u_i = δ_i − anchor (δ anchored at the reference argmax, where u = 0, so a large common shift costs no
-    precision), t_i = e^u − 1 = u + g(u) (into ``expm1_u``, for the total variation) and the sums every
-    divergence is built from: Σw, Σw·u, Σw·g(u), Σw·u·t, Σw·x and Σw·t·x (x = z_i − max: the entropies).
+    u_i = δ_i − anchor (δ anchored at the reference argmax, where u = 0, or at the middle of its range, so a
+    large common shift costs no precision), t_i = e^u − 1 = u + g(u) (into ``expm1_u``, for the total
+    variation) and the sums every divergence is built from: Σw, Σw·u, Σw·g(u), Σw·u·t, Σw·x and Σw·t·x
+    (x = z_i − max: the entropies).
     ``masked``: the row may hold −inf on both sides (weight 0); each call site passes a constant, so LLVM can
     drop the test where it inlines the call."""
     s = 0.0
@@ -203,6 +204,10 @@ def _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, masked):  
     E_p[g] and y_m are huge), KL is a difference of near equals: those rows are read again, centred."""
     anchor = widen(b[am_r]) - widen(a[am_r])
     reach = max(abs(d_hi - anchor), abs(d_lo - anchor))  # largest |u| in the row
+    half = 0.5 * (d_hi - d_lo)  # … and anchored at the middle of δ's range instead
+    if (reach > 0.015625 >= half) or (reach > 0.25 >= half) or (reach > 1.0 >= half):
+        anchor = 0.5 * (d_hi + d_lo)  # a shorter series pays; a far anchor is caught by _RECENTRE
+        reach = half
     s, su, sg, sut, sx, sxt = _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked)
     o[11] = math.log(s) - sx / s  # reference entropy, nats
     y_m = (su + sg) / s
