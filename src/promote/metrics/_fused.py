@@ -170,10 +170,10 @@ def _total_variation(weights, expm1_u, c1, c0):  # noqa: ANN001, ANN202
 
 
 # Below this ratio of E_p[g(u)] to KL (both ≥ 0), KL = E_p[g(u)] + (log1p(y) − y) is a difference of near
-# equals: the anchor sat far from the p-weighted mean of δ (bounded by V: u = 0 at the argmax, so
-# E_p[u]² ≤ Var_p(u)/p_max, but the series' truncation, ~1e-11 relative at |u| = 1/4, times V could reach
-# 1e-6), or |u| was so large that E_p[g] and y are huge. Such rows are scored again around the mean
-# (``_centred_divergences``), exact to ~1e-13.
+# equals: the anchor sat far from the p-weighted mean of δ (at the argmax, where u = 0, E_p[u]² ≤ Var_p(u)/p_max
+# bounds the loss by V, but the series' truncation, ~1e-11 relative at |u| = 1/4, times V could reach 1e-6; at
+# the middle of δ's range nothing bounds it), or |u| was so large that E_p[g] and y are huge. Such rows are
+# scored again around the mean (``_centred_divergences``), exact to ~1e-13.
 _RECENTRE = 64.0
 
 
