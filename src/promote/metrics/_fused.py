@@ -22,7 +22,6 @@ from promote.metrics._numba_math import (
     g_any,
     g_series,
     g_short,
-    g_tiny,
     log1p_minus_x,
     widen,
     xlog1p_minus_x,
@@ -32,35 +31,7 @@ from promote.metrics._row_scans import finite_max_except, first_index_of, row_ra
 # numba keys a cached function on its own file's content, not on the functions it inlines from other files:
 # this hash of _numba_math.py and _row_scans.py (held equal by tests/test_kernel_cache.py) makes any change
 # there a change here, so numba drops kernels compiled against the old helpers instead of loading them.
-HELPERS_SHA256 = "ce8bd88304bf7604a7986b7e2dbcd310f06901bd8d0805c87172b9c3262d50d8"
-
-
-@numba.njit(**JIT_FLAGS)
-def _rounding_terms(a, b, m_r, anchor, weights, expm1_u, masked):  # noqa: ANN001, ANN202
-    """``_weighted_terms`` for rows whose |u| ≤ 1/64 (kernels that differ by rounding), with the shortest series."""
-    s = 0.0
-    su = 0.0
-    sg = 0.0
-    sut = 0.0
-    sx = 0.0
-    sxt = 0.0
-    for i in range(a.shape[0]):
-        ar = widen(a[i])
-        live = ar != -np.inf if masked else True
-        x = ar - m_r if live else 0.0
-        w = exp_nonpositive(x) if live else 0.0
-        u = (widen(b[i]) - ar) - anchor if live else 0.0
-        g = g_tiny(u)
-        t = u + g
-        weights[i] = w
-        expm1_u[i] = t
-        s += w
-        su += w * u
-        sg += w * g
-        sut += w * (u * t)
-        sx += w * x
-        sxt += w * (t * x)
-    return s, su, sg, sut, sx, sxt
+HELPERS_SHA256 = "b2e45d5451ec28c51e03532dadfc6499b8d2daf63768c7d7264fb7796b9bf32c"
 
 
 @numba.njit(**JIT_FLAGS)
@@ -78,11 +49,11 @@ def _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked):  # noqa
     sut = 0.0
     sx = 0.0
     sxt = 0.0
-    # Copies of one loop on purpose: a per-element choice of series costs ~10 % of the whole kernel
-    # (bench/bench_metrics.py) and LLVM does not unswitch it; the common cases (rounding differences: |u| ≤ 1/64;
-    # bf16 drift: |u| ≤ 1/4) get loops with one short series only.
-    if reach <= 0.015625:
-        return _rounding_terms(a, b, m_r, anchor, weights, expm1_u, masked)
+    # Two copies of one loop on purpose: a per-element choice of series costs ~10 % of the whole kernel
+    # (bench/bench_metrics.py) and LLVM does not unswitch it; the common case (fp32 noise, bf16: |u| ≤ 1/4)
+    # gets a loop with the shortest series only. (A third loop, in a function of its own, with a six-term series
+    # for |u| ≤ 1/64 gained nothing beyond run-to-run noise and made results differ in the last ulp between Ray's
+    # actors and the driver: tests/test_scale_ray.py.)
     if reach <= 0.25:
         for i in range(a.shape[0]):
             ar = widen(a[i])

@@ -140,19 +140,6 @@ def g_short(x):  # noqa: ANN001, ANN202
 
 
 @numba.njit(inline="always", **JIT_FLAGS)
-def g_tiny(x):  # noqa: ANN001, ANN202
-    """e^x − 1 − x by Taylor series for |x| ≤ 1/64 (truncation < 1e-15 relative): the row's u when the kernels
-    differ by rounding (bf16 autocast, fp32 batch noise), three multiply-adds fewer than ``g_short``."""
-    p = 1.0 / 5040.0
-    p = p * x + 1.0 / 720.0
-    p = p * x + 1.0 / 120.0
-    p = p * x + 1.0 / 24.0
-    p = p * x + 1.0 / 6.0
-    p = p * x + 0.5
-    return p * x * x
-
-
-@numba.njit(inline="always", **JIT_FLAGS)
 def _exp_core(xc):  # noqa: ANN001, ANN202
     """e^xc for −708 ≤ xc ≤ 709, branch-free (vectorisable): range reduction xc = k·ln2 + r, series on r, 2^k
     by bits."""
