@@ -176,7 +176,7 @@ def _divergences(a, b, y, m_r, d_hi, d_lo, am_r, o, weights, expm1_u, masked):  
     anchor = widen(b[am_r]) - widen(a[am_r])
     reach = max(abs(d_hi - anchor), abs(d_lo - anchor))  # largest |u| in the row
     half = 0.5 * (d_hi - d_lo)  # … and anchored at the middle of δ's range instead
-    if (reach > 0.015625 >= half) or (reach > 0.25 >= half) or (reach > 1.0 >= half):
+    if (reach > 0.25 >= half) or (reach > 1.0 >= half):  # the series tiers of _weighted_terms
         anchor = 0.5 * (d_hi + d_lo)  # a shorter series pays; a far anchor is caught by _RECENTRE
         reach = half
     s, su, sg, sut, sx, sxt = _weighted_terms(a, b, m_r, anchor, reach, weights, expm1_u, masked)
