@@ -37,6 +37,22 @@ def _tiny(tmp: Path, *, limit: int | None = LIMIT, **calibration) -> Path:
     return path
 
 
+# Metrics whose neutral value is 1: their bounds are derived on the distance from 1 (docs/calibration.md).
+NEUTRAL_ONE = {"argmax_agree": 1.0, "topk_overlap": 1.0, "entropy_ratio": 1.0}
+# How closely `--derive` reproduces the shipped bounds on another CPU. The bf16 candidate's rounding depends on
+# the CPU's matmul path (torch sends bf16 matmuls to oneDNN, which uses native bf16 dot products where the CPU
+# has them): the shipped bounds were derived on an Intel Xeon, and on an AMD EPYC (Zen 4, AVX512_BF16) the same
+# derivation gives osc-max 0.80 (shipped 0.73: a peaks-over-threshold fit of a heavy tail), argmax 0.978
+# (0.979) and top5 0.9923 (0.9922), every other clause equal. Each bound must lie within this fraction of its
+# distance from the neutral value: well inside the derive rules' own × 1.2 margin, far below what any fault moves.
+REPRODUCIBLE = 0.15
+
+
+def _reproduces(derived: float, shipped: float, *, neutral: float) -> bool:
+    """``derived`` within REPRODUCIBLE of ``shipped``, measured on the distance from ``neutral`` (exact at 0)."""
+    return abs(derived - shipped) <= REPRODUCIBLE * abs(shipped - neutral)
+
+
 def _calibrate(*args: str):
     result = CliRunner().invoke(cli, ["calibrate", *args], catch_exceptions=False)
     return result
@@ -72,7 +88,8 @@ def test_shipped_contract_calibration_table(table):
     bf16 = rows["bf16-model"]["cells"]
     assert bf16["kl-mean"]["result"] == "missed" and bf16["slice-kl"]["result"] == "caught"
     assert bf16["slice-kl"]["slice"] == "script=code"
-    assert bf16["slice-kl"]["observed"] > bf16["slice-kl"]["bounds"][0]["value"] == 8.2e-5
+    slice_bound = bf16["slice-kl"]["bounds"][0]["value"]
+    assert bf16["slice-kl"]["observed"] > slice_bound and _reproduces(slice_bound, 8.2e-5, neutral=0.0)
     honest = rows["honest"]["cells"]["slice-kl"]
     assert honest["status"] == "pass" and honest["observed"] < honest["bounds"][0]["value"]
     for name in ("fp16-model", "bf16-logits", "fp16-logits", "tf32"):  # not faults for a bf16 candidate
@@ -84,10 +101,13 @@ def test_shipped_contract_calibration_table(table):
     assert caught["temperature-0.9"] >= {"ent-lo"} and caught["temperature-1.1"] >= {"ent-hi"}
     assert "top5" in caught["int8-dynamic"] and "top5" in caught["slice-noise"]  # temperature keeps the ranking
     derived = {b["clause"]: b for b in doc["derived"]["bounds"]}
-    shipped = {c["id"]: c.get("max", c.get("min")) for c in yaml.safe_load((EXAMPLE / "contract.yaml").read_text())
-               ["numerical"]["clauses"]}
+    clauses = yaml.safe_load((EXAMPLE / "contract.yaml").read_text())["numerical"]["clauses"]
     assert all(b["derived"] for b in derived.values()), [b for b in derived.values() if not b["derived"]]
-    assert {k: derived[k]["bound"] for k in shipped} == shipped
+    assert set(derived) >= {c["id"] for c in clauses}
+    differ = {c["id"]: (derived[c["id"]]["bound"], c.get("max", c.get("min"))) for c in clauses
+              if not _reproduces(derived[c["id"]]["bound"], c.get("max", c.get("min")),
+                                 neutral=NEUTRAL_ONE.get(c["metric"], 0.0))}
+    assert not differ, differ  # clause: (derived here, shipped)
     assert all(b["held_out"]["status"] == "pass" for b in derived.values())
     assert rows["temperature-0.9"]["cells"]["argmax"]["result"] == "missed"  # temperature keeps the argmax
     cell = rows["temperature-0.9"]["cells"]["kl-mean"]
