@@ -13,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from promote.calibrate.rules import NEUTRAL_ONE
 from promote.cli import cli
 from promote.resources import load_schema
 
@@ -37,8 +38,6 @@ def _tiny(tmp: Path, *, limit: int | None = LIMIT, **calibration) -> Path:
     return path
 
 
-# Metrics whose neutral value is 1: their bounds are derived on the distance from 1 (docs/calibration.md).
-NEUTRAL_ONE = {"argmax_agree": 1.0, "topk_overlap": 1.0, "entropy_ratio": 1.0}
 # How closely `--derive` reproduces the shipped bounds on another CPU. The bf16 candidate's rounding depends on
 # the CPU's matmul path (torch sends bf16 matmuls to oneDNN, which uses native bf16 dot products where the CPU
 # has them): the shipped bounds were derived on an Intel Xeon, and on an AMD EPYC (Zen 4, AVX512_BF16) the same
@@ -106,7 +105,7 @@ def test_shipped_contract_calibration_table(table):
     assert set(derived) >= {c["id"] for c in clauses}
     differ = {c["id"]: (derived[c["id"]]["bound"], c.get("max", c.get("min"))) for c in clauses
               if not _reproduces(derived[c["id"]]["bound"], c.get("max", c.get("min")),
-                                 neutral=NEUTRAL_ONE.get(c["metric"], 0.0))}
+                                 neutral=1.0 if c["metric"] in NEUTRAL_ONE else 0.0)}
     assert not differ, differ  # clause: (derived here, shipped)
     assert all(b["held_out"]["status"] == "pass" for b in derived.values())
     assert rows["temperature-0.9"]["cells"]["argmax"]["result"] == "missed"  # temperature keeps the argmax

@@ -37,6 +37,10 @@ def test_main_prints_the_key_and_the_folder_numba_caches_promotes_kernels_in(cap
     assert Path(out["path"]) == Path(_fused.__file__).parent / "__pycache__"  # numba's in-tree place for _fused
 
 
+# The files _fused.py compiles in from other modules, in the order HELPERS_SHA256 hashes them.
+HELPER_FILES = ("_numba_math.py", "_row_scans.py")
+
+
 def test_fused_kernel_names_the_helpers_it_was_written_against():
     """numba re-compiles a cached function when *its* file changes, not when a function it inlines from
     another file does (numba 0.68: _fused.py's kernels would keep the old _numba_math.py code, silently).
@@ -47,5 +51,3 @@ def test_fused_kernel_names_the_helpers_it_was_written_against():
     assert digest == _fused.HELPERS_SHA256, (
         f"metrics/{' or '.join(HELPER_FILES)} changed: set HELPERS_SHA256 in metrics/_fused.py to {digest!r}")
 
-
-HELPER_FILES = ("_numba_math.py", "_row_scans.py")
